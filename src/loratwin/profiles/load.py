@@ -1,0 +1,56 @@
+"""Find and read profiles: built-in names or a YAML file path."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from loratwin.errors import InputError
+from loratwin.profiles.model import Profile
+
+_DATA = "loratwin.profiles.data"
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the profiles shipped with loratwin."""
+    return sorted(p.name[: -len(".yaml")] for p in resources.files(_DATA).iterdir() if p.name.endswith(".yaml"))
+
+
+def _format_validation(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        lines.append(f"{source}: {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def profile_from_yaml_text(text: str, source: str) -> Profile:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{source}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a mapping of profile fields at the top level")
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_format_validation(source, exc)) from None
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """A built-in profile by name, or a profile YAML file by path."""
+    name = str(name_or_path)
+    if name in builtin_profiles():
+        text = resources.files(_DATA).joinpath(f"{name}.yaml").read_text()
+        return profile_from_yaml_text(text, f"{name}.yaml")
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise InputError(f"profile file {path} does not exist")
+        return profile_from_yaml_text(path.read_text(), str(path))
+    raise InputError(f"unknown profile {name!r}; built-in profiles: {', '.join(builtin_profiles())}, or give a YAML file")

@@ -1,0 +1,149 @@
+"""A profile: the measured cost model of one model on one GPU, as data.
+
+Everything the twin needs to price an engine step, an adapter load and the KV cache lives here,
+so a profile fitted on another GPU or model drops in without code changes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loratwin.errors import InfeasibleConfigError, InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepTimeModel(_Strict):
+    """Duration of one engine step, in ms.
+
+    compute = base_ms + per_seq_ms * N + per_prefill_token_ms * P + per_context_token_ms * K
+    step    = compute * (lora_factor_base + lora_factor_per_adapter * A) + loads + scheduler
+    N: sequences scheduled, P: prompt (prefill) tokens scheduled, K: tokens already in the KV cache
+    of the scheduled sequences, A: distinct adapters in the batch.
+    """
+
+    base_ms: float = Field(ge=0)
+    per_seq_ms: float = Field(ge=0)
+    per_prefill_token_ms: float = Field(default=0.0, ge=0)
+    per_context_token_ms: float = Field(default=0.0, ge=0)
+    lora_factor_base: float = Field(default=1.0, gt=0)
+    lora_factor_per_adapter: float = Field(default=0.0, ge=0)
+
+
+class SchedulerOverheadModel(_Strict):
+    """CPU time of the scheduler per step, in ms, from the queues after admission.
+
+    max(0, intercept_ms + per_running_ms * B + per_waiting_ms * W + per_waiting_slot_share_ms * W * G / C)
+    B running, W waiting, G max_loras, C max_cpu_loras.
+    """
+
+    intercept_ms: float = 0.0
+    per_running_ms: float = 0.0
+    per_waiting_ms: float = 0.0
+    per_waiting_slot_share_ms: float = 0.0
+
+
+class AdapterLoadModel(_Strict):
+    """Adapter load times in ms, indexed by the server's max_lora_rank, then the adapter's rank."""
+
+    cpu_to_gpu_ms: dict[int, dict[int, float]]
+    disk_to_cpu_ms: dict[int, dict[int, float]]
+
+    def _lookup(self, table: dict[int, dict[int, float]], what: str, max_rank: int, rank: int) -> float:
+        by_rank = table.get(max_rank)
+        if by_rank is None:
+            raise InputError(
+                f"profile has no {what} time for max_lora_rank {max_rank}; "
+                f"measured max_lora_rank values: {sorted(table)}"
+            )
+        if rank in by_rank:
+            return by_rank[rank]
+        # An unmeasured rank below max_lora_rank costs like the nearest measured rank above it
+        # (copy size grows with rank); above all measured ranks, the largest measured one.
+        ranks = sorted(by_rank)
+        i = bisect.bisect_left(ranks, rank)
+        return by_rank[ranks[min(i, len(ranks) - 1)]]
+
+    def cpu_to_gpu(self, max_rank: int, rank: int) -> float:
+        return self._lookup(self.cpu_to_gpu_ms, "CPU->GPU load", max_rank, rank)
+
+    def disk_to_cpu(self, max_rank: int, rank: int) -> float:
+        return self._lookup(self.disk_to_cpu_ms, "disk->CPU load", max_rank, rank)
+
+
+class KVCapacityModel(_Strict):
+    """KV cache size in tokens per (max_lora_rank, max_loras), as measured at server start.
+
+    A `null` capacity means the server does not start at that configuration (out of memory).
+    Between measured max_loras values capacity is interpolated linearly; a configuration next to
+    an infeasible one is treated as infeasible.
+    """
+
+    block_size: int = Field(default=16, gt=0)
+    measured_max_num_seqs: int = 2048
+    capacity_tokens: dict[int, dict[int, int | None]]
+    infeasible_reason: dict[int, dict[int, str]] = Field(default_factory=dict)
+
+    def tokens(self, max_loras: int, max_lora_rank: int) -> int:
+        by_loras = self.capacity_tokens.get(max_lora_rank)
+        if by_loras is None:
+            raise InputError(
+                f"--max-lora-rank {max_lora_rank}: the profile's KV capacity is known for "
+                f"max_lora_rank {sorted(self.capacity_tokens)} only"
+            )
+        points = sorted(by_loras)
+        if max_loras > points[-1]:
+            raise InputError(
+                f"--max-loras {max_loras}: the profile's KV capacity is measured up to "
+                f"max_loras {points[-1]} at max_lora_rank {max_lora_rank}"
+            )
+        # Fewer slots than the smallest measured point: LoRA buffers are smaller, so the
+        # smallest measured point is a safe (slightly low) estimate.
+        max_loras_eff = max(max_loras, points[0])
+        i = bisect.bisect_left(points, max_loras_eff)
+        hi = points[i]
+        if hi == max_loras_eff:
+            value = by_loras[hi]
+            if value is None:
+                raise self._infeasible(max_loras, max_lora_rank, hi)
+            return int(value)
+        lo = points[i - 1]
+        v_lo, v_hi = by_loras[lo], by_loras[hi]
+        if v_lo is None or v_hi is None:
+            raise self._infeasible(max_loras, max_lora_rank, lo if v_lo is None else hi)
+        frac = (max_loras_eff - lo) / (hi - lo)
+        return int(round(v_lo + frac * (v_hi - v_lo)))
+
+    def _infeasible(self, max_loras: int, max_lora_rank: int, at: int) -> InfeasibleConfigError:
+        reason = self.infeasible_reason.get(max_lora_rank, {}).get(at, "out of GPU memory at start")
+        return InfeasibleConfigError(
+            f"vLLM does not start with --max-loras {max_loras} --max-lora-rank {max_lora_rank} "
+            f"on this profile: {reason} (LoRA buffers for {max_loras} x rank {max_lora_rank} "
+            "leave too little memory for the KV cache)"
+        )
+
+
+class Profile(_Strict):
+    """Cost model of one model on one GPU."""
+
+    name: str
+    model: str
+    gpu: str
+    engine: str = "vLLM 0.8.5, V1 engine, prefix caching off"
+    source: str = ""
+    fitted: Literal["reference", "calibrated", "custom"] = "custom"
+    step_time: StepTimeModel
+    scheduler_overhead: SchedulerOverheadModel = SchedulerOverheadModel()
+    adapter_load: AdapterLoadModel
+    kv: KVCapacityModel
+
+    @model_validator(mode="after")
+    def _ranks_consistent(self) -> "Profile":
+        if not self.kv.capacity_tokens:
+            raise ValueError("kv.capacity_tokens is empty")
+        return self

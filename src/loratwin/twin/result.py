@@ -1,0 +1,294 @@
+"""What a run produced: totals, per adapter, per request, time series; JSON and Parquet output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from loratwin.twin import engine
+
+if TYPE_CHECKING:
+    from loratwin.profiles import Profile
+    from loratwin.twin.simulation import ResolvedServer
+    from loratwin.workload import RequestTable, WorkloadSpec
+
+NS_PER_S = 1e9
+NS_PER_MS = 1e6
+# Requests that arrive this close to the end of the window cannot be expected to finish; the
+# per-adapter starvation check leaves them out so that a window's edge does not flag an adapter.
+ADAPTER_CHECK_TAIL_FRACTION = 0.05
+
+
+@dataclass
+class RunResult:
+    """One simulated run.
+
+    config: the resolved inputs; summary: run totals (units in the key names); adapters: one row
+    per adapter; requests / timeseries / steps: column arrays (for Parquet and reports).
+    """
+
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    adapters: list[dict[str, Any]]
+    requests: dict[str, np.ndarray] = field(repr=False)
+    timeseries: dict[str, np.ndarray] = field(repr=False)
+    steps: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def starved(self) -> bool:
+        return bool(self.summary["starved"])
+
+    @property
+    def total_tok_s(self) -> float:
+        return float(self.summary["total_tok_s"])
+
+    @property
+    def starved_adapters(self) -> list[str]:
+        return [a["adapter_id"] for a in self.adapters if a["starved"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"config": self.config, "summary": self.summary, "adapters": self.adapters}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_json_default)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write summary.json, requests.parquet, adapters.parquet, timeseries.parquet, steps.parquet."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        summary_path = out / "summary.json"
+        summary_path.write_text(self.to_json())
+        paths.append(summary_path)
+        tables = {
+            "requests": pa.table(self.requests),
+            "adapters": pa.Table.from_pylist(self.adapters),
+            "timeseries": pa.table(self.timeseries),
+            "steps": pa.table(self.steps),
+        }
+        for name, table in tables.items():
+            path = out / f"{name}.parquet"
+            pq.write_table(table, path)
+            paths.append(path)
+        return paths
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def _stats_ms(values_ms: np.ndarray, prefix: str) -> dict[str, float | None]:
+    if values_ms.size == 0:
+        return {f"mean_{prefix}_ms": None, f"p50_{prefix}_ms": None, f"p99_{prefix}_ms": None}
+    return {
+        f"mean_{prefix}_ms": float(values_ms.mean()),
+        f"p50_{prefix}_ms": float(np.percentile(values_ms, 50)),
+        f"p99_{prefix}_ms": float(np.percentile(values_ms, 99)),
+    }
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    order = np.argsort(values, kind="stable")
+    cum = np.cumsum(weights[order])
+    idx = int(np.searchsorted(cum, q * cum[-1], side="left"))
+    return float(values[order][min(idx, len(order) - 1)])
+
+
+def _itl_stats(out: tuple, completed: np.ndarray) -> dict[str, float | None]:
+    """Inter-token gaps pooled over completed requests, from the engine's streak log.
+
+    A streak [a, b] of consecutive steps in which a request emitted a token contributes the
+    durations of steps a+1..b; gaps between streaks (after a preemption) were logged one by one.
+    """
+    step_end, seg_req, seg_a, seg_b, gap_req, gap_ns = out[8], out[12], out[13], out[14], out[15], out[16]
+    n_steps = step_end.shape[0]
+    if n_steps == 0:
+        return _stats_ms(np.empty(0), "itl")
+    step_dt = np.diff(step_end, prepend=step_end[0]).astype(np.float64)
+    keep = completed[seg_req]
+    diff = np.zeros(n_steps + 1, np.int64)
+    np.add.at(diff, seg_a[keep] + 1, 1)
+    np.add.at(diff, seg_b[keep] + 1, -1)
+    weights = np.cumsum(diff)[:n_steps].astype(np.float64)
+    irregular = gap_ns[completed[gap_req]].astype(np.float64)
+    values = np.concatenate([step_dt, irregular]) / NS_PER_MS
+    w = np.concatenate([weights, np.ones(irregular.size)])
+    if w.sum() <= 0:
+        return _stats_ms(np.empty(0), "itl")
+    return {
+        "mean_itl_ms": float((values * w).sum() / w.sum()),
+        "p50_itl_ms": _weighted_quantile(values, w, 0.5),
+        "p99_itl_ms": _weighted_quantile(values, w, 0.99),
+    }
+
+
+def build_result(
+    out: tuple,
+    *,
+    workload: "WorkloadSpec",
+    requests: "RequestTable",
+    profile: "Profile",
+    server: "ResolvedServer",
+    duration_s: float,
+    seed: int,
+    starvation_threshold: float,
+) -> RunResult:
+    counters, sent_ns, first_ns, finish_ns, generated, preempted = out[:6]
+    adapter_gpu_loads, adapter_disk_loads = out[6], out[7]
+    step_end, step_batch, step_adapters, step_kv = out[8], out[9], out[10], out[11]
+    ts_t, ts_running, ts_waiting, ts_kv = out[17], out[18], out[19], out[20]
+
+    duration_ns = int(round(duration_s * NS_PER_S))
+    prompt = requests.prompt_tokens.astype(np.int64)
+    output = requests.output_tokens.astype(np.int64)
+    completed = (finish_ns >= 0) & (finish_ns <= duration_ns)
+    sent = sent_ns >= 0
+    n_adapters = len(workload.adapters)
+
+    in_tok = int(prompt[completed].sum())
+    out_tok = int(output[completed].sum())
+    offered_tok = int((prompt + output).sum())
+    total_tok_s = (in_tok + out_tok) / duration_s
+    offered_tok_s = offered_tok / duration_s
+    ratio = total_tok_s / offered_tok_s if offered_tok_s > 0 else 1.0
+
+    ttft_ms = (first_ns[completed] - sent_ns[completed]) / NS_PER_MS
+    multi = completed & (output > 1)
+    tpot_ms = (finish_ns[multi] - first_ns[multi]) / NS_PER_MS / (output[multi] - 1)
+
+    n_steps = int(counters[engine.CNT_STEPS])
+    num_blocks = server.num_blocks
+    summary: dict[str, Any] = {
+        "input_tok_s": in_tok / duration_s,
+        "output_tok_s": out_tok / duration_s,
+        "total_tok_s": total_tok_s,
+        "request_throughput_req_s": int(completed.sum()) / duration_s,
+        **_stats_ms(ttft_ms, "ttft"),
+        **_itl_stats(out, completed),
+        "mean_tpot_ms": float(tpot_ms.mean()) if tpot_ms.size else None,
+        "arrived": int(len(prompt)),
+        "sent": int(sent.sum()),
+        "completed": int(completed.sum()),
+        "unfinished": int(len(prompt) - completed.sum()),
+        "preemptions": int(counters[engine.CNT_PREEMPTIONS]),
+        "adapter_loads_cpu_to_gpu": int(counters[engine.CNT_GPU_LOADS]),
+        "adapter_loads_disk_to_cpu": int(counters[engine.CNT_DISK_LOADS]),
+        "steps": n_steps,
+        "offered_tok_s": offered_tok_s,
+        "throughput_over_offered": ratio,
+        "starvation_threshold": starvation_threshold,
+        "starved": bool(1.0 - ratio >= starvation_threshold),
+        "mean_running": float(ts_running.mean()) if ts_running.size else 0.0,
+        "mean_waiting": float(ts_waiting.mean()) if ts_waiting.size else 0.0,
+        "max_waiting": int(ts_waiting.max()) if ts_waiting.size else 0,
+        "kv_usage_mean": float(ts_kv.mean() / num_blocks) if ts_kv.size else 0.0,
+        "kv_usage_max": float(step_kv.max() / num_blocks) if step_kv.size else 0.0,
+    }
+
+    # per adapter
+    adapter = requests.adapter.astype(np.int64)
+    cutoff_ns = duration_ns * (1 - ADAPTER_CHECK_TAIL_FRACTION)
+    early = np.round(requests.arrival_s * NS_PER_S) < cutoff_ns
+    arrived_a = np.bincount(adapter, minlength=n_adapters)
+    completed_a = np.bincount(adapter[completed], minlength=n_adapters)
+    tok = prompt + output
+    served_tok_a = np.bincount(adapter[completed], weights=tok[completed], minlength=n_adapters)
+    offered_tok_a = np.bincount(adapter, weights=tok, minlength=n_adapters)
+    early_offered = np.bincount(adapter[early], weights=tok[early], minlength=n_adapters)
+    early_served = np.bincount(adapter[early & completed], weights=tok[early & completed], minlength=n_adapters)
+    ttft_sum = np.bincount(adapter[completed], weights=ttft_ms, minlength=n_adapters)
+    rows = []
+    for i, spec in enumerate(workload.adapters):
+        shortfall = 1.0 - early_served[i] / early_offered[i] if early_offered[i] > 0 else 0.0
+        rows.append(
+            {
+                "adapter_id": spec.id,
+                "rank": spec.rank,
+                "rate_req_s": spec.rate_req_s,
+                "arrived": int(arrived_a[i]),
+                "completed": int(completed_a[i]),
+                "completion_ratio": float(completed_a[i] / arrived_a[i]) if arrived_a[i] else 1.0,
+                "offered_tok_s": float(offered_tok_a[i] / duration_s),
+                "total_tok_s": float(served_tok_a[i] / duration_s),
+                "mean_ttft_ms": float(ttft_sum[i] / completed_a[i]) if completed_a[i] else None,
+                "loads_cpu_to_gpu": int(adapter_gpu_loads[i]),
+                "loads_disk_to_cpu": int(adapter_disk_loads[i]),
+                "starved": bool(shortfall >= starvation_threshold),
+            }
+        )
+    summary["starved_adapters"] = sum(r["starved"] for r in rows)
+
+    adapter_ids = np.array([a.id for a in workload.adapters], dtype=object)
+
+    def _times(ns: np.ndarray) -> np.ndarray:
+        return np.where(ns >= 0, ns / NS_PER_S, np.nan)
+
+    request_cols = {
+        "request_id": np.arange(len(prompt), dtype=np.int64),
+        "adapter_id": adapter_ids[adapter] if len(adapter) else np.empty(0, dtype=object),
+        "arrival_s": requests.arrival_s.astype(np.float64),
+        "sent_s": _times(sent_ns),
+        "prompt_tokens": prompt,
+        "output_tokens": output,
+        "first_token_s": _times(first_ns),
+        "finish_s": _times(finish_ns),
+        "completed": completed,
+        "ttft_ms": np.where(first_ns >= 0, (first_ns - sent_ns) / NS_PER_MS, np.nan),
+        "generated_tokens": generated.astype(np.int64),
+        "preemptions": preempted.astype(np.int64),
+    }
+    timeseries = {
+        "t_s": ts_t / NS_PER_S,
+        "running": ts_running.astype(np.int64),
+        "waiting": ts_waiting.astype(np.int64),
+        "kv_usage": ts_kv / num_blocks,
+    }
+    steps = {
+        "end_s": step_end / NS_PER_S,
+        "batch": step_batch.astype(np.int64),
+        "adapters": step_adapters.astype(np.int64),
+        "kv_blocks": step_kv.astype(np.int64),
+    }
+    config = {
+        "profile": profile.name,
+        "gpu": profile.gpu,
+        "engine": profile.engine,
+        "server": {
+            "max_loras": server.max_loras,
+            "max_cpu_loras": server.max_cpu_loras,
+            "max_lora_rank": server.max_lora_rank,
+            "max_num_seqs": server.max_num_seqs,
+            "max_num_batched_tokens": server.max_num_batched_tokens,
+            "client_max_waiting": server.client_max_waiting,
+            "kv_cache_tokens": server.kv_cache_tokens,
+        },
+        "workload": {
+            "served_adapters": n_adapters,
+            "aggregate_rate_req_s": workload.aggregate_rate_req_s,
+            "ranks": sorted({a.rank for a in workload.adapters}),
+            "request_lengths": workload.lengths.name,
+        },
+        "duration_s": duration_s,
+        "seed": seed,
+    }
+    return RunResult(
+        config=config,
+        summary=summary,
+        adapters=rows,
+        requests=request_cols,
+        timeseries=timeseries,
+        steps=steps,
+    )

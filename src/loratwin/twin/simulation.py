@@ -1,0 +1,190 @@
+"""Run the twin: resolve the configuration, feed the engine, wrap its output in a RunResult."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from loratwin.errors import InputError
+from loratwin.profiles import Profile, load_profile
+from loratwin.twin import engine
+from loratwin.twin.config import ServerConfig
+from loratwin.twin.result import RunResult, build_result
+from loratwin.workload import RequestTable, WorkloadSpec, generate_requests
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class ResolvedServer:
+    """A ServerConfig with every default filled in, checked against the workload and profile."""
+
+    max_loras: int
+    max_cpu_loras: int
+    max_lora_rank: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    client_max_waiting: int | None
+    kv_cache_tokens: int
+    num_blocks: int
+    block_size: int
+
+
+def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile) -> ResolvedServer:
+    """Fill in vLLM's defaults and refuse what vLLM would refuse, with the flag's name."""
+    served = len(workload.adapters)
+    max_cpu_loras = server.max_cpu_loras if server.max_cpu_loras is not None else served
+    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else workload.max_rank
+    if max_cpu_loras < server.max_loras:
+        raise InputError(
+            f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"
+        )
+    if server.max_num_batched_tokens < server.max_num_seqs:
+        raise InputError(
+            f"--max-num-batched-tokens ({server.max_num_batched_tokens}) must be >= --max-num-seqs "
+            f"({server.max_num_seqs}), as vLLM requires"
+        )
+    for a in workload.adapters:
+        if a.rank > max_lora_rank:
+            raise InputError(f"adapter {a.id!r} has rank {a.rank}, above --max-lora-rank {max_lora_rank}")
+    kv_tokens = profile.kv.tokens(server.max_loras, max_lora_rank)
+    block_size = profile.kv.block_size
+    return ResolvedServer(
+        max_loras=server.max_loras,
+        max_cpu_loras=max_cpu_loras,
+        max_lora_rank=max_lora_rank,
+        max_num_seqs=server.max_num_seqs,
+        max_num_batched_tokens=server.max_num_batched_tokens,
+        client_max_waiting=server.client_max_waiting,
+        kv_cache_tokens=kv_tokens,
+        num_blocks=int(round(kv_tokens / block_size)),
+        block_size=block_size,
+    )
+
+
+def _cost_vector(profile: Profile) -> np.ndarray:
+    st, so = profile.step_time, profile.scheduler_overhead
+    cost = np.zeros(engine.N_COST, np.float64)
+    cost[engine.COST_BASE_MS] = st.base_ms
+    cost[engine.COST_PER_SEQ_MS] = st.per_seq_ms
+    cost[engine.COST_PER_PREFILL_TOKEN_MS] = st.per_prefill_token_ms
+    cost[engine.COST_PER_CONTEXT_TOKEN_MS] = st.per_context_token_ms
+    cost[engine.COST_LORA_BASE] = st.lora_factor_base
+    cost[engine.COST_LORA_PER_ADAPTER] = st.lora_factor_per_adapter
+    cost[engine.COST_SCHED_INTERCEPT_MS] = so.intercept_ms
+    cost[engine.COST_SCHED_PER_RUNNING_MS] = so.per_running_ms
+    cost[engine.COST_SCHED_PER_WAITING_MS] = so.per_waiting_ms
+    cost[engine.COST_SCHED_PER_WAITING_SLOT_SHARE_MS] = so.per_waiting_slot_share_ms
+    return cost
+
+
+def _run_engine(args: tuple, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int) -> tuple:
+    """Run the engine with log capacities sized from the run, growing them if a log fills up."""
+    st = profile.step_time
+    # the shortest possible step bounds the number of steps
+    min_step_ms = st.base_ms * min(1.0, st.lora_factor_base + st.lora_factor_per_adapter)
+    step_cap = int(min(4_000_000, duration_s * 1000 / max(min_step_ms, 1e-3) * 1.05)) + 1024
+    batch = min(max_num_seqs, n_requests)
+    caps = {
+        engine.OVERFLOW_STEPS: step_cap,
+        engine.OVERFLOW_SEGMENTS: n_requests + n_requests // 4 + 2 * batch + 1024,
+        engine.OVERFLOW_GAPS: n_requests // 4 + batch + 1024,
+        engine.OVERFLOW_PREEMPT_STACK: n_requests // 4 + batch + 1024,
+    }
+    while True:
+        out = engine.run_engine(*args, *caps.values())
+        overflow = int(out[0][engine.CNT_OVERFLOW])
+        if overflow == 0:
+            return out
+        caps[overflow] *= 2
+
+
+def simulate(
+    workload: WorkloadSpec,
+    server: ServerConfig,
+    profile: Profile | str,
+    *,
+    duration_s: float = 3600.0,
+    seed: int = 0,
+    requests: RequestTable | None = None,
+    sample_interval_s: float = 2.0,
+    starvation_threshold: float = 0.1,
+) -> RunResult:
+    """Simulate one vLLM replica serving `workload` for `duration_s` seconds.
+
+    `requests` replays given requests (e.g. a trace) instead of drawing them from the workload's
+    arrival processes with `seed`. Only requests completed inside the window count toward
+    throughput, as in the reference benchmark client.
+    """
+    if isinstance(profile, str):
+        profile = load_profile(profile)
+    if not duration_s > 0:
+        raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
+    if not sample_interval_s > 0:
+        raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
+    resolved = resolve_server(server, workload, profile)
+    if requests is None:
+        requests = generate_requests(workload, duration_s, seed)
+    longest = int((requests.prompt_tokens.astype(np.int64) + requests.output_tokens).max(initial=0))
+    if longest > resolved.kv_cache_tokens:
+        raise InputError(
+            f"a request of {longest} tokens does not fit in the KV cache of {resolved.kv_cache_tokens} tokens"
+        )
+
+    duration_ns = int(round(duration_s * NS_PER_S))
+    arrival_ns = np.round(requests.arrival_s * NS_PER_S).astype(np.int64)
+    in_window = arrival_ns < duration_ns
+    ranks = [a.rank for a in workload.adapters]
+    gpu_load_ns = np.array(
+        [round(profile.adapter_load.cpu_to_gpu(resolved.max_lora_rank, r) * NS_PER_MS) for r in ranks], np.int64
+    )
+    disk_load_ns = np.array(
+        [round(profile.adapter_load.disk_to_cpu(resolved.max_lora_rank, r) * NS_PER_MS) for r in ranks], np.int64
+    )
+    # As in the reference runs, the server loads its adapters at start-up: the first
+    # max_cpu_loras sit in the CPU cache and the last max_loras of those in GPU slots.
+    n_adapters = len(ranks)
+    cpu_preloaded = np.zeros(n_adapters, np.bool_)
+    cpu_preloaded[: min(n_adapters, resolved.max_cpu_loras)] = True
+    gpu_preloaded = np.zeros(n_adapters, np.bool_)
+    n_cpu = int(cpu_preloaded.sum())
+    gpu_preloaded[max(0, n_cpu - resolved.max_loras) : n_cpu] = True
+
+    args = (
+        arrival_ns[in_window],
+        requests.adapter[in_window].astype(np.int32),
+        requests.prompt_tokens[in_window].astype(np.int32),
+        requests.output_tokens[in_window].astype(np.int32),
+        gpu_load_ns,
+        disk_load_ns,
+        cpu_preloaded,
+        gpu_preloaded,
+        resolved.max_loras,
+        resolved.max_cpu_loras,
+        resolved.max_num_seqs,
+        resolved.max_num_batched_tokens,
+        resolved.num_blocks,
+        resolved.block_size,
+        -1 if resolved.client_max_waiting is None else resolved.client_max_waiting,
+        duration_ns,
+        int(round(sample_interval_s * NS_PER_S)),
+        _cost_vector(profile),
+    )
+    out = _run_engine(args, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs)
+    return build_result(
+        out,
+        workload=workload,
+        requests=RequestTable(
+            arrival_s=requests.arrival_s[in_window],
+            adapter=requests.adapter[in_window],
+            prompt_tokens=requests.prompt_tokens[in_window],
+            output_tokens=requests.output_tokens[in_window],
+        ),
+        profile=profile,
+        server=resolved,
+        duration_s=duration_s,
+        seed=seed,
+        starvation_threshold=starvation_threshold,
+    )
