@@ -1,0 +1,86 @@
+"""Terminal rendering of results with rich."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from loratwin.profiles import Profile
+    from loratwin.twin import RunResult
+
+MAX_LISTED_ADAPTERS = 20
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ms_triplet(summary: dict, name: str) -> str:
+    return " / ".join(_num(summary[f"{k}_{name}_ms"]) for k in ("mean", "p50", "p99"))
+
+
+def print_run_result(result: "RunResult", console: Console) -> None:
+    cfg, s = result.config, result.summary
+    srv, wl = cfg["server"], cfg["workload"]
+    console.print(
+        f"[bold]{cfg['profile']}[/] on {cfg['gpu']}\n"
+        f"{wl['served_adapters']} adapters (ranks {', '.join(map(str, wl['ranks']))}), "
+        f"{wl['aggregate_rate_req_s']:.2f} req/s offered; request lengths: {wl['request_lengths']}\n"
+        f"--max-loras {srv['max_loras']} --max-cpu-loras {srv['max_cpu_loras']} "
+        f"--max-lora-rank {srv['max_lora_rank']} --max-num-seqs {srv['max_num_seqs']} "
+        f"--max-num-batched-tokens {srv['max_num_batched_tokens']}"
+        + (f" (client cap {srv['client_max_waiting']} waiting)" if srv["client_max_waiting"] is not None else "")
+        + f"; KV cache {srv['kv_cache_tokens']:,} tokens; {cfg['duration_s']:g} s, seed {cfg['seed']}",
+        highlight=False,
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("throughput input / output / total (tok/s)",
+                  f"{_num(s['input_tok_s'])} / {_num(s['output_tok_s'])} / {_num(s['total_tok_s'])}")
+    table.add_row("offered load (tok/s)", _num(s["offered_tok_s"]))
+    table.add_row("throughput / offered", f"{s['throughput_over_offered']:.3f}")
+    verdict = "[bold red]STARVED[/]" if s["starved"] else "[green]not starved[/]"
+    table.add_row(f"starvation (1 - throughput/offered >= {s['starvation_threshold']:g})", verdict)
+    table.add_row("TTFT mean / p50 / p99 (ms)", _ms_triplet(s, "ttft"))
+    table.add_row("ITL mean / p50 / p99 (ms)", _ms_triplet(s, "itl"))
+    table.add_row("requests arrived / sent / completed",
+                  f"{s['arrived']:,} / {s['sent']:,} / {s['completed']:,}")
+    table.add_row("preemptions", f"{s['preemptions']:,}")
+    table.add_row("adapter loads CPU->GPU / disk->CPU",
+                  f"{s['adapter_loads_cpu_to_gpu']:,} / {s['adapter_loads_disk_to_cpu']:,}")
+    table.add_row("mean running / mean waiting / max waiting",
+                  f"{_num(s['mean_running'])} / {_num(s['mean_waiting'])} / {s['max_waiting']:,}")
+    table.add_row("KV cache usage mean / max", f"{s['kv_usage_mean']:.1%} / {s['kv_usage_max']:.1%}")
+    table.add_row("engine steps", f"{s['steps']:,}")
+    console.print(table)
+
+    starved = [a for a in result.adapters if a["starved"]]
+    if not starved:
+        console.print("No adapter starves individually.")
+        return
+    console.print(f"[bold]{len(starved)} of {len(result.adapters)} adapters starve individually[/] "
+                  f"(served tokens short of offered by >= {s['starvation_threshold']:.0%}):")
+    shown = Table(show_header=True, header_style="bold")
+    for col in ("adapter", "rank", "rate (req/s)", "arrived", "completed", "mean TTFT (ms)"):
+        shown.add_column(col, justify="right")
+    for a in sorted(starved, key=lambda a: a["completion_ratio"])[:MAX_LISTED_ADAPTERS]:
+        shown.add_row(a["adapter_id"], str(a["rank"]), f"{a['rate_req_s']:g}", f"{a['arrived']:,}",
+                      f"{a['completed']:,}", _num(a["mean_ttft_ms"], 0))
+    console.print(shown)
+    if len(starved) > MAX_LISTED_ADAPTERS:
+        console.print(f"... and {len(starved) - MAX_LISTED_ADAPTERS} more (see --json or --out).")
+
+
+def print_profiles(profiles: list["Profile"], console: Console) -> None:
+    table = Table(show_header=True, header_style="bold")
+    for col in ("name", "model", "GPU", "engine", "fitted"):
+        table.add_column(col)
+    for p in profiles:
+        table.add_row(p.name, p.model, p.gpu, p.engine, p.fitted)
+    console.print(table)
