@@ -108,7 +108,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, profile in build(data_dir).items():
         path = OUT / f"{name}.yaml"
-        header = f"# Built by scripts/build_reference_profiles.py from {data_dir.name}/ (see that script).\n"
+        header = "# Written by scripts/build_reference_profiles.py from the reference measurements; do not edit by hand.\n"
         path.write_text(header + yaml.safe_dump(profile, sort_keys=False))
         print(f"wrote {path}")
 

@@ -1,0 +1,66 @@
+"""The built-in profiles: loadable, consistent with the reference measurements they come from."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loratwin.errors import InfeasibleConfigError, InputError
+from loratwin.profiles import builtin_profiles, load_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def test_both_builtin_profiles_load():
+    assert builtin_profiles() == ["llama-3.1-8b-instruct", "qwen-2.5-7b-instruct"]
+    for name in builtin_profiles():
+        p = load_profile(name)
+        assert p.name == name
+        assert p.kv.block_size == 16
+
+
+def test_kv_capacity_lookup_and_interpolation():
+    p = load_profile("llama-3.1-8b-instruct")
+    assert p.kv.tokens(32, 16) == 284_176  # measured point
+    assert p.kv.tokens(8, 8) == 305_104
+    # halfway between 32 (295,232) and 64 (282,640) at rank 8
+    assert p.kv.tokens(48, 8) == round((295_232 + 282_640) / 2)
+    assert p.kv.tokens(4, 8) == 305_104  # below the smallest measured point: that point
+
+
+def test_infeasible_configurations_do_not_start():
+    p = load_profile("llama-3.1-8b-instruct")
+    with pytest.raises(InfeasibleConfigError, match="does not start"):
+        p.kv.tokens(128, 32)
+    with pytest.raises(InfeasibleConfigError):
+        p.kv.tokens(112, 32)  # next to an infeasible measured point
+    with pytest.raises(InputError, match="max_lora_rank"):
+        p.kv.tokens(32, 64)
+    with pytest.raises(InputError, match="measured up to"):
+        p.kv.tokens(500, 8)
+
+
+def test_profile_file_errors_name_the_field(tmp_path):
+    bad = tmp_path / "p.yaml"
+    data = yaml.safe_load((ROOT / "src/loratwin/profiles/data/llama-3.1-8b-instruct.yaml").read_text())
+    data["step_time"]["base_ms"] = -1
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=r"step_time\.base_ms"):
+        load_profile(bad)
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(InputError, match="line"):
+        load_profile(bad)
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="reference measurements not present")
+def test_builtin_profiles_are_what_the_build_script_writes():
+    spec = importlib.util.spec_from_file_location("build", ROOT / "scripts" / "build_reference_profiles.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, data in build.build(SHARED_DATA).items():
+        shipped = yaml.safe_load((ROOT / f"src/loratwin/profiles/data/{name}.yaml").read_text())
+        assert shipped == yaml.safe_load(yaml.safe_dump(data)), name
