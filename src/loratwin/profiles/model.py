@@ -19,12 +19,16 @@ class _Strict(BaseModel):
 
 
 class StepTimeModel(_Strict):
-    """Duration of one engine step, in ms.
+    """Duration of the compute of one engine step, in ms.
 
-    compute = base_ms + per_seq_ms * N + per_prefill_token_ms * P + per_context_token_ms * K
-    step    = compute * (lora_factor_base + lora_factor_per_adapter * A) + loads + scheduler
+    base    = base_ms + per_seq_ms * N + per_prefill_token_ms * P + per_context_token_ms * K
+    compute = base                                      (no adapter in the batch)
+            = base * (lora_factor_base + lora_factor_per_adapter * A)
+              + lora_step_ms + lora_per_rank_ms * R + lora_per_slot_ms * S
+              + lora_per_adapter_ms * A + lora_per_seq_per_slot_ms * N * S   (with adapters)
     N: sequences scheduled, P: prompt (prefill) tokens scheduled, K: tokens already in the KV cache
-    of the scheduled sequences, A: distinct adapters in the batch.
+    of the scheduled sequences, A: distinct adapters in the batch, S: max_loras (GPU slots),
+    R: max_lora_rank. The step lasts compute + adapter loads + scheduler overhead.
     """
 
     base_ms: float = Field(ge=0)
@@ -33,6 +37,11 @@ class StepTimeModel(_Strict):
     per_context_token_ms: float = Field(default=0.0, ge=0)
     lora_factor_base: float = Field(default=1.0, gt=0)
     lora_factor_per_adapter: float = Field(default=0.0, ge=0)
+    lora_step_ms: float = Field(default=0.0, ge=0)
+    lora_per_rank_ms: float = Field(default=0.0, ge=0)
+    lora_per_slot_ms: float = Field(default=0.0, ge=0)
+    lora_per_adapter_ms: float = Field(default=0.0, ge=0)
+    lora_per_seq_per_slot_ms: float = Field(default=0.0, ge=0)
 
 
 class SchedulerOverheadModel(_Strict):

@@ -29,4 +29,4 @@ class ServerConfig(BaseModel):
     max_lora_rank: int | None = Field(default=None, ge=1)
     max_num_seqs: int = Field(default=DEFAULT_MAX_NUM_SEQS, ge=1)
     max_num_batched_tokens: int = Field(default=DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1)
-    client_max_waiting: int | None = Field(default=None, ge=0)
+    client_max_waiting: int | None = Field(default=None, ge=1)

@@ -16,6 +16,8 @@ stack of preempted requests (which go to the front) and the arrival order.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -37,7 +39,10 @@ COST_SCHED_INTERCEPT_MS = 6
 COST_SCHED_PER_RUNNING_MS = 7
 COST_SCHED_PER_WAITING_MS = 8
 COST_SCHED_PER_WAITING_SLOT_SHARE_MS = 9
-N_COST = 10
+COST_LORA_STEP_MS = 10  # added to a step that has adapters
+COST_LORA_PER_ADAPTER_MS = 11  # x distinct adapters
+COST_LORA_PER_SEQ_MS = 12  # x sequences, in a step that has adapters
+N_COST = 13
 
 # Indices of the counters vector returned by the engine.
 CNT_STEPS = 0
@@ -57,6 +62,35 @@ OVERFLOW_GAPS = 3
 OVERFLOW_PREEMPT_STACK = 4
 
 EMPTY_KEY = 9_223_372_036_854_775_807  # int64 max: no waiting request
+
+
+class EngineOutput(NamedTuple):
+    """What run_engine returns, in its order. Times in ns; steps indexed from 0."""
+
+    counters: np.ndarray  # int64[N_CNT]
+    sent_ns: np.ndarray  # per request: entered the server (-1: never)
+    first_ns: np.ndarray  # per request: first token (-1: none)
+    finish_ns: np.ndarray  # per request: last token (-1: unfinished)
+    generated: np.ndarray  # per request: outputs emitted
+    preempted: np.ndarray  # per request: times preempted
+    adapter_gpu_loads: np.ndarray  # per adapter: CPU->GPU loads
+    adapter_disk_loads: np.ndarray  # per adapter: disk->CPU loads
+    step_end: np.ndarray  # per step: end time
+    step_batch: np.ndarray  # per step: requests scheduled
+    step_adapters: np.ndarray  # per step: distinct adapters scheduled
+    step_kv_blocks: np.ndarray  # per step: KV blocks in use
+    seg_req: np.ndarray  # streaks of consecutive emitting steps: request,
+    seg_a: np.ndarray  # first step,
+    seg_b: np.ndarray  # last step
+    gap_req: np.ndarray  # gaps between streaks: request,
+    gap_ns: np.ndarray  # gap length
+    ts_t: np.ndarray  # time series: sample time,
+    ts_running: np.ndarray  # running,
+    ts_waiting: np.ndarray  # waiting,
+    ts_kv: np.ndarray  # KV blocks in use
+    step_prefill: np.ndarray  # per step: prompt tokens scheduled
+    step_context: np.ndarray  # per step: tokens already cached for the scheduled requests
+    step_overhead: np.ndarray  # per step: adapter loads + scheduler time (ns)
 
 
 @njit(cache=True)
@@ -161,6 +195,9 @@ def run_engine(
     step_batch = np.empty(step_cap, np.int32)
     step_adapters = np.empty(step_cap, np.int32)
     step_kv_blocks = np.empty(step_cap, np.int32)
+    step_prefill = np.empty(step_cap, np.int32)
+    step_context = np.empty(step_cap, np.int64)
+    step_overhead = np.empty(step_cap, np.int64)
     seg_req = np.empty(seg_cap, np.int32)
     seg_a = np.empty(seg_cap, np.int64)
     seg_b = np.empty(seg_cap, np.int64)
@@ -424,9 +461,13 @@ def run_engine(
             + cost[COST_PER_PREFILL_TOKEN_MS] * prefill_tok
             + cost[COST_PER_CONTEXT_TOKEN_MS] * context_tok
         )
-        lora_factor = 1.0
         if n_active > 0:
-            lora_factor = cost[COST_LORA_BASE] + cost[COST_LORA_PER_ADAPTER] * n_active
+            compute_ms = (
+                compute_ms * (cost[COST_LORA_BASE] + cost[COST_LORA_PER_ADAPTER] * n_active)
+                + cost[COST_LORA_STEP_MS]
+                + cost[COST_LORA_PER_ADAPTER_MS] * n_active
+                + cost[COST_LORA_PER_SEQ_MS] * n_batch
+            )
         sched_ms = (
             cost[COST_SCHED_INTERCEPT_MS]
             + cost[COST_SCHED_PER_RUNNING_MS] * nrun
@@ -435,7 +476,8 @@ def run_engine(
         )
         if sched_ms < 0.0:
             sched_ms = 0.0
-        dt = np.int64(np.floor((compute_ms * lora_factor + sched_ms) * 1e6 + 0.5)) + load_ns
+        compute_ns = np.int64(np.floor(compute_ms * 1e6 + 0.5))
+        dt = compute_ns + np.int64(np.floor(sched_ms * 1e6 + 0.5)) + load_ns
         if dt < 1:
             dt = 1
         t_end = now + dt
@@ -444,6 +486,9 @@ def run_engine(
         step_batch[step] = n_batch
         step_adapters[step] = n_active
         step_kv_blocks[step] = num_blocks - free
+        step_prefill[step] = prefill_tok
+        step_context[step] = context_tok
+        step_overhead[step] = dt - compute_ns
 
         # 4. progress at the end of the step
         for j in range(nslot):
@@ -537,4 +582,7 @@ def run_engine(
         ts_running[:n_samples].copy(),
         ts_waiting[:n_samples].copy(),
         ts_kv[:n_samples].copy(),
+        step_prefill[:n_steps].copy(),
+        step_context[:n_steps].copy(),
+        step_overhead[:n_steps].copy(),
     )

@@ -13,6 +13,7 @@ from loratwin.twin import engine
 
 if TYPE_CHECKING:
     from loratwin.profiles import Profile
+    from loratwin.twin.engine import EngineOutput
     from loratwin.twin.simulation import ResolvedServer
     from loratwin.workload import RequestTable, WorkloadSpec
 
@@ -107,13 +108,15 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
     return float(values[order][min(idx, len(order) - 1)])
 
 
-def _itl_stats(out: tuple, completed: np.ndarray) -> dict[str, float | None]:
+def _itl_stats(out: "EngineOutput", completed: np.ndarray) -> dict[str, float | None]:
     """Inter-token gaps pooled over completed requests, from the engine's streak log.
 
     A streak [a, b] of consecutive steps in which a request emitted a token contributes the
     durations of steps a+1..b; gaps between streaks (after a preemption) were logged one by one.
     """
-    step_end, seg_req, seg_a, seg_b, gap_req, gap_ns = out[8], out[12], out[13], out[14], out[15], out[16]
+    step_end, seg_req, seg_a, seg_b, gap_req, gap_ns = (
+        out.step_end, out.seg_req, out.seg_a, out.seg_b, out.gap_req, out.gap_ns
+    )
     n_steps = step_end.shape[0]
     if n_steps == 0:
         return _stats_ms(np.empty(0), "itl")
@@ -136,7 +139,7 @@ def _itl_stats(out: tuple, completed: np.ndarray) -> dict[str, float | None]:
 
 
 def build_result(
-    out: tuple,
+    out: "EngineOutput",
     *,
     workload: "WorkloadSpec",
     requests: "RequestTable",
@@ -146,10 +149,11 @@ def build_result(
     seed: int,
     starvation_threshold: float,
 ) -> RunResult:
-    counters, sent_ns, first_ns, finish_ns, generated, preempted = out[:6]
-    adapter_gpu_loads, adapter_disk_loads = out[6], out[7]
-    step_end, step_batch, step_adapters, step_kv = out[8], out[9], out[10], out[11]
-    ts_t, ts_running, ts_waiting, ts_kv = out[17], out[18], out[19], out[20]
+    counters, sent_ns, first_ns, finish_ns = out.counters, out.sent_ns, out.first_ns, out.finish_ns
+    generated, preempted = out.generated, out.preempted
+    adapter_gpu_loads, adapter_disk_loads = out.adapter_gpu_loads, out.adapter_disk_loads
+    step_end, step_batch, step_adapters, step_kv = out.step_end, out.step_batch, out.step_adapters, out.step_kv_blocks
+    ts_t, ts_running, ts_waiting, ts_kv = out.ts_t, out.ts_running, out.ts_waiting, out.ts_kv
 
     duration_ns = int(round(duration_s * NS_PER_S))
     prompt = requests.prompt_tokens.astype(np.int64)
@@ -261,6 +265,9 @@ def build_result(
         "batch": step_batch.astype(np.int64),
         "adapters": step_adapters.astype(np.int64),
         "kv_blocks": step_kv.astype(np.int64),
+        "prefill_tokens": out.step_prefill.astype(np.int64),
+        "context_tokens": out.step_context.astype(np.int64),
+        "overhead_s": out.step_overhead / NS_PER_S,
     }
     config = {
         "profile": profile.name,

@@ -64,7 +64,26 @@ def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profil
     )
 
 
-def _cost_vector(profile: Profile) -> np.ndarray:
+def _check_requests(requests: RequestTable, server: ResolvedServer) -> None:
+    """Refuse requests the engine could never finish, and unordered arrivals."""
+    if len(requests) == 0:
+        return
+    if np.any(np.diff(requests.arrival_s) < 0):
+        first = int(np.argmax(np.diff(requests.arrival_s) < 0)) + 1
+        raise InputError(f"request {first}: arrivals must be sorted by time")
+    # a request holds KV for all its tokens but the last; one block is vLLM's null block
+    kv_tokens = requests.prompt_tokens.astype(np.int64) + requests.output_tokens - 1
+    blocks = -(-kv_tokens // server.block_size)
+    usable = server.num_blocks - 1
+    if blocks.max() > usable:
+        worst = int(np.argmax(blocks))
+        raise InputError(
+            f"request {worst} ({requests.prompt_tokens[worst]} prompt + {requests.output_tokens[worst]} "
+            f"output tokens) needs {blocks[worst]} KV blocks, more than the {usable} the server has"
+        )
+
+
+def _cost_vector(profile: Profile, max_loras: int, max_lora_rank: int) -> np.ndarray:
     st, so = profile.step_time, profile.scheduler_overhead
     cost = np.zeros(engine.N_COST, np.float64)
     cost[engine.COST_BASE_MS] = st.base_ms
@@ -77,10 +96,18 @@ def _cost_vector(profile: Profile) -> np.ndarray:
     cost[engine.COST_SCHED_PER_RUNNING_MS] = so.per_running_ms
     cost[engine.COST_SCHED_PER_WAITING_MS] = so.per_waiting_ms
     cost[engine.COST_SCHED_PER_WAITING_SLOT_SHARE_MS] = so.per_waiting_slot_share_ms
+    # terms fixed by the server configuration are folded in here
+    cost[engine.COST_LORA_STEP_MS] = (
+        st.lora_step_ms + st.lora_per_rank_ms * max_lora_rank + st.lora_per_slot_ms * max_loras
+    )
+    cost[engine.COST_LORA_PER_ADAPTER_MS] = st.lora_per_adapter_ms
+    cost[engine.COST_LORA_PER_SEQ_MS] = st.lora_per_seq_per_slot_ms * max_loras
     return cost
 
 
-def _run_engine(args: tuple, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int) -> tuple:
+def _run_engine(
+    args: tuple, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
+) -> engine.EngineOutput:
     """Run the engine with log capacities sized from the run, growing them if a log fills up."""
     st = profile.step_time
     # the shortest possible step bounds the number of steps
@@ -94,8 +121,8 @@ def _run_engine(args: tuple, profile: Profile, duration_s: float, n_requests: in
         engine.OVERFLOW_PREEMPT_STACK: n_requests // 4 + batch + 1024,
     }
     while True:
-        out = engine.run_engine(*args, *caps.values())
-        overflow = int(out[0][engine.CNT_OVERFLOW])
+        out = engine.EngineOutput(*engine.run_engine(*args, *caps.values()))
+        overflow = int(out.counters[engine.CNT_OVERFLOW])
         if overflow == 0:
             return out
         caps[overflow] *= 2
@@ -127,11 +154,7 @@ def simulate(
     resolved = resolve_server(server, workload, profile)
     if requests is None:
         requests = generate_requests(workload, duration_s, seed)
-    longest = int((requests.prompt_tokens.astype(np.int64) + requests.output_tokens).max(initial=0))
-    if longest > resolved.kv_cache_tokens:
-        raise InputError(
-            f"a request of {longest} tokens does not fit in the KV cache of {resolved.kv_cache_tokens} tokens"
-        )
+    _check_requests(requests, resolved)
 
     duration_ns = int(round(duration_s * NS_PER_S))
     arrival_ns = np.round(requests.arrival_s * NS_PER_S).astype(np.int64)
@@ -170,7 +193,7 @@ def simulate(
         -1 if resolved.client_max_waiting is None else resolved.client_max_waiting,
         duration_ns,
         int(round(sample_interval_s * NS_PER_S)),
-        _cost_vector(profile),
+        _cost_vector(profile, resolved.max_loras, resolved.max_lora_rank),
     )
     out = _run_engine(args, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs)
     return build_result(

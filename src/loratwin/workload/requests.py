@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loratwin.errors import InputError
+from loratwin.workload.arrivals import generate_arrivals
 from loratwin.workload.lengths import sample_lengths
 from loratwin.workload.spec import WorkloadSpec
 
@@ -50,12 +51,11 @@ class RequestTable:
 
 
 def generate_requests(workload: WorkloadSpec, duration_s: float, seed: int) -> RequestTable:
-    """Poisson arrivals per adapter over [0, duration_s), with lengths from the workload.
+    """Arrivals over [0, duration_s), each adapter following its own arrival process, with lengths
+    from the workload.
 
-    Conditioned on its count (Poisson with mean rate x duration), a Poisson process's arrival
-    times are independent uniforms over the window: that draws every adapter's arrivals in one
-    vectorised call. The generator is consumed in a fixed order (counts for all adapters in
-    adapter order, then arrival times adapter by adapter, then lengths), so a seed fixes the table.
+    One generator seeded with `seed` is consumed in a fixed order (arrivals, see
+    `loratwin.workload.arrivals.generate_arrivals`, then lengths), so a seed fixes the table.
     Simultaneous arrivals keep adapter order.
     """
     if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float, np.integer, np.floating)):
@@ -64,22 +64,12 @@ def generate_requests(workload: WorkloadSpec, duration_s: float, seed: int) -> R
         raise InputError(f"duration_s: must be a finite number of seconds > 0, got {duration_s!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
-    duration_s = float(duration_s)
     rng = np.random.default_rng(int(seed))
-
-    rates = np.array([adapter.rate_req_s for adapter in workload.adapters], dtype=np.float64)
-    counts = rng.poisson(rates * duration_s)
-    arrival_s = rng.uniform(0.0, duration_s, int(counts.sum()))
-    # uniform() may round up to the upper bound; the window is half-open.
-    np.minimum(arrival_s, np.nextafter(duration_s, 0.0), out=arrival_s)
-    adapter = np.repeat(np.arange(len(rates), dtype=np.int32), counts)
-
-    # Stable: equal times keep the block order, i.e. the lower adapter index first.
-    order = np.argsort(arrival_s, kind="stable")
-    prompt_tokens, output_tokens = sample_lengths(workload.lengths, len(order), rng)
+    arrival_s, adapter = generate_arrivals(workload, float(duration_s), rng)
+    prompt_tokens, output_tokens = sample_lengths(workload.lengths, len(arrival_s), rng)
     return RequestTable(
-        arrival_s=arrival_s[order],
-        adapter=adapter[order],
+        arrival_s=arrival_s,
+        adapter=adapter,
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
     )

@@ -14,21 +14,40 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loratwin.errors import InputError
 
 __all__ = [
+    "ARRIVAL_KINDS",
     "AdapterSpec",
+    "ArrivalSpec",
+    "GammaArrival",
     "LengthSpec",
+    "PoissonArrival",
+    "ScheduleSegment",
+    "UnpredictableArrival",
     "WorkloadSpec",
     "describe_validation_error",
     "load_workload_yaml",
     "reference_layout",
+    "zipf_layout",
 ]
 
 NonNegativeRate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveTokens = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class _SpecModel(BaseModel):
@@ -37,12 +56,95 @@ class _SpecModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# --- arrival processes ------------------------------------------------------------------------
+
+
+class ScheduleSegment(_SpecModel):
+    """A piece of a piecewise-constant rate schedule: up to `until_s`, the rate is multiplied by `scale`.
+
+    A piece starts where the previous one ends (the first at 0 s); the last piece extends to the
+    end of the run, so its `until_s` may be left out.
+    """
+
+    until_s: PositiveNumber | None = None
+    scale: NonNegativeRate
+
+
+def _check_schedule(segments: tuple[ScheduleSegment, ...]) -> tuple[ScheduleSegment, ...]:
+    for position, segment in enumerate(segments[:-1]):
+        if segment.until_s is None:
+            raise ValueError(
+                f"[{position}].until_s is required: only the last segment may leave it out (it extends to the end)"
+            )
+    for position in range(1, len(segments)):
+        previous, current = segments[position - 1].until_s, segments[position].until_s
+        assert previous is not None
+        if current is not None and current <= previous:
+            raise ValueError(
+                f"until_s must increase from one segment to the next, got {current:g} at [{position}] "
+                f"after {previous:g} at [{position - 1}]"
+            )
+    return segments
+
+
+Schedule = Annotated[tuple[ScheduleSegment, ...], Field(min_length=1), AfterValidator(_check_schedule)]
+
+
+class PoissonArrival(_SpecModel):
+    """Poisson arrivals (exponential gaps) at the adapter's rate, optionally scaled by a schedule."""
+
+    kind: Literal["poisson"] = "poisson"
+    schedule: Schedule | None = None
+
+
+class GammaArrival(_SpecModel):
+    """Bursty arrivals: Gamma gaps with mean 1 / rate and coefficient of variation `cv` (1 is Poisson)."""
+
+    kind: Literal["gamma"] = "gamma"
+    cv: PositiveNumber
+    schedule: Schedule | None = None
+
+
+class UnpredictableArrival(_SpecModel):
+    """Every `period_s`, the gaps switch at random between exponential and log-normal (log-space spread
+    `sigma`) and the rate is multiplied or divided by 1.5, starting from the adapter's rate."""
+
+    kind: Literal["unpredictable"] = "unpredictable"
+    period_s: PositiveNumber = 300.0
+    sigma: PositiveNumber = 1.0
+
+
+ARRIVAL_KINDS = ("poisson", "gamma", "unpredictable")
+
+
+def _arrival_kind(value: Any) -> Any:
+    # A mapping without `kind` is Poisson, so `arrival: {schedule: [...]}` reads naturally.
+    if isinstance(value, dict):
+        return value.get("kind", "poisson")
+    return getattr(value, "kind", None)
+
+
+def _kind_shorthand(value: Any) -> Any:
+    # `arrival: unpredictable` stands for `arrival: {kind: unpredictable}`.
+    return {"kind": value} if isinstance(value, str) else value
+
+
+ArrivalSpec = Annotated[
+    Annotated[PoissonArrival, Tag("poisson")]
+    | Annotated[GammaArrival, Tag("gamma")]
+    | Annotated[UnpredictableArrival, Tag("unpredictable")],
+    Discriminator(_arrival_kind),
+    BeforeValidator(_kind_shorthand),
+]
+
+
 class AdapterSpec(_SpecModel):
-    """One LoRA adapter: its rank and its Poisson arrival rate."""
+    """One LoRA adapter: its rank, its base arrival rate and (unless the workload's default) its process."""
 
     id: Annotated[str, Field(min_length=1)]
     rank: Annotated[int, Field(gt=0)]
     rate_req_s: NonNegativeRate = 0.0
+    arrival: ArrivalSpec | None = None  # None: the workload's `arrival`
 
 
 class LengthSpec(_SpecModel):
@@ -100,6 +202,7 @@ class WorkloadSpec(_SpecModel):
     # A tuple, not a list, so the frozen spec is really immutable (and hashable).
     adapters: Annotated[tuple[AdapterSpec, ...], Field(min_length=1)]
     lengths: LengthSpec = LengthSpec()
+    arrival: ArrivalSpec = PoissonArrival()  # for adapters without their own
 
     @field_validator("adapters")
     @classmethod
@@ -126,6 +229,10 @@ class WorkloadSpec(_SpecModel):
         """Adapter id -> position in `adapters` (the integer used in request tables)."""
         return {adapter.id: position for position, adapter in enumerate(self.adapters)}
 
+    def arrivals(self) -> tuple[PoissonArrival | GammaArrival | UnpredictableArrival, ...]:
+        """Each adapter's arrival process, in `adapters` order, the workload default filled in."""
+        return tuple(adapter.arrival if adapter.arrival is not None else self.arrival for adapter in self.adapters)
+
 
 def reference_layout(
     served: int,
@@ -133,33 +240,82 @@ def reference_layout(
     ranks: Sequence[int],
     seed: int,
     lengths: LengthSpec | None = None,
+    arrival: ArrivalSpec | None = None,
 ) -> WorkloadSpec:
     """The adapter layout of the reference measurements.
 
     Adapter i (ids "lora-0" ... "lora-{served-1}") first gets `rates[i % len(rates)]` and
     `ranks[i % len(ranks)]`; then the rate assignment is shuffled over the adapters and,
     independently, so is the rank assignment (one generator seeded with `seed`: rates first).
+    `arrival` is the process every adapter follows (Poisson when None).
     """
-    if isinstance(served, bool) or not isinstance(served, (int, np.integer)) or served < 1:
-        raise InputError(f"--served: must be an integer >= 1, got {served!r}")
-    served = int(served)
+    served = _validated_served(served, "--served")
     rate_levels = _validated_levels(rates, "--rates", "a number >= 0 (req/s)", _is_rate)
     rank_levels = _validated_levels(ranks, "--ranks", "an integer > 0", _is_rank)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InputError(f"--seed: must be an integer >= 0, got {seed!r}")
+    rng = np.random.default_rng(_validated_seed(seed, "--seed"))
 
     positions = np.arange(served)
     assigned_rates = np.asarray(rate_levels, dtype=np.float64)[positions % len(rate_levels)]
     assigned_ranks = np.asarray(rank_levels, dtype=np.int64)[positions % len(rank_levels)]
-    rng = np.random.default_rng(int(seed))
     rng.shuffle(assigned_rates)
     rng.shuffle(assigned_ranks)
+    return _layout_workload(assigned_rates, assigned_ranks, lengths, arrival)
 
+
+def zipf_layout(
+    served: int,
+    total_rate_req_s: float,
+    exponent: float = 1.0,
+    ranks: Sequence[int] = (8, 16),
+    seed: int = 0,
+    lengths: LengthSpec | None = None,
+    arrival: ArrivalSpec | None = None,
+) -> WorkloadSpec:
+    """Skewed popularity: adapter i ("lora-i", the i-th most popular) gets a rate proportional to
+    1 / (i + 1)^exponent, the rates summing to `total_rate_req_s` (exponent 0 is uniform).
+
+    Ranks are assigned round-robin, then shuffled with a generator seeded with `seed`, so rank and
+    popularity are unrelated.
+    """
+    served = _validated_served(served, "served")
+    if not _is_rate(total_rate_req_s):
+        raise InputError(f"total_rate_req_s: must be a number >= 0 (req/s), got {total_rate_req_s!r}")
+    if not _is_rate(exponent):
+        raise InputError(f"exponent: must be a number >= 0, got {exponent!r}")
+    rank_levels = _validated_levels(ranks, "ranks", "an integer > 0", _is_rank)
+    rng = np.random.default_rng(_validated_seed(seed, "seed"))
+
+    positions = np.arange(served)
+    weights = (positions + 1.0) ** -float(exponent)
+    assigned_rates = float(total_rate_req_s) * weights / weights.sum()
+    assigned_ranks = np.asarray(rank_levels, dtype=np.int64)[positions % len(rank_levels)]
+    rng.shuffle(assigned_ranks)
+    return _layout_workload(assigned_rates, assigned_ranks, lengths, arrival)
+
+
+def _layout_workload(
+    rates: np.ndarray, ranks: np.ndarray, lengths: LengthSpec | None, arrival: ArrivalSpec | None
+) -> WorkloadSpec:
     adapters = tuple(
-        AdapterSpec(id=f"lora-{i}", rank=int(assigned_ranks[i]), rate_req_s=float(assigned_rates[i]))
-        for i in range(served)
+        AdapterSpec(id=f"lora-{i}", rank=int(ranks[i]), rate_req_s=float(rates[i])) for i in range(len(rates))
     )
-    return WorkloadSpec(adapters=adapters, lengths=lengths if lengths is not None else LengthSpec())
+    return WorkloadSpec(
+        adapters=adapters,
+        lengths=lengths if lengths is not None else LengthSpec(),
+        arrival=arrival if arrival is not None else PoissonArrival(),
+    )
+
+
+def _validated_served(served: object, flag: str) -> int:
+    if isinstance(served, bool) or not isinstance(served, (int, np.integer)) or served < 1:
+        raise InputError(f"{flag}: must be an integer >= 1, got {served!r}")
+    return int(served)
+
+
+def _validated_seed(seed: object, flag: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"{flag}: must be an integer >= 0, got {seed!r}")
+    return int(seed)
 
 
 def _is_rate(value: object) -> bool:
@@ -190,33 +346,61 @@ def _validated_levels(
 
 
 class _LayoutSection(_SpecModel):
-    """The `layout:` form of a workload file, expanded through `reference_layout`."""
+    """The reference `layout:` form of a workload file, expanded through `reference_layout`."""
 
     served: Annotated[int, Field(ge=1)]
     rates: Annotated[list[NonNegativeRate], Field(min_length=1)]
     ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
     seed: Annotated[int, Field(ge=0)] = 0
+    kind: Literal["reference"] = "reference"
+
+
+class _ZipfLayoutSection(_SpecModel):
+    """The `layout: {kind: zipf, ...}` form, expanded through `zipf_layout`."""
+
+    kind: Literal["zipf"]
+    served: Annotated[int, Field(ge=1)]
+    total_rate_req_s: NonNegativeRate
+    exponent: NonNegativeRate = 1.0
+    ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+def _layout_kind(value: Any) -> Any:
+    # The reference form predates `kind`, so a layout without one is a reference layout.
+    if isinstance(value, dict):
+        return value.get("kind", "reference")
+    return getattr(value, "kind", None)
+
+
+_Layout = Annotated[
+    Annotated[_LayoutSection, Tag("reference")] | Annotated[_ZipfLayoutSection, Tag("zipf")],
+    Discriminator(_layout_kind),
+]
 
 
 class _WorkloadFile(_SpecModel):
-    """Top level of a workload YAML file: explicit adapters or a reference layout, not both."""
+    """Top level of a workload YAML file: explicit adapters or a layout, not both."""
 
     adapters: tuple[AdapterSpec, ...] | None = None
-    layout: _LayoutSection | None = None
+    layout: _Layout | None = None
     lengths: LengthSpec = LengthSpec()
+    arrival: ArrivalSpec = PoissonArrival()
 
     @model_validator(mode="after")
     def _exactly_one_form(self) -> _WorkloadFile:
         if (self.adapters is None) == (self.layout is None):
             raise ValueError(
-                "expected exactly one of 'adapters' (a list of {id, rank, rate_req_s}) or "
-                "'layout' (a mapping {served, rates, ranks, seed})"
+                "expected exactly one of 'adapters' (a list of {id, rank, rate_req_s, arrival}) or "
+                "'layout' (a mapping {served, rates, ranks, seed} or "
+                "{kind: zipf, served, total_rate_req_s, exponent, ranks, seed})"
             )
         return self
 
 
 def load_workload_yaml(path: str | Path) -> WorkloadSpec:
-    """Read a workload file: an `adapters:` list or a `layout:` mapping, plus optional `lengths:`."""
+    """Read a workload file: an `adapters:` list or a `layout:` mapping, plus optional `lengths:` and
+    `arrival:` (the process of every adapter without its own `arrival:`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -252,11 +436,20 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     except InputError as err:
         raise InputError(f"{path}: {err}") from None
 
-    if parsed.layout is not None:
-        layout = parsed.layout
-        return reference_layout(layout.served, layout.rates, layout.ranks, layout.seed, parsed.lengths)
+    layout = parsed.layout
+    if isinstance(layout, _ZipfLayoutSection):
+        return zipf_layout(
+            layout.served, layout.total_rate_req_s, layout.exponent, layout.ranks, layout.seed,
+            parsed.lengths, parsed.arrival,
+        )
+    if isinstance(layout, _LayoutSection):
+        return reference_layout(
+            layout.served, layout.rates, layout.ranks, layout.seed, parsed.lengths, parsed.arrival
+        )
     try:
-        return WorkloadSpec.model_validate({"adapters": parsed.adapters, "lengths": parsed.lengths})
+        return WorkloadSpec.model_validate(
+            {"adapters": parsed.adapters, "lengths": parsed.lengths, "arrival": parsed.arrival}
+        )
     except ValidationError as err:
         raise InputError(describe_validation_error(str(path), err, WorkloadSpec)) from None
 
@@ -277,14 +470,30 @@ def describe_validation_error(
     lines = []
     for problem in err.errors(include_url=False):
         location = _format_location(problem["loc"])
+        if problem["type"] == "union_tag_invalid":
+            location = f"{location}.kind" if location else "kind"
         message = _describe_problem(problem, model)
         lines.append(f"{source}: {location}: {message}" if location else f"{source}: {message}")
     return "\n".join(lines)
 
 
+# Fields holding a union chosen by `kind`: pydantic puts the chosen kind into error locations,
+# which names no key of the file, so it is left out.
+_UNION_TAGS = {"arrival": frozenset(ARRIVAL_KINDS), "layout": frozenset({"reference", "zipf"})}
+
+
+def _without_union_tags(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    kept: list[int | str] = []
+    for part in location:
+        if kept and isinstance(part, str) and part in _UNION_TAGS.get(str(kept[-1]), ()):
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
 def _format_location(location: tuple[int | str, ...]) -> str:
     text = ""
-    for part in location:
+    for part in _without_union_tags(location):
         if isinstance(part, int):
             text += f"[{part}]"
         else:
@@ -328,6 +537,10 @@ def _describe_problem(problem: Any, model: type[BaseModel] | None) -> str:
             message = "must not be empty"
     elif kind == "literal_error":
         message = f"must be {context.get('expected')}"
+    elif kind == "union_tag_invalid":
+        return f"must be one of {context.get('expected_tags')}, got {context.get('tag')!r}"
+    elif kind == "union_tag_not_found":
+        message = "must be a mapping with a 'kind'"
     elif kind == "value_error":
         # Our own validators already phrase the full expectation.
         return str(context.get("error", problem["msg"]))
@@ -343,27 +556,30 @@ def _describe_problem(problem: Any, model: type[BaseModel] | None) -> str:
 
 def _allowed_fields(model: type[BaseModel] | None, location: tuple[int | str, ...]) -> list[str]:
     """Field names of the model found at `location` inside `model` (empty if it cannot be told)."""
-    current: Any = model
+    candidates = _models_in(model)
     for part in location:
-        current = _unwrap_model(current)
-        if current is None:
+        if not candidates:
             return []
         if isinstance(part, int):
             continue  # already unwrapped to the item type of the list/tuple
-        field = current.model_fields.get(part)
-        if field is None:
+        field = next((c.model_fields[part] for c in candidates if part in c.model_fields), None)
+        if field is not None:
+            candidates = _models_in(field.annotation)
+            continue
+        # A union tag: keep the member whose `kind` it names.
+        candidates = [
+            c for c in candidates if "kind" in c.model_fields and part in typing.get_args(c.model_fields["kind"].annotation)
+        ]
+        if len(candidates) != 1:
             return []
-        current = field.annotation
-    current = _unwrap_model(current)
-    return list(current.model_fields) if current is not None else []
+    return list(candidates[0].model_fields) if len(candidates) == 1 else []
 
 
-def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
-    """The model inside an annotation such as `X`, `X | None`, `tuple[X, ...]` or `list[X]`."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every model inside an annotation such as `X`, `X | Y | None`, `tuple[X, ...]` or `Annotated[X, ...]`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        return [annotation]
+    found: list[type[BaseModel]] = []
     for argument in typing.get_args(annotation):
-        found = _unwrap_model(argument)
-        if found is not None:
-            return found
-    return None
+        found.extend(model for model in _models_in(argument) if model not in found)
+    return found

@@ -1,4 +1,5 @@
-"""Trace replay: a directory with `trace.csv` (the requests) and `adapters.csv` (the adapters).
+"""Trace replay: a directory with `trace.csv` (the requests) and `adapters.csv` (the adapters), or
+the public Azure LLM inference trace (`load_azure_trace`).
 
     trace.csv     arrival_time_s,adapter_id,input_tokens,output_tokens
     adapters.csv  adapter_id,rank[,rate]
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+import warnings
+from collections.abc import Sequence
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,12 +28,21 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.workload.requests import RequestTable
-from loratwin.workload.spec import AdapterSpec, WorkloadSpec
+from loratwin.workload.spec import (
+    AdapterSpec,
+    WorkloadSpec,
+    _is_rank,
+    _is_rate,
+    _validated_levels,
+    _validated_seed,
+    _validated_served,
+)
 
-__all__ = ["ADAPTERS_HEADER", "TRACE_HEADER", "load_trace"]
+__all__ = ["ADAPTERS_HEADER", "AZURE_HEADER", "TRACE_HEADER", "load_azure_trace", "load_trace"]
 
 TRACE_HEADER = ("arrival_time_s", "adapter_id", "input_tokens", "output_tokens")
 ADAPTERS_HEADER = ("adapter_id", "rank")
+AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 _ADAPTERS_HEADER_WITH_RATE = ("adapter_id", "rank", "rate")
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
@@ -52,14 +65,20 @@ def load_trace(dir_path: str | Path) -> tuple[WorkloadSpec, RequestTable]:
 
     rates = adapter_rows.rates
     if rates is None:
-        span_s = float(requests.arrival_s[-1])
         counts = np.bincount(requests.adapter, minlength=len(adapter_rows.ids))
-        rates = (counts / span_s).tolist() if span_s > 0 else [0.0] * len(counts)
+        rates = _observed_rates(counts, float(requests.arrival_s[-1])).tolist()
     adapters = tuple(
         AdapterSpec(id=adapter_id, rank=rank, rate_req_s=rate)
         for adapter_id, rank, rate in zip(adapter_rows.ids, adapter_rows.ranks, rates, strict=True)
     )
     return WorkloadSpec(adapters=adapters), requests
+
+
+def _observed_rates(counts: np.ndarray, span_s: float) -> np.ndarray:
+    """Requests per second over the trace span; 0 when the span is 0 or too short to divide by."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        rates = counts / span_s if span_s > 0 else np.zeros(len(counts))
+    return rates if np.isfinite(rates).all() else np.zeros(len(counts))
 
 
 @contextmanager
@@ -227,3 +246,151 @@ def _parse_float(text: str, path: Path, line: int, name: str) -> float:
     if not math.isfinite(value):
         raise InputError(f"{path} line {line}: {name} must be a finite number, got {text.strip()!r}")
     return value
+
+
+# --- Azure LLM inference trace ----------------------------------------------------------------
+
+# Date, time with any number of fractional digits, optional UTC offset.
+_AZURE_TIMESTAMP = re.compile(
+    r"\s*(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?\s*"
+)
+
+
+def load_azure_trace(
+    path: str | Path,
+    n_adapters: int,
+    popularity: str = "uniform",
+    exponent: float = 1.0,
+    ranks: Sequence[int] = (8, 16),
+    seed: int = 0,
+    max_prompt_tokens: int | None = None,
+    max_total_tokens: int | None = None,
+) -> tuple[WorkloadSpec, RequestTable]:
+    """Replay the public Azure LLM inference trace (`TIMESTAMP,ContextTokens,GeneratedTokens`) over
+    `n_adapters` adapters.
+
+    Times become seconds from the first row. The trace names no adapters, so each request goes to
+    one drawn from the popularity law: "uniform", or "zipf" (adapter i, "lora-i", with probability
+    proportional to 1 / (i + 1)^exponent). Ranks are assigned round-robin, then shuffled; one
+    generator seeded with `seed` shuffles the ranks (as `zipf_layout` does), then draws the adapters.
+
+    Lengths are kept, except that a count of 0 becomes 1 (every request has a prompt token and
+    yields a token) and, when given, prompts are cut to `max_prompt_tokens` and outputs so that
+    prompt + output <= `max_total_tokens`: the arrival pattern stays whole. Adapter rates in the
+    returned spec are their request counts over the trace span, as in `load_trace`.
+    """
+    path = Path(path)
+    n_adapters = _validated_served(n_adapters, "n_adapters")
+    if popularity not in ("uniform", "zipf"):
+        raise InputError(f"popularity: must be 'uniform' or 'zipf', got {popularity!r}")
+    if not _is_rate(exponent):
+        raise InputError(f"exponent: must be a number >= 0, got {exponent!r}")
+    rank_levels = _validated_levels(ranks, "ranks", "an integer > 0", _is_rank)
+    rng = np.random.default_rng(_validated_seed(seed, "seed"))
+    for name, limit in (("max_prompt_tokens", max_prompt_tokens), ("max_total_tokens", max_total_tokens)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+            raise InputError(f"{name}: must be an integer >= 1 or None, got {limit!r}")
+    if max_total_tokens is not None and max_total_tokens < 2:
+        raise InputError(f"max_total_tokens: must leave room for a prompt and an output token (>= 2), got {max_total_tokens}")
+
+    times, prompts, outputs = _read_azure_rows(path)
+    if max_prompt_tokens is not None:
+        np.minimum(prompts, max_prompt_tokens, out=prompts)
+    if max_total_tokens is not None:
+        np.minimum(prompts, max_total_tokens - 1, out=prompts)
+        np.minimum(outputs, max_total_tokens - prompts, out=outputs)
+
+    positions = np.arange(n_adapters)
+    assigned_ranks = np.asarray(rank_levels, dtype=np.int64)[positions % len(rank_levels)]
+    rng.shuffle(assigned_ranks)
+    if popularity == "uniform":
+        adapter = rng.integers(0, n_adapters, size=len(times))
+    else:
+        weights = (positions + 1.0) ** -float(exponent)
+        adapter = rng.choice(n_adapters, size=len(times), p=weights / weights.sum())
+    requests = RequestTable(arrival_s=times, adapter=adapter, prompt_tokens=prompts, output_tokens=outputs)
+
+    rates = _observed_rates(np.bincount(requests.adapter, minlength=n_adapters), float(times[-1]))
+    adapters = tuple(
+        AdapterSpec(id=f"lora-{i}", rank=int(assigned_ranks[i]), rate_req_s=float(rates[i])) for i in range(n_adapters)
+    )
+    return WorkloadSpec(adapters=adapters), requests
+
+
+def _read_azure_rows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seconds from the first row, prompt and output token counts (int64, 0 raised to 1)."""
+    stamp_text: list[str] = []
+    prompt_text: list[str] = []
+    output_text: list[str] = []
+    line_numbers: list[int] = []
+    with _csv_rows(path, "Azure trace", (AZURE_HEADER,)) as (reader, _header):
+        for row in reader:
+            if len(row) != 3:
+                if _is_blank(row):
+                    continue
+                raise InputError(
+                    f"{path} line {reader.line_num}: expected 3 columns ({','.join(AZURE_HEADER)}), got {len(row)}"
+                )
+            stamp_text.append(row[0])
+            prompt_text.append(row[1])
+            output_text.append(row[2])
+            line_numbers.append(reader.line_num)
+    if not line_numbers:
+        raise InputError(f"{path}: the trace has no requests; expected at least one row after the header")
+
+    stamps_ns = _timestamp_column(stamp_text, path, line_numbers)
+    backwards = np.flatnonzero(np.diff(stamps_ns) < 0)
+    if backwards.size:
+        row = int(backwards[0]) + 1
+        raise InputError(
+            f"{path} line {line_numbers[row]}: TIMESTAMP must not be earlier than the previous row's "
+            f"({stamp_text[row - 1].strip()}), got {stamp_text[row].strip()}"
+        )
+    times = (stamps_ns - stamps_ns[0]).astype(np.float64) / 1e9
+    prompts = _count_column(prompt_text, path, line_numbers, "ContextTokens")
+    outputs = _count_column(output_text, path, line_numbers, "GeneratedTokens")
+    return times, np.maximum(prompts, 1), np.maximum(outputs, 1)
+
+
+def _timestamp_column(texts: list[str], path: Path, lines: list[int]) -> np.ndarray:
+    """Nanoseconds since the epoch (UTC), int64; a bad value is named with its line."""
+    # numpy alone would also take "2023" or "now": check the shape of every value first.
+    bad = next((index for index, text in enumerate(texts) if not _AZURE_TIMESTAMP.fullmatch(text)), None)
+    if bad is None:
+        try:
+            with warnings.catch_warnings():
+                # numpy warns about UTC offsets such as "+00:00", and applies them.
+                warnings.simplefilter("ignore", UserWarning)
+                # Fractions of any length parse; 7 digits (as in the trace) keep their first 9 ns digits.
+                return np.array([text.strip() for text in texts], dtype="datetime64[ns]").astype(np.int64)
+        except ValueError:
+            # The shape was right but a field is out of range (month 13, hour 25...).
+            bad = next(index for index, text in enumerate(texts) if _unparsable(text))
+    raise InputError(
+        f"{path} line {lines[bad]}: TIMESTAMP must be a date and time such as 2023-11-16 18:15:46.6805900, "
+        f"got {texts[bad].strip()!r}"
+    )
+
+
+def _unparsable(text: str) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return bool(np.isnat(np.datetime64(text.strip(), "ns")))
+    except ValueError:
+        return True
+
+
+def _count_column(texts: list[str], path: Path, lines: list[int], name: str) -> np.ndarray:
+    try:
+        values = np.array(texts).astype(np.int64)
+    except (ValueError, OverflowError):
+        values = None
+    if values is not None and not np.any((values < 0) | (values > _INT32_MAX)):
+        return values
+    # Only reached with a bad value: find and name its line.
+    for text, line in zip(texts, lines, strict=True):
+        value = _parse_int(text, path, line, name)
+        if not 0 <= value <= _INT32_MAX:
+            raise InputError(f"{path} line {line}: {name} must be an integer between 0 and {_INT32_MAX}, got {value}")
+    raise AssertionError(f"{name}: bulk conversion failed but every value parses")
