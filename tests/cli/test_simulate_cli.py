@@ -26,7 +26,7 @@ def test_simulate_prints_a_summary_table():
     out = proc.stdout
     for needle in ("throughput input / output / total", "TTFT mean / p50 / p99", "ITL mean / p50 / p99",
                    "preemptions", "adapter loads CPU->GPU / disk->CPU", "offered load", "starvation",
-                   "parametric"):
+                   "ShareGPT"):
         assert needle in out, needle
 
 

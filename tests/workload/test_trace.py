@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loratwin.errors import InputError
-from loratwin.workload import LengthSpec, generate_requests, load_trace, reference_layout
+from loratwin.workload import ShareGPTLengths, generate_requests, load_trace, reference_layout
 
 TRACE_HEADER = "arrival_time_s,adapter_id,input_tokens,output_tokens"
 
@@ -42,7 +42,7 @@ def test_round_trip_keeps_times_and_lengths_exactly(tmp_path):
         assert np.array_equal(getattr(loaded, column), getattr(table, column)), column
     assert loaded.arrival_s.dtype == np.float64 and loaded.adapter.dtype == np.int32
     assert [(a.id, a.rank) for a in loaded_workload.adapters] == [(a.id, a.rank) for a in workload.adapters]
-    assert loaded_workload.lengths == LengthSpec()
+    assert loaded_workload.lengths == ShareGPTLengths()
     # Without a rate column: requests per adapter / trace span (last arrival).
     counts = np.bincount(table.adapter, minlength=12)
     span_s = table.arrival_s[-1]

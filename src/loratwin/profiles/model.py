@@ -137,6 +137,17 @@ class KVCapacityModel(_Strict):
         )
 
 
+class GenerationModel(_Strict):
+    """How the model's outputs relate to what was asked.
+
+    Requests ask for up to N output tokens, but the model may stop earlier (end of sequence):
+    on average it generates output_tokens_ratio x N. Applied to generated workloads; replayed
+    traces already hold the tokens that were generated.
+    """
+
+    output_tokens_ratio: float = Field(default=1.0, gt=0, le=1)
+
+
 class Profile(_Strict):
     """Cost model of one model on one GPU."""
 
@@ -150,6 +161,7 @@ class Profile(_Strict):
     scheduler_overhead: SchedulerOverheadModel = SchedulerOverheadModel()
     adapter_load: AdapterLoadModel
     kv: KVCapacityModel
+    generation: GenerationModel = GenerationModel()
 
     @model_validator(mode="after")
     def _ranks_consistent(self) -> "Profile":

@@ -11,7 +11,8 @@ from loratwin.profiles import Profile, load_profile
 from loratwin.twin import engine
 from loratwin.twin.config import ServerConfig
 from loratwin.twin.result import RunResult, build_result
-from loratwin.workload import RequestTable, WorkloadSpec, generate_requests
+from loratwin.workload import RequestTable, ShareGPTLengths, WorkloadSpec, generate_requests
+from loratwin.workload.length_tables import resolve_table
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -62,6 +63,22 @@ def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profil
         num_blocks=int(round(kv_tokens / block_size)),
         block_size=block_size,
     )
+
+
+def _lengths_name(workload: WorkloadSpec, profile: Profile, replayed: bool) -> str:
+    if replayed:
+        return "replayed from the trace"
+    if isinstance(workload.lengths, ShareGPTLengths):
+        return f"ShareGPT, {resolve_table(workload.lengths.table, profile.name)} tokenizer"
+    return workload.lengths.name
+
+
+def _realized_outputs(requested: np.ndarray, profile: Profile) -> np.ndarray:
+    """Output tokens actually generated: the model stops early on average by the profile's ratio."""
+    ratio = profile.generation.output_tokens_ratio
+    if ratio == 1.0:
+        return requested
+    return np.maximum(1, np.rint(requested * ratio)).astype(requested.dtype)
 
 
 def _check_requests(requests: RequestTable, server: ResolvedServer) -> None:
@@ -152,8 +169,19 @@ def simulate(
     if not sample_interval_s > 0:
         raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
     resolved = resolve_server(server, workload, profile)
+    replayed = requests is not None
     if requests is None:
-        requests = generate_requests(workload, duration_s, seed)
+        requests = generate_requests(workload, duration_s, seed, model_name=profile.name)
+        realized_output = _realized_outputs(requests.output_tokens, profile)
+    else:
+        realized_output = requests.output_tokens
+    requested_output = requests.output_tokens
+    requests = RequestTable(
+        arrival_s=requests.arrival_s,
+        adapter=requests.adapter,
+        prompt_tokens=requests.prompt_tokens,
+        output_tokens=realized_output,
+    )
     _check_requests(requests, resolved)
 
     duration_ns = int(round(duration_s * NS_PER_S))
@@ -209,5 +237,7 @@ def simulate(
         server=resolved,
         duration_s=duration_s,
         seed=seed,
+        requested_output_tokens=requested_output[in_window],
+        lengths_name=_lengths_name(workload, profile, replayed=replayed),
         starvation_threshold=starvation_threshold,
     )

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from loratwin.errors import InputError
 from loratwin.workload.spec import (
     GammaArrival,
     PoissonArrival,
@@ -31,10 +33,13 @@ from loratwin.workload.spec import (
     WorkloadSpec,
 )
 
-__all__ = ["UNPREDICTABLE_RATE_FACTOR", "generate_arrivals", "schedule_pieces"]
+__all__ = ["MAX_REQUESTS", "UNPREDICTABLE_RATE_FACTOR", "generate_arrivals", "schedule_pieces"]
 
 # The "unpredictable" workload multiplies or divides each adapter's rate by this every period.
 UNPREDICTABLE_RATE_FACTOR = 1.5
+
+# More requests than this would not fit in memory alongside the simulation; refuse them up front.
+MAX_REQUESTS = 50_000_000
 
 
 def schedule_pieces(
@@ -76,6 +81,14 @@ def generate_arrivals(
     times: list[np.ndarray] = []
     adapters: list[np.ndarray] = []
 
+    # Expected requests of the processes whose rates are fixed in advance; unpredictable adapters
+    # count at their base rate until their rates are drawn.
+    fixed_requests = math.fsum(
+        rate * (duration_s if isinstance(arrival, UnpredictableArrival) else _schedule_mass(arrival, duration_s))
+        for rate, arrival in zip(rates.tolist(), arrivals, strict=True)
+    )
+    _check_volume(fixed_requests, duration_s)
+
     plain = positions_of(PoissonArrival, scheduled=False)
     if plain.size:
         # The original Poisson draws, kept as they were: the reference runs' tables must not change.
@@ -98,7 +111,10 @@ def generate_arrivals(
 
     unpredictable = positions_of(UnpredictableArrival)
     if unpredictable.size:
-        wild_times, wild_adapters = _unpredictable_arrivals(rng, arrivals, unpredictable, rates, duration_s)
+        fixed_requests -= float(rates[unpredictable].sum()) * duration_s
+        wild_times, wild_adapters = _unpredictable_arrivals(
+            rng, arrivals, unpredictable, rates, duration_s, fixed_requests
+        )
         times.append(wild_times)
         adapters.append(wild_adapters)
 
@@ -114,8 +130,22 @@ def generate_arrivals(
     return arrival_s[order], adapter[order]
 
 
+def _schedule_mass(arrival: object, duration_s: float) -> float:
+    """Seconds of the run weighted by the schedule's scale (duration_s without a schedule)."""
+    starts, ends, scales = schedule_pieces(getattr(arrival, "schedule", None), duration_s)
+    return float((scales * (ends - starts)).sum())
+
+
+def _check_volume(expected_requests: float, duration_s: float, hint: str = "") -> None:
+    if not expected_requests <= MAX_REQUESTS:  # also catches inf and nan
+        raise InputError(
+            f"the workload asks for about {expected_requests:.3g} requests in {duration_s:g} s, more than the "
+            f"{MAX_REQUESTS:,} one run can hold; lower the rates or duration_s{hint}"
+        )
+
+
 def _scheduled_pieces(
-    arrivals: Sequence[object],
+    arrivals: Sequence[Any],
     positions: np.ndarray,
     rates: np.ndarray,
     duration_s: float,
@@ -148,7 +178,7 @@ def _poisson_pieces(
 
 def _gamma_arrivals(
     rng: np.random.Generator,
-    arrivals: Sequence[object],
+    arrivals: Sequence[Any],
     positions: np.ndarray,
     rates: np.ndarray,
     duration_s: float,
@@ -167,7 +197,7 @@ def _gamma_arrivals(
     stream_start = piece_start[first_piece]
     horizons = piece_end[last_piece] - stream_start
 
-    cvs = np.array([getattr(arrivals[position], "cv") for position in positions])
+    cvs = np.array([arrivals[position].cv for position in positions])
     stream, offset = _renewal(rng, horizons, "gamma", 1.0 / cvs**2)
 
     # Pieces of zero mass (rate or scale 0) hold no arrivals: search with side="right" skips them,
@@ -185,13 +215,14 @@ def _gamma_arrivals(
 
 def _unpredictable_arrivals(
     rng: np.random.Generator,
-    arrivals: Sequence[object],
+    arrivals: Sequence[Any],
     positions: np.ndarray,
     rates: np.ndarray,
     duration_s: float,
+    other_requests: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    period_s = np.array([getattr(arrivals[position], "period_s") for position in positions])
-    sigma = np.array([getattr(arrivals[position], "sigma") for position in positions])
+    period_s = np.array([arrivals[position].period_s for position in positions])
+    sigma = np.array([arrivals[position].sigma for position in positions])
     periods = np.ceil(duration_s / period_s).astype(np.int64)
     first_period = np.concatenate(([0], np.cumsum(periods)[:-1]))
     stream = np.repeat(np.arange(len(positions)), periods)
@@ -205,6 +236,11 @@ def _unpredictable_arrivals(
     walk = np.cumsum(steps)
     walk -= walk[first_period][stream]
     period_rates = rates[positions][stream] * UNPREDICTABLE_RATE_FACTOR ** walk.astype(np.float64)
+    _check_volume(
+        other_requests + float((period_rates * (ends - starts)).sum()),
+        duration_s,
+        "; unpredictable rates drift by x1.5 or /1.5 every period_s, so many short periods let them run away",
+    )
 
     poisson = np.flatnonzero(~lognormal)
     poisson_times, poisson_piece = _poisson_pieces(rng, starts[poisson], ends[poisson], period_rates[poisson])

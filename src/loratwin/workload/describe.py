@@ -10,7 +10,7 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.workload.arrivals import UNPREDICTABLE_RATE_FACTOR, schedule_pieces
-from loratwin.workload.spec import ARRIVAL_KINDS, UnpredictableArrival, WorkloadSpec
+from loratwin.workload.spec import ARRIVAL_KINDS, ShareGPTLengths, UnpredictableArrival, WorkloadSpec
 
 __all__ = ["describe_workload", "expected_mean_rates"]
 
@@ -35,7 +35,9 @@ def expected_mean_rates(workload: WorkloadSpec, duration_s: float) -> np.ndarray
     return rates * np.array(factors)
 
 
-def describe_workload(workload: WorkloadSpec, duration_s: float = 3600) -> dict[str, Any]:
+def describe_workload(
+    workload: WorkloadSpec, duration_s: float = 3600, model_name: str | None = None
+) -> dict[str, Any]:
     """Adapters, rates, rank and arrival-process mix, and the load offered over `duration_s` seconds.
 
     Rates under "rate_req_s" are the adapters' base rates; "expected_aggregate_rate_req_s" averages
@@ -56,11 +58,11 @@ def describe_workload(workload: WorkloadSpec, duration_s: float = 3600) -> dict[
     busiest = np.sort(rates)[::-1][: max(1, math.ceil(len(rates) / 10))]
     total = workload.aggregate_rate_req_s
 
-    mean_prompt = getattr(workload.lengths, "mean_prompt_tokens", None)
-    mean_output = getattr(workload.lengths, "mean_output_tokens", None)
-    tokens_per_request = (
-        float(mean_prompt) + float(mean_output) if mean_prompt is not None and mean_output is not None else None
-    )
+    if isinstance(workload.lengths, ShareGPTLengths):
+        mean_prompt, mean_output = workload.lengths.means(model_name)
+    else:
+        mean_prompt, mean_output = workload.lengths.mean_prompt_tokens, workload.lengths.mean_output_tokens
+    tokens_per_request = float(mean_prompt) + float(mean_output)
     return {
         "duration_s": duration_s,
         "adapters": len(rates),

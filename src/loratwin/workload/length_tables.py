@@ -25,6 +25,19 @@ _SUFFIX = ".csv.gz"
 _COLUMNS = ["prompt_tokens", "output_tokens"]
 
 
+# The table used when neither the workload nor the simulated model names one.
+DEFAULT_TABLE = "llama-3.1-8b-instruct"
+
+
+def resolve_table(requested: str | None, model_name: str | None) -> str:
+    """The table a ShareGPT length spec uses: the one it names, else the model's own, else the default."""
+    if requested is not None:
+        return requested
+    if model_name is not None and model_name in available_tables():
+        return model_name
+    return DEFAULT_TABLE
+
+
 def available_tables() -> list[str]:
     """Model names that have a length table, sorted."""
     names = (entry.name for entry in resources.files(_DATA_PACKAGE).iterdir())

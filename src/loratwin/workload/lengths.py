@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from loratwin.errors import InputError
-from loratwin.workload.spec import LengthSpec
+from loratwin.workload.length_tables import load_length_table
+from loratwin.workload.spec import LengthSpec, ShareGPTLengths
 
 __all__ = ["OUTPUT_SIGMA", "PROMPT_SIGMA", "check_length_spec", "sample_lengths"]
 
@@ -142,8 +143,13 @@ def _close(value: float, target: float, tolerance: float = _SOLVE_TOLERANCE) -> 
     return not math.isnan(value) and abs(value - target) <= tolerance * target
 
 
-def check_length_spec(spec: LengthSpec) -> None:
-    """Raise `InputError` if the spec's means cannot be reached within its bounds."""
+def check_length_spec(spec: LengthSpec | ShareGPTLengths) -> None:
+    """Raise `InputError` if the spec's means cannot be reached within its bounds, or it names a
+    length table that does not exist."""
+    if isinstance(spec, ShareGPTLengths):
+        if spec.table is not None:
+            load_length_table(spec.table)
+        return
     _fit(spec)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from loratwin.errors import InputError
 from loratwin.workload.arrivals import generate_arrivals
 from loratwin.workload.lengths import sample_lengths
-from loratwin.workload.spec import WorkloadSpec
+from loratwin.workload.length_tables import resolve_table, sample_from_table
+from loratwin.workload.spec import ShareGPTLengths, WorkloadSpec
 
 __all__ = ["RequestTable", "generate_requests"]
 
@@ -50,9 +51,12 @@ class RequestTable:
         return int(self.prompt_tokens.sum(dtype=np.int64) + self.output_tokens.sum(dtype=np.int64))
 
 
-def generate_requests(workload: WorkloadSpec, duration_s: float, seed: int) -> RequestTable:
+def generate_requests(
+    workload: WorkloadSpec, duration_s: float, seed: int, model_name: str | None = None
+) -> RequestTable:
     """Arrivals over [0, duration_s), each adapter following its own arrival process, with lengths
-    from the workload.
+    from the workload (ShareGPT lengths use `model_name`'s tokenizer table unless the workload
+    names one).
 
     One generator seeded with `seed` is consumed in a fixed order (arrivals, see
     `loratwin.workload.arrivals.generate_arrivals`, then lengths), so a seed fixes the table.
@@ -66,7 +70,11 @@ def generate_requests(workload: WorkloadSpec, duration_s: float, seed: int) -> R
         raise InputError(f"seed: must be an integer >= 0, got {seed!r}")
     rng = np.random.default_rng(int(seed))
     arrival_s, adapter = generate_arrivals(workload, float(duration_s), rng)
-    prompt_tokens, output_tokens = sample_lengths(workload.lengths, len(arrival_s), rng)
+    if isinstance(workload.lengths, ShareGPTLengths):
+        table = resolve_table(workload.lengths.table, model_name)
+        prompt_tokens, output_tokens = sample_from_table(table, len(arrival_s), rng)
+    else:
+        prompt_tokens, output_tokens = sample_lengths(workload.lengths, len(arrival_s), rng)
     return RequestTable(
         arrival_s=arrival_s,
         adapter=adapter,

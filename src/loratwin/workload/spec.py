@@ -196,12 +196,48 @@ class LengthSpec(_SpecModel):
         )
 
 
+class ShareGPTLengths(_SpecModel):
+    """Request lengths drawn from real ShareGPT conversations (first turn as the prompt, the
+    reply as the output), counted with a model's tokenizer and filtered as the reference client
+    did (both >= 4 tokens, prompt <= 1024, prompt + output <= 2048).
+
+    `table` names the tokenizer's table (see `loratwin.workload.length_tables.available_tables`);
+    None means the simulated model's own, or the Llama-3.1 table for a model without one.
+    """
+
+    kind: Literal["sharegpt"] = "sharegpt"
+    table: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"ShareGPT ({self.table or 'tokenizer of the simulated model'})"
+
+    def means(self, model_name: str | None = None) -> tuple[float, float]:
+        """Mean prompt and output tokens of the table used for `model_name`."""
+        from loratwin.workload.length_tables import load_length_table, resolve_table
+
+        prompt, output = load_length_table(resolve_table(self.table, model_name))
+        return float(prompt.mean()), float(output.mean())
+
+
+def _lengths_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "parametric"))
+    return getattr(value, "kind", "parametric")
+
+
+RequestLengths = Annotated[
+    Annotated[LengthSpec, Tag("parametric")] | Annotated[ShareGPTLengths, Tag("sharegpt")],
+    Discriminator(_lengths_kind),
+]
+
+
 class WorkloadSpec(_SpecModel):
     """The adapters a replica serves and the request lengths they send."""
 
     # A tuple, not a list, so the frozen spec is really immutable (and hashable).
     adapters: Annotated[tuple[AdapterSpec, ...], Field(min_length=1)]
-    lengths: LengthSpec = LengthSpec()
+    lengths: RequestLengths = ShareGPTLengths()
     arrival: ArrivalSpec = PoissonArrival()  # for adapters without their own
 
     @field_validator("adapters")
@@ -239,7 +275,7 @@ def reference_layout(
     rates: Sequence[float],
     ranks: Sequence[int],
     seed: int,
-    lengths: LengthSpec | None = None,
+    lengths: LengthSpec | ShareGPTLengths | None = None,
     arrival: ArrivalSpec | None = None,
 ) -> WorkloadSpec:
     """The adapter layout of the reference measurements.
@@ -268,7 +304,7 @@ def zipf_layout(
     exponent: float = 1.0,
     ranks: Sequence[int] = (8, 16),
     seed: int = 0,
-    lengths: LengthSpec | None = None,
+    lengths: LengthSpec | ShareGPTLengths | None = None,
     arrival: ArrivalSpec | None = None,
 ) -> WorkloadSpec:
     """Skewed popularity: adapter i ("lora-i", the i-th most popular) gets a rate proportional to
@@ -294,14 +330,14 @@ def zipf_layout(
 
 
 def _layout_workload(
-    rates: np.ndarray, ranks: np.ndarray, lengths: LengthSpec | None, arrival: ArrivalSpec | None
+    rates: np.ndarray, ranks: np.ndarray, lengths: LengthSpec | ShareGPTLengths | None, arrival: ArrivalSpec | None
 ) -> WorkloadSpec:
     adapters = tuple(
         AdapterSpec(id=f"lora-{i}", rank=int(ranks[i]), rate_req_s=float(rates[i])) for i in range(len(rates))
     )
     return WorkloadSpec(
         adapters=adapters,
-        lengths=lengths if lengths is not None else LengthSpec(),
+        lengths=lengths if lengths is not None else ShareGPTLengths(),
         arrival=arrival if arrival is not None else PoissonArrival(),
     )
 
@@ -384,7 +420,7 @@ class _WorkloadFile(_SpecModel):
 
     adapters: tuple[AdapterSpec, ...] | None = None
     layout: _Layout | None = None
-    lengths: LengthSpec = LengthSpec()
+    lengths: RequestLengths = ShareGPTLengths()
     arrival: ArrivalSpec = PoissonArrival()
 
     @model_validator(mode="after")
@@ -479,7 +515,11 @@ def describe_validation_error(
 
 # Fields holding a union chosen by `kind`: pydantic puts the chosen kind into error locations,
 # which names no key of the file, so it is left out.
-_UNION_TAGS = {"arrival": frozenset(ARRIVAL_KINDS), "layout": frozenset({"reference", "zipf"})}
+_UNION_TAGS = {
+    "arrival": frozenset(ARRIVAL_KINDS),
+    "layout": frozenset({"reference", "zipf"}),
+    "lengths": frozenset({"parametric", "sharegpt"}),
+}
 
 
 def _without_union_tags(location: tuple[int | str, ...]) -> tuple[int | str, ...]:
