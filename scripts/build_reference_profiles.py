@@ -1,6 +1,9 @@
-"""Write the built-in profiles from the reference measurements.
+"""Write the reference profiles: the published twin's cost model, for comparison.
 
 Usage: python scripts/build_reference_profiles.py [SHARED_DATA_DIR]   (default: ../shared/data)
+
+They are installed as `<model>-reference` (e.g. `llama-3.1-8b-instruct-reference`); the default
+profiles `<model>` are fitted by `loratwin calibrate` (see the README).
 
 Sources (see SHARED_DATA_DIR/README.md for provenance):
 - step time and scheduler overhead: the constants of profiles-reference.md (the published twin's fit;
@@ -74,12 +77,13 @@ def build(data_dir: Path) -> dict[str, dict]:
                 capacity.setdefault(rank, {})[loras] = None
                 reasons.setdefault(rank, {})[loras] = r["failure_detail"].replace("_", " ")
         profiles[name] = {
-            "name": name,
+            "name": f"{name}-reference",
             "model": m["model"],
             "gpu": GPU,
             "engine": "vLLM 0.8.5, V1 engine, prefix caching off, max_num_batched_tokens 2048",
             "source": "profiles-reference.md constants; calibration/adapter_loading.csv; calibration/kv_capacity.csv",
             "fitted": "reference",
+            "tokenizer": name,
             "step_time": {
                 "base_ms": m["c2"],
                 "per_seq_ms": m["c1"],
@@ -107,7 +111,7 @@ def main() -> None:
     data_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data"
     OUT.mkdir(parents=True, exist_ok=True)
     for name, profile in build(data_dir).items():
-        path = OUT / f"{name}.yaml"
+        path = OUT / f"{name}-reference.yaml"
         header = "# Written by scripts/build_reference_profiles.py from the reference measurements; do not edit by hand.\n"
         path.write_text(header + yaml.safe_dump(profile, sort_keys=False))
         print(f"wrote {path}")

@@ -88,7 +88,8 @@ def test_profiles_lists_builtins():
     proc = run_cli("profiles", "--json")
     assert proc.returncode == 0, proc.stderr
     names = {p["name"] for p in json.loads(proc.stdout)}
-    assert names == {"llama-3.1-8b-instruct", "qwen-2.5-7b-instruct"}
+    assert names == {"llama-3.1-8b-instruct", "qwen-2.5-7b-instruct",
+                     "llama-3.1-8b-instruct-reference", "qwen-2.5-7b-instruct-reference"}
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
-def test_both_builtin_profiles_load():
-    assert builtin_profiles() == ["llama-3.1-8b-instruct", "qwen-2.5-7b-instruct"]
+def test_builtin_profiles_load():
+    assert builtin_profiles() == [
+        "llama-3.1-8b-instruct", "llama-3.1-8b-instruct-reference",
+        "qwen-2.5-7b-instruct", "qwen-2.5-7b-instruct-reference",
+    ]
     for name in builtin_profiles():
         p = load_profile(name)
         assert p.name == name
         assert p.kv.block_size == 16
+        assert p.tokenizer == name.removesuffix("-reference")
+
+
+def test_default_profiles_are_written_by_calibrate():
+    for name in ("llama-3.1-8b-instruct", "qwen-2.5-7b-instruct"):
+        text = (ROOT / f"src/loratwin/profiles/data/{name}.yaml").read_text()
+        assert text.startswith("# Written by: loratwin calibrate --model " + name)
+        assert load_profile(name).fitted == "calibrated"
 
 
 def test_kv_capacity_lookup_and_interpolation():
@@ -46,7 +57,7 @@ def test_infeasible_configurations_do_not_start():
 
 def test_profile_file_errors_name_the_field(tmp_path):
     bad = tmp_path / "p.yaml"
-    data = yaml.safe_load((ROOT / "src/loratwin/profiles/data/llama-3.1-8b-instruct.yaml").read_text())
+    data = yaml.safe_load((ROOT / "src/loratwin/profiles/data/llama-3.1-8b-instruct-reference.yaml").read_text())
     data["step_time"]["base_ms"] = -1
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(InputError, match=r"step_time\.base_ms"):
@@ -62,5 +73,5 @@ def test_builtin_profiles_are_what_the_build_script_writes():
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     for name, data in build.build(SHARED_DATA).items():
-        shipped = yaml.safe_load((ROOT / f"src/loratwin/profiles/data/{name}.yaml").read_text())
+        shipped = yaml.safe_load((ROOT / f"src/loratwin/profiles/data/{name}-reference.yaml").read_text())
         assert shipped == yaml.safe_load(yaml.safe_dump(data)), name

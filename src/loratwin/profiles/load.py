@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -42,12 +43,18 @@ def profile_from_yaml_text(text: str, source: str) -> Profile:
         raise InputError(_format_validation(source, exc)) from None
 
 
+@functools.lru_cache(maxsize=None)
+def _builtin(name: str) -> Profile:
+    # profiles are immutable, so one parse per process serves every simulation
+    text = resources.files(_DATA).joinpath(f"{name}.yaml").read_text()
+    return profile_from_yaml_text(text, f"{name}.yaml")
+
+
 def load_profile(name_or_path: str | Path) -> Profile:
     """A built-in profile by name, or a profile YAML file by path."""
     name = str(name_or_path)
     if name in builtin_profiles():
-        text = resources.files(_DATA).joinpath(f"{name}.yaml").read_text()
-        return profile_from_yaml_text(text, f"{name}.yaml")
+        return _builtin(name)
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():

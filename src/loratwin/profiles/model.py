@@ -157,6 +157,8 @@ class Profile(_Strict):
     engine: str = "vLLM 0.8.5, V1 engine, prefix caching off"
     source: str = ""
     fitted: Literal["reference", "calibrated", "custom"] = "custom"
+    # request-length table counted with this model's tokenizer (loratwin.workload.length_tables)
+    tokenizer: str | None = None
     step_time: StepTimeModel
     scheduler_overhead: SchedulerOverheadModel = SchedulerOverheadModel()
     adapter_load: AdapterLoadModel

@@ -84,3 +84,46 @@ def print_profiles(profiles: list["Profile"], console: Console) -> None:
     for p in profiles:
         table.add_row(p.name, p.model, p.gpu, p.engine, p.fitted)
     console.print(table)
+
+
+def print_error_table(rows: list[dict], console: Console) -> None:
+    """The validation error table: ours beside the published twin's (lower is better)."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}%"
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    table = Table(show_header=True, header_style="bold", title="twin vs real runs (error: 100·mean|y-p|/(|y|+|p|))")
+    for col in ("model", "set", "runs", "throughput err\nours / published", "ITL err\nours / published",
+                "TTFT err\nours", "starvation agreement\nours / published", "start-failure\nagreement"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        t, i, f = r["total_tok_s"], r["mean_itl_ms"], r["mean_ttft_ms"]
+        table.add_row(
+            r["model"], r["source_set"], str(t["n"]),
+            f"{pct(t['half_smape'])} / {pct(r['published_total_tok_s']['half_smape'])}",
+            f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])}",
+            pct(f["half_smape"]),
+            f"{share(r['starvation_agreement'])} / {share(r['published_starvation_agreement'])}",
+            f"{share(r['start_agreement'])} ({r['start_runs']})",
+        )
+    console.print(table)
+
+
+def print_seed_runs(results: list["RunResult"], mean: dict, console: Console) -> None:
+    """One row per seed and their mean."""
+    table = Table(show_header=True, header_style="bold", title=f"{len(results)} seeds")
+    for col in ("seed", "tok/s", "served/offered", "starved", "TTFT ms", "ITL ms", "done", "preempt", "starved adapters"):
+        table.add_column(col, justify="right")
+    for r in results:
+        s = r.summary
+        table.add_row(str(r.config["seed"]), _num(s["total_tok_s"]), f"{s['throughput_over_offered']:.3f}",
+                      "yes" if s["starved"] else "no", _num(s["mean_ttft_ms"], 0), _num(s["mean_itl_ms"]),
+                      f"{s['completed']:,}", f"{s['preemptions']:,}", str(s["starved_adapters"]))
+    table.add_row("mean", _num(mean["total_tok_s"]), f"{mean['throughput_over_offered']:.3f}",
+                  f"{mean['starved_share']:.0%}", _num(mean["mean_ttft_ms"], 0), _num(mean["mean_itl_ms"]),
+                  _num(mean["completed"], 0), _num(mean["preemptions"], 0), _num(mean["starved_adapters"], 1),
+                  style="bold")
+    console.print(table)

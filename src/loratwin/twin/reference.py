@@ -72,6 +72,8 @@ def _touch(cache: OrderedDict, adapters: list[int]) -> None:
 
 
 class _Replica:
+    """One replica's state during a run: `run()`, then `output()`."""
+
     def __init__(
         self,
         arrival_ns,
@@ -167,6 +169,7 @@ class _Replica:
                 break
             if self.client_max_waiting >= 0 and len(self.waiting) >= self.client_max_waiting:
                 break
+            # sent on arrival if it arrived since the previous boundary, else when the queue made room
             r.sent_ns = r.arrival_ns if r.arrival_ns > self.prev_boundary else self.now
             self.waiting.append(r)
             self.next_arrival += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _lengths_name(workload: WorkloadSpec, profile: Profile, replayed: bool) -> s
     if replayed:
         return "replayed from the trace"
     if isinstance(workload.lengths, ShareGPTLengths):
-        return f"ShareGPT, {resolve_table(workload.lengths.table, profile.name)} tokenizer"
+        return f"ShareGPT, {resolve_table(workload.lengths.table, profile.tokenizer or profile.name)} tokenizer"
     return workload.lengths.name
 
 
@@ -153,14 +154,20 @@ def simulate(
     duration_s: float = 3600.0,
     seed: int = 0,
     requests: RequestTable | None = None,
+    outputs_requested: bool | None = None,
     sample_interval_s: float = 2.0,
     starvation_threshold: float = 0.1,
+    engine_mode: Literal["fast", "reference"] = "fast",
 ) -> RunResult:
     """Simulate one vLLM replica serving `workload` for `duration_s` seconds.
 
     `requests` replays given requests (e.g. a trace) instead of drawing them from the workload's
-    arrival processes with `seed`. Only requests completed inside the window count toward
-    throughput, as in the reference benchmark client.
+    arrival processes with `seed`. `outputs_requested` says whether their output lengths are what
+    was asked for (the model may stop earlier: the profile's output-token ratio applies) or what
+    was generated; by default drawn requests are asked-for and replayed ones generated.
+    Only requests completed inside the window count toward throughput, as in the reference
+    benchmark client. `engine_mode="reference"` runs the plain step-by-step Python engine (same
+    results, much slower), the readable specification of the fast one.
     """
     if isinstance(profile, str):
         profile = load_profile(profile)
@@ -171,7 +178,10 @@ def simulate(
     resolved = resolve_server(server, workload, profile)
     replayed = requests is not None
     if requests is None:
-        requests = generate_requests(workload, duration_s, seed, model_name=profile.name)
+        requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)
+    if outputs_requested is None:
+        outputs_requested = not replayed
+    if outputs_requested:
         realized_output = _realized_outputs(requests.output_tokens, profile)
     else:
         realized_output = requests.output_tokens
@@ -223,7 +233,14 @@ def simulate(
         int(round(sample_interval_s * NS_PER_S)),
         _cost_vector(profile, resolved.max_loras, resolved.max_lora_rank),
     )
-    out = _run_engine(args, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs)
+    if engine_mode == "reference":
+        from loratwin.twin.reference import run_reference
+
+        out = run_reference(*args)
+    elif engine_mode == "fast":
+        out = _run_engine(args, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs)
+    else:
+        raise InputError(f"engine_mode must be 'fast' or 'reference', got {engine_mode!r}")
     return build_result(
         out,
         workload=workload,

@@ -1,0 +1,150 @@
+"""Replay real runs through the twin, in parallel, each with a few seeds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from loratwin.errors import InfeasibleConfigError
+from loratwin.profiles import Profile
+from loratwin.twin import simulate
+from loratwin.validate.runs import RealRun, run_requests, run_server, run_workload
+
+# The reference runs' benchmark client saturated near this many waiting requests.
+REFERENCE_CLIENT_CAP = 25_500
+
+# Per-step terms of the step-time model, in the order of STEP_TERM_FIELDS (profile field names).
+STEP_TERM_FIELDS = (
+    "base_ms", "per_seq_ms", "per_prefill_token_ms", "per_context_token_ms", "lora_step_ms",
+    "lora_per_rank_ms", "lora_per_slot_ms", "lora_per_adapter_ms", "lora_per_seq_per_slot_ms",
+)
+
+
+def step_terms(steps: dict[str, np.ndarray], max_loras: int, max_lora_rank: int) -> np.ndarray:
+    """Per-step values multiplying each additive coefficient of the step-time model (rows: terms)."""
+    n = steps["batch"].astype(np.float64)
+    a = steps["adapters"].astype(np.float64)
+    with_lora = (a > 0).astype(np.float64)
+    return np.stack([
+        np.ones_like(n), n, steps["prefill_tokens"].astype(np.float64), steps["context_tokens"].astype(np.float64),
+        with_lora, with_lora * max_lora_rank, with_lora * max_loras, a, n * max_loras,
+    ])
+
+
+@dataclass
+class ReplayResult:
+    """The twin's prediction for one real run, averaged over seeds."""
+
+    run: RealRun
+    started: bool
+    failure: str | None = None
+    seeds: int = 0
+    total_tok_s: float | None = None
+    mean_itl_ms: float | None = None
+    mean_ttft_ms: float | None = None
+    throughput_over_offered: float | None = None
+    starved: bool | None = None
+    # for calibration: mean step terms weighted by tokens emitted and by step, the matching
+    # mean overhead (loads + scheduler) in ms, and the number of steps (means over seeds)
+    terms_per_token: np.ndarray | None = field(default=None, repr=False)
+    terms_per_step: np.ndarray | None = field(default=None, repr=False)
+    overhead_per_token_ms: float | None = None
+    overhead_per_step_ms: float | None = None
+    steps: float | None = None
+
+
+def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float]) -> dict:
+    run, profile, seed, cap, duration_s, threshold = task
+    workload = run_workload(run, seed)
+    try:
+        result = simulate(
+            workload, run_server(run, cap), profile,
+            duration_s=duration_s, seed=seed, starvation_threshold=threshold,
+            requests=run_requests(run, workload, profile, duration_s, seed), outputs_requested=True,
+        )
+    except InfeasibleConfigError as exc:
+        return {"started": False, "failure": str(exc)}
+    s, steps = result.summary, result.steps
+    terms = step_terms(steps, run.max_loras, run.max_lora_rank)
+    weight = steps["batch"].astype(np.float64)
+    overhead_ms = steps["overhead_s"] * 1000
+    return {
+        "started": True,
+        "total_tok_s": s["total_tok_s"],
+        "mean_itl_ms": s["mean_itl_ms"],
+        "mean_ttft_ms": s["mean_ttft_ms"],
+        "throughput_over_offered": s["throughput_over_offered"],
+        "terms_per_token": terms @ weight / weight.sum(),
+        "terms_per_step": terms.mean(axis=1),
+        "overhead_per_token_ms": float(overhead_ms @ weight / weight.sum()),
+        "overhead_per_step_ms": float(overhead_ms.mean()),
+        "steps": float(len(weight)),
+    }
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def replay_runs(
+    runs: Sequence[RealRun],
+    profile_for: Callable[[str], Profile],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    client_max_waiting: int | None = REFERENCE_CLIENT_CAP,
+    duration_s: float = 3600.0,
+    starvation_threshold: float = 0.1,
+    workers: int | None = None,
+    on_done: Callable[[], None] | None = None,
+) -> list[ReplayResult]:
+    """Simulate every run that ran or failed to start, once per seed, on `workers` processes
+    (default: all cores). `profile_for(model)` gives the profile of each run's model.
+    The starvation flag is taken on the seeds' mean throughput/offered ratio."""
+    runs = [r for r in runs if r.start_known]
+    profiles = {model: profile_for(model) for model in sorted({r.model for r in runs})}
+    tasks = [
+        (run, profiles[run.model], seed, client_max_waiting, duration_s, starvation_threshold)
+        for run in runs for seed in seeds
+    ]
+    workers = workers or os.cpu_count() or 1
+    outputs: list[dict] = []
+    if workers == 1:
+        for task in tasks:
+            outputs.append(_replay_one(task))
+            if on_done:
+                on_done()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for out in pool.map(_replay_one, tasks, chunksize=2):
+                outputs.append(out)
+                if on_done:
+                    on_done()
+    results = []
+    n = len(seeds)
+    for i, run in enumerate(runs):
+        per_seed = outputs[i * n : (i + 1) * n]
+        if not per_seed[0]["started"]:
+            results.append(ReplayResult(run=run, started=False, failure=per_seed[0]["failure"], seeds=n))
+            continue
+        ratio = _mean([o["throughput_over_offered"] for o in per_seed])
+        results.append(ReplayResult(
+            run=run,
+            started=True,
+            seeds=n,
+            total_tok_s=_mean([o["total_tok_s"] for o in per_seed]),
+            mean_itl_ms=_mean([o["mean_itl_ms"] for o in per_seed]),
+            mean_ttft_ms=_mean([o["mean_ttft_ms"] for o in per_seed]),
+            throughput_over_offered=ratio,
+            starved=bool(1.0 - ratio >= starvation_threshold),
+            terms_per_token=np.mean([o["terms_per_token"] for o in per_seed], axis=0),
+            terms_per_step=np.mean([o["terms_per_step"] for o in per_seed], axis=0),
+            overhead_per_token_ms=_mean([o["overhead_per_token_ms"] for o in per_seed]),
+            overhead_per_step_ms=_mean([o["overhead_per_step_ms"] for o in per_seed]),
+            steps=_mean([o["steps"] for o in per_seed]),
+        ))
+    return results

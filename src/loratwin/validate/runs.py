@@ -1,0 +1,159 @@
+"""Real vLLM runs in the reference format (`runs.csv`) and the workload each one ran."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from loratwin.errors import InputError
+from loratwin.twin.config import ServerConfig
+from loratwin.profiles import Profile
+from loratwin.workload import AdapterSpec, RequestTable, WorkloadSpec, generate_requests
+
+REQUIRED_COLUMNS = (
+    "run_id", "source_set", "model", "max_loras", "served_adapters", "max_lora_rank",
+    "adapter_rank_cycle", "rate_values", "rate_counts", "status",
+)
+# Statuses that tell whether the server started: these runs count for start-failure agreement.
+# (Port clashes and engine-init crashes say nothing about memory.)
+STARTED = frozenset({"ok", "slurm_timeout", "slurm_cancelled", "unknown"})
+FAILED_TO_START = frozenset({"oom_at_start"})
+
+MEASURED_FLOATS = (
+    "total_tok_s", "input_tok_s", "output_tok_s", "mean_itl_ms", "mean_ttft_ms", "mean_tpot_ms",
+    "throughput_over_offered", "approx_offered_tok_s", "sent_offered_tok_s", "ttft_with_unfinished_ms",
+    "max_waiting", "mean_running", "mean_waiting", "pool_mean_input_tokens", "pool_mean_output_tokens",
+    "completed", "total_output_tokens", "paper_dt_total_tok_s", "paper_dt_itl_ms", "paper_dt_ttft_ms",
+)
+
+
+@dataclass(frozen=True)
+class RealRun:
+    """One real one-hour run: its configuration and what was measured (None where not available)."""
+
+    run_id: str
+    source_set: str
+    model: str
+    status: str
+    max_loras: int
+    served_adapters: int
+    max_lora_rank: int
+    rank_cycle: tuple[int, ...]
+    rate_values: tuple[float, ...]
+    rate_counts: tuple[int, ...]
+    measured: dict[str, float | None] = field(default_factory=dict, compare=False)
+    starved: bool | None = None  # the paper's rule as applied in the file (starved_approx)
+
+    @property
+    def has_metrics(self) -> bool:
+        return self.status == "ok" and self.measured.get("total_tok_s") is not None
+
+    @property
+    def start_known(self) -> bool:
+        return self.status in STARTED or self.status in FAILED_TO_START
+
+    @property
+    def started(self) -> bool:
+        return self.status in STARTED
+
+
+def _parse_row(row: dict[str, str], line: int, source: str) -> RealRun:
+    def text(name: str) -> str:
+        value = (row.get(name) or "").strip()
+        if not value:
+            raise InputError(f"{source} line {line}: column {name!r} is empty")
+        return value
+
+    def numbers(name: str, kind: type) -> tuple:
+        try:
+            return tuple(kind(x) for x in text(name).split())
+        except ValueError:
+            raise InputError(f"{source} line {line}: {name} must be space-separated numbers, got {row[name]!r}") from None
+
+    def integer(name: str) -> int:
+        try:
+            return int(text(name))
+        except ValueError:
+            raise InputError(f"{source} line {line}: {name} must be an integer, got {row[name]!r}") from None
+
+    measured: dict[str, float | None] = {}
+    for name in MEASURED_FLOATS:
+        value = (row.get(name) or "").strip()
+        try:
+            measured[name] = float(value) if value else None
+        except ValueError:
+            raise InputError(f"{source} line {line}: {name} must be a number, got {value!r}") from None
+    rates, counts = numbers("rate_values", float), numbers("rate_counts", int)
+    if len(rates) != len(counts):
+        raise InputError(f"{source} line {line}: rate_values and rate_counts must have the same length")
+    starved_text = (row.get("starved_approx") or "").strip()
+    return RealRun(
+        run_id=text("run_id"),
+        source_set=text("source_set"),
+        model=text("model"),
+        status=text("status"),
+        max_loras=integer("max_loras"),
+        served_adapters=integer("served_adapters"),
+        max_lora_rank=integer("max_lora_rank"),
+        rank_cycle=numbers("adapter_rank_cycle", int),
+        rate_values=rates,
+        rate_counts=counts,
+        measured=measured,
+        starved=bool(int(starved_text)) if starved_text else None,
+    )
+
+
+def load_runs(path: str | Path) -> list[RealRun]:
+    """Read a runs file; errors name the file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"runs file {path} does not exist")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"{path}: missing columns {', '.join(missing)}")
+        return [_parse_row(row, i, str(path)) for i, row in enumerate(reader, start=2)]
+
+
+def run_workload(run: RealRun, seed: int) -> WorkloadSpec:
+    """The workload of a run: its rate levels spread over the adapters as the reference client did
+    (round-robin, then shuffled: which adapter got which rate was not recorded, so `seed` decides),
+    ranks cycling through the server's adapter list, Poisson arrivals, ShareGPT lengths."""
+    rates = np.repeat(np.asarray(run.rate_values, dtype=np.float64), run.rate_counts)
+    if len(rates) != run.served_adapters:
+        raise InputError(
+            f"run {run.run_id}: rate_counts add up to {len(rates)}, not served_adapters {run.served_adapters}"
+        )
+    np.random.default_rng(seed).shuffle(rates)
+    adapters = tuple(
+        AdapterSpec(id=f"lora-{i}", rank=run.rank_cycle[i % len(run.rank_cycle)], rate_req_s=float(rates[i]))
+        for i in range(run.served_adapters)
+    )
+    return WorkloadSpec(adapters=adapters)
+
+
+def run_requests(run: RealRun, workload: WorkloadSpec, profile: Profile, duration_s: float, seed: int) -> RequestTable:
+    """The run's requests: Poisson arrivals and ShareGPT lengths, rescaled so that the mean prompt
+    and output lengths are those of the prompt pool the run's client drew (logged with the run)."""
+    requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)
+    prompt, output = requests.prompt_tokens, requests.output_tokens
+    pool_prompt = run.measured.get("pool_mean_input_tokens")
+    pool_output = run.measured.get("pool_mean_output_tokens")
+    if len(prompt) and pool_prompt and pool_output:
+        prompt = np.maximum(1, np.rint(prompt * (pool_prompt / prompt.mean()))).astype(np.int32)
+        output = np.maximum(1, np.rint(output * (pool_output / output.mean()))).astype(np.int32)
+    return RequestTable(arrival_s=requests.arrival_s, adapter=requests.adapter, prompt_tokens=prompt, output_tokens=output)
+
+
+def run_server(run: RealRun, client_max_waiting: int | None) -> ServerConfig:
+    """The server flags of a run (`--max-cpu-loras` = served adapters, as in every reference run)."""
+    return ServerConfig(
+        max_loras=run.max_loras,
+        max_cpu_loras=run.served_adapters,
+        max_lora_rank=run.max_lora_rank,
+        client_max_waiting=client_max_waiting,
+    )

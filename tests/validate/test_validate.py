@@ -1,0 +1,133 @@
+"""Replaying real runs, error measures, calibration pieces, and the validate/calibrate commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from loratwin.errors import InputError
+from loratwin.profiles import load_profile
+from loratwin.validate import error_table, half_smape, load_runs, replay_runs, run_workload
+from loratwin.validate.calibrate import (
+    fit_adapter_loads,
+    fit_base_step,
+    fit_kv_capacity,
+    fit_output_ratio,
+    fit_scheduler_overhead,
+    fit_step_time_on_runs,
+)
+from loratwin.validate.errors import bias, mape
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+RUNS_CSV = SHARED / "real-vllm" / "runs.csv"
+CALIBRATION = SHARED / "calibration"
+needs_data = pytest.mark.skipif(not RUNS_CSV.is_file(), reason="reference measurements not present")
+
+
+def test_error_measures():
+    assert half_smape([100, 200], [100, 200]) == 0
+    assert half_smape([100], [300]) == pytest.approx(50.0)  # |100-300| / (100+300)
+    assert mape([100], [110]) == pytest.approx(10.0)
+    assert bias([100, 100], [110, 90]) == pytest.approx(0.0)
+    assert bias([100], [110]) == pytest.approx(10.0)
+
+
+def _write_runs(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@needs_data
+def test_load_runs_and_the_workload_of_a_run():
+    runs = load_runs(RUNS_CSV)
+    assert len(runs) == 822
+    run = next(r for r in runs if r.status == "ok" and r.served_adapters == 128 and r.rate_values == (0.4, 0.8, 1.6))
+    workload = run_workload(run, seed=0)
+    rates = sorted(a.rate_req_s for a in workload.adapters)
+    assert [rates.count(v) for v in run.rate_values] == list(run.rate_counts)
+    assert [a.rank for a in workload.adapters[: len(run.rank_cycle)]] == list(run.rank_cycle)
+    # the layout of rates over adapters depends on the seed, the counts do not
+    assert [a.rate_req_s for a in run_workload(run, 1).adapters] != [a.rate_req_s for a in workload.adapters]
+
+
+@needs_data
+def test_bad_runs_file_names_line_and_column(tmp_path):
+    rows = list(csv.DictReader(RUNS_CSV.open()))[:3]
+    rows[1]["max_loras"] = "lots"
+    _write_runs(tmp_path / "runs.csv", rows)
+    with pytest.raises(InputError, match=r"line 3: max_loras must be an integer"):
+        load_runs(tmp_path / "runs.csv")
+    with pytest.raises(InputError, match="does not exist"):
+        load_runs(tmp_path / "missing.csv")
+
+
+@needs_data
+def test_replay_predicts_start_failures_and_reports_errors():
+    runs = load_runs(RUNS_CSV)
+    oom = [r for r in runs if r.status == "oom_at_start"][:2]
+    ok = [r for r in runs if r.has_metrics and r.served_adapters <= 16][:2]
+    results = replay_runs(ok + oom, load_profile, seeds=(0,), workers=1, duration_s=120)
+    assert [r.started for r in results] == [True, True, False, False]
+    assert all("does not start" in r.failure for r in results[2:])
+    table = error_table(results)
+    assert {row["start_agreement"] for row in table} == {1.0}
+    for r in results[:2]:
+        assert r.total_tok_s > 0 and r.mean_itl_ms > 0
+        assert r.terms_per_token.shape == r.terms_per_step.shape == (9,)
+
+
+@needs_data
+def test_calibration_pieces_reproduce_the_measurements():
+    model = "llama-3.1-8b-instruct"
+    kv = fit_kv_capacity(CALIBRATION / "kv_capacity.csv", model)
+    assert kv.tokens(32, 16) == 284_176
+    loads = fit_adapter_loads(CALIBRATION / "adapter_loading.csv", model)
+    assert loads.cpu_to_gpu(16, 8) == pytest.approx(7.772142)
+    sched = fit_scheduler_overhead(CALIBRATION / "scheduler_overhead.csv")
+    assert sched.per_waiting_ms > 0 and sched.per_running_ms > 0
+    base = fit_base_step(CALIBRATION / "decode_latency.csv", model)
+    # a decode step of 300 running requests costs about 21 ms on the base model
+    assert 18 < base["base_ms"] + 300 * base["per_seq_ms"] < 25
+    runs = [r for r in load_runs(RUNS_CSV) if r.model == model and r.source_set == "dt_modelling"]
+    assert 0.97 < fit_output_ratio(runs) <= 1.0
+
+
+@needs_data
+def test_twin_in_the_loop_fit_runs_and_keeps_coefficients_non_negative():
+    model = "qwen-2.5-7b-instruct"
+    runs = [r for r in load_runs(RUNS_CSV) if r.model == model and r.has_metrics and r.served_adapters <= 32][:6]
+    profile = load_profile(model)
+    fitted, history = fit_step_time_on_runs(profile, runs, rounds=1, workers=1, duration_s=120)
+    assert len(history) == 2
+    assert all(v >= 0 for k, v in fitted.step_time.model_dump().items() if k != "lora_factor_base")
+    assert fitted is min(history, key=lambda r: r.score).profile
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "loratwin.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@needs_data
+def test_validate_command_writes_table_and_files(tmp_path):
+    rows = [r for r in csv.DictReader(RUNS_CSV.open()) if r["source_set"] == "dt_modelling"]
+    picked = [r for r in rows if r["status"] == "ok" and int(r["served_adapters"]) <= 16][:3]
+    picked += [r for r in rows if r["status"] == "oom_at_start"][:1]
+    _write_runs(tmp_path / "runs.csv", picked)
+    proc = run_cli("validate", str(tmp_path / "runs.csv"), "--seeds", "1", "--workers", "1", "--json",
+                   "--out", str(tmp_path / "val"))
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    assert table[0]["total_tok_s"]["n"] == 3
+    assert table[0]["start_agreement"] == 1.0
+    assert (tmp_path / "val" / "errors.md").read_text().startswith("| model |")
+    written = list(csv.DictReader((tmp_path / "val" / "runs.csv").open()))
+    assert len(written) == 4
+    assert np.isclose(float(written[0]["measured_total_tok_s"]), float(picked[0]["total_tok_s"]))
