@@ -65,6 +65,7 @@ def simulate(
     starvation_threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
     from loratwin.twin import ServerConfig
@@ -120,6 +121,10 @@ def simulate(
     if out is not None:
         paths = result.write(out)
         err_console.print(f"wrote {len(paths)} files to {out}")
+    if report is not None:
+        from loratwin.report import write_simulation_report
+
+        err_console.print(f"wrote report {write_simulation_report(result, report)}")
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     else:
@@ -164,6 +169,55 @@ def _flag_errors(exc: Exception) -> str:
     return "\n".join(lines)
 
 
+@app.command("report")
+def report_command(
+    result: Annotated[Path, typer.Argument(help="A result: a `simulate --out` or `validate --out` directory, or a sweep's Parquet file or directory.")],
+    out: Annotated[Path, typer.Option(help="Directory for index.html and the PNG charts.")],
+) -> None:
+    """Write a self-contained HTML report (opens offline) with PNG charts for a result."""
+    from loratwin.report import write_report
+
+    err_console.print(f"wrote {write_report(result, out)}")
+
+
+workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
+app.add_typer(workload_app, name="workload")
+
+
+@workload_app.command("describe")
+def workload_describe(
+    file: Annotated[Path, typer.Argument(help="Workload YAML file, or a trace directory (trace.csv + adapters.csv).")],
+    duration: Annotated[float, typer.Option(help="Window in seconds for expected counts.")] = 3600.0,
+    profile: Annotated[str, typer.Option(help="Profile whose tokenizer counts ShareGPT lengths.")] = "llama-3.1-8b-instruct",
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Summarise a workload: adapters, rate and rank mix, arrival processes, offered load, lengths."""
+    import json
+
+    from loratwin.profiles import load_profile
+    from loratwin.report.console import print_workload_summary
+    from loratwin.workload import load_trace, load_workload_yaml
+    from loratwin.workload.describe import describe_workload
+
+    prof = load_profile(profile)
+    if file.is_dir():
+        spec, requests = load_trace(file)
+        summary = describe_workload(spec, duration, model_name=prof.tokenizer or prof.name)
+        summary["trace"] = {
+            "requests": len(requests),
+            "span_s": float(requests.arrival_s[-1] - requests.arrival_s[0]) if len(requests) else 0.0,
+            "mean_prompt_tokens": float(requests.prompt_tokens.mean()) if len(requests) else None,
+            "mean_output_tokens": float(requests.output_tokens.mean()) if len(requests) else None,
+        }
+    else:
+        spec = load_workload_yaml(file)
+        summary = describe_workload(spec, duration, model_name=prof.tokenizer or prof.name)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        print_workload_summary(summary, _out_console())
+
+
 @app.command()
 def profiles(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
@@ -203,6 +257,7 @@ def validate(
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
     client_max_waiting: Annotated[int, typer.Option("--client-max-waiting", help="The reference client's queue cap.")] = 25_500,
     out: Annotated[Optional[Path], typer.Option(help="Write runs.csv, errors.md, errors.json and scatter.png here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the error table as JSON.")] = False,
 ) -> None:
     """Replay real vLLM runs through the twin and report its errors beside the published twin's."""
@@ -233,6 +288,10 @@ def validate(
     if out is not None:
         paths = write_validation(results, table, out)
         err_console.print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+    if report is not None:
+        from loratwin.report import write_validation_report
+
+        err_console.print(f"wrote report {write_validation_report(results, table, report)}")
     if json_out:
         import json
 

@@ -122,3 +122,20 @@ def test_bad_trace_names_file_and_line(tmp_path):
     assert proc.returncode == 2
     assert "trace.csv" in proc.stderr and "line 3" in proc.stderr and "zzz" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_workload_describe(tmp_path):
+    path = tmp_path / "wl.yaml"
+    path.write_text("layout: {kind: zipf, served: 20, total_rate_req_s: 10, exponent: 1.0, ranks: [8, 16]}\n")
+    proc = run_cli("workload", "describe", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["adapters"] == 20
+    assert summary["aggregate_rate_req_s"] == pytest.approx(10.0)
+    assert summary["offered_tok_s"] == pytest.approx(
+        10.0 * (summary["lengths"]["mean_prompt_tokens"] + summary["lengths"]["mean_output_tokens"])
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("adapters: [{id: a, rank: 8, rate_req_s: -1}]\n")
+    proc = run_cli("workload", "describe", str(bad))
+    assert proc.returncode == 2 and "rate_req_s" in proc.stderr

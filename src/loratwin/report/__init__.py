@@ -1,1 +1,74 @@
-"""Presenting results: terminal tables now; charts and HTML pages build on the same results."""
+"""Presenting results: terminal tables (console) and self-contained HTML reports with charts.
+
+Each kind of result has one module here exposing KIND, `matches(path)` (does this directory or file
+hold that kind?) and `write_from_path(path, out_dir)`; `write_report` tries them in KIND_MODULES
+order. The modules import matplotlib only when drawing, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loratwin.errors import InputError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from loratwin.twin import RunResult
+    from loratwin.validate.replay import ReplayResult
+
+# Order matters where a directory could match several kinds: the most specific first.
+KIND_MODULES = ("simulation", "validation", "sweep")
+
+
+def _kind(name: str):
+    return importlib.import_module(f"loratwin.report.{name}")
+
+
+def detect_kind(path: str | Path) -> str:
+    """The kind of result at `path`, from the files there; InputError when none fits."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    for name in KIND_MODULES:
+        if _kind(name).matches(path):
+            return _kind(name).KIND
+    raise InputError(
+        f"{path} holds no result loratwin can report on: expected the --out directory of "
+        "`simulate` (summary.json, requests.parquet, timeseries.parquet), of `validate` "
+        "(runs.csv, errors.json) or a sweep table (Parquet with workload_key, max_loras, served, "
+        "total_tok_s, starved)"
+    )
+
+
+def write_report(path: str | Path, out_dir: str | Path) -> Path:
+    """Report on the result saved at `path` (its kind detected from the files); returns index.html."""
+    kind = detect_kind(path)
+    module = next(_kind(n) for n in KIND_MODULES if _kind(n).KIND == kind)
+    return module.write_from_path(Path(path), Path(out_dir))
+
+
+def write_simulation_report(result: RunResult, out_dir: str | Path) -> Path:
+    return _kind("simulation").write_simulation_report(result, out_dir)
+
+
+def write_validation_report(results: Sequence[ReplayResult], table: list[dict], out_dir: str | Path) -> Path:
+    return _kind("validation").write_validation_report(results, table, out_dir)
+
+
+def write_sweep_report(table, out_dir: str | Path) -> Path:
+    """`table`: a pyarrow Table, a column dict or a Parquet path (workload_key, max_loras, served,
+    total_tok_s, starved)."""
+    return _kind("sweep").write_sweep_report(table, out_dir)
+
+
+__all__ = [
+    "KIND_MODULES",
+    "detect_kind",
+    "write_report",
+    "write_simulation_report",
+    "write_sweep_report",
+    "write_validation_report",
+]

@@ -127,3 +127,27 @@ def print_seed_runs(results: list["RunResult"], mean: dict, console: Console) ->
                   _num(mean["completed"], 0), _num(mean["preemptions"], 0), _num(mean["starved_adapters"], 1),
                   style="bold")
     console.print(table)
+
+
+def print_workload_summary(summary: dict, console: Console) -> None:
+    table = Table(show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rates = summary["rate_req_s"]
+    table.add_row("adapters (idle)", f"{summary['adapters']} ({summary['idle_adapters']})")
+    table.add_row("aggregate rate (req/s)", f"{summary['aggregate_rate_req_s']:.3f}")
+    table.add_row("expected rate over the window (req/s)", f"{summary['expected_aggregate_rate_req_s']:.3f}")
+    table.add_row("per-adapter rate min / median / mean / max",
+                  f"{rates['min']:g} / {rates['median']:g} / {rates['mean']:.4g} / {rates['max']:g}")
+    table.add_row("ranks", ", ".join(f"{k}: {v}" for k, v in summary["ranks"].items()))
+    table.add_row("arrival processes", ", ".join(f"{k}: {v}" for k, v in summary["arrival_processes"].items()))
+    lengths = summary["lengths"]
+    table.add_row("request lengths", str(lengths["name"]))
+    table.add_row("mean prompt / output tokens", f"{_num(lengths['mean_prompt_tokens'])} / {_num(lengths['mean_output_tokens'])}")
+    table.add_row("offered load (tok/s)", _num(summary["offered_tok_s"]))
+    table.add_row(f"expected requests in {summary['duration_s']:g} s", f"{summary['expected_requests']:,.0f}")
+    if "trace" in summary:
+        t = summary["trace"]
+        table.add_row("trace requests / span (s)", f"{t['requests']:,} / {t['span_s']:.1f}")
+        table.add_row("trace mean prompt / output tokens", f"{_num(t['mean_prompt_tokens'])} / {_num(t['mean_output_tokens'])}")
+    console.print(table)
