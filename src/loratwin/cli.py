@@ -351,6 +351,16 @@ def calibrate(
     err_console.print(f"wrote {out}")
 
 
+def _register_plugins() -> None:
+    # commands of the later stages live next to their code
+    from loratwin.plan.place_commands import register as register_place
+
+    register_place(app)
+
+
+_register_plugins()
+
+
 def main() -> None:
     """Entry point: user mistakes print one clear message and exit 2, without a traceback."""
     try:

@@ -1,0 +1,124 @@
+"""`loratwin place`: adapters over the fewest GPUs, one `vllm serve` command per GPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loratwin.errors import InputError
+
+MAX_LISTED_ADAPTERS = 6
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `place` command to the loratwin CLI."""
+    app.command("place")(place_command)
+
+
+def place_command(
+    adapters: Annotated[Path, typer.Argument(help="CSV adapter_id,rank,rate (req/s), a workload YAML, or a trace directory.")],
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
+    gpus: Annotated[int | None, typer.Option(help="Place on exactly this many GPUs (error if not enough). Default: as few as possible.")] = None,
+    algorithm: Annotated[str, typer.Option(help="greedy, round-robin, least-loaded, rank-grouped or exact (at most 12 adapters).")] = "greedy",
+    check: Annotated[str, typer.Option(help="How a GPU is judged: auto (learned models if shipped, else cost-model), cost-model, learned, twin (slow).")] = "auto",
+    verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
+    verify_duration: Annotated[float, typer.Option(help="Simulated seconds per GPU for --verify (the reference runs lasted an hour).")] = 3600.0,
+    workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
+) -> None:
+    """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
+    from loratwin.plan.place_checks import make_check
+    from loratwin.plan.place_inputs import load_adapters
+    from loratwin.plan.placement import place, verify_placement
+    from loratwin.profiles import load_profile
+
+    workload = load_adapters(adapters)
+    loaded = load_profile(profile)
+    judge = make_check(check, loaded, workload.lengths)
+    placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge)
+    doc = placement.to_dict()
+    verification = None
+    if verify:
+        Console(stderr=True).print(f"verifying {placement.gpu_count} GPUs with the twin ({verify_duration:g} s each)...")
+        verification = verify_placement(placement, loaded, duration_s=verify_duration, workers=workers or None)
+        doc["verification"] = verification.to_dict()
+    if out is not None:
+        _write(doc, out)
+        Console(stderr=True).print(f"wrote {out}")
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    _print_placement(placement, verification, console)
+
+
+def _write(doc: dict, path: Path) -> None:
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1_000_000))
+    else:
+        raise InputError(f"--out {path}: expected a .yaml or .json file name")
+
+
+def _adapter_list(adapters) -> str:
+    ids = [a.id for a in adapters]
+    shown = ", ".join(ids[:MAX_LISTED_ADAPTERS])
+    return shown + (f", ... (+{len(ids) - MAX_LISTED_ADAPTERS})" if len(ids) > MAX_LISTED_ADAPTERS else "")
+
+
+def _print_placement(placement, verification, console: Console) -> None:
+    console.print(
+        f"[bold]{placement.gpu_count} GPUs[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
+        f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
+        f"lower bound {placement.lower_bound} GPUs; profile {placement.profile}",
+        highlight=False,
+    )
+    for note in placement.notes:
+        console.print(f"note: {note}", highlight=False)
+    table = Table(show_header=True, header_style="bold")
+    for column, justify in (("GPU", "right"), ("adapters", "right"), ("ranks", "left"), ("req/s", "right"),
+                            ("--max-loras", "right"), ("--max-cpu-loras", "right"), ("--max-lora-rank", "right"),
+                            ("offered tok/s", "right"), ("predicted tok/s", "right"), ("risk", "right")):
+        table.add_column(column, justify=justify)
+    if verification is not None:
+        table.add_column("twin tok/s", justify="right")
+        table.add_column("twin", justify="left")
+    verified = {g.index: g for g in verification.gpus} if verification is not None else {}
+    for g in placement.gpus:
+        ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
+        risk = f"{g.starvation_risk:.2f}" + (" [red]starves[/]" if g.starved else "")
+        row = [str(g.index), str(len(g.adapters)), ranks, f"{g.rate_req_s:.2f}", str(g.max_loras),
+               str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", risk]
+        if verification is not None:
+            v = verified[g.index]
+            state = "[bold red]STARVED[/]" if v.starved else "[green]ok[/]"
+            if v.starved_adapters:
+                state += f" ({len(v.starved_adapters)} adapters starve)"
+            row += [f"{v.total_tok_s:,.0f}", state]
+        table.add_row(*row)
+    console.print(table)
+    console.print(
+        f"total offered {placement.offered_tok_s:,.0f} tok/s, predicted {placement.predicted_tok_s:,.0f} tok/s",
+        highlight=False,
+    )
+    if verification is not None:
+        starved = verification.starved_gpus
+        console.print(
+            f"twin ({verification.duration_s:g} s per GPU): {verification.total_tok_s:,.0f} tok/s in total; "
+            + (f"[bold red]starved GPUs: {', '.join(map(str, starved))}[/]" if starved else "[green]no GPU starves[/]"),
+            highlight=False,
+        )
+    console.print("\n[bold]One command per GPU[/] (adapter paths are placeholders):")
+    for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
+        console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False)
+        console.print(command, highlight=False, soft_wrap=True)

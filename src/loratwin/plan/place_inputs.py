@@ -1,0 +1,85 @@
+"""Read the adapters to place: a CSV `adapter_id,rank,rate`, a workload YAML, or a trace directory."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+from loratwin.errors import InputError
+from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace, load_workload_yaml
+
+CSV_HEADER = ("adapter_id", "rank", "rate")
+
+
+def load_adapters(path: str | Path) -> WorkloadSpec:
+    """Adapters with rank and rate from `path`:
+    - a CSV file with the header `adapter_id,rank,rate` (rate in req/s);
+    - a workload YAML file (`adapters:` or `layout:`, see `loratwin.workload.load_workload_yaml`);
+    - a trace directory (`trace.csv` + `adapters.csv`): rates from `adapters.csv` or observed in the trace.
+    """
+    path = Path(path)
+    if path.is_dir():
+        workload, _requests = load_trace(path)
+        return workload
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return load_workload_yaml(path)
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path)
+    if not path.exists():
+        raise InputError(f"{path}: not found (expected a CSV adapter_id,rank,rate, a workload YAML or a trace directory)")
+    raise InputError(f"{path}: expected a .csv (adapter_id,rank,rate), a .yaml workload or a trace directory")
+
+
+def _read_csv(path: Path) -> WorkloadSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: adapters file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read the adapters file ({err})") from None
+    reader = csv.reader(text.splitlines())
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
+        raise InputError(f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {','.join(header or [])!r}")
+    adapters: list[AdapterSpec] = []
+    first_line: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != 3:
+            raise InputError(f"{path} line {line}: expected 3 columns ({','.join(CSV_HEADER)}), got {len(row)}")
+        adapter_id, rank_text, rate_text = (c.strip() for c in row)
+        if not adapter_id:
+            raise InputError(f"{path} line {line}: adapter_id must not be empty")
+        if adapter_id in first_line:
+            raise InputError(f"{path} line {line}: duplicate adapter_id {adapter_id!r} (first on line {first_line[adapter_id]})")
+        try:
+            rank = int(rank_text)
+        except ValueError:
+            raise InputError(f"{path} line {line}: rank must be an integer > 0, got {rank_text!r}") from None
+        if rank <= 0:
+            raise InputError(f"{path} line {line}: rank must be an integer > 0, got {rank}")
+        try:
+            rate = float(rate_text)
+        except ValueError:
+            raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {rate_text!r}") from None
+        if not math.isfinite(rate) or rate < 0:
+            raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {rate_text!r}")
+        first_line[adapter_id] = line
+        adapters.append(AdapterSpec(id=adapter_id, rank=rank, rate_req_s=rate))
+    if not adapters:
+        raise InputError(f"{path}: no adapters; expected at least one row after the header")
+    return WorkloadSpec(adapters=tuple(adapters))
+
+
+def write_adapters_csv(workload: WorkloadSpec, path: str | Path) -> Path:
+    """Write a workload's adapters as `adapter_id,rank,rate` (what `load_adapters` reads)."""
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_HEADER)
+        for a in workload.adapters:
+            writer.writerow([a.id, a.rank, repr(a.rate_req_s)])
+    return path

@@ -1,0 +1,239 @@
+"""Placement: invariants of every algorithm, GPU-count errors, the checks against the twin."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from loratwin import AdapterSpec, InputError, load_profile
+from loratwin.plan.place_checks import (
+    CostModelCheck,
+    GpuCheck,
+    TwinCheck,
+    default_check,
+)
+from loratwin.plan.placement import (
+    ALGORITHMS,
+    EXACT_MAX_ADAPTERS,
+    _alternate_high_low,
+    lower_bound,
+    place,
+    verify_placement,
+)
+from loratwin.workload import reference_layout, zipf_layout
+
+PROFILE = "llama-3.1-8b-instruct"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(PROFILE)
+
+
+@pytest.fixture(scope="module")
+def zipf60():
+    # about 13k tok/s offered with a 6 req/s adapter on top: two GPUs at least
+    return zipf_layout(60, 30.0, 1.0, ranks=(8, 16, 32), seed=0)
+
+
+def assert_valid(placement, workload):
+    ids = [a.id for g in placement.gpus for a in g.adapters]
+    assert sorted(ids) == sorted(a.id for a in workload.adapters), "each adapter on exactly one GPU"
+    for g in placement.gpus:
+        assert g.adapters, "no empty GPU"
+        assert g.max_lora_rank >= max(a.rank for a in g.adapters)
+        assert 1 <= g.max_loras <= g.max_cpu_loras == len(g.adapters)
+    assert placement.gpu_count >= placement.lower_bound >= 1
+
+
+@pytest.mark.parametrize("algorithm", [a for a in ALGORITHMS if a != "exact"])
+def test_every_algorithm_places_each_adapter_once_without_predicted_starvation(algorithm, zipf60, profile):
+    placement = place(zipf60, profile, algorithm=algorithm)
+    assert_valid(placement, zipf60)
+    assert placement.algorithm == algorithm
+    assert placement.check == "cost-model"
+    assert placement.predicted_starved_gpus == []
+    assert placement.offered_tok_s == pytest.approx(
+        CostModelCheck().offered_tok_s(zipf60.adapters, profile), rel=1e-9
+    )
+
+
+def test_greedy_orders_each_rank_group_alternately_high_and_low():
+    rates = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert _alternate_high_low(list(range(5)), rates) == [0, 1, 2, 3, 4]
+    assert [rates[i] for i in _alternate_high_low([0, 2, 4, 3, 1], rates)] == [5.0, 1.0, 4.0, 2.0, 3.0]
+
+
+def test_greedy_fills_the_largest_ranks_first(zipf60, profile):
+    placement = place(zipf60, profile)
+    first_ranks = [max(a.rank for a in g.adapters) for g in placement.gpus]
+    assert first_ranks == sorted(first_ranks, reverse=True)
+    assert placement.gpus[0].max_lora_rank == 32
+
+
+def test_too_few_gpus_is_an_error_that_says_how_many_are_needed(zipf60, profile):
+    needed = place(zipf60, profile).gpu_count
+    with pytest.raises(InputError, match=rf"--gpus 1 is not enough.*needs {needed} GPUs \(lower bound: \d+\)"):
+        place(zipf60, profile, gpus=1)
+    with pytest.raises(InputError, match="not enough"):
+        place(zipf60, profile, gpus=1, algorithm="round-robin")
+
+
+def test_more_gpus_than_needed_spreads_the_load(zipf60, profile):
+    fewest = place(zipf60, profile)
+    spread = place(zipf60, profile, gpus=fewest.gpu_count + 2)
+    assert_valid(spread, zipf60)
+    assert spread.gpu_count == fewest.gpu_count + 2
+    assert max(g.starvation_risk for g in spread.gpus) <= max(g.starvation_risk for g in fewest.gpus)
+    rr = place(zipf60, profile, gpus=fewest.gpu_count + 2, algorithm="round-robin")
+    assert rr.gpu_count == fewest.gpu_count + 2
+
+
+def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):
+    adapters = [AdapterSpec(id="huge", rank=8, rate_req_s=500.0), AdapterSpec(id="small", rank=8, rate_req_s=0.1)]
+    with pytest.raises(InputError, match="'huge'.*cannot be placed on one GPU"):
+        place(adapters, profile)
+
+
+def test_a_rank_the_profile_cannot_serve_is_refused(profile):
+    with pytest.raises(InputError, match="rank 128 is above every max_lora_rank"):
+        place([AdapterSpec(id="wide", rank=128, rate_req_s=0.1)], profile)
+
+
+def test_bad_arguments_are_input_errors(zipf60, profile):
+    with pytest.raises(InputError, match="--algorithm"):
+        place(zipf60, profile, algorithm="random")
+    with pytest.raises(InputError, match="--gpus"):
+        place(zipf60, profile, gpus=0)
+    with pytest.raises(InputError, match="no adapters"):
+        place([], profile)
+
+
+def test_exact_needs_no_more_gpus_than_greedy_and_refuses_large_instances(profile):
+    workload = reference_layout(10, [6.0, 2.0, 0.5], [8, 16], seed=1)
+    exact = place(workload, profile, algorithm="exact")
+    greedy = place(workload, profile)
+    assert_valid(exact, workload)
+    assert exact.lower_bound <= exact.gpu_count <= greedy.gpu_count
+    big = reference_layout(EXACT_MAX_ADAPTERS + 1, [0.1], [8], seed=0)
+    with pytest.raises(InputError, match="exact places at most"):
+        place(big, profile, algorithm="exact")
+
+
+def test_lower_bound_grows_with_load(profile):
+    light = zipf_layout(50, 5.0, ranks=(8, 16), seed=0)
+    heavy = zipf_layout(50, 60.0, ranks=(8, 16), seed=0)
+    assert lower_bound(light, profile) == 1
+    assert lower_bound(heavy, profile) >= 2  # 25k tok/s offered, at most about 16k per GPU
+
+
+def test_serve_commands_and_dict(zipf60, profile):
+    placement = place(zipf60, profile)
+    commands = placement.vllm_serve_commands()
+    assert len(commands) == placement.gpu_count
+    for g, command in zip(placement.gpus, commands):
+        assert command.startswith(f"vllm serve {profile.model} --enable-lora --max-loras {g.max_loras} ")
+        assert f"--max-cpu-loras {g.max_cpu_loras} --max-lora-rank {g.max_lora_rank}" in command
+        for a in g.adapters:
+            assert f" {a.id}=/path/to/{a.id}" in command
+    doc = json.loads(json.dumps(placement.to_dict()))
+    assert doc["gpu_count"] == placement.gpu_count
+    assert sum(len(g["adapters"]) for g in doc["gpus"]) == 60
+
+
+def test_default_check_is_a_gpu_check(profile):
+    check = default_check(profile)
+    assert isinstance(check, GpuCheck)
+    assert check.name in ("learned", "cost-model")
+
+
+def test_two_thousand_adapters_are_placed_quickly(profile):
+    workload = zipf_layout(2000, 150.0, 1.0, ranks=(8, 16, 32), seed=0)
+    started = time.perf_counter()
+    placement = place(workload, profile, check=CostModelCheck())
+    elapsed = time.perf_counter() - started
+    assert_valid(placement, workload)
+    assert elapsed < 10.0  # about 0.3 s on a laptop core; loose for slow CI machines
+
+
+# --- against the twin ---------------------------------------------------------------------------
+
+
+def test_greedy_with_the_twin_check_is_verified_by_the_twin(profile):
+    workload = reference_layout(8, [3.0, 1.0, 0.2], [8, 16], seed=0)
+    check = TwinCheck(duration_s=300.0, slot_grid=(1, 2, 4, 8))
+    placement = place(workload, profile, check=check)
+    assert_valid(placement, workload)
+    assert placement.check == "twin"
+    assert placement.predicted_starved_gpus == []
+    runs = check.simulations
+    check.evaluate(list(reversed(placement.gpus[0].adapters)), profile)
+    assert check.simulations == runs, "equal adapter multisets come from the cache"
+    report = verify_placement(placement, profile, duration_s=300.0, workers=1)
+    assert report.starved_gpus == []
+    assert report.total_tok_s == pytest.approx(sum(g.total_tok_s for g in report.gpus))
+
+
+def test_cost_model_check_agrees_with_the_twin_on_clear_cases(profile):
+    # a slot per adapter: only the load decides
+    twin = TwinCheck(duration_s=600.0, slot_grid=(16,))
+    model = CostModelCheck(slot_grid=(16,))
+    calm = list(reference_layout(16, [0.8, 0.4], [8, 16], seed=0).adapters)
+    flooded = list(reference_layout(16, [4.0, 2.0], [8, 16], seed=0).adapters)
+    for share, starves in ((calm, False), (flooded, True)):
+        predicted = model.evaluate(share, profile)
+        simulated = twin.evaluate(share, profile)
+        assert len(predicted.options) == len(simulated.options) == 1
+        for p, s in zip(predicted.options, simulated.options):
+            assert p.max_loras == s.max_loras
+            assert p.starved is starves and s.starved is starves
+            if not starves:
+                assert p.predicted_tok_s == pytest.approx(s.predicted_tok_s, rel=0.05)
+
+
+def test_verification_flags_an_overloaded_gpu(profile, zipf60):
+    placement = place(zipf60, profile, gpus=3, algorithm="round-robin")
+    overloaded = place(zipf60, profile, gpus=3)
+    # squeeze everything onto one GPU by hand: the twin must see it starve
+    from dataclasses import replace
+
+    merged = replace(overloaded.gpus[0], adapters=tuple(a for g in placement.gpus for a in g.adapters), max_loras=60)
+    squeezed = replace(overloaded, gpus=[merged])
+    report = verify_placement(squeezed, profile, duration_s=300.0, workers=1)
+    assert report.starved_gpus == [merged.index]
+
+
+def test_learned_check_reads_learn_models_documents(tmp_path, profile):
+    pytest.importorskip("loratwin.learn.evaluators")
+    from loratwin.learn.features import CONFIG_FEATURES
+    from loratwin.plan.place_checks import LearnedCheck
+
+    directory = tmp_path / profile.name
+    directory.mkdir()
+    zeros = [0.0] * len(CONFIG_FEATURES)
+    # throughput = 0.97 x offered; starvation probability rises with the offered load
+    starve_coef = [0.0] * len(CONFIG_FEATURES)
+    starve_coef[CONFIG_FEATURES.index("offered_tok_s")] = 1e-3
+    documents = {
+        "total_tok_s.linear.json": {"format": "loratwin-model/1", "kind": "linear", "task": "regression",
+                                    "target": "total_tok_s", "features": CONFIG_FEATURES,
+                                    "output": {"multiply_by": "offered_tok_s"},
+                                    "body": {"intercept": 0.97, "coef": zeros}},
+        "starved.linear.json": {"format": "loratwin-model/1", "kind": "linear", "task": "classification",
+                                "target": "starved", "features": CONFIG_FEATURES, "link": "logistic",
+                                "body": {"intercept": -10.0, "coef": starve_coef}},
+    }
+    for name, doc in documents.items():
+        (directory / name).write_text(json.dumps(doc))
+    manifest = {"defaults": {"total_tok_s": "linear", "starved": "linear"},
+                "models": {n[:-5]: {"file": n} for n in documents}}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    check = LearnedCheck.for_profile(profile, models_dir=tmp_path)
+    assert check is not None and check.name == "learned"
+    workload = zipf_layout(40, 40.0, 1.0, ranks=(8, 16), seed=0)  # 17k tok/s: 10k per GPU at most
+    placement = place(workload, profile, check=check)
+    assert_valid(placement, workload)
+    assert all(g.offered_tok_s < 10_000 for g in placement.gpus)
+    assert placement.check == "learned"

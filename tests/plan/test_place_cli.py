@@ -1,0 +1,108 @@
+"""`loratwin place` end to end: files in, table / JSON / YAML out, errors as one message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from loratwin import InputError
+from loratwin.plan.place_commands import register
+from loratwin.plan.place_inputs import load_adapters, write_adapters_csv
+from loratwin.workload import zipf_layout
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop", hidden=True)
+    def _noop() -> None:  # a second command keeps `place` a sub-command, as in loratwin's CLI
+        pass
+
+    return app
+
+
+@pytest.fixture()
+def adapters_csv(tmp_path: Path) -> Path:
+    return write_adapters_csv(zipf_layout(30, 40.0, 1.0, ranks=(8, 16, 32), seed=0), tmp_path / "adapters.csv")
+
+
+def invoke(app, *args):
+    return CliRunner().invoke(app, ["place", *map(str, args)], catch_exceptions=True)
+
+
+def test_place_prints_a_table_and_one_serve_command_per_gpu(app, adapters_csv):
+    result = invoke(app, adapters_csv, "--verify", "--verify-duration", "300", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "GPUs for 30 adapters" in out and "lower bound" in out
+    assert "--max-loras" in out and "twin tok/s" in out and "no GPU starves" in out
+    commands = [line for line in out.splitlines() if line.startswith("vllm serve ")]
+    assert commands and all("--enable-lora" in c and "--lora-modules" in c for c in commands)
+
+
+def test_place_json_and_yaml_out(app, adapters_csv, tmp_path):
+    out_file = tmp_path / "placement.yaml"
+    result = invoke(app, adapters_csv, "--json", "--gpus", "3", "--algorithm", "least-loaded", "--out", out_file)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["gpu_count"] == 3 and doc["algorithm"] == "least-loaded"
+    assert sorted(a for g in doc["gpus"] for a in g["adapters"]) == sorted(f"lora-{i}" for i in range(30))
+    assert yaml.safe_load(out_file.read_text())["gpus"] == doc["gpus"]
+
+
+def test_place_reads_workload_yaml(app, tmp_path):
+    workload = tmp_path / "w.yaml"
+    workload.write_text("layout: {kind: zipf, served: 20, total_rate_req_s: 10, ranks: [8, 16]}\n")
+    result = invoke(app, workload, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["adapters"] == 20
+
+
+def test_too_few_gpus_fails_with_the_needed_count(app, adapters_csv):
+    result = invoke(app, adapters_csv, "--gpus", "1")
+    assert isinstance(result.exception, InputError)
+    assert "not enough" in str(result.exception) and "needs" in str(result.exception)
+
+
+def test_csv_mistakes_name_the_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("adapter_id,rank,rate\na,8,0.5\nb,eight,0.1\n")
+    with pytest.raises(InputError, match=r"bad.csv line 3: rank must be an integer"):
+        load_adapters(bad)
+    bad.write_text("id,rank\n")
+    with pytest.raises(InputError, match="line 1: expected the header adapter_id,rank,rate"):
+        load_adapters(bad)
+
+
+def test_trace_directory_is_summarised(tmp_path):
+    (tmp_path / "adapters.csv").write_text("adapter_id,rank\na,8\nb,16\n")
+    (tmp_path / "trace.csv").write_text(
+        "arrival_time_s,adapter_id,input_tokens,output_tokens\n0,a,10,10\n1,b,10,10\n2,a,10,10\n"
+    )
+    workload = load_adapters(tmp_path)
+    assert [(a.id, a.rank) for a in workload.adapters] == [("a", 8), ("b", 16)]
+    assert workload.adapters[0].rate_req_s > workload.adapters[1].rate_req_s > 0
+
+
+def test_loratwin_place_from_the_installed_cli(adapters_csv):
+    from loratwin import cli
+
+    if "place" not in {c.name for c in cli.app.registered_commands}:
+        pytest.skip("loratwin.cli does not register `place` yet")
+    proc = subprocess.run([sys.executable, "-m", "loratwin.cli", "place", str(adapters_csv), "--gpus", "1"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert "not enough" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "loratwin.cli", "place", str(adapters_csv), "--json"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["adapters"] == 30
