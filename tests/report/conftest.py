@@ -124,6 +124,21 @@ def sweep_table():
 
 
 @pytest.fixture(scope="session")
+def plan_file(tmp_path_factory) -> Path:
+    """A placement of 12 adapters, as `loratwin place --out` writes it."""
+    import yaml
+
+    from loratwin.plan.placement import place
+    from loratwin.profiles import load_profile
+    from loratwin.workload import reference_layout
+
+    placement = place(reference_layout(12, [1.6, 0.8, 0.4], [8, 16], 0), load_profile("llama-3.1-8b-instruct"))
+    path = tmp_path_factory.mktemp("plan") / "placement.yaml"
+    path.write_text(yaml.safe_dump(placement.to_dict(), sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
 def sweep_dir(sweep_table, tmp_path_factory) -> Path:
     import pyarrow.parquet as pq
 

@@ -49,7 +49,7 @@ def screenshot_ok(data: bytes, path: Path) -> None:
         shutil.copy(path, Path(keep) / path.name)
 
 
-@pytest.mark.parametrize(("fixture", "charts"), [("sim_dir", 4), ("validation_dir", 2), ("sweep_dir", 4)])
+@pytest.mark.parametrize(("fixture", "charts"), [("sim_dir", 4), ("validation_dir", 2), ("sweep_dir", 4), ("plan_file", 2)])
 def test_report_renders_cleanly(chromium, request, fixture, charts, tmp_path):
     index = write_report(request.getfixturevalue(fixture), tmp_path / "report")
     check = chromium.check(index.as_uri(), width=WIDTH)

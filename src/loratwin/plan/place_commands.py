@@ -32,6 +32,7 @@ def place_command(
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
 ) -> None:
     """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
     from loratwin.plan.place_checks import make_check
@@ -52,6 +53,10 @@ def place_command(
     if out is not None:
         _write(doc, out)
         Console(stderr=True).print(f"wrote {out}")
+    if report is not None:
+        from loratwin.report import write_plan_report
+
+        Console(stderr=True).print(f"wrote report {write_plan_report(doc, report)}")
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return

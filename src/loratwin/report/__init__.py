@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from loratwin.validate.replay import ReplayResult
 
 # Order matters where a directory could match several kinds: the most specific first.
-KIND_MODULES = ("simulation", "validation", "sweep")
+KIND_MODULES = ("simulation", "validation", "sweep", "plan")
 
 
 def _kind(name: str):
@@ -39,7 +39,7 @@ def detect_kind(path: str | Path) -> str:
         f"{path} holds no result loratwin can report on: expected the --out directory of "
         "`simulate` (summary.json, requests.parquet, timeseries.parquet), of `validate` "
         "(runs.csv, errors.json) or a sweep table (Parquet with workload_key, max_loras, served, "
-        "total_tok_s, starved)"
+        "total_tok_s, starved) or a placement (YAML/JSON with a 'gpus' list)"
     )
 
 
@@ -52,6 +52,11 @@ def write_report(path: str | Path, out_dir: str | Path) -> Path:
 
 def write_simulation_report(result: RunResult, out_dir: str | Path) -> Path:
     return _kind("simulation").write_simulation_report(result, out_dir)
+
+
+def write_plan_report(plan: dict, out_dir: str | Path) -> Path:
+    """A placement (or a one-GPU recommendation) as `Placement.to_dict()` gives it."""
+    return _kind("plan").write_plan_report(plan, out_dir)
 
 
 def write_validation_report(results: Sequence[ReplayResult], table: list[dict], out_dir: str | Path) -> Path:
