@@ -354,7 +354,9 @@ def calibrate(
 def _register_plugins() -> None:
     # commands of the later stages live next to their code
     from loratwin.plan.place_commands import register as register_place
+    from loratwin.sweep.commands import register as register_sweep
 
+    register_sweep(app)
     register_place(app)
 
 

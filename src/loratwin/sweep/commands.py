@@ -1,0 +1,143 @@
+"""The `sweep` and `labels` commands, added to the main CLI with `register(app)`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from loratwin.errors import LoratwinError
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+LABEL_ROWS_SHOWN = 20
+
+
+def sweep(
+    grid: Annotated[str, typer.Argument(help="Grid YAML file, or the name of a built-in grid: paper.")],
+    out: Annotated[Path, typer.Option(help="Results directory (created; rerun the same command to resume).")] = ...,
+    workers: Annotated[int | None, typer.Option(help="Parallel runs. Default: all cores (local), the cluster's CPUs (ray).")] = None,
+    backend: Annotated[str, typer.Option(help="local (processes on this machine) or ray.")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (with --backend ray); default: a local Ray.")] = None,
+    search: Annotated[bool, typer.Option("--search", help="Find each (workload, max_loras) frontier by bisection instead of running every served count.")] = False,
+    threshold: Annotated[float, typer.Option(help="With --search: a run starves when 1 - throughput/offered >= this.")] = 0.1,
+    profile: Annotated[str | None, typer.Option(help="Profile (built-in name or YAML file) instead of the grid's.")] = None,
+    workloads: Annotated[str | None, typer.Option("--workloads", help="Only these workloads of the grid, in grid order: N (the first N) or START:STOP[:STEP].")] = None,
+    max_configs: Annotated[int | None, typer.Option("--max-configs", help="Only the first N runs of the grid (full sweeps).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a summary as one JSON document on stdout.")] = False,
+) -> None:
+    """Run a grid of twin simulations in parallel into a resumable results store."""
+    from loratwin.sweep.execute import SweepProgress, run_sweep
+    from loratwin.sweep.grid import expand, load_grid, parse_slice
+
+    spec, source = load_grid(grid)
+    if profile is not None:
+        spec = spec.model_copy(update={"profile": profile})
+    expansion = expand(spec, source, workload_slice=parse_slice(workloads) if workloads else None)
+    if not expansion.runs:
+        raise LoratwinError(
+            f"{source}: no run to do ({expansion.skipped_infeasible} configurations cannot start on profile "
+            f"{expansion.profile.name}, and max_loras must be <= served)"
+        )
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs {task.fields[runs]}  failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
+    task = progress.add_task("sweep", total=None, runs=0, failed=0)
+
+    def show(state: SweepProgress) -> None:
+        progress.update(
+            task,
+            description=f"sweep ({state.unit_name})",
+            completed=state.units_done,
+            total=state.units_total,
+            runs=state.runs_done,
+            failed=state.failed,
+        )
+
+    try:
+        with progress:
+            summary = run_sweep(
+                spec, out, source=source, search=search, threshold=threshold, backend=backend, workers=workers,
+                address=address, max_configs=max_configs, on_progress=show, expansion=expansion,
+            )
+    except KeyboardInterrupt:
+        stderr.print(f"interrupted: finished runs are stored in {out}; run the same command again to resume")
+        raise typer.Exit(130) from None
+
+    data = summary.to_dict()
+    if json_out:
+        print(json.dumps(data, indent=2))
+        return
+    what = "search" if search else "sweep"
+    stdout.print(f"{what} of grid {summary.grid} ({summary.profile}) into {summary.out}")
+    stdout.print(
+        f"  runs in the grid: {summary.configs}  (configurations that cannot start, skipped: "
+        f"{summary.skipped_infeasible})"
+    )
+    stdout.print(f"  already stored: {summary.already_done}  run now: {summary.ran}  failed: {summary.failed}")
+    rate = f"{summary.runs_per_s:.2f} runs/s" if summary.runs_per_s else "-"
+    stdout.print(f"  wall time: {summary.wall_s:.1f} s ({rate}, {summary.workers} workers, {summary.backend})")
+    stdout.print(f"  stored: {summary.store_bytes / 1e6:.2f} MB;  next: loratwin labels {summary.out}")
+
+
+def labels(
+    results: Annotated[Path, typer.Argument(help="Results directory of a sweep.")],
+    threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
+    out: Annotated[Path | None, typer.Option(help="Where to write labels and frontiers (Parquet and CSV). Default: RESULTS/labels.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the labels as one JSON document on stdout.")] = False,
+) -> None:
+    """Optimum labels: per workload and max_loras the largest served count before starvation, and the best overall."""
+    from loratwin.sweep.labels import write_labels
+
+    data = write_labels(results, threshold=threshold, out=out)
+    if json_out:
+        print(json.dumps(data, indent=2, allow_nan=False))
+        return
+    counts = ", ".join(f"{k}: {v}" for k, v in data["frontier_status"].items())
+    stdout.print(
+        f"{data['workloads']} workloads, {data['frontiers']} frontiers ({counts}) from {data['runs']} runs, "
+        f"threshold {threshold:g}"
+    )
+    table = Table("workload", "ranks", "best max_loras", "best served", "total tok/s")
+    for row in data["labels"][:LABEL_ROWS_SHOWN]:
+        load = (
+            "/".join(f"{r:g}" for r in row["rate_levels"]) + " req/s"
+            if row["layout"] == "levels"
+            else f"zipf {row['zipf_total_rate_req_s']:g} req/s, s={row['zipf_exponent']:g}"
+        )
+        table.add_row(
+            f"{load}, seed {row['seed']}",
+            "/".join(str(r) for r in row["rank_levels"]),
+            _text(row["best_max_loras"]),
+            _text(row["best_served"]),
+            "-" if row["best_total_tok_s"] is None else f"{row['best_total_tok_s']:.0f}",
+        )
+    stdout.print(table)
+    if len(data["labels"]) > LABEL_ROWS_SHOWN:
+        stdout.print(f"... and {len(data['labels']) - LABEL_ROWS_SHOWN} more")
+    for path in data["files"]:
+        stdout.print(f"wrote {path}")
+
+
+def _text(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `sweep` and `labels` commands to `app`."""
+    app.command("sweep")(sweep)
+    app.command("labels")(labels)

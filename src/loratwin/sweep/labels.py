@@ -1,0 +1,182 @@
+"""Optimum labels from sweep results: per workload and max_loras the frontier, per workload the best.
+
+The frontier of (workload, max_loras) is the largest served count before the first starved run
+(served ascending; a run starves when 1 - throughput / offered >= threshold). The best of a
+workload is the frontier point with the highest throughput (ties: fewer slots, then fewer served).
+The rule reads only the runs present, so it gives the same labels on the sparse results of
+`sweep --search` as on the full grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from loratwin.errors import LoratwinError
+from loratwin.sweep.store import atomic_write, read_results
+
+DEFAULT_THRESHOLD = 0.1
+
+WORKLOAD_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("workload_key", pa.string()),
+    ("workload_index", pa.int64()),
+    ("profile", pa.string()),
+    ("layout", pa.string()),
+    ("rate_levels", pa.list_(pa.float64())),
+    ("zipf_total_rate_req_s", pa.float64()),
+    ("zipf_exponent", pa.float64()),
+    ("rank_levels", pa.list_(pa.int64())),
+    ("arrival", pa.string()),
+    ("seed", pa.int64()),
+    ("duration_s", pa.float64()),
+]
+WORKLOAD_NAMES = [name for name, _ in WORKLOAD_FIELDS]
+
+# status of a frontier
+FOUND = "found"  # a starved run follows the frontier
+STARVED_AT_SMALLEST = "starved_at_smallest"  # even the fewest served starve: no frontier
+NOT_STARVED_IN_GRID = "not_starved_in_grid"  # no run starved: the frontier is at or beyond the grid's end
+FAILED = "failed"  # a run before the first starved one failed: unknown
+
+FRONTIER_SCHEMA = pa.schema(
+    WORKLOAD_FIELDS
+    + [
+        ("max_loras", pa.int64()),
+        ("frontier_served", pa.int64()),
+        ("frontier_total_tok_s", pa.float64()),
+        ("frontier_throughput_over_offered", pa.float64()),
+        ("first_starved_served", pa.int64()),
+        ("status", pa.string()),
+        ("runs", pa.int64()),
+    ]
+)
+LABEL_SCHEMA = pa.schema(
+    WORKLOAD_FIELDS
+    + [
+        ("best_max_loras", pa.int64()),
+        ("best_served", pa.int64()),
+        ("best_total_tok_s", pa.float64()),
+        ("best_throughput_over_offered", pa.float64()),
+        ("frontiers", pa.int64()),
+        ("failed_frontiers", pa.int64()),
+    ]
+)
+
+
+def _check_threshold(threshold: float) -> None:
+    if not 0 < threshold < 1:
+        raise LoratwinError(f"--threshold: must be between 0 and 1, got {threshold}")
+
+
+def frontier_rows(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
+    _check_threshold(threshold)
+    groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
+    for row in results.to_pylist():
+        groups.setdefault((row["workload_index"], row["workload_key"], row["max_loras"]), []).append(row)
+    out = []
+    for (_, _, max_loras), rows in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])):
+        rows.sort(key=lambda r: r["served"])
+        last_ok: dict[str, Any] | None = None
+        status, first_starved = NOT_STARVED_IN_GRID, None
+        for row in rows:
+            if row["status"] != "ok" or row["throughput_over_offered"] is None:
+                status = FAILED
+                break
+            if 1.0 - row["throughput_over_offered"] >= threshold:
+                status = FOUND if last_ok is not None else STARVED_AT_SMALLEST
+                first_starved = row["served"]
+                break
+            last_ok = row
+        known = status != FAILED and last_ok is not None
+        out.append(
+            {name: rows[0][name] for name in WORKLOAD_NAMES}
+            | {
+                "max_loras": max_loras,
+                "frontier_served": last_ok["served"] if known else None,
+                "frontier_total_tok_s": last_ok["total_tok_s"] if known else None,
+                "frontier_throughput_over_offered": last_ok["throughput_over_offered"] if known else None,
+                "first_starved_served": first_starved,
+                "status": status,
+                "runs": len(rows),
+            }
+        )
+    return out
+
+
+def best_rows(frontiers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_workload: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for row in frontiers:
+        by_workload.setdefault((row["workload_index"], row["workload_key"]), []).append(row)
+    out = []
+    for _, rows in sorted(by_workload.items(), key=lambda item: item[0]):
+        candidates = [r for r in rows if r["frontier_served"] is not None]
+        best = min(
+            candidates, key=lambda r: (-r["frontier_total_tok_s"], r["max_loras"], r["frontier_served"]), default=None
+        )
+        out.append(
+            {name: rows[0][name] for name in WORKLOAD_NAMES}
+            | {
+                "best_max_loras": best["max_loras"] if best else None,
+                "best_served": best["frontier_served"] if best else None,
+                "best_total_tok_s": best["frontier_total_tok_s"] if best else None,
+                "best_throughput_over_offered": best["frontier_throughput_over_offered"] if best else None,
+                "frontiers": len(rows),
+                "failed_frontiers": sum(r["status"] == FAILED for r in rows),
+            }
+        )
+    return out
+
+
+def compute_labels(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> tuple[pa.Table, pa.Table]:
+    """(frontiers, labels): one row per (workload, max_loras), one row per workload."""
+    frontiers = frontier_rows(results, threshold)
+    return (
+        pa.Table.from_pylist(frontiers, schema=FRONTIER_SCHEMA),
+        pa.Table.from_pylist(best_rows(frontiers), schema=LABEL_SCHEMA),
+    )
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """List columns as comma-joined text ("8,8,16"): CSV has no lists."""
+    columns = []
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_list(column.type):
+            column = pa.array(
+                [None if v is None else ",".join(f"{x:g}" for x in v) for v in column.to_pylist()], pa.string()
+            )
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
+def write_labels(
+    results_dir: str | Path, threshold: float = DEFAULT_THRESHOLD, out: str | Path | None = None
+) -> dict[str, Any]:
+    """Compute labels from the store in `results_dir`; write labels and frontiers as Parquet and CSV
+    into `out` (default: results_dir/labels). Returns counts, file paths and the label rows."""
+    results = read_results(results_dir)
+    frontiers, labels = compute_labels(results, threshold)
+    out_dir = Path(out) if out is not None else Path(results_dir) / "labels"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for name, table in (("labels", labels), ("frontiers", frontiers)):
+        parquet_path, csv_path = out_dir / f"{name}.parquet", out_dir / f"{name}.csv"
+        atomic_write(parquet_path, lambda tmp, t=table: pq.write_table(t, tmp))
+        atomic_write(csv_path, lambda tmp, t=table: pacsv.write_csv(_csv_ready(t), tmp))
+        files += [str(parquet_path), str(csv_path)]
+    statuses = frontiers.column("status").to_pylist()
+    return {
+        "results": str(results_dir),
+        "threshold": threshold,
+        "runs": results.num_rows,
+        "workloads": labels.num_rows,
+        "frontiers": frontiers.num_rows,
+        "frontier_status": {s: statuses.count(s) for s in (FOUND, STARVED_AT_SMALLEST, NOT_STARVED_IN_GRID, FAILED)},
+        "files": files,
+        "labels": labels.to_pylist(),
+    }

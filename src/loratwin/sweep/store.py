@@ -1,0 +1,335 @@
+"""The results store of a sweep: Parquet part files listed by a JSON manifest, in one directory.
+
+Why Parquet parts and a manifest rather than SQLite or DuckDB: pyarrow is already a dependency,
+the rest of loratwin writes Parquet, and the learning stage reads column tables; one file per
+finished batch is append-only, so crash safety reduces to atomic renames. The directory is
+queryable as it stands (`pyarrow.dataset`, pandas, DuckDB, Polars all read `parts/*.parquet`).
+
+Layout of DIR:
+    grid.json       the grid the results belong to (a rerun with another grid is refused)
+    manifest.json   the committed part files; replaced atomically (temp file + os.replace)
+    parts/*.parquet one file per flushed batch of finished runs (successes and failures alike)
+
+Crash safety: a part is written to a temp file, renamed into parts/, then the manifest is
+replaced. A kill between the two leaves a complete part that the manifest does not list: on the
+next open it is adopted if none of its runs is already committed, deleted otherwise (the case of
+a compaction cut short). Temp files are always deleted. So a kill at any moment loses at most the
+runs not yet flushed (a couple of seconds' worth) and never duplicates one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Self
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loratwin.errors import LoratwinError
+
+FORMAT = "loratwin-sweep/1"
+MANIFEST = "manifest.json"
+GRID_FILE = "grid.json"
+PARTS = "parts"
+LOCK = ".lock"
+
+IDENTITY_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("config_key", pa.string()),
+    ("workload_key", pa.string()),
+    ("workload_index", pa.int64()),
+    ("profile", pa.string()),
+    ("profile_hash", pa.string()),
+    ("layout", pa.string()),
+    ("rate_levels", pa.list_(pa.float64())),
+    ("zipf_total_rate_req_s", pa.float64()),
+    ("zipf_exponent", pa.float64()),
+    ("rank_levels", pa.list_(pa.int64())),
+    ("arrival", pa.string()),
+    ("seed", pa.int64()),
+    ("duration_s", pa.float64()),
+    ("served", pa.int64()),
+    ("max_loras", pa.int64()),
+    ("max_lora_rank", pa.int64()),
+    ("max_cpu_loras", pa.int64()),
+    ("max_num_seqs", pa.int64()),
+    ("max_num_batched_tokens", pa.int64()),
+    ("client_max_waiting", pa.int64()),
+]
+OUTCOME_FIELDS: list[tuple[str, pa.DataType]] = [
+    ("status", pa.string()),  # ok | failed | infeasible
+    ("error", pa.string()),
+]
+_FLOAT_METRICS = [
+    "input_tok_s", "output_tok_s", "total_tok_s", "request_throughput_req_s",
+    "mean_ttft_ms", "p50_ttft_ms", "p99_ttft_ms", "mean_itl_ms", "p50_itl_ms", "p99_itl_ms", "mean_tpot_ms",
+    "offered_tok_s", "throughput_over_offered", "mean_running", "mean_waiting", "kv_usage_mean", "kv_usage_max",
+    "min_adapter_completion_ratio",
+]
+_INT_METRICS = [
+    "arrived", "sent", "completed", "unfinished", "preemptions", "adapter_loads_cpu_to_gpu",
+    "adapter_loads_disk_to_cpu", "steps", "max_waiting", "starved_adapters", "kv_cache_tokens",
+]
+METRIC_FIELDS: list[tuple[str, pa.DataType]] = (
+    [(name, pa.float64()) for name in _FLOAT_METRICS]
+    + [(name, pa.int64()) for name in _INT_METRICS]
+    + [("starved", pa.bool_())]
+)
+SCHEMA = pa.schema(IDENTITY_FIELDS + OUTCOME_FIELDS + METRIC_FIELDS)
+METRIC_NAMES = [name for name, _ in METRIC_FIELDS]
+# Finished runs are committed at least this often (seconds): a kill loses at most this much work.
+FLUSH_INTERVAL_S = 2.0
+SORT_ORDER = [("workload_index", "ascending"), ("max_loras", "ascending"), ("served", "ascending")]
+
+
+class StoreError(LoratwinError):
+    """The results directory cannot be used as asked (another grid, another sweep writing, damage)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
+
+
+def _read_manifest(root: Path) -> list[dict[str, Any]]:
+    path = root / MANIFEST
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise StoreError(f"{path}: unreadable manifest ({err})") from None
+    if data.get("format") != FORMAT:
+        raise StoreError(f"{path}: not a loratwin sweep manifest (format {data.get('format')!r})")
+    return list(data["parts"])
+
+
+def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=SCHEMA)
+
+
+class ResultStore:
+    """Incremental, crash-safe storage of one sweep's run records (one writer at a time).
+
+    `done` maps every committed or pending config key to its record's status and
+    `throughput_over_offered`, which is all that resuming a sweep or a search needs.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        grid: dict[str, Any] | None = None,
+        *,
+        flush_rows: int = 256,
+        flush_interval_s: float | None = None,
+        compact_above: int = 32,
+    ) -> None:
+        self.root = Path(root)
+        self.flush_rows = flush_rows
+        self.flush_interval_s = FLUSH_INTERVAL_S if flush_interval_s is None else flush_interval_s
+        self.compact_above = compact_above
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / PARTS).mkdir(exist_ok=True)
+        # held open (and locked) for the store's lifetime; the OS releases it if the process dies
+        self._lock = open(self.root / LOCK, "a")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreError(f"{self.root}: another sweep is writing to this directory") from None
+        try:
+            self._check_grid(grid)
+            self._parts = self._recover()
+            self.done: dict[str, dict[str, Any]] = self._load_done()
+        except BaseException:
+            self._lock.close()
+            raise
+        self._pending: list[dict[str, Any]] = []
+        self._last_flush = time.monotonic()
+        self._seq = 1 + max((int(p["file"].split("-")[1]) for p in self._parts), default=0)
+
+    # --- opening ----------------------------------------------------------------------------
+
+    def _check_grid(self, grid: dict[str, Any] | None) -> None:
+        path = self.root / GRID_FILE
+        if path.exists():
+            stored = json.loads(path.read_text())
+            if grid is not None and stored != grid:
+                raise StoreError(
+                    f"{self.root} holds results of another grid ({stored.get('name', '?')}, "
+                    f"profile {stored.get('profile', '?')}); give a new --out directory"
+                )
+        elif grid is not None:
+            _write_json(path, grid)
+
+    def _recover(self) -> list[dict[str, Any]]:
+        """Delete temp files left by a kill; adopt or delete part files the manifest does not list."""
+        for folder in (self.root, self.root / PARTS):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+        parts = _read_manifest(self.root)
+        listed = {p["file"] for p in parts}
+        missing = [name for name in listed if not (self.root / PARTS / name).exists()]
+        if missing:
+            raise StoreError(f"{self.root}: part files listed in the manifest are missing: {', '.join(sorted(missing))}")
+        keys: set[str] = set()
+        for p in parts:
+            keys.update(self._part_keys(p["file"]))
+        changed = False
+        for path in sorted((self.root / PARTS).glob("part-*.parquet")):
+            if path.name in listed:
+                continue
+            try:
+                part_keys = self._part_keys(path.name)
+            except (OSError, pa.ArrowException):
+                part_keys = None
+            if part_keys is None or keys.intersection(part_keys):
+                path.unlink()
+            else:
+                keys.update(part_keys)
+                parts.append(self._describe_part(path.name))
+            changed = True
+        if changed:
+            self._write_manifest(parts)
+        return parts
+
+    def _part_keys(self, name: str) -> list[str]:
+        return pq.read_table(self.root / PARTS / name, columns=["config_key"]).column(0).to_pylist()
+
+    def _describe_part(self, name: str) -> dict[str, Any]:
+        status = pq.read_table(self.root / PARTS / name, columns=["status"]).column(0).to_pylist()
+        return {"file": name, "rows": len(status), "failed": status.count("failed")}
+
+    def _load_done(self) -> dict[str, dict[str, Any]]:
+        done: dict[str, dict[str, Any]] = {}
+        for p in self._parts:
+            table = pq.read_table(
+                self.root / PARTS / p["file"], columns=["config_key", "status", "throughput_over_offered"]
+            )
+            for row in table.to_pylist():
+                done[row.pop("config_key")] = row
+        return done
+
+    def _write_manifest(self, parts: list[dict[str, Any]]) -> None:
+        _write_json(self.root / MANIFEST, {"format": FORMAT, "parts": parts})
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Buffer one finished run; flushes a part when enough rows or time have gathered."""
+        key = record["config_key"]
+        if key in self.done:
+            raise StoreError(f"run {key} is already stored")
+        self._pending.append(record)
+        self.done[key] = {"status": record["status"], "throughput_over_offered": record.get("throughput_over_offered")}
+        if len(self._pending) >= self.flush_rows:
+            self.flush()
+        else:
+            self.flush_if_due()
+
+    def flush_if_due(self) -> None:
+        if self._pending and time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the buffered runs as one part file."""
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        # Taken off the buffer first: if this flush is cut short, its runs are lost (and rerun by
+        # the next sweep), never written twice by a later flush.
+        records, self._pending = self._pending, []
+        name = f"part-{self._seq:06d}-{secrets.token_hex(4)}.parquet"
+        self._seq += 1
+        table = rows_to_table(records)
+        atomic_write(self.root / PARTS / name, lambda tmp: pq.write_table(table, tmp))
+        self._parts.append(
+            {"file": name, "rows": table.num_rows, "failed": sum(r["status"] == "failed" for r in records)}
+        )
+        self._write_manifest(self._parts)
+        if len(self._parts) > self.compact_above:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge all parts into one (sorted); the manifest switches to it atomically."""
+        if len(self._parts) <= 1:
+            return
+        old = [p["file"] for p in self._parts]
+        table = pa.concat_tables(pq.read_table(self.root / PARTS / name, schema=SCHEMA) for name in old)
+        table = table.sort_by(SORT_ORDER)
+        name = f"part-{self._seq:06d}-{secrets.token_hex(4)}.parquet"
+        self._seq += 1
+        atomic_write(self.root / PARTS / name, lambda tmp: pq.write_table(table, tmp))
+        statuses = table.column("status").to_pylist()
+        self._parts = [{"file": name, "rows": table.num_rows, "failed": statuses.count("failed")}]
+        self._write_manifest(self._parts)
+        for stale in old:
+            (self.root / PARTS / stale).unlink(missing_ok=True)
+
+    def close(self, compact: bool = True) -> None:
+        try:
+            self.flush()
+            if compact:
+                self.compact()
+        finally:
+            self._lock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # After an interrupt, keep what finished but skip the (possibly long) compaction.
+        self.close(compact=exc[0] is None)
+
+
+def read_results(root: str | Path) -> pa.Table:
+    """Every committed run of the store in `root`, sorted by workload, max_loras, served."""
+    root = Path(root)
+    if not (root / MANIFEST).exists() and not (root / GRID_FILE).exists():
+        raise StoreError(f"{root}: not a sweep results directory (no {MANIFEST})")
+    for attempt in range(3):
+        parts = _read_manifest(root)
+        try:
+            tables = [pq.read_table(root / PARTS / p["file"], schema=SCHEMA) for p in parts]
+            break
+        except FileNotFoundError:
+            # a writer compacted between reading the manifest and the parts
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    keys = table.column("config_key")
+    if len(set(keys.to_pylist())) != table.num_rows:
+        raise StoreError(f"{root}: the store holds a run twice; it was written by something other than loratwin")
+    return table.sort_by(SORT_ORDER)
+
+
+def store_bytes(root: str | Path) -> int:
+    """Size on disk of the committed store (grid, manifest and listed parts)."""
+    root = Path(root)
+    files = [root / GRID_FILE, root / MANIFEST] + [root / PARTS / p["file"] for p in _read_manifest(root)]
+    return sum(f.stat().st_size for f in files if f.exists())
