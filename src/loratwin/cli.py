@@ -354,9 +354,11 @@ def calibrate(
 def _register_plugins() -> None:
     # commands of the later stages live next to their code
     from loratwin.plan.place_commands import register as register_place
+    from loratwin.learn.commands import register as register_learn
     from loratwin.sweep.commands import register as register_sweep
 
     register_sweep(app)
+    register_learn(app)
     register_place(app)
 
 

@@ -526,10 +526,9 @@ def learned_models(profile_name: str, models_dir: str | Path | None = None) -> L
 
 
 def default_check(profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None) -> GpuCheck:
-    """The learned check when its models ship for the profile, else the cost-model check."""
-    profile = _resolve(profile)
-    learned = LearnedCheck.for_profile(profile, lengths)
-    return learned if learned is not None else CostModelCheck(lengths)
+    """The cost-model check: the one whose placements were verified with the twin (the learned
+    check is opt-in until its placements are verified the same way)."""
+    return CostModelCheck(lengths)
 
 
 CHECKS = ("auto", "cost-model", "learned", "twin")
@@ -537,7 +536,7 @@ CHECKS = ("auto", "cost-model", "learned", "twin")
 
 def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
                twin_duration_s: float = 600.0) -> GpuCheck:
-    """A check by name: auto (learned if available, else cost-model), cost-model, learned, twin."""
+    """A check by name: auto (the cost-model check), cost-model, learned, twin."""
     profile = _resolve(profile)
     if kind == "auto":
         return default_check(profile, lengths)

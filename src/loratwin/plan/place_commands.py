@@ -26,7 +26,7 @@ def place_command(
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
     gpus: Annotated[int | None, typer.Option(help="Place on exactly this many GPUs (error if not enough). Default: as few as possible.")] = None,
     algorithm: Annotated[str, typer.Option(help="greedy, round-robin, least-loaded, rank-grouped or exact (at most 12 adapters).")] = "greedy",
-    check: Annotated[str, typer.Option(help="How a GPU is judged: auto (learned models if shipped, else cost-model), cost-model, learned, twin (slow).")] = "auto",
+    check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
     verify_duration: Annotated[float, typer.Option(help="Simulated seconds per GPU for --verify (the reference runs lasted an hour).")] = 3600.0,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,

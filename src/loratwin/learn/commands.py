@@ -1,0 +1,239 @@
+"""The `train`, `explain`, `recommend` and `quickstart` commands, added to the main CLI with `register(app)`.
+
+`train` needs the `learn` extra; the others run on the core dependencies, from the JSON models.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from loratwin.errors import InputError, LoratwinError
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+TARGETS = ("best_served", "best_max_loras", "best_total_tok_s", "total_tok_s", "starved")
+QUICKSTART_EXAMPLE = "quickstart.csv"
+ADAPTERS_SHOWN = 6
+
+
+def train(
+    results: Annotated[Path, typer.Argument(help="Results directory of a sweep (its labels are computed from it).")],
+    out: Annotated[Path, typer.Option(help="Where to write the models (JSON), manifest.json and comparison.md.")] = ...,
+    profile: Annotated[str | None, typer.Option(help="Profile of the runs (default: the one the sweep used).")] = None,
+    families: Annotated[str, typer.Option(help="Model families, comma-separated: tree, figs, rulefit, ebm, linear, forest, gbm.")] = "tree,figs,rulefit,ebm,linear,forest,gbm",
+    folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by workload).")] = 5,
+    threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Choose recommend's safety margin on the sweep's workloads (simulates the points it needs).")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as one JSON document on stdout.")] = False,
+) -> None:
+    """Train the optimum and per-configuration models of a profile from a sweep; write them as JSON."""
+    try:
+        from loratwin.learn.train import train_profile
+        from loratwin.learn.zoo import FAMILIES
+    except ImportError as err:
+        raise LoratwinError(f"train needs the learn extra: pip install 'loratwin[learn]' ({err})") from None
+    chosen = [f.strip() for f in families.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown or not chosen:
+        raise InputError(f"--families: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(FAMILIES)})")
+    if folds < 2:
+        raise InputError(f"--folds: must be >= 2, got {folds}")
+    manifest = train_profile(results, out, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
+                             log=lambda message: stderr.print(message))
+    if tune:
+        from loratwin.plan.tune import tune_max_starved_p
+
+        manifest["recommend"] = tune_max_starved_p(results, out, n_folds=folds, threshold=threshold,
+                                                   log=lambda message: stderr.print(message))
+    if json_out:
+        print(json.dumps(manifest, indent=1, allow_nan=False))
+        return
+    stdout.print((Path(out) / "comparison.md").read_text(encoding="utf-8"))
+    stdout.print(f"default models: {', '.join(f'{k}: {v}' for k, v in manifest['defaults'].items())}")
+    if "recommend" in manifest:
+        stdout.print(f"recommend keeps configurations with P(starved) < {manifest['recommend']['max_starved_p']}")
+    stdout.print(f"wrote {len(manifest['models'])} models, manifest.json and comparison.md to {out}")
+
+
+def explain(
+    profile: Annotated[str, typer.Option(help="Profile whose shipped models to print.")] = "llama-3.1-8b-instruct",
+    model: Annotated[str | None, typer.Option("--model", help="Model family: tree, figs, rulefit, ebm, linear, gbm (default: the profile's default per target).")] = None,
+    target: Annotated[str | None, typer.Option(help="Only this target: best_served, best_max_loras, best_total_tok_s, total_tok_s, starved.")] = None,
+    models: Annotated[Path | None, typer.Option(help="A directory written by `loratwin train` instead of the shipped models.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the model documents as one JSON document on stdout.")] = False,
+) -> None:
+    """Print the trained models as rules a person can read."""
+    from loratwin.learn.bundle import load_model_set
+    from loratwin.learn.explain import describe_model
+
+    if target is not None and target not in TARGETS:
+        raise InputError(f"--target: unknown {target!r} (known: {', '.join(TARGETS)})")
+    model_set = load_model_set(models if models is not None else profile)
+    documents = {t: model_set.model(t, model) for t in ([target] if target else TARGETS)}
+    if json_out:
+        print(json.dumps(documents, allow_nan=False))
+        return
+    stdout.print(f"models of profile {model_set.profile} ({model_set.directory})")
+    for name, document in documents.items():
+        stdout.print(f"\n[bold]{name}[/bold]")
+        stdout.print(describe_model(document), markup=False)
+
+
+def _print_recommendation(rec: Any, command_out: Path | None) -> None:
+    from loratwin.plan.recommend import Recommendation
+
+    assert isinstance(rec, Recommendation)
+    shown = ", ".join(rec.served_adapter_ids[:ADAPTERS_SHOWN]) + (", ..." if rec.served > ADAPTERS_SHOWN else "")
+    stdout.print(f"[bold]Recommendation[/bold] for {rec.adapters_given} adapters on {rec.profile} ({rec.model_id}):")
+    stdout.print(f"  serve {rec.served} of the {rec.adapters_given} adapters on one GPU ({rec.selection_rule}: {shown})")
+    stdout.print(f"  --max-loras {rec.max_loras}  --max-cpu-loras {rec.max_cpu_loras}  --max-lora-rank {rec.max_lora_rank}")
+    answer = rec.refinement["models_answer"] if rec.refinement else {"served": rec.served, "max_loras": rec.max_loras}
+    moved = (answer["served"], answer["max_loras"]) != (rec.served, rec.max_loras)
+    if moved:
+        point = rec.refinement["point"]
+        stdout.print(f"  simulated throughput {point['total_tok_s']:,.0f} tok/s (throughput/offered "
+                     f"{point['throughput_over_offered']:.3f}); the models' own answer was served {answer['served']}, "
+                     f"max_loras {answer['max_loras']}: {rec.predicted_total_tok_s:,.0f} tok/s predicted, "
+                     f"P(starved) {rec.starved_probability:.2f}")
+    else:
+        stdout.print(f"  predicted throughput {rec.predicted_total_tok_s:,.0f} tok/s for {rec.offered_tok_s:,.0f} tok/s "
+                     f"offered; P(starved) {rec.starved_probability:.2f}")
+    if rec.served < rec.adapters_given:
+        stdout.print(f"  the other {rec.adapters_given - rec.served} adapters need more GPUs")
+    for note in rec.notes:
+        stdout.print(f"  note: {note}")
+    stdout.print("[bold]Why[/bold] (models: throughput "
+                 f"{rec.models['throughput']}, starvation {rec.models['starvation']}):")
+    for line in rec.why:
+        stdout.print(f"  {line}", markup=False)
+    o = rec.optimum_models
+    stdout.print(f"[bold]Optimum models[/bold] ({o['best_served_family']}; the published method's answer straight from the mix): served {o['served']}, "
+                 f"max_loras {o['max_loras']}, {o['best_total_tok_s']:,.0f} tok/s")
+    if rec.refinement is not None:
+        r, m = rec.refinement, rec.refinement["models_answer"]
+        moved = (m["served"], m["max_loras"]) != (r["served"], r["max_loras"])
+        p = r["point"]
+        result = ("cannot start" if p["status"] != "ok" else
+                  f"{p['total_tok_s']:,.0f} tok/s, {'STARVED' if p['starved'] else 'not starved'}")
+        stdout.print(f"[bold]Twin refinement[/bold] ({r['simulations']} simulations of {r['duration_s']:g} s): "
+                     + (f"moved from the models' served {m['served']}, max_loras {m['max_loras']} "
+                        f"along {' -> '.join(f'({a}, {b})' for a, b in r['path'])}" if moved
+                        else "the models' answer is the best point nearby")
+                     + f"; the twin there: {result}")
+    if rec.verification is not None:
+        v = rec.verification
+        stdout.print(f"[bold]Twin check[/bold] ({v['duration_s']:g} s simulated per point): {v['verdict']}")
+        for p in v["points"]:
+            mark = "*" if p["recommended"] else " "
+            if p["status"] != "ok":
+                stdout.print(f"  {mark} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['status']}")
+                continue
+            stdout.print(f"  {mark} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['total_tok_s']:>9,.0f} tok/s  "
+                         f"{'STARVED' if p['starved'] else 'ok'} (throughput/offered {p['throughput_over_offered']:.3f})")
+    command = shlex.join(rec.vllm_command[: rec.vllm_command.index("--lora-modules") + 1])
+    modules = rec.vllm_command[rec.vllm_command.index("--lora-modules") + 1 :]
+    stdout.print("[bold]Serve it[/bold]:")
+    if command_out is not None:
+        command_out.write_text("#!/bin/sh\n" + shlex.join(rec.vllm_command) + "\n", encoding="utf-8")
+        stdout.print(f"  {command} ... ({len(modules)} adapters; full command written to {command_out})", markup=False)
+    elif len(modules) <= ADAPTERS_SHOWN:
+        stdout.print(f"  {shlex.join(rec.vllm_command)}", markup=False)
+    else:
+        stdout.print(f"  {command} {' '.join(modules[:2])} ... ({len(modules)} adapters; "
+                     "the full command: --command-out FILE or --json)", markup=False)
+
+
+def recommend(
+    workload: Annotated[Path, typer.Argument(help="Adapters CSV (adapter_id,rank,rate) or workload YAML.")],
+    profile: Annotated[str, typer.Option(help="Built-in profile (model x GPU) whose models to use.")] = "llama-3.1-8b-instruct",
+    models: Annotated[Path | None, typer.Option(help="A directory written by `loratwin train` instead of the shipped models.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Family of the per-configuration models (default: the profile's).")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Run the twin at the recommendation and its neighbours.")] = False,
+    refine: Annotated[bool, typer.Option("--refine", help="Move the recommendation with the twin: local search from the models' answer to the best point that does not starve.")] = False,
+    duration: Annotated[float, typer.Option(help="With --verify/--refine: simulated seconds per point.")] = 3600.0,
+    seed: Annotated[int, typer.Option(help="With --verify/--refine: the twin's seed.")] = 0,
+    adapter_dir: Annotated[str, typer.Option(help="Where the adapters lie, for the vllm serve command.")] = "./adapters",
+    command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
+) -> None:
+    """Recommend max_loras and how many of these adapters one GPU serves without starving."""
+    from loratwin.learn.bundle import load_model_set
+    from loratwin.plan.recommend import read_workload
+    from loratwin.plan.recommend import recommend as run_recommend
+
+    spec = read_workload(workload)
+    model_set = load_model_set(models) if models is not None else None
+    rec = run_recommend(spec, profile, models=model_set, throughput_model=model, starvation_model=model,
+                        adapter_dir=adapter_dir)
+    rec = _check_with_twin(rec, spec, profile, verify=verify, refine=refine, duration_s=duration, seed=seed,
+                           adapter_dir=adapter_dir)
+    if json_out:
+        print(json.dumps(rec.to_dict(), indent=1, allow_nan=False))
+        return
+    _print_recommendation(rec, command_out)
+
+
+def _check_with_twin(rec: Any, spec: Any, profile: str, *, verify: bool, refine: bool, duration_s: float = 3600.0,
+                     seed: int = 0, adapter_dir: str = "./adapters") -> Any:
+    from loratwin.plan.recommend import apply_refinement
+    from loratwin.plan.recommend import refine as run_refine
+    from loratwin.plan.recommend import verify as run_verify
+
+    if refine:
+        stderr.print(f"refining with the twin ({duration_s:g} s simulated per point) ...")
+        rec = apply_refinement(rec, run_refine(rec, spec, profile, duration_s=duration_s, seed=seed), spec, adapter_dir)
+    if verify:
+        stderr.print(f"checking with the twin ({duration_s:g} s simulated per point) ...")
+        rec.verification = run_verify(rec, spec, profile, duration_s=duration_s, seed=seed)
+    return rec
+
+
+def quickstart(
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Check and refine the models' answer with the twin (a few seconds).")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
+) -> None:
+    """Recommend a configuration for a built-in example of 240 adapters, with a short walkthrough."""
+    from loratwin.plan.recommend import read_adapters_csv
+    from loratwin.plan.recommend import recommend as run_recommend
+
+    profile = "llama-3.1-8b-instruct"
+    with resources.as_file(resources.files("loratwin.plan") / "examples" / QUICKSTART_EXAMPLE) as path:
+        spec = read_adapters_csv(path)
+        example = str(path)
+    rec = run_recommend(spec, profile)
+    if check:
+        rec = _check_with_twin(rec, spec, profile, verify=True, refine=True)
+    if json_out:
+        print(json.dumps(rec.to_dict() | {"example": example}, indent=1, allow_nan=False))
+        return
+    rates = [a.rate_req_s for a in spec.adapters]
+    ranks = sorted({a.rank for a in spec.adapters})
+    stdout.print("[bold]loratwin quickstart[/bold]: how many LoRA adapters can one GPU serve, and with which flags?\n")
+    stdout.print(f"1. The example: {len(rates)} adapters (ranks {', '.join(map(str, ranks))}) asking for "
+                 f"{sum(rates):.1f} req/s together, a few busy ones ({max(rates):g} req/s) and many quiet ones "
+                 f"({min(rates):g} req/s).\n   File: {example} (columns adapter_id,rank,rate).\n")
+    stdout.print("2. The models (trained on the twin's simulations, shipped as JSON) score every (served, max_loras) "
+                 "pair in a millisecond and keep the best one predicted not to starve"
+                 + ("; then the twin simulates an hour at that point and its neighbours and moves to the best one "
+                    "that does not starve:\n" if check else ":\n"))
+    _print_recommendation(rec, None)
+    stdout.print("\n3. Next:")
+    stdout.print(f"  loratwin recommend {example} --refine --verify   # the same from the command line")
+    stdout.print("  loratwin recommend my-adapters.csv --profile qwen-2.5-7b-instruct --json   # your own list")
+    stdout.print("  loratwin explain --profile llama-3.1-8b-instruct --target starved          # the rules behind it")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `train`, `explain`, `recommend` and `quickstart` to `app`."""
+    app.command("train")(train)
+    app.command("explain")(explain)
+    app.command("recommend")(recommend)
+    app.command("quickstart")(quickstart)
