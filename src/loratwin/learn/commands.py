@@ -163,6 +163,7 @@ def recommend(
     adapter_dir: Annotated[str, typer.Option(help="Where the adapters lie, for the vllm serve command.")] = "./adapters",
     command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
 ) -> None:
     """Recommend max_loras and how many of these adapters one GPU serves without starving."""
     from loratwin.learn.bundle import load_model_set
@@ -175,6 +176,20 @@ def recommend(
                         adapter_dir=adapter_dir)
     rec = _check_with_twin(rec, spec, profile, verify=verify, refine=refine, duration_s=duration, seed=seed,
                            adapter_dir=adapter_dir)
+    if report is not None:
+        from loratwin.report import write_plan_report
+
+        doc = rec.to_dict()
+        gpu = {
+            "gpu": 0, "adapters": doc["served_adapter_ids"], "served": doc["served"], "max_loras": doc["max_loras"],
+            "max_cpu_loras": doc["max_cpu_loras"], "max_lora_rank": doc["max_lora_rank"],
+            "offered_tok_s": doc["offered_tok_s"], "predicted_tok_s": doc["predicted_total_tok_s"],
+            "starvation_risk": doc["starved_probability"], "predicted_starved": False,
+        }
+        plan = {"profile": doc["profile"], "model": doc["model_id"], "algorithm": f"recommend ({doc['source']})",
+                "check": "the shipped models", "gpus": [gpu], "predicted_tok_s": doc["predicted_total_tok_s"],
+                "offered_tok_s": doc["offered_tok_s"], "vllm_serve_commands": [" ".join(doc["vllm_command"])]}
+        typer.echo(f"wrote report {write_plan_report(plan, report)}", err=True)
     if json_out:
         print(json.dumps(rec.to_dict(), indent=1, allow_nan=False))
         return

@@ -31,6 +31,7 @@ def sweep(
     workloads: Annotated[str | None, typer.Option("--workloads", help="Only these workloads of the grid, in grid order: N (the first N) or START:STOP[:STEP].")] = None,
     max_configs: Annotated[int | None, typer.Option("--max-configs", help="Only the first N runs of the grid (full sweeps).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a summary as one JSON document on stdout.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the results here.")] = None,
 ) -> None:
     """Run a grid of twin simulations in parallel into a resumable results store."""
     from loratwin.sweep.execute import SweepProgress, run_sweep
@@ -79,6 +80,11 @@ def sweep(
         raise typer.Exit(130) from None
 
     data = summary.to_dict()
+    if report is not None:
+        from loratwin.report import write_sweep_report
+        from loratwin.sweep.store import read_results
+
+        stderr.print(f"wrote report {write_sweep_report(read_results(out), report)}")
     if json_out:
         print(json.dumps(data, indent=2))
         return
