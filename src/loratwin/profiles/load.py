@@ -6,11 +6,11 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from loratwin.errors import InputError
 from loratwin.profiles.model import Profile
+from loratwin.yamlfile import parse_yaml
 
 _DATA = "loratwin.profiles.data"
 
@@ -29,12 +29,7 @@ def _format_validation(source: str, err: ValidationError) -> str:
 
 
 def profile_from_yaml_text(text: str, source: str) -> Profile:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"{source}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    data = parse_yaml(text, source)
     if not isinstance(data, dict):
         raise InputError(f"{source}: expected a mapping of profile fields at the top level")
     try:

@@ -17,14 +17,27 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING, ServerConfig
-from loratwin.workload import PoissonArrival, WorkloadSpec, reference_layout, zipf_layout
+from loratwin.workload import (
+    PoissonArrival,
+    WorkloadSpec,
+    reference_layout,
+    zipf_layout,
+)
 from loratwin.workload.spec import ArrivalSpec, describe_validation_error
+from loratwin.yamlfile import parse_yaml
 
 BUILTIN_GRIDS = ("paper",)
 
@@ -203,12 +216,7 @@ def load_grid(name_or_path: str | Path) -> tuple[GridSpec, str]:
 
 
 def grid_from_yaml(text: str, source: str) -> GridSpec:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise InputError(f"{source}: {where}invalid YAML: {getattr(err, 'problem', None) or err}") from None
+    document = parse_yaml(text, source)
     if not isinstance(document, dict):
         raise InputError(f"{source}: expected a mapping of grid fields (served, max_loras, rates, ranks, ...)")
     try:

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from loratwin.errors import InputError
+from loratwin.yamlfile import describe_yaml_error
 
 __all__ = [
     "ARRIVAL_KINDS",
@@ -448,7 +449,7 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise InputError(f"{path}: {_describe_yaml_error(err)}") from None
+        raise InputError(f"{path}: {describe_yaml_error(err)}") from None
 
     if document is None:
         raise InputError(f"{path}: the workload file is empty; expected an 'adapters:' list or a 'layout:' mapping")
@@ -488,15 +489,6 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
         )
     except ValidationError as err:
         raise InputError(describe_validation_error(str(path), err, WorkloadSpec)) from None
-
-
-def _describe_yaml_error(err: yaml.YAMLError) -> str:
-    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
-    if mark is None:
-        return f"invalid YAML: {problem}"
-    # yaml marks are 0-based; editors count from 1.
-    return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"
 
 
 def describe_validation_error(
