@@ -18,22 +18,16 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loratwin.errors import LoratwinError
-from loratwin.sweep.store import atomic_write, read_results
+from loratwin.sweep.store import IDENTITY_FIELDS, atomic_write, read_results
 
 DEFAULT_THRESHOLD = 0.1
 
+# The workload part of the store's schema: everything before the server configuration, less the
+# run's own keys.
 WORKLOAD_FIELDS: list[tuple[str, pa.DataType]] = [
-    ("workload_key", pa.string()),
-    ("workload_index", pa.int64()),
-    ("profile", pa.string()),
-    ("layout", pa.string()),
-    ("rate_levels", pa.list_(pa.float64())),
-    ("zipf_total_rate_req_s", pa.float64()),
-    ("zipf_exponent", pa.float64()),
-    ("rank_levels", pa.list_(pa.int64())),
-    ("arrival", pa.string()),
-    ("seed", pa.int64()),
-    ("duration_s", pa.float64()),
+    field
+    for field in IDENTITY_FIELDS[: [name for name, _ in IDENTITY_FIELDS].index("served")]
+    if field[0] not in ("config_key", "profile_hash")
 ]
 WORKLOAD_NAMES = [name for name, _ in WORKLOAD_FIELDS]
 
