@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from loratwin import load_profile
-from loratwin.plan.place_checks import default_check
+from loratwin.plan.place_checks import make_check
 from loratwin.plan.placement import place, verify_placement
 from loratwin.workload import AdapterSpec, WorkloadSpec, reference_layout, zipf_layout
 
@@ -52,6 +52,8 @@ def main() -> int:
     parser.add_argument("--verify-duration", type=float, default=3600.0)
     parser.add_argument("--short-duration", type=float, default=900.0, help="also verify with this shorter window")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--check", default="auto", help="the GPU check the algorithms use (auto, cost-model, learned, twin)")
+    parser.add_argument("--only", default=None, help="comma-separated parts to run: main, exact, twin (default: all)")
     parser.add_argument("--out", default=None, help="also write every number as JSON here")
     args = parser.parse_args()
     profile = load_profile(args.profile)
@@ -66,11 +68,11 @@ def main() -> int:
                 "starved_gpus_short": len(short.starved_gpus),
                 "gpus_with_starved_adapters_short": len(short.gpus_with_starved_adapters)}
 
-    warm = default_check(profile)
+    warm = make_check(args.check, profile)
     place(zipf_layout(20, 5.0, 1.0, RANKS, seed=0), profile, check=warm)  # length tables, imports
 
     for name, workload in workloads():
-        check = default_check(profile, workload.lengths)
+        check = make_check(args.check, profile, workload.lengths)
         greedy, greedy_s = timed_place(workload, profile, check)
         row = {"workload": name, "adapters": len(workload.adapters), "offered_tok_s": greedy.offered_tok_s,
                "check": greedy.check, "lower_bound": greedy.lower_bound,
@@ -92,7 +94,7 @@ def main() -> int:
         adapters = tuple(AdapterSpec(id=f"a{i}", rank=int(rng.choice(RANKS)), rate_req_s=float(min(r, 12.0)))
                          for i, r in enumerate(rates))
         workload = WorkloadSpec(adapters=adapters)
-        check = default_check(profile)
+        check = make_check(args.check, profile)
         greedy, _ = timed_place(workload, profile, check)
         exact, exact_s = timed_place(workload, profile, check, algorithm="exact")
         exact_rows.append({"trial": trial, "adapters": n, "rate_req_s": sum(a.rate_req_s for a in adapters),
@@ -106,7 +108,7 @@ def main() -> int:
     for name, workload in (("zipf n=40 30 req/s", zipf_layout(40, 30.0, 1.0, RANKS, seed=0)),
                            ("triple n=48 1.6/0.8/0.4", reference_layout(48, (1.6, 0.8, 0.4), RANKS, seed=0))):
         row = {"workload": name}
-        for label, check in (("cost-model", default_check(profile)), ("twin", TwinCheck(duration_s=600.0))):
+        for label, check in (("cost-model", make_check(args.check, profile)), ("twin", TwinCheck(duration_s=600.0))):
             placement, seconds = timed_place(workload, profile, check)
             row[label] = {"gpus": placement.gpu_count, "time_s": seconds, **verify(placement)}
         twin_rows.append(row)

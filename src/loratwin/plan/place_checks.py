@@ -60,6 +60,7 @@ class SlotOption:
     predicted_tok_s: float
     starved: bool
     starvation_risk: float
+    wait_s: float = 0.0  # predicted mean wait of a request for a place in the batch (cost model)
 
 
 @dataclass(frozen=True)
@@ -174,17 +175,18 @@ class CostModelCheck:
     """Steady state of the twin's engine loop, solved from the profile's cost model.
 
     With arrivals at Λ req/s and a step time τ, about N = Λ (O + 1) τ requests run (Little's law);
-    τ itself grows with N (per-sequence, prefill, context and LoRA terms), with the distinct
-    adapters in a step (an adapter is busy with probability 1 - exp(-λ T), T the time a request
-    stays) and with adapter loads when slots are fewer than adapters. The fixed point gives N, τ and
-    the busy adapters D. A share starves when N does not fit the KV cache (or the token budget, or
-    max_num_seqs) with `util_limit` to spare, or when D plus `slot_sigmas` standard deviations
-    exceeds max_loras (requests of adapters without a slot are skipped and wait).
+    τ itself grows with N (per-sequence, prefill, context and LoRA terms), with the adapters in the
+    running batch and with adapter loads when slots are fewer than adapters. An adapter holds one
+    of the max_loras places in the batch for a busy period of its requests; when the busy
+    adapters outnumber the places, the others' requests wait W for a place (see `_slot_state`),
+    and what arrives in the last W + T of a window of `window_s` seconds does not finish inside it.
+    The fixed point gives N, τ, the adapters in the batch and W. A share starves when N does not
+    fit the KV cache (or the token budget, or max_num_seqs) with `util_limit` to spare, when the
+    late share (W + T) / window_s exceeds `max_late_share` (half the 10% starvation threshold), when
+    loading adapters takes more than `max_load_share` of the time, or (if set) when W exceeds
+    `max_wait_s`, a latency target the starvation rule does not have.
     Arrivals are taken as Poisson at each adapter's rate; burstier processes need the twin check.
-    Checked against 400 twin runs of random shares (3 to 500 adapters, ranks 8/16/32, all
-    max_loras, loads up to 1.6x the KV limit) on the Llama profile: where this check accepts (166
-    runs), the step time is within 1.5% of the twin's mean ITL (median; 2.8% at p90) and no run
-    starves, in 900 s or 3600 s windows; the twin starts starving near 1.2-1.4x `util_limit` 1.
+    `python scripts/check_cost_model.py` compares it with the twin on random shares.
     """
 
     name = "cost-model"
@@ -194,7 +196,9 @@ class CostModelCheck:
         lengths: LengthSpec | ShareGPTLengths | None = None,
         *,
         util_limit: float = 1.0,
-        slot_sigmas: float = 1.0,
+        window_s: float = 3600.0,
+        max_late_share: float = 0.05,
+        max_wait_s: float | None = None,
         max_load_share: float = 0.5,
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
         max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -202,7 +206,9 @@ class CostModelCheck:
     ) -> None:
         self.lengths = lengths if lengths is not None else ShareGPTLengths()
         self.util_limit = util_limit
-        self.slot_sigmas = slot_sigmas
+        self.window_s = window_s
+        self.max_late_share = max_late_share
+        self.max_wait_s = max_wait_s
         self.max_load_share = max_load_share
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
@@ -242,7 +248,7 @@ class CostModelCheck:
         n_kv = np.asarray(kv, np.float64) / (m.context + profile.kv.block_size / 2)
         n_cap = np.minimum(n_kv, self.max_num_seqs)
         load_ms = float(np.mean([profile.adapter_load.cpu_to_gpu(max_rank, r) for r in ranks]))
-        tau, running, busy, busy_sd, load_share = self._fixed_point(rates, S, n_cap, max_rank, load_ms, profile, m)
+        tau, running, active, wait, load_share = self._fixed_point(rates, S, n_cap, max_rank, load_ms, profile, m)
         with np.errstate(invalid="ignore", over="ignore"):
             prefill_per_step = total_rate * m.prompt * tau / 1000
             util = np.maximum.reduce([
@@ -251,18 +257,22 @@ class CostModelCheck:
                 (running + prefill_per_step) / self.max_num_batched_tokens,
             ])
         util = np.where(np.isfinite(util), util, np.inf)
-        # with a slot for every adapter nothing is ever skipped
-        slot_pressure = np.where(served > S, np.minimum(served, busy + self.slot_sigmas * busy_sd) / S, 0.0)
+        # requests that wait for a place in the batch finish late: what arrives in the last W + T
+        # of a window is not served inside it
+        run_s = (m.output + 1) * tau / 1000
+        with np.errstate(invalid="ignore"):
+            late_share = np.where(wait > 0, (wait + run_s) / self.window_s, 0.0)
         served_tok_s = total_rate * (m.prompt + m.output)
         capacity = self._capacity(rates, S, n_cap, max_rank, load_ms, profile, m)
         predicted = np.where(util <= 1.0, served_tok_s, np.minimum(served_tok_s, capacity))
-        # slots short of the busy adapters: requests of the adapters left out wait, and their share is lost
-        with np.errstate(divide="ignore"):
-            predicted = np.where(slot_pressure > 1.0, predicted / np.maximum(slot_pressure, 1.0), predicted)
-        pressure = np.maximum.reduce([util / self.util_limit, slot_pressure, load_share / self.max_load_share])
+        limits = [util / self.util_limit, late_share / self.max_late_share, load_share / self.max_load_share]
+        if self.max_wait_s is not None:
+            limits.append(wait / self.max_wait_s if self.max_wait_s > 0 else np.where(wait > 0, np.inf, 0.0))
+        pressure = np.maximum.reduce(limits)
+        pressure = np.where(np.isfinite(pressure), pressure, np.inf)
         options = tuple(
-            SlotOption(int(s), float(p), bool(pr > 1.0), float(min(1.0, pr)))
-            for s, p, pr in zip(slots, predicted, pressure)
+            SlotOption(int(s), float(p), bool(pr > 1.0), float(min(1.0, pr)), float(w))
+            for s, p, pr, w in zip(slots, predicted, pressure, wait)
         )
         return GpuVerdict(served, max_rank, offered, options)
 
@@ -278,35 +288,72 @@ class CostModelCheck:
         return compute + overhead
 
     def _fixed_point(self, rates, S, n_cap, max_rank, load_ms, profile, m):
+        """Step time τ, running requests, adapters in a step, the mean wait for a slot and the
+        share of time spent loading adapters, for every max_loras in S (vectors over S)."""
         total_rate = float(rates.sum())
         served = len(rates)
+        # adapters of equal rate behave alike: work on the distinct rates, weighted by their counts
+        values, counts = np.unique(rates[rates > 0], return_counts=True)
+        counts = counts.astype(np.float64)
         miss = np.where(served > S, 1.0 - S / served, 0.0)
         tau = np.full(len(S), profile.step_time.base_ms)
+        wait = np.zeros(len(S))
         diverged = np.zeros(len(S), bool)
         for _ in range(80):
-            stay_s = (m.output + 1) * tau / 1000
-            occupancy = -np.expm1(-np.outer(rates, stay_s))
-            busy = occupancy.sum(axis=0)
-            running = total_rate * stay_s
-            step = self._step_ms(running, total_rate * m.prompt * tau / 1000, busy, S, max_rank, profile, m)
-            # arrivals that find their adapter idle and evicted from its slot pay a CPU->GPU load
-            loads_per_s = (rates[:, None] * (1.0 - occupancy)).sum(axis=0) * miss
-            load_share = loads_per_s * load_ms / 1000
+            state = self._slot_state(values, counts, tau, S, m, wait)
+            active, visits, wait = state["active"], state["visits"], state["wait"]
+            running = total_rate * state["run_s"]
+            step = self._step_ms(running, total_rate * m.prompt * tau / 1000, active, S, max_rank, profile, m)
+            # each slot visit of an adapter evicted since its last one pays a CPU->GPU load
+            load_share = visits * miss * load_ms / 1000
             new_tau = np.where(load_share < 1, step / np.maximum(1e-9, 1 - load_share), np.inf)
-            diverged |= ~np.isfinite(new_tau) | (running > 4 * n_cap)
+            diverged |= ~np.isfinite(new_tau) | (running > 4 * n_cap) | ~np.isfinite(wait)
             new_tau = np.where(diverged, tau, new_tau)
             done = np.all(diverged | (np.abs(new_tau - tau) <= 1e-5 * tau))
             tau = new_tau
             if done:
                 break
-        stay_s = (m.output + 1) * tau / 1000
-        occupancy = -np.expm1(-np.outer(rates, stay_s))
-        busy = occupancy.sum(axis=0)
-        busy_sd = np.sqrt((occupancy * (1 - occupancy)).sum(axis=0))
-        running = np.where(diverged, np.inf, total_rate * stay_s)
-        loads_per_s = (rates[:, None] * (1.0 - occupancy)).sum(axis=0) * miss
-        load_share = np.where(diverged, np.inf, loads_per_s * load_ms / 1000)
-        return tau, running, busy, busy_sd, load_share
+        state = self._slot_state(values, counts, tau, S, m, wait)
+        running = np.where(diverged, np.inf, total_rate * state["run_s"])
+        load_share = np.where(diverged, np.inf, state["visits"] * miss * load_ms / 1000)
+        wait = np.where(diverged, np.inf, state["wait"])
+        return tau, running, state["active"], wait, load_share
+
+    @staticmethod
+    def _slot_state(values, counts, tau, S, m, wait_start):
+        """Adapters in the running batch and the mean wait for a place among them.
+
+        An adapter holds a place in the batch (one of max_loras) from the admission of its first
+        request until none of its requests runs: a busy period of an M/G/inf queue, mean
+        B = (exp(λ T) - 1) / λ with T the running time of a request. Then it is idle (mean 1/λ)
+        until its next request, which waits W when all places are taken. Its share of the time
+        holding a place is u = B / (1/λ + W + B); requests of an adapter already in the batch are
+        admitted at once, so the ones that waited run together. W = 0 when sum u <= max_loras;
+        otherwise W solves sum u(W) = max_loras (the places are always full).
+        """
+        run_s = (m.output + 1) * tau / 1000
+        if len(values) == 0:
+            zero = np.zeros(len(S))
+            return {"run_s": run_s, "active": zero, "visits": zero, "wait": zero}
+        x = np.minimum(np.outer(values, run_s), 700.0)
+        busy_period = np.expm1(x) / values[:, None]
+        idle = (1.0 / values)[:, None]
+        cycle0 = idle + busy_period
+        held0 = counts @ (busy_period / cycle0)
+        wait = np.where(held0 > S, np.maximum(0.0, np.nan_to_num(wait_start, posinf=0.0)), 0.0)
+        # Newton from below on the convex, decreasing sum u(W) - S: never overshoots the root
+        for _ in range(60):
+            cycle = cycle0 + wait[None, :]
+            held = counts @ (busy_period / cycle)
+            excess = np.where(held0 > S, held - S, 0.0)
+            if np.all(excess <= 1e-6 * S):
+                break
+            slope = counts @ (busy_period / cycle / cycle)
+            wait = wait + np.where(excess > 0, excess / np.maximum(slope, 1e-300), 0.0)
+        cycle = cycle0 + wait[None, :]
+        active = np.minimum(S, counts @ (busy_period / cycle))
+        visits = counts @ (1.0 / cycle)
+        return {"run_s": run_s, "active": active, "visits": visits, "wait": wait}
 
     def _capacity(self, rates, S, n_cap, max_rank, load_ms, profile, m) -> np.ndarray:
         """Token throughput with the KV cache (or another limit) full: n_cap requests running."""
@@ -320,52 +367,85 @@ class CostModelCheck:
     def lower_bound_gpus(self, adapters: Sequence[AdapterSpec], profile: Profile) -> float:
         """A fractional lower bound on the GPUs of any placement this check accepts.
 
-        Dividing a GPU's step-time equation by the step time τ gives 1 >= sum over its adapters
-        of a cost per adapter: its share of the per-sequence, context and prefill work (linear in
-        its rate), of the fixed per-step work (at most N_cap requests run, so 1/τ >= Λ (O+1) / N_cap)
-        and of the per-adapter LoRA work (busy_i / τ, at least λ_i (O+1) g(λ_i T_max) with
-        g(x) = (1 - e^-x) / x and T_max the longest stay any accepted GPU allows). Summing over GPUs,
-        the GPU count is at least the sum of the costs. Slots give a second bound: the adapters
-        busy even at the shortest step must fit in the largest max_loras each rank starts with.
+        A GPU runs in one class: a max_lora_rank r, a max_loras S, and either with a place in the
+        batch for every busy adapter (free) or with the places always full (saturated). Dividing
+        the step-time equation by the step time τ, every accepted GPU satisfies
+        1 >= sum over its adapters of a cost: per-request work (linear in the rate λ); the fixed
+        per-step work, spread over at most N_cap(S, r) running requests (Little's law gives
+        1/τ >= Λ (O+1) / N_cap); and the LoRA work of the adapters in the batch: per busy adapter
+        when free (at least λ (O+1) g(λ T_cap) with g(x) = (1 - e^-x)/x, T_cap the longest stay
+        the class allows), S per step when saturated. A saturated class also bounds the adapters
+        waiting for a place: the accepted wait W_max leaves each adapter a share
+        v = λ T_min / (1 + λ (W_max + T_min)) of a place, and sum v <= S.
+        Any mix a (time) + (1 - a) (places) of the two constraints holds on every GPU, so the GPU
+        count is at least the sum over adapters of their cheapest class's mixed cost; the best
+        mix a is kept. Ranks enter through the classes an adapter may use (r >= its rank); memory
+        through N_cap and the max_loras each rank starts with.
         """
         profile = _resolve(profile)
         m = self.moments(profile)
         st, so = profile.step_time, profile.scheduler_overhead
-        factor = st.lora_factor_base
-        per_req = ((st.per_seq_ms * factor + st.per_context_token_ms * factor * m.context + st.lora_per_seq_per_slot_ms
-                    + max(0.0, so.per_running_ms)) * (m.output + 1) + st.per_prefill_token_ms * factor * m.prompt) / 1000
-        by_rank: dict[int, list[float]] = {}
-        for a in adapters:
+        if len(adapters) == 0:
+            return 0.0
+        rates = np.fromiter((a.rate_req_s for a in adapters), np.float64, len(adapters))
+        need = np.empty(len(adapters))
+        for k, a in enumerate(adapters):
             r = server_rank(profile, [a.rank])
             if r is None:
                 raise InputError(_no_rank_reason(profile, [a]))
-            by_rank.setdefault(r, []).append(a.rate_req_s)
-        fluid, slot_bound = 0.0, 0.0
-        busy_at_least: dict[int, float] = {}
-        for rank in sorted(by_rank, reverse=True):
-            rates = np.asarray(by_rank[rank], np.float64)
-            feasible = [s for s in slot_candidates(profile, rank, 10**9, self.slot_grid)
-                        if kv_tokens_or_none(profile, s, rank) is not None]
-            if not feasible:
-                raise InputError(f"no max_loras value starts with max_lora_rank {rank}")
-            s_max = max(feasible)
-            n_cap = min(self.max_num_seqs, profile.kv.tokens(min(feasible), rank) / (m.context + profile.kv.block_size / 2))
-            n_cap *= self.util_limit
-            fixed_ms = st.base_ms * factor + st.lora_step_ms + st.lora_per_rank_ms * rank + st.lora_per_slot_ms + so.intercept_ms
-            step_max = float(self._step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / (m.output + 1)]),
-                                           np.array([float(s_max)]), np.array([float(s_max)]), rank, profile, m)[0])
-            tau_max = step_max / (1 - self.max_load_share)
-            t_max = (m.output + 1) * tau_max / 1000
-            x = rates * t_max
-            g = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-12), 1.0)
-            per_adapter = st.lora_per_adapter_ms * rates * (m.output + 1) / 1000 * g
-            fluid += float((rates * (per_req + max(0.0, fixed_ms) * (m.output + 1) / (1000 * n_cap)) + per_adapter).sum())
-            # busy adapters at the shortest possible stay, which higher ranks' GPUs cannot take
-            t_min = (m.output + 1) * max(fixed_ms, 1e-3) / 1000
-            busy_at_least[rank] = float(-np.expm1(-rates * t_min).sum())
-            higher = sum(v for r, v in busy_at_least.items() if r >= rank)
-            slot_bound = max(slot_bound, higher / s_max)
-        return max(fluid, slot_bound)
+            need[k] = r
+        stay_steps = m.output + 1
+        factor = st.lora_factor_base
+        # work every request brings, in ms per (req/s) per second
+        per_req = ((st.per_seq_ms * factor + st.per_context_token_ms * factor * m.context + max(0.0, so.per_running_ms))
+                   * stay_steps + st.per_prefill_token_ms * factor * m.prompt) / 1000
+        # a negative scheduler intercept gives back at most this share of any step
+        slack = 1.0 + max(0.0, -so.intercept_ms) / max(st.base_ms * factor, 1e-9)
+        budget_cap = self.max_num_batched_tokens * stay_steps / (stay_steps + m.prompt)
+        tau_min = max(st.base_ms * factor, 1e-3)
+        time_cost, place_cost = [], []  # per class: (adapters,) arrays; inf where the class is not allowed
+        for rank in supported_ranks(profile):
+            allowed = need <= rank
+            if not allowed.any():
+                continue
+            for s in slot_candidates(profile, rank, 10**9, self.slot_grid):
+                tokens = kv_tokens_or_none(profile, s, rank)
+                if tokens is None:
+                    continue
+                n_cap = self.util_limit * min(tokens / (m.context + profile.kv.block_size / 2),
+                                              self.max_num_seqs, budget_cap)
+                fixed_ms = (st.base_ms * factor + st.lora_step_ms + st.lora_per_rank_ms * rank
+                            + st.lora_per_slot_ms * s + max(0.0, so.intercept_ms))
+                spread = rates * stay_steps / (1000 * n_cap)  # 1/τ >= Λ (O+1) / N_cap, per adapter
+                common = rates * (per_req + st.lora_per_seq_per_slot_ms * s * stay_steps / 1000) + fixed_ms * spread
+                # free: LoRA work per busy adapter, at the longest stay this class allows
+                step_cap = float(self._step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay_steps]),
+                                               np.array([float(s)]), np.array([float(s)]), rank, profile, m)[0])
+                t_cap = stay_steps * step_cap / (1 - self.max_load_share) / 1000
+                x = rates * t_cap
+                g = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-12), 1.0)
+                free = common + st.lora_per_adapter_ms * rates * stay_steps / 1000 * g
+                # saturated: s adapters in every step
+                saturated = common + st.lora_per_adapter_ms * s * spread
+                # saturated steps are never shorter than the fixed work plus s adapters
+                t_sat = stay_steps * max(tau_min, fixed_ms + st.lora_per_adapter_ms * s) / 1000
+                w_sat = max(0.0, self.window_s * self.max_late_share - t_sat)
+                if self.max_wait_s is not None:
+                    w_sat = min(w_sat, self.max_wait_s)
+                share_of_place = rates * t_sat / (1.0 + rates * (w_sat + t_sat))
+                for cost, places in ((free, np.zeros_like(rates)), (saturated, share_of_place / s)):
+                    time_cost.append(np.where(allowed, cost / slack, np.inf))
+                    place_cost.append(np.where(allowed, places, np.inf))
+        if not time_cost:
+            raise InputError(f"no max_loras value starts for profile {profile.name}")
+        time_cost = np.vstack(time_cost)
+        place_cost = np.vstack(place_cost)
+        best = 0.0
+        for a in np.linspace(0.0, 1.0, 41):
+            with np.errstate(invalid="ignore"):
+                mixed = np.where(np.isinf(time_cost), np.inf, a * time_cost + (1 - a) * place_cost)
+            best = max(best, float(mixed.min(axis=0).sum()))
+        return best
 
 
 # --- the twin check -------------------------------------------------------------------------
@@ -535,13 +615,13 @@ CHECKS = ("auto", "cost-model", "learned", "twin")
 
 
 def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
-               twin_duration_s: float = 600.0) -> GpuCheck:
-    """A check by name: auto (the cost-model check), cost-model, learned, twin."""
+               twin_duration_s: float = 600.0, *, window_s: float = 3600.0,
+               max_wait_s: float | None = None) -> GpuCheck:
+    """A check by name: auto (the cost-model check), cost-model, learned, twin. `window_s` and
+    `max_wait_s` configure the cost-model check (see `CostModelCheck`)."""
     profile = _resolve(profile)
-    if kind == "auto":
-        return default_check(profile, lengths)
-    if kind == "cost-model":
-        return CostModelCheck(lengths)
+    if kind in ("auto", "cost-model"):
+        return CostModelCheck(lengths, window_s=window_s, max_wait_s=max_wait_s)
     if kind == "twin":
         return TwinCheck(duration_s=twin_duration_s, lengths=lengths or ShareGPTLengths())
     if kind == "learned":

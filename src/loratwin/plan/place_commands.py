@@ -28,7 +28,8 @@ def place_command(
     algorithm: Annotated[str, typer.Option(help="greedy, round-robin, least-loaded, rank-grouped or exact (at most 12 adapters).")] = "greedy",
     check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
-    verify_duration: Annotated[float, typer.Option(help="Simulated seconds per GPU for --verify (the reference runs lasted an hour).")] = 3600.0,
+    verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
+    max_wait: Annotated[float | None, typer.Option(help="Also refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model check; the starvation rule alone allows long waits on GPUs with many adapters).")] = None,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
@@ -42,7 +43,11 @@ def place_command(
 
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
-    judge = make_check(check, loaded, workload.lengths)
+    if verify_duration <= 0:
+        raise InputError(f"--verify-duration must be > 0 seconds, got {verify_duration:g}")
+    if max_wait is not None and max_wait < 0:
+        raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait:g}")
+    judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait)
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge)
     doc = placement.to_dict()
     verification = None
@@ -93,7 +98,7 @@ def _print_placement(placement, verification, console: Console) -> None:
     table = Table(show_header=True, header_style="bold")
     for column, justify in (("GPU", "right"), ("adapters", "right"), ("ranks", "left"), ("req/s", "right"),
                             ("--max-loras", "right"), ("--max-cpu-loras", "right"), ("--max-lora-rank", "right"),
-                            ("offered tok/s", "right"), ("predicted tok/s", "right"), ("risk", "right")):
+                            ("offered tok/s", "right"), ("predicted tok/s", "right"), ("wait s", "right"), ("risk", "right")):
         table.add_column(column, justify=justify)
     if verification is not None:
         table.add_column("twin tok/s", justify="right")
@@ -103,7 +108,7 @@ def _print_placement(placement, verification, console: Console) -> None:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
         risk = f"{g.starvation_risk:.2f}" + (" [red]starves[/]" if g.starved else "")
         row = [str(g.index), str(len(g.adapters)), ranks, f"{g.rate_req_s:.2f}", str(g.max_loras),
-               str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", risk]
+               str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", f"{g.wait_s:.1f}", risk]
         if verification is not None:
             v = verified[g.index]
             state = "[bold red]STARVED[/]" if v.starved else "[green]ok[/]"

@@ -79,6 +79,7 @@ class GpuPlan:
     offered_tok_s: float
     starvation_risk: float
     starved: bool  # as predicted by the check
+    wait_s: float = 0.0  # predicted mean wait for a place in the batch (cost-model check)
 
     @property
     def max_cpu_loras(self) -> int:
@@ -100,6 +101,7 @@ class GpuPlan:
             "offered_tok_s": self.offered_tok_s,
             "predicted_tok_s": self.predicted_tok_s,
             "starvation_risk": self.starvation_risk,
+            "predicted_wait_s": self.wait_s,
             "predicted_starved": self.starved,
         }
 
@@ -307,9 +309,9 @@ def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile
     carries at most C_R offered tok/s without starving: C_R is the load of the busiest single
     adapter the check accepts at that rank (more adapters only add LoRA work, slots and loads).
     Covering each rank's load needs at least sum_R load_R / C_R GPUs. A check may add its own
-    bound (`lower_bound_gpus`: the cost-model check's counts slots and per-adapter work too); the
-    larger is kept. Memory enters through the check (which max_loras start at each rank); CPU
-    memory is not limited.
+    bound (`lower_bound_gpus`); the larger is kept (the cost-model check's adds per-adapter LoRA work and the places in the batch;
+    on workloads of many quiet adapters the single-adapter bound is often the larger).
+    Memory enters through the check (which max_loras start at each rank); CPU memory is not limited.
     """
     workload = _as_workload(adapters)
     profile = _resolve_profile(profile)
@@ -498,6 +500,7 @@ def _plan(index: int, members: Sequence[int], adapters: Sequence[AdapterSpec], j
         offered_tok_s=verdict.offered_tok_s,
         starvation_risk=option.starvation_risk,
         starved=option.starved,
+        wait_s=option.wait_s,
     )
 
 
