@@ -106,3 +106,20 @@ def test_loratwin_place_from_the_installed_cli(adapters_csv):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["adapters"] == 30
+
+
+def test_max_wait_is_reported_and_bounded(app, tmp_path):
+    adapters = write_adapters_csv(zipf_layout(300, 40.0, 1.0, ranks=(8, 16), seed=0), tmp_path / "many.csv")
+    result = invoke(app, adapters, "--json", "--max-wait", "2")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert all(g["predicted_wait_s"] <= 2.0 for g in doc["gpus"])
+    table = invoke(app, adapters, "--max-wait", "2")
+    assert "wait s" in table.output
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-wait", "-1"), ("--verify-duration", "0")])
+def test_bad_window_or_wait_is_refused(app, adapters_csv, flag, value):
+    result = invoke(app, adapters_csv, flag, value)
+    assert isinstance(result.exception, InputError)
+    assert flag in str(result.exception)

@@ -365,87 +365,19 @@ class CostModelCheck:
 
 
     def lower_bound_gpus(self, adapters: Sequence[AdapterSpec], profile: Profile) -> float:
-        """A fractional lower bound on the GPUs of any placement this check accepts.
+        """A fractional lower bound on the GPUs of any placement this check accepts (see
+        `loratwin.plan.place_bound`)."""
+        from loratwin.plan.place_bound import cost_model_lower_bound
 
-        A GPU runs in one class: a max_lora_rank r, a max_loras S, and either with a place in the
-        batch for every busy adapter (free) or with the places always full (saturated). Dividing
-        the step-time equation by the step time τ, every accepted GPU satisfies
-        1 >= sum over its adapters of a cost: per-request work (linear in the rate λ); the fixed
-        per-step work, spread over at most N_cap(S, r) running requests (Little's law gives
-        1/τ >= Λ (O+1) / N_cap); and the LoRA work of the adapters in the batch: per busy adapter
-        when free (at least λ (O+1) g(λ T_cap) with g(x) = (1 - e^-x)/x, T_cap the longest stay
-        the class allows), S per step when saturated. A saturated class also bounds the adapters
-        waiting for a place: the accepted wait W_max leaves each adapter a share
-        v = λ T_min / (1 + λ (W_max + T_min)) of a place, and sum v <= S.
-        Any mix a (time) + (1 - a) (places) of the two constraints holds on every GPU, so the GPU
-        count is at least the sum over adapters of their cheapest class's mixed cost; the best
-        mix a is kept. Ranks enter through the classes an adapter may use (r >= its rank); memory
-        through N_cap and the max_loras each rank starts with.
-        """
         profile = _resolve(profile)
-        m = self.moments(profile)
-        st, so = profile.step_time, profile.scheduler_overhead
-        if len(adapters) == 0:
-            return 0.0
-        rates = np.fromiter((a.rate_req_s for a in adapters), np.float64, len(adapters))
-        need = np.empty(len(adapters))
-        for k, a in enumerate(adapters):
+        need = []
+        for a in adapters:
             r = server_rank(profile, [a.rank])
             if r is None:
                 raise InputError(_no_rank_reason(profile, [a]))
-            need[k] = r
-        stay_steps = m.output + 1
-        factor = st.lora_factor_base
-        # work every request brings, in ms per (req/s) per second
-        per_req = ((st.per_seq_ms * factor + st.per_context_token_ms * factor * m.context + max(0.0, so.per_running_ms))
-                   * stay_steps + st.per_prefill_token_ms * factor * m.prompt) / 1000
-        # a negative scheduler intercept gives back at most this share of any step
-        slack = 1.0 + max(0.0, -so.intercept_ms) / max(st.base_ms * factor, 1e-9)
-        budget_cap = self.max_num_batched_tokens * stay_steps / (stay_steps + m.prompt)
-        tau_min = max(st.base_ms * factor, 1e-3)
-        time_cost, place_cost = [], []  # per class: (adapters,) arrays; inf where the class is not allowed
-        for rank in supported_ranks(profile):
-            allowed = need <= rank
-            if not allowed.any():
-                continue
-            for s in slot_candidates(profile, rank, 10**9, self.slot_grid):
-                tokens = kv_tokens_or_none(profile, s, rank)
-                if tokens is None:
-                    continue
-                n_cap = self.util_limit * min(tokens / (m.context + profile.kv.block_size / 2),
-                                              self.max_num_seqs, budget_cap)
-                fixed_ms = (st.base_ms * factor + st.lora_step_ms + st.lora_per_rank_ms * rank
-                            + st.lora_per_slot_ms * s + max(0.0, so.intercept_ms))
-                spread = rates * stay_steps / (1000 * n_cap)  # 1/τ >= Λ (O+1) / N_cap, per adapter
-                common = rates * (per_req + st.lora_per_seq_per_slot_ms * s * stay_steps / 1000) + fixed_ms * spread
-                # free: LoRA work per busy adapter, at the longest stay this class allows
-                step_cap = float(self._step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay_steps]),
-                                               np.array([float(s)]), np.array([float(s)]), rank, profile, m)[0])
-                t_cap = stay_steps * step_cap / (1 - self.max_load_share) / 1000
-                x = rates * t_cap
-                g = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-12), 1.0)
-                free = common + st.lora_per_adapter_ms * rates * stay_steps / 1000 * g
-                # saturated: s adapters in every step
-                saturated = common + st.lora_per_adapter_ms * s * spread
-                # saturated steps are never shorter than the fixed work plus s adapters
-                t_sat = stay_steps * max(tau_min, fixed_ms + st.lora_per_adapter_ms * s) / 1000
-                w_sat = max(0.0, self.window_s * self.max_late_share - t_sat)
-                if self.max_wait_s is not None:
-                    w_sat = min(w_sat, self.max_wait_s)
-                share_of_place = rates * t_sat / (1.0 + rates * (w_sat + t_sat))
-                for cost, places in ((free, np.zeros_like(rates)), (saturated, share_of_place / s)):
-                    time_cost.append(np.where(allowed, cost / slack, np.inf))
-                    place_cost.append(np.where(allowed, places, np.inf))
-        if not time_cost:
-            raise InputError(f"no max_loras value starts for profile {profile.name}")
-        time_cost = np.vstack(time_cost)
-        place_cost = np.vstack(place_cost)
-        best = 0.0
-        for a in np.linspace(0.0, 1.0, 41):
-            with np.errstate(invalid="ignore"):
-                mixed = np.where(np.isinf(time_cost), np.inf, a * time_cost + (1 - a) * place_cost)
-            best = max(best, float(mixed.min(axis=0).sum()))
-        return best
+            need.append(r)
+        rates = np.fromiter((a.rate_req_s for a in adapters), np.float64, len(adapters))
+        return cost_model_lower_bound(self, rates, np.asarray(need, np.float64), profile)
 
 
 # --- the twin check -------------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""The cost-model check's wait for a place in the batch, its window rule, `max_wait_s`, and the
+lower bound it gives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loratwin import AdapterSpec, load_profile
+from loratwin.plan.place_checks import CostModelCheck, kv_tokens_or_none
+from loratwin.plan.placement import place
+from loratwin.twin import ServerConfig, simulate
+from loratwin.workload import WorkloadSpec, zipf_layout
+
+PROFILE = "llama-3.1-8b-instruct"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(PROFILE)
+
+
+def same_adapters(n: int, rate: float, rank: int = 32) -> list[AdapterSpec]:
+    return [AdapterSpec(id=f"a{i}", rank=rank, rate_req_s=rate) for i in range(n)]
+
+
+class Moments:  # stand-in for the length moments: only the output length matters here
+    output = 199.0
+
+
+def test_slot_state_has_no_wait_while_places_suffice():
+    values, counts = np.array([0.05]), np.array([10.0])
+    state = CostModelCheck._slot_state(values, counts, np.array([50.0]), np.array([16.0]), Moments, np.zeros(1))
+    run_s = 200 * 0.05
+    assert state["wait"][0] == 0.0
+    assert state["active"][0] == pytest.approx(10 * (1 - math.exp(-0.05 * run_s)))
+
+
+def test_slot_state_wait_for_identical_adapters_has_a_closed_form():
+    # n B / (1/λ + W + B) = S  =>  W = n B / S - 1/λ - B
+    lam, n, slots = 0.1, 100.0, 8.0
+    tau = np.array([40.0])
+    run_s = 200 * 0.040
+    busy_period = math.expm1(lam * run_s) / lam
+    state = CostModelCheck._slot_state(np.array([lam]), np.array([n]), tau, np.array([slots]), Moments, np.zeros(1))
+    assert state["wait"][0] == pytest.approx(n * busy_period / slots - 1 / lam - busy_period, rel=1e-6)
+    assert state["active"][0] == pytest.approx(slots)
+    assert state["visits"][0] == pytest.approx(slots / busy_period, rel=1e-6)
+
+
+@given(st.lists(st.floats(0.001, 5.0), min_size=1, max_size=40), st.floats(5.0, 200.0))
+@settings(max_examples=60, deadline=None)
+def test_slot_state_wait_shrinks_as_places_grow(rates, tau):
+    values, counts = np.unique(np.asarray(rates), return_counts=True)
+    slots = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+    state = CostModelCheck._slot_state(values, counts.astype(float), np.full(7, tau), slots, Moments, np.zeros(7))
+    assert np.all(np.diff(state["wait"]) <= 1e-9 * (1 + state["wait"][:-1]))
+    assert np.all(state["active"] <= slots + 1e-9)
+    assert np.all(state["wait"] >= 0)
+
+
+def test_saturated_batch_matches_the_twin(profile):
+    """200 quiet rank-32 adapters on 96 places: the places stay full, requests wait for one, and
+    the twin keeps up. The model's step time and wait follow the twin's ITL and TTFT."""
+    share = same_adapters(200, 0.0625)
+    check = CostModelCheck(window_s=1800.0)
+    m = check.moments(profile)
+    rates = np.array([a.rate_req_s for a in share])
+    slots = np.array([96.0])
+    n_kv = kv_tokens_or_none(profile, 96, 32) / (m.context + profile.kv.block_size / 2)
+    tau, running, active, wait, _ = check._fixed_point(rates, slots, np.array([n_kv]), 32, 6.4, profile, m)
+    result = simulate(WorkloadSpec(adapters=tuple(share)), ServerConfig(max_loras=96, max_cpu_loras=200, max_lora_rank=32),
+                      profile, duration_s=1800.0, seed=0)
+    assert not result.starved
+    assert active[0] == pytest.approx(96)
+    assert tau[0] == pytest.approx(result.summary["mean_itl_ms"], rel=0.10)
+    assert running[0] == pytest.approx(result.summary["mean_running"], rel=0.15)
+    assert 0.5 < wait[0] / (result.summary["mean_ttft_ms"] / 1000) < 3.0
+    option = next(o for o in check.evaluate(share, profile).options if o.max_loras == 96)
+    assert not option.starved and option.wait_s == pytest.approx(wait[0], rel=0.01)
+
+
+def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):
+    share = same_adapters(250, 0.0625, rank=8)
+    hour = CostModelCheck(window_s=3600.0).evaluate(share, profile)
+    quarter = CostModelCheck(window_s=900.0).evaluate(share, profile)
+    capped = CostModelCheck(window_s=3600.0, max_wait_s=1.0).evaluate(share, profile)
+    for h, q, c in zip(hour.options, quarter.options, capped.options):
+        assert h.wait_s == pytest.approx(q.wait_s) == pytest.approx(c.wait_s)
+        assert h.starvation_risk <= q.starvation_risk + 1e-12
+        if q.starved is False:
+            assert h.starved is False
+        if h.wait_s > 1.0:
+            assert c.starved
+    assert any(not o.starved and o.wait_s > 1.0 for o in hour.options), "the hour allows waits the cap refuses"
+
+
+def test_max_wait_needs_more_gpus(profile):
+    workload = zipf_layout(300, 40.0, 1.0, ranks=(8, 16), seed=0)
+    free = place(workload, profile, check=CostModelCheck())
+    capped = place(workload, profile, check=CostModelCheck(max_wait_s=2.0))
+    assert capped.gpu_count >= free.gpu_count
+    assert all(g.wait_s <= 2.0 for g in capped.gpus)
+    assert max(g.wait_s for g in free.gpus) > 2.0
+
+
+@given(st.integers(2, 40), st.floats(0.5, 60.0), st.floats(0.6, 1.4), st.integers(0, 10_000))
+@settings(max_examples=15, deadline=None)
+def test_lower_bound_never_exceeds_the_greedy(n, total, exponent, seed):
+    profile = load_profile(PROFILE)
+    workload = zipf_layout(n, total, exponent, ranks=(8, 16, 32), seed=seed)
+    placement = place(workload, profile)
+    assert 1 <= placement.lower_bound <= placement.gpu_count
+
+
+@given(st.integers(1, 400), st.floats(0.2, 60.0), st.floats(0.0, 1.5), st.sampled_from([(8,), (16,), (32,), (8, 16, 32)]),
+       st.integers(0, 10_000), st.sampled_from([None, 5.0]))
+@settings(max_examples=40, deadline=None)
+def test_a_share_the_check_accepts_never_needs_more_than_one_gpu_by_the_bound(n, total, exponent, ranks, seed, max_wait):
+    """The bound's per-GPU conditions are necessary: any share the check accepts satisfies them,
+    so its fractional bound is at most 1."""
+    profile = load_profile(PROFILE)
+    check = CostModelCheck(max_wait_s=max_wait)
+    share = list(zipf_layout(n, total, exponent, ranks=ranks, seed=seed).adapters)
+    if check.evaluate(share, profile).ok:
+        assert check.lower_bound_gpus(share, profile) <= 1.0 + 1e-9
+
+
+@given(st.integers(3, 8), st.floats(5.0, 60.0), st.integers(0, 1000))
+@settings(max_examples=8, deadline=None)
+def test_lower_bound_never_exceeds_the_exact_optimum(n, total, seed):
+    profile = load_profile(PROFILE)
+    workload = zipf_layout(n, total, 0.8, ranks=(8, 16, 32), seed=seed)
+    exact = place(workload, profile, algorithm="exact")
+    assert exact.lower_bound <= exact.gpu_count
