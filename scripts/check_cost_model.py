@@ -47,11 +47,12 @@ def main() -> int:
     parser.add_argument("--profile", default="llama-3.1-8b-instruct")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--window", type=float, default=None, help="the check's window_s (default: its own)")
+    parser.add_argument("--window", type=float, default=3600.0, help="the check's window_s")
+    parser.add_argument("--max-wait", type=float, default=60.0, help="the check's max_wait_s ('inf': none)")
     parser.add_argument("--out", default=None, help="write one row per share as CSV")
     args = parser.parse_args()
     profile = load_profile(args.profile)
-    check = CostModelCheck() if args.window is None else CostModelCheck(window_s=args.window)
+    check = CostModelCheck(window_s=args.window, max_wait_s=args.max_wait)
     rng = np.random.default_rng(args.seed)
     cases = []
     for i in range(args.shares):

@@ -53,10 +53,11 @@ def main() -> int:
     parser.add_argument("--short-duration", type=float, default=900.0, help="also verify with this shorter window")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--check", default="auto", help="the GPU check the algorithms use (auto, cost-model, learned, twin)")
-    parser.add_argument("--only", default=None, help="comma-separated parts to run: main, exact, twin (default: all)")
+    parser.add_argument("--max-wait", type=float, default=60.0, help="the cost-model check's limit on the mean wait for a place in the batch (s)")
     parser.add_argument("--out", default=None, help="also write every number as JSON here")
     args = parser.parse_args()
     profile = load_profile(args.profile)
+    limits = {"window_s": args.verify_duration, "max_wait_s": args.max_wait}
     started = time.perf_counter()
     rows, exact_rows = [], []
 
@@ -68,11 +69,11 @@ def main() -> int:
                 "starved_gpus_short": len(short.starved_gpus),
                 "gpus_with_starved_adapters_short": len(short.gpus_with_starved_adapters)}
 
-    warm = make_check(args.check, profile)
+    warm = make_check(args.check, profile, **limits)
     place(zipf_layout(20, 5.0, 1.0, RANKS, seed=0), profile, check=warm)  # length tables, imports
 
     for name, workload in workloads():
-        check = make_check(args.check, profile, workload.lengths)
+        check = make_check(args.check, profile, workload.lengths, **limits)
         greedy, greedy_s = timed_place(workload, profile, check)
         row = {"workload": name, "adapters": len(workload.adapters), "offered_tok_s": greedy.offered_tok_s,
                "check": greedy.check, "lower_bound": greedy.lower_bound,
@@ -94,7 +95,7 @@ def main() -> int:
         adapters = tuple(AdapterSpec(id=f"a{i}", rank=int(rng.choice(RANKS)), rate_req_s=float(min(r, 12.0)))
                          for i, r in enumerate(rates))
         workload = WorkloadSpec(adapters=adapters)
-        check = make_check(args.check, profile)
+        check = make_check(args.check, profile, **limits)
         greedy, _ = timed_place(workload, profile, check)
         exact, exact_s = timed_place(workload, profile, check, algorithm="exact")
         exact_rows.append({"trial": trial, "adapters": n, "rate_req_s": sum(a.rate_req_s for a in adapters),
@@ -108,7 +109,7 @@ def main() -> int:
     for name, workload in (("zipf n=40 30 req/s", zipf_layout(40, 30.0, 1.0, RANKS, seed=0)),
                            ("triple n=48 1.6/0.8/0.4", reference_layout(48, (1.6, 0.8, 0.4), RANKS, seed=0))):
         row = {"workload": name}
-        for label, check in (("cost-model", make_check(args.check, profile)), ("twin", TwinCheck(duration_s=600.0))):
+        for label, check in (("cost-model", make_check(args.check, profile, **limits)), ("twin", TwinCheck(duration_s=600.0))):
             placement, seconds = timed_place(workload, profile, check)
             row[label] = {"gpus": placement.gpu_count, "time_s": seconds, **verify(placement)}
         twin_rows.append(row)
@@ -141,7 +142,7 @@ def _forced_round_robin(workload, profile, check, count):
 
 
 def _print(rows, exact_rows, twin_rows, args, elapsed) -> None:
-    print(f"check: {rows[0]['check']}; twin verification: {args.verify_duration:g} s per GPU (and {args.short_duration:g} s), "
+    print(f"check: {rows[0]['check']} (window {args.verify_duration:g} s, max wait {args.max_wait:g} s); twin verification: {args.verify_duration:g} s per GPU (and {args.short_duration:g} s), "
           "seed 0, client cap 25,500; starved = 1 - throughput/offered >= 0.1 on that GPU\n")
     print("| workload | offered tok/s | bound | greedy | round-robin | least-loaded | rank-grouped | "
           "greedy time s | RR on greedy's GPUs | RR on bound |")

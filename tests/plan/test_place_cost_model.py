@@ -67,7 +67,7 @@ def test_saturated_batch_matches_the_twin(profile):
     """200 quiet rank-32 adapters on 96 places: the places stay full, requests wait for one, and
     the twin keeps up. The model's step time and wait follow the twin's ITL and TTFT."""
     share = same_adapters(200, 0.0625)
-    check = CostModelCheck(window_s=1800.0)
+    check = CostModelCheck(window_s=1800.0, max_wait_s=None)
     m = check.moments(profile)
     rates = np.array([a.rate_req_s for a in share])
     slots = np.array([96.0])
@@ -86,8 +86,8 @@ def test_saturated_batch_matches_the_twin(profile):
 
 def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):
     share = same_adapters(250, 0.0625, rank=8)
-    hour = CostModelCheck(window_s=3600.0).evaluate(share, profile)
-    quarter = CostModelCheck(window_s=900.0).evaluate(share, profile)
+    hour = CostModelCheck(window_s=3600.0, max_wait_s=None).evaluate(share, profile)
+    quarter = CostModelCheck(window_s=900.0, max_wait_s=None).evaluate(share, profile)
     capped = CostModelCheck(window_s=3600.0, max_wait_s=1.0).evaluate(share, profile)
     for h, q, c in zip(hour.options, quarter.options, capped.options):
         assert h.wait_s == pytest.approx(q.wait_s) == pytest.approx(c.wait_s)
@@ -101,7 +101,7 @@ def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):
 
 def test_max_wait_needs_more_gpus(profile):
     workload = zipf_layout(300, 40.0, 1.0, ranks=(8, 16), seed=0)
-    free = place(workload, profile, check=CostModelCheck())
+    free = place(workload, profile, check=CostModelCheck(max_wait_s=None))
     capped = place(workload, profile, check=CostModelCheck(max_wait_s=2.0))
     assert capped.gpu_count >= free.gpu_count
     assert all(g.wait_s <= 2.0 for g in capped.gpus)
@@ -118,7 +118,7 @@ def test_lower_bound_never_exceeds_the_greedy(n, total, exponent, seed):
 
 
 @given(st.integers(1, 400), st.floats(0.2, 60.0), st.floats(0.0, 1.5), st.sampled_from([(8,), (16,), (32,), (8, 16, 32)]),
-       st.integers(0, 10_000), st.sampled_from([None, 5.0]))
+       st.integers(0, 10_000), st.sampled_from([None, 60.0, 5.0]))
 @settings(max_examples=40, deadline=None)
 def test_a_share_the_check_accepts_never_needs_more_than_one_gpu_by_the_bound(n, total, exponent, ranks, seed, max_wait):
     """The bound's per-GPU conditions are necessary: any share the check accepts satisfies them,

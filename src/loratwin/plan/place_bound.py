@@ -15,8 +15,9 @@ sum over the GPU's adapters of a cost that is at most 1:
 - band: the rates add up to at most Λ_hi.
 
 Any mix a·time + b·places + c·band (a + b + c = 1) is at most 1 on every GPU, so the GPU count is
-at least the sum over adapters of their cheapest class's mixed cost; the best mix is kept. Rates
-are rounded down to 1% steps first (every cost grows with the rate, so the bound stays valid).
+at least the sum over adapters of their cheapest class's mixed cost; the best mix is kept. With
+many distinct rates, rates are rounded down to 1% steps first (every cost grows with the rate, so
+the bound stays valid).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 # total-rate bands (req/s): a GPU in a higher band has longer steps, hence longer busy periods
 BAND_EDGES = (0.0, *(0.5 * 1.25**k for k in range(29)))
 RATE_ROUNDING = 1.01
+# more distinct (rank, rate) pairs than this are rounded (the cost is classes x pairs)
+MAX_EXACT_GROUPS = 256
 
 
 def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks: np.ndarray, profile: Profile) -> float:
@@ -45,9 +48,11 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
     if not keep.any():
         return 0.0
     rates, need_ranks = rates[keep], need_ranks[keep]
-    step = np.log(RATE_ROUNDING)
-    rounded = np.exp(np.floor(np.log(rates) / step) * step)
-    groups, counts = np.unique(np.column_stack([need_ranks, rounded]), axis=0, return_counts=True)
+    groups, counts = np.unique(np.column_stack([need_ranks, rates]), axis=0, return_counts=True)
+    if len(groups) > MAX_EXACT_GROUPS:
+        step = np.log(RATE_ROUNDING)
+        rounded = np.exp(np.floor(np.log(rates) / step) * step)
+        groups, counts = np.unique(np.column_stack([need_ranks, rounded]), axis=0, return_counts=True)
     need, lam = groups[:, 0], groups[:, 1]
     counts = counts.astype(np.float64)
 
@@ -117,38 +122,54 @@ def _masked(allowed: np.ndarray, *costs: np.ndarray) -> tuple[np.ndarray, ...]:
 def _best_mix(time_cost: np.ndarray, place_cost: np.ndarray, band_cost: np.ndarray, counts: np.ndarray) -> float:
     """max over a + b + c = 1 of sum_i min_class (a time + b places + c band). The function is
     concave in (a, b): a coarse grid over the simplex, then a pattern search with halving steps
-    (any point gives a valid bound; the search only looks for a high one)."""
+    over the classes that were cheapest somewhere on the grid. Any (a, b) gives a valid bound, so
+    the search may cut corners; the value returned is computed over every class."""
     finite = np.isfinite(time_cost)
     costs = [np.where(finite, c, 0.0).astype(np.float32) for c in (time_cost, place_cost, band_cost)]
     banned = np.where(finite, 0.0, np.inf).astype(np.float32)
     weights = counts.astype(np.float64)
-    memo: dict[tuple[float, float], float] = {}
 
-    def value(a: float, b: float) -> float:
-        key = (round(a, 9), round(b, 9))
-        if key not in memo:
-            mixed = a * costs[0] + b * costs[1] + (1.0 - a - b) * costs[2] + banned
-            memo[key] = float(weights @ mixed.min(axis=0))
-        return memo[key]
+    def mixed(a: float, b: float, rows: np.ndarray | slice) -> np.ndarray:
+        return a * costs[0][rows] + b * costs[1][rows] + (1.0 - a - b) * costs[2][rows] + banned[rows]
 
     def inside(a: float, b: float) -> bool:
         return a >= -1e-12 and b >= -1e-12 and a + b <= 1 + 1e-12
 
     coarse = [(a, b) for a in np.linspace(0, 1, 5) for b in np.linspace(0, 1, 5) if inside(a, b)]
-    a, b = max(coarse, key=lambda p: value(*p))
+    cheapest: set[int] = set()
+    best, a, b = -np.inf, 1.0, 0.0
+    for pa, pb in coarse:
+        m = mixed(pa, pb, slice(None))
+        cheapest.update(np.unique(m.argmin(axis=0)).tolist())
+        v = float(weights @ m.min(axis=0))
+        if v > best:
+            best, a, b = v, pa, pb
+    for _ in range(4):
+        rows = np.array(sorted(cheapest))
+        a, b = _pattern_search(lambda pa, pb: float(weights @ mixed(pa, pb, rows).min(axis=0)), a, b, inside)
+        # classes cheapest at the point found but left out of the search: search again with them
+        found = set(np.unique(mixed(a, b, slice(None)).argmin(axis=0)).tolist())
+        if found <= cheapest:
+            break
+        cheapest |= found
+    # the bound itself: every class, in float64
+    full = a * time_cost + b * place_cost + (1.0 - a - b) * band_cost
+    return float(weights @ np.where(finite, full, np.inf).min(axis=0))
+
+
+def _pattern_search(value, a: float, b: float, inside) -> tuple[float, float]:
+    """Hill-climb a concave function of (a, b) from (a, b) with halving steps."""
     best = value(a, b)
     step = 0.125
     while step > 1 / 512:
-        moved = False
         for da, db in ((step, 0), (-step, 0), (0, step), (0, -step), (step, -step), (-step, step)):
             na, nb = a + da, b + db
             if inside(na, nb):
-                v = value(max(na, 0.0), max(nb, 0.0))
+                na, nb = max(na, 0.0), max(nb, 0.0)
+                v = value(na, nb)
                 if v > best:
-                    best, a, b, moved = v, max(na, 0.0), max(nb, 0.0), True
+                    best, a, b = v, na, nb
                     break
-        if not moved:
+        else:
             step /= 2
-    # the search ran in float32 for speed; the bound itself is evaluated in float64
-    mixed = a * time_cost + b * place_cost + (1.0 - a - b) * band_cost
-    return float(weights @ np.where(finite, mixed, np.inf).min(axis=0))
+    return a, b

@@ -43,6 +43,9 @@ STARVATION_THRESHOLD = 0.1
 SLOT_CANDIDATES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384)
 # The twin check simulates fewer of them: each costs a run.
 TWIN_SLOT_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384)
+# The mean wait for a place in the batch a GPU may have: the starvation rule alone lets a GPU with
+# many quiet adapters keep up while its requests wait minutes for their first token.
+DEFAULT_MAX_WAIT_S = 60.0
 # Predicted throughputs this close count as equal when choosing max_loras (then the lower risk wins).
 THROUGHPUT_TIE = 0.005
 
@@ -183,8 +186,8 @@ class CostModelCheck:
     The fixed point gives N, τ, the adapters in the batch and W. A share starves when N does not
     fit the KV cache (or the token budget, or max_num_seqs) with `util_limit` to spare, when the
     late share (W + T) / window_s exceeds `max_late_share` (half the 10% starvation threshold), when
-    loading adapters takes more than `max_load_share` of the time, or (if set) when W exceeds
-    `max_wait_s`, a latency target the starvation rule does not have.
+    loading adapters takes more than `max_load_share` of the time, or when W exceeds `max_wait_s`
+    (a minute by default; None for no limit): a latency guard the starvation rule does not have.
     Arrivals are taken as Poisson at each adapter's rate; burstier processes need the twin check.
     `python scripts/check_cost_model.py` compares it with the twin on random shares.
     """
@@ -198,7 +201,7 @@ class CostModelCheck:
         util_limit: float = 1.0,
         window_s: float = 3600.0,
         max_late_share: float = 0.05,
-        max_wait_s: float | None = None,
+        max_wait_s: float | None = DEFAULT_MAX_WAIT_S,
         max_load_share: float = 0.5,
         max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
         max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -266,8 +269,10 @@ class CostModelCheck:
         capacity = self._capacity(rates, S, n_cap, max_rank, load_ms, profile, m)
         predicted = np.where(util <= 1.0, served_tok_s, np.minimum(served_tok_s, capacity))
         limits = [util / self.util_limit, late_share / self.max_late_share, load_share / self.max_load_share]
-        if self.max_wait_s is not None:
-            limits.append(wait / self.max_wait_s if self.max_wait_s > 0 else np.where(wait > 0, np.inf, 0.0))
+        if self.max_wait_s is not None and np.isfinite(self.max_wait_s):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                limits.append(np.where(wait > 0, wait / self.max_wait_s, 0.0) if self.max_wait_s > 0
+                              else np.where(wait > 0, np.inf, 0.0))
         pressure = np.maximum.reduce(limits)
         pressure = np.where(np.isfinite(pressure), pressure, np.inf)
         options = tuple(
@@ -548,7 +553,7 @@ CHECKS = ("auto", "cost-model", "learned", "twin")
 
 def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
                twin_duration_s: float = 600.0, *, window_s: float = 3600.0,
-               max_wait_s: float | None = None) -> GpuCheck:
+               max_wait_s: float | None = DEFAULT_MAX_WAIT_S) -> GpuCheck:
     """A check by name: auto (the cost-model check), cost-model, learned, twin. `window_s` and
     `max_wait_s` configure the cost-model check (see `CostModelCheck`)."""
     profile = _resolve(profile)

@@ -29,7 +29,7 @@ def place_command(
     check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
     verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
-    max_wait: Annotated[float | None, typer.Option(help="Also refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model check; the starvation rule alone allows long waits on GPUs with many adapters).")] = None,
+    max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model check; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
@@ -45,7 +45,7 @@ def place_command(
     loaded = load_profile(profile)
     if verify_duration <= 0:
         raise InputError(f"--verify-duration must be > 0 seconds, got {verify_duration:g}")
-    if max_wait is not None and max_wait < 0:
+    if not max_wait >= 0:
         raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait:g}")
     judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait)
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge)
