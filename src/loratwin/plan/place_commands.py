@@ -102,6 +102,7 @@ def _print_placement(placement, verification, console: Console) -> None:
         table.add_column(column, justify=justify)
     if verification is not None:
         table.add_column("twin tok/s", justify="right")
+        table.add_column("twin TTFT s", justify="right")
         table.add_column("twin", justify="left")
     verified = {g.index: g for g in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
@@ -114,7 +115,7 @@ def _print_placement(placement, verification, console: Console) -> None:
             state = "[bold red]STARVED[/]" if v.starved else "[green]ok[/]"
             if v.starved_adapters:
                 state += f" ({len(v.starved_adapters)} adapters starve)"
-            row += [f"{v.total_tok_s:,.0f}", state]
+            row += [f"{v.total_tok_s:,.0f}", "-" if v.mean_ttft_s is None else f"{v.mean_ttft_s:.1f}", state]
         table.add_row(*row)
     console.print(table)
     console.print(

@@ -635,6 +635,8 @@ class VerifiedGpu:
     starved: bool
     starved_adapters: list[str]
     predicted_tok_s: float
+    mean_ttft_s: float | None = None  # None when no request finished
+    p99_ttft_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -721,5 +723,11 @@ def verify_placement(
             starved=r.starved,
             starved_adapters=r.starved_adapters,
             predicted_tok_s=g.predicted_tok_s,
+            mean_ttft_s=_seconds(r.summary["mean_ttft_ms"]),
+            p99_ttft_s=_seconds(r.summary["p99_ttft_ms"]),
         ))
     return Verification(duration_s, seed, verified, time.perf_counter() - started)
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else float(ms) / 1000
