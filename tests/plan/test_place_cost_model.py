@@ -137,3 +137,14 @@ def test_lower_bound_never_exceeds_the_exact_optimum(n, total, seed):
     workload = zipf_layout(n, total, 0.8, ranks=(8, 16, 32), seed=seed)
     exact = place(workload, profile, algorithm="exact")
     assert exact.lower_bound <= exact.gpu_count
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b-instruct", "qwen-2.5-7b-instruct",
+                                  "llama-3.1-8b-instruct-reference", "qwen-2.5-7b-instruct-reference"])
+def test_every_built_in_profile_places_with_a_bound_below_the_count(name):
+    profile = load_profile(name)
+    workload = zipf_layout(200, 40.0, 1.0, ranks=(8, 16, 32), seed=3)
+    placement = place(workload, profile)
+    assert 1 <= placement.lower_bound <= placement.gpu_count
+    assert placement.predicted_starved_gpus == []
+    assert all(g.wait_s <= 60.0 for g in placement.gpus)

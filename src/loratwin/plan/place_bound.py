@@ -153,7 +153,8 @@ def _best_mix(time_cost: np.ndarray, place_cost: np.ndarray, band_cost: np.ndarr
             break
         cheapest |= found
     # the bound itself: every class, in float64
-    full = a * time_cost + b * place_cost + (1.0 - a - b) * band_cost
+    with np.errstate(invalid="ignore"):  # 0 x inf where a class is not allowed: masked next
+        full = a * time_cost + b * place_cost + (1.0 - a - b) * band_cost
     return float(weights @ np.where(finite, full, np.inf).min(axis=0))
 
 
