@@ -2,9 +2,11 @@
 verification, placement time; for 100, 500 and 2,000 adapters (Zipf popularity and the paper's
 rate-triple layouts), plus greedy against the exact search on small instances.
 
-    python scripts/place_figures.py [--profile llama-3.1-8b-instruct] [--verify-duration 3600] [--out figures.json]
+    python scripts/place_figures.py [--profile llama-3.1-8b-instruct] [--verify-duration 3600]
+        [--check auto] [--max-wait 60] [--out docs/placement/figures.json]
 
-Prints Markdown tables; a few minutes on two cores (the twin runs dominate).
+Prints Markdown tables (docs/placement/README.md holds a run); about two minutes on two cores
+(the twin runs dominate).
 """
 
 from __future__ import annotations
