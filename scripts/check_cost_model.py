@@ -20,7 +20,7 @@ import numpy as np
 
 from loratwin import load_profile
 from loratwin.plan.place_checks import CostModelCheck, kv_tokens_or_none, server_rank, slot_candidates, SLOT_CANDIDATES
-from loratwin.twin import ServerConfig, simulate
+from loratwin.twin import ServerConfig
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.twin.batch import SimulationTask, simulate_many
 from loratwin.workload import AdapterSpec, WorkloadSpec

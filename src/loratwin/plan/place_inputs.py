@@ -25,15 +25,17 @@ def load_adapters(path: str | Path) -> WorkloadSpec:
     if path.suffix.lower() in (".yaml", ".yml"):
         return load_workload_yaml(path)
     if path.suffix.lower() == ".csv":
-        return _read_csv(path)
+        return read_adapters_csv(path)
     if not path.exists():
         raise InputError(f"{path}: not found (expected a CSV adapter_id,rank,rate, a workload YAML or a trace directory)")
     raise InputError(f"{path}: expected a .csv (adapter_id,rank,rate), a .yaml workload or a trace directory")
 
 
-def _read_csv(path: Path) -> WorkloadSpec:
+def read_adapters_csv(path: str | Path) -> WorkloadSpec:
+    """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line."""
+    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not data
     except FileNotFoundError:
         raise InputError(f"{path}: adapters file not found") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -16,8 +16,6 @@ step up and down) and says whether the recommendation holds.
 
 from __future__ import annotations
 
-import csv
-import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,15 +29,15 @@ from loratwin.learn.bundle import ModelSet, load_model_set
 from loratwin.learn.evaluators import predict, predict_target
 from loratwin.learn.explain import decision_path
 from loratwin.learn.features import AdapterMix, as_matrix, config_features, workload_features
+from loratwin.plan.place_inputs import read_adapters_csv
 from loratwin.profiles import Profile, load_profile
-from loratwin.workload import AdapterSpec, ShareGPTLengths, WorkloadSpec, load_workload_yaml
+from loratwin.workload import ShareGPTLengths, WorkloadSpec, load_workload_yaml
 from loratwin.workload.describe import expected_mean_rates
 
 # Served counts and slot counts considered: the training grid's, plus the length of the list.
 GRID_COUNTS = (16, 32, 64, 96, 128, 160, 192, 256, 320, 384)
 SMALL_COUNTS = (1, 2, 4, 8)
 DEFAULT_MAX_STARVED_P = 0.5
-CSV_HEADER = ("adapter_id", "rank", "rate")
 
 
 @dataclass
@@ -89,50 +87,6 @@ class Recommendation:
 
 
 # --- input -------------------------------------------------------------------------------------
-
-
-def read_adapters_csv(path: str | Path) -> WorkloadSpec:
-    """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line."""
-    path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{path}: adapters file not found") from None
-    adapters: list[AdapterSpec] = []
-    seen: dict[str, int] = {}
-    with handle:
-        reader = csv.reader(handle)
-        header = tuple(c.strip() for c in next(reader, []))
-        if header != CSV_HEADER:
-            raise InputError(f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {','.join(header) or 'nothing'}")
-        for row in reader:
-            line = reader.line_num
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) != 3:
-                raise InputError(f"{path} line {line}: expected 3 columns (adapter_id,rank,rate), got {len(row)}")
-            adapter_id = row[0].strip()
-            if not adapter_id:
-                raise InputError(f"{path} line {line}: adapter_id must not be empty")
-            if adapter_id in seen:
-                raise InputError(f"{path} line {line}: duplicate adapter_id {adapter_id!r} (first on line {seen[adapter_id]})")
-            try:
-                rank = int(row[1])
-            except ValueError:
-                raise InputError(f"{path} line {line}: rank must be an integer > 0, got {row[1].strip()!r}") from None
-            try:
-                rate = float(row[2])
-            except ValueError:
-                raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {row[2].strip()!r}") from None
-            if rank <= 0:
-                raise InputError(f"{path} line {line}: rank must be an integer > 0, got {rank}")
-            if not (math.isfinite(rate) and rate >= 0):
-                raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {row[2].strip()}")
-            seen[adapter_id] = line
-            adapters.append(AdapterSpec(id=adapter_id, rank=rank, rate_req_s=rate))
-    if not adapters:
-        raise InputError(f"{path}: no adapters; expected at least one row after the header")
-    return WorkloadSpec(adapters=tuple(adapters))
 
 
 def read_workload(path: str | Path) -> WorkloadSpec:
