@@ -80,7 +80,7 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
             kappa = ((factor * (st.per_seq_ms + st.per_context_token_ms * m.context) + so.per_running_ms
                       + st.lora_per_seq_per_slot_ms * s) * stay + factor * st.per_prefill_token_ms * m.prompt) / 1000
             spread = stay / (1000 * n_cap)  # 1/τ >= Λ (O+1) / N_cap
-            step_cap = float(check._step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay]), np.array([float(s)]),
+            step_cap = float(check.step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay]), np.array([float(s)]),
                                             np.array([float(s)]), rank, profile, m)[0])
             tau_cap = step_cap / (1 - check.max_load_share)
             for lo, hi in zip(BAND_EDGES, (*BAND_EDGES[1:], np.inf)):

@@ -269,10 +269,9 @@ class CostModelCheck:
         capacity = self._capacity(rates, S, n_cap, max_rank, load_ms, profile, m)
         predicted = np.where(util <= 1.0, served_tok_s, np.minimum(served_tok_s, capacity))
         limits = [util / self.util_limit, late_share / self.max_late_share, load_share / self.max_load_share]
-        if self.max_wait_s is not None and np.isfinite(self.max_wait_s):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                limits.append(np.where(wait > 0, wait / self.max_wait_s, 0.0) if self.max_wait_s > 0
-                              else np.where(wait > 0, np.inf, 0.0))
+        if self.max_wait_s is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):  # a limit of 0 or inf, an infinite wait
+                limits.append(np.where(wait > 0, wait / self.max_wait_s, 0.0))
         pressure = np.maximum.reduce(limits)
         pressure = np.where(np.isfinite(pressure), pressure, np.inf)
         options = tuple(
@@ -281,7 +280,9 @@ class CostModelCheck:
         )
         return GpuVerdict(served, max_rank, offered, options)
 
-    def _step_ms(self, running, prefill_tokens, busy, S, max_rank, profile, m) -> np.ndarray:
+    def step_ms(self, running, prefill_tokens, busy, S, max_rank, profile, m) -> np.ndarray:
+        """The profile's step time (ms) with `running` requests, `prefill_tokens` per step and
+        `busy` adapters in the batch, for max_loras S (vectors, as the twin's engine prices a step)."""
         st, so = profile.step_time, profile.scheduler_overhead
         base = (st.base_ms + st.per_seq_ms * running + st.per_prefill_token_ms * prefill_tokens
                 + st.per_context_token_ms * running * m.context)
@@ -308,7 +309,7 @@ class CostModelCheck:
             state = self._slot_state(values, counts, tau, S, m, wait)
             active, visits, wait = state["active"], state["visits"], state["wait"]
             running = total_rate * state["run_s"]
-            step = self._step_ms(running, total_rate * m.prompt * tau / 1000, active, S, max_rank, profile, m)
+            step = self.step_ms(running, total_rate * m.prompt * tau / 1000, active, S, max_rank, profile, m)
             # each slot visit of an adapter evicted since its last one pays a CPU->GPU load
             load_share = visits * miss * load_ms / 1000
             new_tau = np.where(load_share < 1, step / np.maximum(1e-9, 1 - load_share), np.inf)
@@ -365,7 +366,7 @@ class CostModelCheck:
         running = np.minimum(n_cap, self.max_num_batched_tokens * (m.output + 1) / (m.output + 1 + m.prompt))
         prefill = running * m.prompt / (m.output + 1)
         busy = np.minimum(S, float(len(rates)))
-        step = self._step_ms(running, prefill, busy, S, max_rank, profile, m)
+        step = self.step_ms(running, prefill, busy, S, max_rank, profile, m)
         return running / ((m.output + 1) * step / 1000) * (m.prompt + m.output)
 
 
