@@ -23,6 +23,7 @@ from loratwin.plan.place_checks import CostModelCheck, kv_tokens_or_none, server
 from loratwin.twin import ServerConfig
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.twin.batch import SimulationTask, simulate_many
+from loratwin.twin.result import ADAPTER_CHECK_TAIL_FRACTION, idle_start_ttft_s
 from loratwin.workload import AdapterSpec, WorkloadSpec
 
 WINDOWS = (900.0, 3600.0)
@@ -82,6 +83,8 @@ def main() -> int:
             "twin_ratio_3600": round(long_.summary["throughput_over_offered"], 4),
             "twin_itl_ms": round(long_.summary["mean_itl_ms"], 2),
             "twin_mean_ttft_s": round(long_.summary["mean_ttft_ms"] / 1000, 2),
+            "check_wait_s": round(option.wait_s, 2),
+            "twin_idle_start_ttft_s": _round(idle_start_ttft_s(long_.requests, WINDOWS[1] * (1 - ADAPTER_CHECK_TAIL_FRACTION))),
         })
     print(f"{len(rows)} shares, {len(tasks)} twin runs in {time.perf_counter() - started:.0f} s")
     accepted = [r for r in rows if not r["check_starved"]]
@@ -93,12 +96,30 @@ def main() -> int:
               f"{len(false_accept)}; check rejects {len(rows) - len(accepted)}, of which the twin does not starve {len(false_reject)}")
         for r in false_accept:
             print("  false accept:", r)
+    _print_wait_error(rows)
     if args.out:
         with open(args.out, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
     return 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def _print_wait_error(rows: list[dict]) -> None:
+    """The predicted wait for a place in the batch against the twin's: the mean TTFT of requests
+    sent while their adapter was idle, on shares where the places are full and the twin keeps up."""
+    pairs = [(r["check_wait_s"], r["twin_idle_start_ttft_s"]) for r in rows
+             if 0 < r["check_wait_s"] < float("inf") and r["twin_idle_start_ttft_s"] and r["twin_ratio_3600"] > 0.9]
+    if not pairs:
+        return
+    ratio = np.array([twin / pred for pred, twin in pairs])
+    q = np.quantile(ratio, [0.1, 0.25, 0.5, 0.75, 0.9])
+    print(f"wait for a place, twin (1 h, idle-start TTFT) / predicted, {len(pairs)} saturated shares the twin keeps up: "
+          f"median {q[2]:.2f}, quartiles {q[1]:.2f}-{q[3]:.2f}, 10-90% {q[0]:.2f}-{q[4]:.2f}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def test_place_prints_a_table_and_one_serve_command_per_gpu(app, adapters_csv):
     assert result.exit_code == 0, result.output
     out = result.output
     assert "GPUs for 30 adapters" in out and "lower bound" in out
-    assert "--max-loras" in out and "twin tok/s" in out and "twin TTFT s" in out and "no GPU starves" in out
+    assert "--max-loras" in out and "twin tok/s" in out and "twin TTFT s" in out and "twin wait s" in out and "no GPU starves" in out
     commands = [line for line in out.splitlines() if line.startswith("vllm serve ")]
     assert commands and all("--enable-lora" in c and "--lora-modules" in c for c in commands)
 

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, load_profile
-from loratwin.plan.place_checks import CostModelCheck, kv_tokens_or_none
+from loratwin.plan.place_checks import _BATCH_MU, CostModelCheck, _LengthMoments, _longest_of_batch, kv_tokens_or_none
 from loratwin.plan.placement import place
 from loratwin.twin import ServerConfig, simulate
-from loratwin.workload import WorkloadSpec, zipf_layout
+from loratwin.twin.result import idle_start_ttft_s
+from loratwin.workload import LengthSpec, WorkloadSpec, zipf_layout
 
 PROFILE = "llama-3.1-8b-instruct"
 
@@ -28,8 +29,9 @@ def same_adapters(n: int, rate: float, rank: int = 32) -> list[AdapterSpec]:
     return [AdapterSpec(id=f"a{i}", rank=rank, rate_req_s=rate) for i in range(n)]
 
 
-class Moments:  # stand-in for the length moments: only the output length matters here
-    output = 199.0
+# length moments where every busy period starts with one request (no batch-start extra): the
+# closed forms below hold for it; only the output length matters to the slot state
+Moments = _LengthMoments(prompt=223.0, output_asked=199.0, output=199.0, context=320.0)
 
 
 def test_slot_state_has_no_wait_while_places_suffice():
@@ -63,6 +65,53 @@ def test_slot_state_wait_shrinks_as_places_grow(rates, tau):
     assert np.all(state["wait"] >= 0)
 
 
+def test_longest_of_a_batch_has_a_closed_form_for_two_lengths():
+    # lengths 1 and 3, equally likely; K = 1 + Poisson(μ): E[max] = 3 - 2 E[0.5^K] = 3 - e^(-μ/2)
+    extra = _longest_of_batch(np.array([1.0, 3.0] * 50))
+    expected = (3 - np.exp(-_BATCH_MU / 2)) / 2 - 1
+    assert extra == pytest.approx(expected, abs=1e-12)
+    assert _longest_of_batch(np.full(10, 7.0)) == pytest.approx(np.zeros(len(_BATCH_MU)))
+
+
+@given(st.floats(20.0, 600.0), st.floats(10.0, 900.0))
+@settings(max_examples=15, deadline=None)
+def test_a_place_is_held_for_a_smaller_share_as_the_wait_grows(mean_prompt, mean_output):
+    """The lower bound prices a place at the longest accepted wait: right only while the share of
+    time held, B(W) / (1/λ + W + B(W)), shrinks as W grows, i.e. (1 + μ) e'(μ) < 1 + e(μ)."""
+    m = CostModelCheck(lengths=LengthSpec(mean_prompt_tokens=mean_prompt, mean_output_tokens=mean_output)).moments(
+        load_profile(PROFILE))
+    mu = np.logspace(-4, 4, 3000)
+    assert np.all((1 + mu) * m.longest_extra_slope(mu) < 1 + m.longest_extra(mu))
+
+
+def test_slot_state_busy_period_grows_with_the_requests_that_waited(profile):
+    """With the length table's batch-start extra, W still solves sum u(W) = S, and it is longer
+    than where each busy period starts with one request."""
+    m = CostModelCheck().moments(profile)
+    lam, n, slots, tau = 0.02, 300.0, 64.0, np.array([120.0])
+    state = CostModelCheck._slot_state(np.array([lam]), np.array([n]), tau, np.array([slots]), m, np.zeros(1))
+    single = CostModelCheck._slot_state(np.array([lam]), np.array([n]), tau, np.array([slots]), Moments, np.zeros(1))
+    wait, run_s = state["wait"][0], state["run_s"][0]
+    busy = math.expm1(lam * run_s) / lam + run_s * float(m.longest_extra(np.array([lam * wait]))[0])
+    assert n * busy / (1 / lam + wait + busy) == pytest.approx(slots, rel=1e-6)
+    assert wait > 1.2 * single["wait"][0]
+
+
+def test_the_accelerated_fixed_point_is_the_plain_one(profile):
+    check = CostModelCheck()
+    m = check.moments(profile)
+    slots = np.array([8.0, 16.0, 32.0, 64.0, 96.0, 128.0])
+    n_cap = np.array([kv_tokens_or_none(profile, int(s), 16) / (m.context + 8) for s in slots])
+    for total, n in ((20.0, 300), (35.0, 60), (8.0, 1200)):
+        rates = np.array([a.rate_req_s for a in zipf_layout(n, total, 1.0, ranks=(16,), seed=1).adapters])
+        fast = check._fixed_point(rates, slots, n_cap, 16, 6.0, profile, m)
+        plain = check._fixed_point(rates, slots, n_cap, 16, 6.0, profile, m, accelerate=False)
+        for f, p in zip(fast, plain):
+            finite = np.isfinite(p)
+            assert np.array_equal(finite, np.isfinite(f))
+            assert f[finite] == pytest.approx(p[finite], rel=1e-3, abs=1e-6)
+
+
 def test_saturated_batch_matches_the_twin(profile):
     """200 quiet rank-32 adapters on 96 places: the places stay full, requests wait for one, and
     the twin keeps up. The model's step time and wait follow the twin's ITL and TTFT."""
@@ -79,7 +128,8 @@ def test_saturated_batch_matches_the_twin(profile):
     assert active[0] == pytest.approx(96)
     assert tau[0] == pytest.approx(result.summary["mean_itl_ms"], rel=0.10)
     assert running[0] == pytest.approx(result.summary["mean_running"], rel=0.15)
-    assert 0.5 < wait[0] / (result.summary["mean_ttft_ms"] / 1000) < 3.0
+    # the wait of a request whose adapter holds no place: the twin's idle-start TTFT
+    assert wait[0] == pytest.approx(idle_start_ttft_s(result.requests, sent_before_s=1700.0), rel=0.25)
     option = next(o for o in check.evaluate(share, profile).options if o.max_loras == 96)
     assert not option.starved and option.wait_s == pytest.approx(wait[0], rel=0.01)
 

@@ -10,8 +10,10 @@ sum over the GPU's adapters of a cost that is at most 1:
   1/τ >= Λ (O+1) / N_cap); LoRA work is per busy adapter when free (at least λ (O+1) g(λ T_hi),
   g(x) = (1 - e^-x)/x, T_hi the longest stay in the class) and S per step when saturated.
 - places: when saturated, an adapter holds a place for a share B / (1/λ + W_max + B) of the time
-  (B its busy period at the shortest stay the class allows, W_max the longest accepted wait), and
-  the shares add up to S; when free, the busy adapters (1 - e^-λT) fit in S.
+  (B its busy period at the shortest stay the class allows, started by the requests that arrived
+  during a wait W_max, the longest accepted), and the shares add up to S; the share shrinks as the
+  wait grows and grows with the stay, so it is least there. When free, the busy adapters
+  (1 - e^-λT) fit in S.
 - band: the rates add up to at most Λ_hi.
 
 Any mix a·time + b·places + c·band (a + b + c = 1) is at most 1 on every GPU, so the GPU count is
@@ -104,7 +106,7 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
                 if w_max < 0 or s >= len(rates):
                     continue
                 time_sat = lam * (kappa + (fixed + st.lora_per_adapter_ms * s) * spread) / slack
-                busy_period = np.expm1(np.minimum(lam * t_lo, 700.0)) / lam
+                busy_period = np.expm1(np.minimum(lam * t_lo, 700.0)) / lam + t_lo * m.longest_extra(lam * w_max)
                 places_sat = busy_period / (1 / lam + w_max + busy_period) / s
                 rows.append(_masked(allowed, time_sat, places_sat, band))
     if not rows:

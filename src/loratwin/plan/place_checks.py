@@ -148,12 +148,43 @@ def _resolve(profile: Profile | str) -> Profile:
 # --- the cost-model check ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# Grid of expected arrivals μ for the longest-of-a-batch table (log-spaced; interpolated between).
+_BATCH_MU = np.concatenate([[0.0], np.logspace(-4, 4, 161)])
+
+
+@dataclass(frozen=True, eq=False)
 class _LengthMoments:
     prompt: float  # mean prompt tokens
     output_asked: float  # mean requested output tokens
     output: float  # mean generated output tokens
     context: float  # time-averaged KV tokens held by a decoding request
+    # E[longest of 1 + Poisson(μ) requests] / E[one request] - 1 (run times in steps), at _BATCH_MU
+    batch_extra: np.ndarray = field(default_factory=lambda: np.zeros(len(_BATCH_MU)), repr=False)
+
+    @functools.cached_property
+    def _batch_extra_slope(self) -> np.ndarray:
+        return np.gradient(self.batch_extra, _BATCH_MU)
+
+    def longest_extra(self, mu: np.ndarray) -> np.ndarray:
+        """How much longer than one request the longest of 1 + Poisson(μ) requests runs, in units
+        of the mean running time: the extra length of a busy period that starts with a batch."""
+        return np.interp(mu, _BATCH_MU, self.batch_extra)
+
+    def longest_extra_slope(self, mu: np.ndarray) -> np.ndarray:
+        return np.interp(mu, _BATCH_MU, self._batch_extra_slope)
+
+
+def _longest_of_batch(steps: np.ndarray) -> np.ndarray:
+    """E[max of K run lengths] / E[run length] - 1 for K = 1 + Poisson(μ), every μ of _BATCH_MU.
+    P(max <= x) = E[F(x)^K] = F(x) exp(-μ (1 - F(x))) with F the empirical distribution."""
+    x = np.sort(steps.astype(np.float64))
+    upper = np.arange(1, len(x) + 1) / len(x)
+    lower = upper - 1.0 / len(x)
+    extra = np.empty(len(_BATCH_MU))
+    for k, mu in enumerate(_BATCH_MU):
+        mass = upper * np.exp(-mu * (1 - upper)) - lower * np.exp(-mu * (1 - lower))
+        extra[k] = float(x @ mass) / float(x.mean()) - 1.0
+    return np.maximum.accumulate(np.maximum(extra, 0.0))
 
 
 @functools.lru_cache(maxsize=32)
@@ -171,7 +202,7 @@ def _length_moments(lengths: LengthSpec | ShareGPTLengths, model_name: str, outp
     o = np.maximum(1.0, np.rint(o_asked * output_ratio))
     # a request holds p + k tokens after k outputs, one step per output: weight by output length
     context = float(np.mean(o * (p + o / 2)) / np.mean(o))
-    return _LengthMoments(float(p.mean()), float(o_asked.mean()), float(o.mean()), context)
+    return _LengthMoments(float(p.mean()), float(o_asked.mean()), float(o.mean()), context, _longest_of_batch(o + 1))
 
 
 class CostModelCheck:
@@ -293,9 +324,10 @@ class CostModelCheck:
         overhead = np.maximum(0.0, so.intercept_ms + so.per_running_ms * running)
         return compute + overhead
 
-    def _fixed_point(self, rates, S, n_cap, max_rank, load_ms, profile, m):
+    def _fixed_point(self, rates, S, n_cap, max_rank, load_ms, profile, m, accelerate=True):
         """Step time τ, running requests, adapters in a step, the mean wait for a slot and the
-        share of time spent loading adapters, for every max_loras in S (vectors over S)."""
+        share of time spent loading adapters, for every max_loras in S (vectors over S).
+        `accelerate=False` iterates plainly (the secant steps only make it converge sooner)."""
         total_rate = float(rates.sum())
         served = len(rates)
         # adapters of equal rate behave alike: work on the distinct rates, weighted by their counts
@@ -305,19 +337,38 @@ class CostModelCheck:
         tau = np.full(len(S), profile.step_time.base_ms)
         wait = np.zeros(len(S))
         diverged = np.zeros(len(S), bool)
+        live = np.ones(len(S), bool)  # columns still moving: only they are recomputed
+        prev_tau = np.full(len(S), np.nan)  # the last iterate and its image, for the secant step
+        prev_image = np.full(len(S), np.nan)
+        jumped = np.zeros(len(S), bool)  # the iterate came from a secant step
+        no_jumps = np.zeros(len(S), bool)  # a secant step overshot here: plain iteration only
         for _ in range(80):
-            state = self._slot_state(values, counts, tau, S, m, wait)
-            active, visits, wait = state["active"], state["visits"], state["wait"]
+            c = np.flatnonzero(live)
+            state = self._slot_state(values, counts, tau[c], S[c], m, wait[c])
             running = total_rate * state["run_s"]
-            step = self.step_ms(running, total_rate * m.prompt * tau / 1000, active, S, max_rank, profile, m)
+            step = self.step_ms(running, total_rate * m.prompt * tau[c] / 1000, state["active"], S[c], max_rank, profile, m)
             # each slot visit of an adapter evicted since its last one pays a CPU->GPU load
-            load_share = visits * miss * load_ms / 1000
+            load_share = state["visits"] * miss[c] * load_ms / 1000
             new_tau = np.where(load_share < 1, step / np.maximum(1e-9, 1 - load_share), np.inf)
-            diverged |= ~np.isfinite(new_tau) | (running > 4 * n_cap) | ~np.isfinite(wait)
-            new_tau = np.where(diverged, tau, new_tau)
-            done = np.all(diverged | (np.abs(new_tau - tau) <= 1e-5 * tau))
-            tau = new_tau
-            if done:
+            blown = ~np.isfinite(new_tau) | (running > 4 * n_cap[c]) | ~np.isfinite(state["wait"])
+            # a secant step past the fixed point into divergence is undone, not believed
+            undo = blown & jumped[c]
+            no_jumps[c] |= undo
+            diverged[c] |= blown & ~undo
+            wait[c] = np.where(undo, wait[c], state["wait"])
+            new_tau = np.where(undo, prev_image[c], np.where(diverged[c], tau[c], new_tau))
+            live[c] = undo | (~diverged[c] & (np.abs(new_tau - tau[c]) > 1e-5 * tau[c]))
+            # near saturation the plain iteration τ <- f(τ) crawls (f' close to 1): jump along
+            # the secant of f where its slope says the step is safe
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = (new_tau - prev_image[c]) / (tau[c] - prev_tau[c])
+                jump = tau[c] + (new_tau - tau[c]) / (1 - slope)
+            use = accelerate & live[c] & ~undo & ~no_jumps[c] & np.isfinite(slope) & (slope > -0.9) & (slope < 0.98) & (jump > 0)
+            prev_tau[c] = np.where(undo, np.nan, tau[c])
+            prev_image[c] = np.where(undo, np.nan, new_tau)
+            jumped[c] = use
+            tau[c] = np.where(use, jump, new_tau)
+            if not live.any():
                 break
         state = self._slot_state(values, counts, tau, S, m, wait)
         running = np.where(diverged, np.inf, total_rate * state["run_s"])
@@ -331,35 +382,70 @@ class CostModelCheck:
 
         An adapter holds a place in the batch (one of max_loras) from the admission of its first
         request until none of its requests runs: a busy period of an M/G/inf queue, mean
-        B = (exp(λ T) - 1) / λ with T the running time of a request. Then it is idle (mean 1/λ)
-        until its next request, which waits W when all places are taken. Its share of the time
-        holding a place is u = B / (1/λ + W + B); requests of an adapter already in the batch are
-        admitted at once, so the ones that waited run together. W = 0 when sum u <= max_loras;
-        otherwise W solves sum u(W) = max_loras (the places are always full).
+        B1 = (exp(λ T) - 1) / λ with T the running time of a request. Then it is idle (mean 1/λ)
+        until its next request, which waits W when all places are taken. The requests that arrived
+        meanwhile (Poisson, mean λW) are admitted with it, so the busy period lasts until the
+        longest of them ends: B = B1 + T e(λW), e from the length distribution
+        (`_LengthMoments.longest_extra`). Its share of the time holding a place is
+        u = B / (1/λ + W + B). W = 0 when sum u <= max_loras; otherwise W solves sum u(W) =
+        max_loras (the places are always full).
         """
         run_s = (m.output + 1) * tau / 1000
         if len(values) == 0:
             zero = np.zeros(len(S))
             return {"run_s": run_s, "active": zero, "visits": zero, "wait": zero}
         x = np.minimum(np.outer(values, run_s), 700.0)
-        busy_period = np.expm1(x) / values[:, None]
+        single = np.expm1(x) / values[:, None]
         idle = (1.0 / values)[:, None]
-        cycle0 = idle + busy_period
-        held0 = counts @ (busy_period / cycle0)
-        wait = np.where(held0 > S, np.maximum(0.0, np.nan_to_num(wait_start, posinf=0.0)), 0.0)
-        # Newton from below on the convex, decreasing sum u(W) - S: never overshoots the root
-        for _ in range(60):
-            cycle = cycle0 + wait[None, :]
-            held = counts @ (busy_period / cycle)
-            excess = np.where(held0 > S, held - S, 0.0)
-            if np.all(excess <= 1e-6 * S):
-                break
-            slope = counts @ (busy_period / cycle / cycle)
-            wait = wait + np.where(excess > 0, excess / np.maximum(slope, 1e-300), 0.0)
-        cycle = cycle0 + wait[None, :]
-        active = np.minimum(S, counts @ (busy_period / cycle))
+
+        def busy(wait):
+            return single + run_s[None, :] * m.longest_extra(np.outer(values, wait))
+
+        saturated = counts @ (single / (idle + single)) > S
+        wait = np.zeros(len(S))
+        if saturated.any():
+            wait[saturated] = CostModelCheck._solve_wait(values, counts, idle, single[:, saturated],
+                                                         run_s[saturated], S[saturated], m, wait_start[saturated])
+        held = busy(wait)
+        cycle = idle + wait[None, :] + held
+        active = np.minimum(S, counts @ (held / cycle))
         visits = counts @ (1.0 / cycle)
         return {"run_s": run_s, "active": active, "visits": visits, "wait": wait}
+
+    @staticmethod
+    def _solve_wait(values, counts, idle, single, run_s, S, m, wait_start):
+        """W with sum u(W) = S (u decreasing in W, above S at W = 0): safeguarded Newton in a
+        bracket [lo, hi] that starts from the previous fixed-point iterate."""
+
+        def held_and_slope(wait):
+            mu = np.outer(values, wait)
+            b = single + run_s[None, :] * m.longest_extra(mu)
+            db = values[:, None] * run_s[None, :] * m.longest_extra_slope(mu)
+            cycle = idle + wait[None, :] + b
+            share = b / cycle
+            return counts @ share, counts @ ((db * (idle + wait[None, :]) / cycle - share) / cycle)
+
+        start = np.nan_to_num(wait_start, posinf=0.0)
+        lo = np.zeros(len(S))
+        hi = np.maximum(1.0, 2 * start)
+        for _ in range(64):
+            grow = held_and_slope(hi)[0] > S
+            if not grow.any():
+                break
+            lo = np.where(grow, hi, lo)
+            hi = np.where(grow, 2 * hi, hi)
+        wait = np.where((start > lo) & (start < hi), start, (lo + hi) / 2)
+        for _ in range(100):
+            held, slope = held_and_slope(wait)
+            excess = held - S
+            if np.all((np.abs(excess) <= 1e-6 * S) | (hi - lo <= 1e-9 * (1 + hi))):
+                break
+            lo = np.where(excess > 0, wait, lo)
+            hi = np.where(excess < 0, wait, hi)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                step = wait - excess / slope
+            wait = np.where((step > lo) & (step < hi), step, (lo + hi) / 2)
+        return wait
 
     def _capacity(self, rates, S, n_cap, max_rank, load_ms, profile, m) -> np.ndarray:
         """Token throughput with the KV cache (or another limit) full: n_cap requests running."""

@@ -65,7 +65,7 @@ def place_command(
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = Console() if sys.stdout.isatty() else Console(width=200)
     _print_placement(placement, verification, console)
 
 
@@ -103,6 +103,7 @@ def _print_placement(placement, verification, console: Console) -> None:
     if verification is not None:
         table.add_column("twin tok/s", justify="right")
         table.add_column("twin TTFT s", justify="right")
+        table.add_column("twin wait s", justify="right")
         table.add_column("twin", justify="left")
     verified = {g.index: g for g in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
@@ -115,7 +116,7 @@ def _print_placement(placement, verification, console: Console) -> None:
             state = "[bold red]STARVED[/]" if v.starved else "[green]ok[/]"
             if v.starved_adapters:
                 state += f" ({len(v.starved_adapters)} adapters starve)"
-            row += [f"{v.total_tok_s:,.0f}", "-" if v.mean_ttft_s is None else f"{v.mean_ttft_s:.1f}", state]
+            row += [f"{v.total_tok_s:,.0f}", _seconds_cell(v.mean_ttft_s), _seconds_cell(v.idle_start_ttft_s), state]
         table.add_row(*row)
     console.print(table)
     console.print(
@@ -133,3 +134,7 @@ def _print_placement(placement, verification, console: Console) -> None:
     for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
         console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False)
         console.print(command, highlight=False, soft_wrap=True)
+
+
+def _seconds_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"

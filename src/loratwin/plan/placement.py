@@ -637,6 +637,9 @@ class VerifiedGpu:
     predicted_tok_s: float
     mean_ttft_s: float | None = None  # None when no request finished
     p99_ttft_s: float | None = None
+    # mean TTFT of requests sent while their adapter had none unfinished: the twin's counterpart
+    # of the predicted wait for a place in the batch
+    idle_start_ttft_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -697,6 +700,7 @@ def verify_placement(
     adapters, long steps) and can flag them although they keep up."""
     from loratwin.twin import ServerConfig
     from loratwin.twin.batch import SimulationTask, simulate_many
+    from loratwin.twin.result import ADAPTER_CHECK_TAIL_FRACTION, idle_start_ttft_s
 
     started = time.perf_counter()
     profile = _resolve_profile(profile)
@@ -725,6 +729,7 @@ def verify_placement(
             predicted_tok_s=g.predicted_tok_s,
             mean_ttft_s=_seconds(r.summary["mean_ttft_ms"]),
             p99_ttft_s=_seconds(r.summary["p99_ttft_ms"]),
+            idle_start_ttft_s=idle_start_ttft_s(r.requests, sent_before_s=duration_s * (1 - ADAPTER_CHECK_TAIL_FRACTION)),
         ))
     return Verification(duration_s, seed, verified, time.perf_counter() - started)
 

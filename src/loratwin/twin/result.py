@@ -81,6 +81,34 @@ class RunResult:
         return paths
 
 
+def idle_start_ttft_s(requests: dict[str, np.ndarray], sent_before_s: float | None = None) -> float | None:
+    """Mean TTFT (s) of the requests sent while their adapter had no other request unfinished: the
+    ones that must win a place in the batch (one of max_loras) before they run. On a GPU whose
+    places are all taken this is the wait for a place; the cost-model check predicts it.
+    `sent_before_s` leaves out requests sent later (near a window's end most cannot finish).
+    None when no such request got its first token."""
+    sent = np.asarray(requests["sent_s"], np.float64)
+    if sent.size == 0:
+        return None
+    _, adapter = np.unique(requests["adapter_id"], return_inverse=True)
+    finish = np.asarray(requests["finish_s"], np.float64)
+    horizon = float(np.nanmax(np.concatenate([sent, finish]))) + 1.0
+    finish = np.where(np.isnan(finish), horizon, finish)  # unfinished: busy to the end
+    order = np.lexsort((sent, adapter))
+    a, s, f = adapter[order], sent[order], finish[order]
+    # busy-until of each adapter so far: a running maximum of finish times within each adapter,
+    # kept apart by an offset per adapter larger than any time
+    offset = a * (2.0 * horizon)
+    busy_until = np.maximum.accumulate(offset + f) - offset
+    first = np.concatenate([[True], a[1:] != a[:-1]])
+    idle = first | (s > np.concatenate([[-np.inf], busy_until[:-1]]))
+    ttft = np.asarray(requests["ttft_ms"], np.float64)[order] / 1000
+    keep = idle & ~np.isnan(ttft)
+    if sent_before_s is not None:
+        keep &= s < sent_before_s
+    return float(ttft[keep].mean()) if keep.any() else None
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
