@@ -64,6 +64,16 @@ class SlotOption:
     starved: bool
     starvation_risk: float
     wait_s: float = 0.0  # predicted mean wait of a request for a place in the batch (cost model)
+    # the busiest resource over its limit, unbounded (> 1: starved), where the check has one
+    pressure: float | None = None
+
+    @property
+    def strain(self) -> float:
+        """The pressure where the check has one (capped at 1e6), else the risk, plus 1 when
+        starved: above 1 exactly when the option starves. What a search between GPUs lowers."""
+        if self.pressure is not None:
+            return min(self.pressure, 1e6)
+        return 1.0 + self.starvation_risk if self.starved else min(self.starvation_risk, 1.0)
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,11 @@ class GpuVerdict:
     @property
     def ok(self) -> bool:
         return self.best is not None
+
+    @property
+    def strain(self) -> float:
+        """The least strain over the options: at most 1 when some option is accepted."""
+        return min((o.strain for o in self.options), default=1e6)
 
     def fallback(self) -> SlotOption | None:
         """The option to run when all starve: the highest predicted throughput."""
@@ -306,7 +321,7 @@ class CostModelCheck:
         pressure = np.maximum.reduce(limits)
         pressure = np.where(np.isfinite(pressure), pressure, np.inf)
         options = tuple(
-            SlotOption(int(s), float(p), bool(pr > 1.0), float(min(1.0, pr)), float(w))
+            SlotOption(int(s), float(p), bool(pr > 1.0), float(min(1.0, pr)), float(w), float(pr))
             for s, p, pr, w in zip(slots, predicted, pressure, wait)
         )
         return GpuVerdict(served, max_rank, offered, options)
@@ -341,7 +356,7 @@ class CostModelCheck:
         prev_tau = np.full(len(S), np.nan)  # the last iterate and its image, for the secant step
         prev_image = np.full(len(S), np.nan)
         jumped = np.zeros(len(S), bool)  # the iterate came from a secant step
-        no_jumps = np.zeros(len(S), bool)  # a secant step overshot here: plain iteration only
+        reach = np.ones(len(S))  # share of the secant step taken: halved when one overshoots
         for _ in range(80):
             c = np.flatnonzero(live)
             state = self._slot_state(values, counts, tau[c], S[c], m, wait[c])
@@ -353,7 +368,7 @@ class CostModelCheck:
             blown = ~np.isfinite(new_tau) | (running > 4 * n_cap[c]) | ~np.isfinite(state["wait"])
             # a secant step past the fixed point into divergence is undone, not believed
             undo = blown & jumped[c]
-            no_jumps[c] |= undo
+            reach[c] = np.where(undo, reach[c] / 2, reach[c])
             diverged[c] |= blown & ~undo
             wait[c] = np.where(undo, wait[c], state["wait"])
             new_tau = np.where(undo, prev_image[c], np.where(diverged[c], tau[c], new_tau))
@@ -362,8 +377,8 @@ class CostModelCheck:
             # the secant of f where its slope says the step is safe
             with np.errstate(divide="ignore", invalid="ignore"):
                 slope = (new_tau - prev_image[c]) / (tau[c] - prev_tau[c])
-                jump = tau[c] + (new_tau - tau[c]) / (1 - slope)
-            use = accelerate & live[c] & ~undo & ~no_jumps[c] & np.isfinite(slope) & (slope > -0.9) & (slope < 0.98) & (jump > 0)
+                jump = new_tau + reach[c] * (new_tau - tau[c]) * slope / (1 - slope)
+            use = accelerate & live[c] & ~undo & np.isfinite(slope) & (slope > -0.9) & (slope < 0.999) & (jump > 0)
             prev_tau[c] = np.where(undo, np.nan, tau[c])
             prev_image[c] = np.where(undo, np.nan, new_tau)
             jumped[c] = use

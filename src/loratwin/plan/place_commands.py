@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loratwin.errors import InputError
+from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES
 
 MAX_LISTED_ADAPTERS = 6
 
@@ -30,6 +31,7 @@ def place_command(
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
     verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
     max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model check; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
+    search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
@@ -48,7 +50,7 @@ def place_command(
     if not max_wait >= 0:
         raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait:g}")
     judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait)
-    placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge)
+    placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     doc = placement.to_dict()
     verification = None
     if verify:

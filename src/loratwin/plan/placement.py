@@ -43,10 +43,12 @@ from loratwin.plan.place_checks import (
     GpuCheck,
     GpuVerdict,
     SlotOption,
+    TwinCheck,
     default_check,
     server_rank,
     supported_ranks,
 )
+from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES, free_gpus
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.config import (
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -522,15 +524,21 @@ def place(
     gpus: int | None = None,
     algorithm: str = "greedy",
     check: GpuCheck | None = None,
+    search_moves: int = DEFAULT_SEARCH_MOVES,
 ) -> Placement:
     """Place adapters on GPUs. Without `gpus`: the fewest GPUs the algorithm reaches with no GPU
     predicted to starve. With `gpus=N`: the best placement on N GPUs (the greedy spreads the load
-    over all N), or an InputError saying that N is not enough and how many are needed."""
+    over all N), or an InputError saying that N is not enough and how many are needed.
+
+    After the greedy, up to `search_moves` moves of one adapter between GPUs try to free GPUs
+    (`loratwin.plan.place_search`); 0 keeps the greedy's own placement."""
     started = time.perf_counter()
     if algorithm not in ALGORITHMS:
         raise InputError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
         raise InputError(f"--gpus must be an integer >= 1, got {gpus!r}")
+    if isinstance(search_moves, bool) or not isinstance(search_moves, int) or search_moves < 0:
+        raise InputError(f"--search-moves must be an integer >= 0, got {search_moves!r}")
     workload = _as_workload(adapters)
     profile = _resolve_profile(profile)
     check = check or default_check(profile, workload.lengths)
@@ -543,6 +551,14 @@ def place(
 
     if algorithm == "greedy":
         bins = _greedy(judge, items)
+        target = max(1, bound) if gpus is None else gpus  # no search below the bound or the GPUs asked for
+        # with the twin check every move would cost a hundred simulations: the greedy alone
+        if search_moves and len(bins) > target and not isinstance(check, TwinCheck):
+            found, moves = free_gpus(judge, [a.rate_req_s for a in items], bins, search_moves, down_to=target)
+            if len(found) < len(bins):
+                notes.append(f"a search moving adapters between GPUs freed {len(bins) - len(found)} of the greedy's "
+                             f"{len(bins)} GPUs ({moves} moves)")
+            bins = found
         if gpus is not None:
             if len(bins) > gpus:
                 raise _not_enough(gpus, len(bins), algorithm, bound)
