@@ -118,7 +118,7 @@ def test_max_wait_is_reported_and_bounded(app, tmp_path):
     assert "wait s" in table.output
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--max-wait", "-1"), ("--verify-duration", "0")])
+@pytest.mark.parametrize(("flag", "value"), [("--max-wait", "-1"), ("--verify-duration", "0"), ("--search-moves", "-1")])
 def test_bad_window_or_wait_is_refused(app, adapters_csv, flag, value):
     result = invoke(app, adapters_csv, flag, value)
     assert isinstance(result.exception, InputError)

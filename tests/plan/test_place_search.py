@@ -78,16 +78,21 @@ def test_the_search_keeps_every_adapter_once_and_every_gpu_accepted(rates, per_a
 
 
 def test_place_frees_a_gpu_of_the_greedy_and_every_gpu_stays_accepted():
+    """2,000 Zipf adapters: the greedy's last GPU is a remainder the others absorb after a few moves."""
     profile = load_profile("llama-3.1-8b-instruct")
-    workload = zipf_layout(1000, 90.0, 1.0, ranks=(8, 16, 32), seed=0)
+    workload = zipf_layout(2000, 150.0, 1.0, ranks=(8, 16, 32), seed=0)
     alone = place(workload, profile, search_moves=0)
     searched = place(workload, profile)
-    again = place(workload, profile)
-    assert searched.gpu_count <= alone.gpu_count
+    assert searched.gpu_count == alone.gpu_count - 1
+    assert any("freed 1" in note for note in searched.notes) and not alone.notes
     assert searched.predicted_starved_gpus == []
     assert sorted(a.id for g in searched.gpus for a in g.adapters) == sorted(a.id for a in workload.adapters)
-    assert [[a.id for a in g.adapters] for g in searched.gpus] == [[a.id for a in g.adapters] for g in again.gpus]
     assert searched.lower_bound <= searched.gpu_count
+    # deterministic: the same moves again
+    again = place(workload, profile, gpus=searched.gpu_count)
+    assert [[a.id for a in g.adapters] for g in again.gpus] == [[a.id for a in g.adapters] for g in searched.gpus]
+    with pytest.raises(InputError, match="needs? 9|9 GPUs"):
+        place(workload, profile, gpus=searched.gpu_count, search_moves=0)
 
 
 def test_search_moves_must_be_a_count():

@@ -73,7 +73,7 @@ class SlotOption:
         starved: above 1 exactly when the option starves. What a search between GPUs lowers."""
         if self.pressure is not None:
             return min(self.pressure, 1e6)
-        return 1.0 + self.starvation_risk if self.starved else min(self.starvation_risk, 1.0)
+        return 1.0 + max(self.starvation_risk, 1e-6) if self.starved else min(self.starvation_risk, 1.0)
 
 
 @dataclass(frozen=True)

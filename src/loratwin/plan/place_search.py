@@ -50,7 +50,7 @@ def _without_lightest(judge, rates, bins: list[list[int]], budget: int) -> tuple
     load = [sum(rates[i] for i in b) for b in bins]
     lightest = min(range(len(bins)), key=lambda g: (load[g], g))
     rest = [list(b) for g, b in enumerate(bins) if g != lightest]
-    # deal its adapters, busiest first, to the other GPUs from the least loaded up
+    # deal its adapters, busiest first, to the other GPUs from the least strained up
     order = sorted(range(len(rest)), key=lambda g: (judge(rest[g]).strain, g))
     for k, i in enumerate(sorted(bins[lightest], key=lambda i: (-rates[i], i))):
         rest[order[k % len(order)]].append(i)
@@ -58,6 +58,7 @@ def _without_lightest(judge, rates, bins: list[list[int]], budget: int) -> tuple
     total = sum(_excess(x) for x in strain)
     if total > START_EXCESS_PER_GPU * len(rest):
         return None, 0
+    previous = total
     for move in range(budget):
         worst = max(range(len(rest)), key=lambda g: (strain[g], -g))
         if strain[worst] <= 1:

@@ -555,10 +555,10 @@ def place(
         # with the twin check every move would cost a hundred simulations: the greedy alone
         if search_moves and len(bins) > target and not isinstance(check, TwinCheck):
             found, moves = free_gpus(judge, [a.rate_req_s for a in items], bins, search_moves, down_to=target)
-            if len(found) < len(bins):
+            if len(found) < len(bins) and all(judge.ok(b) for b in found):
                 notes.append(f"a search moving adapters between GPUs freed {len(bins) - len(found)} of the greedy's "
                              f"{len(bins)} GPUs ({moves} moves)")
-            bins = found
+                bins = found
         if gpus is not None:
             if len(bins) > gpus:
                 raise _not_enough(gpus, len(bins), algorithm, bound)
