@@ -92,3 +92,38 @@ def test_verify_simulates_the_recommendation_and_its_neighbours():
     assert points[0]["recommended"] and (points[0]["served"], points[0]["max_loras"]) == (rec.served, rec.max_loras)
     assert len(points) >= 2 and all(p["status"] in ("ok", "cannot start") for p in points)
     assert isinstance(result["holds"], bool) and result["verdict"]
+
+
+def quickstart_example():
+    from importlib import resources
+
+    with resources.as_file(resources.files("loratwin.plan") / "examples" / "quickstart.csv") as path:
+        return read_adapters_csv(path)
+
+
+def test_the_wait_limit_keeps_quiet_adapters_off_a_gpu_whose_places_are_taken():
+    """The models learnt the GPU-level rule: on the quickstart list they put all 240 adapters on one
+    GPU, where (the twin says) 103 of them starve and quiet adapters wait ten minutes for a place in
+    the batch. The wait limit keeps the recommendation where the predicted wait is at most 60 s."""
+    spec = quickstart_example()
+    rule_only = recommend(spec, "llama-3.1-8b-instruct", max_wait_s=None)
+    limited = recommend(spec, "llama-3.1-8b-instruct")
+    assert rule_only.served == 240 and rule_only.max_wait_s is None
+    assert limited.served < rule_only.served and limited.max_wait_s == 60.0
+    assert limited.predicted_wait_s is not None and limited.predicted_wait_s <= 60.0
+    assert limited.next_step_up is not None and "wait" in limited.next_step_up["reason"]
+    assert any("wait for a place" in line for line in limited.why)
+
+
+def test_verify_counts_a_long_wait_against_the_recommendation():
+    spec = quickstart_example()
+    rec = recommend(spec, "llama-3.1-8b-instruct", max_wait_s=None)  # 240 adapters on one GPU
+    strict = verify(rec, spec, "llama-3.1-8b-instruct", duration_s=1200)
+    own = strict["points"][0]
+    assert own["wait_s"] is not None and own["wait_s"] > 60 and own["waits_too_long"]
+    assert not strict["holds"]
+
+
+def test_max_wait_must_not_be_negative():
+    with pytest.raises(InputError, match="--max-wait"):
+        recommend(cycling(8, [0.1], [8]), "llama-3.1-8b-instruct", max_wait_s=-1.0)

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from loratwin.errors import InputError, LoratwinError
+from loratwin.plan.place_checks import DEFAULT_MAX_WAIT_S
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -121,8 +122,7 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
         r, m = rec.refinement, rec.refinement["models_answer"]
         moved = (m["served"], m["max_loras"]) != (r["served"], r["max_loras"])
         p = r["point"]
-        result = ("cannot start" if p["status"] != "ok" else
-                  f"{p['total_tok_s']:,.0f} tok/s, {'STARVED' if p['starved'] else 'not starved'}")
+        result = "cannot start" if p["status"] != "ok" else f"{p['total_tok_s']:,.0f} tok/s, {_point_state(p)}"
         stdout.print(f"[bold]Twin refinement[/bold] ({r['simulations']} simulations of {r['duration_s']:g} s): "
                      + (f"moved from the models' served {m['served']}, max_loras {m['max_loras']} "
                         f"along {' -> '.join(f'({a}, {b})' for a, b in r['path'])}" if moved
@@ -137,7 +137,8 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
                 stdout.print(f"  {mark} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['status']}")
                 continue
             stdout.print(f"  {mark} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['total_tok_s']:>9,.0f} tok/s  "
-                         f"{'STARVED' if p['starved'] else 'ok'} (throughput/offered {p['throughput_over_offered']:.3f})")
+                         f"{_point_state(p)} (throughput/offered {p['throughput_over_offered']:.3f}"
+                         + (f", wait for a place {p['wait_s']:.0f} s)" if p.get("wait_s") is not None else ")"))
     command = shlex.join(rec.vllm_command[: rec.vllm_command.index("--lora-modules") + 1])
     modules = rec.vllm_command[rec.vllm_command.index("--lora-modules") + 1 :]
     stdout.print("[bold]Serve it[/bold]:")
@@ -151,6 +152,12 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
                      "the full command: --command-out FILE or --json)", markup=False)
 
 
+def _point_state(point: dict) -> str:
+    if point["starved"]:
+        return "STARVED"
+    return "WAITS TOO LONG" if point.get("waits_too_long") else "ok"
+
+
 def recommend(
     workload: Annotated[Path, typer.Argument(help="Adapters CSV (adapter_id,rank,rate) or workload YAML.")],
     profile: Annotated[str, typer.Option(help="Built-in profile (model x GPU) whose models to use.")] = "llama-3.1-8b-instruct",
@@ -160,6 +167,7 @@ def recommend(
     refine: Annotated[bool, typer.Option("--refine", help="Move the recommendation with the twin: local search from the models' answer to the best point that does not starve.")] = False,
     duration: Annotated[float, typer.Option(help="With --verify/--refine: simulated seconds per point.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="With --verify/--refine: the twin's seed.")] = 0,
+    max_wait: Annotated[float, typer.Option(help="Refuse configurations whose requests would wait longer than this many seconds, on average, for a place in the batch ('inf': the published starvation rule alone, which allows waits of minutes for quiet adapters).")] = DEFAULT_MAX_WAIT_S,
     adapter_dir: Annotated[str, typer.Option(help="Where the adapters lie, for the vllm serve command.")] = "./adapters",
     command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
@@ -172,10 +180,11 @@ def recommend(
 
     spec = read_workload(workload)
     model_set = load_model_set(models) if models is not None else None
+    wait_limit = None if max_wait == float("inf") else max_wait
     rec = run_recommend(spec, profile, models=model_set, throughput_model=model, starvation_model=model,
-                        adapter_dir=adapter_dir)
+                        max_wait_s=wait_limit, adapter_dir=adapter_dir)
     rec = _check_with_twin(rec, spec, profile, verify=verify, refine=refine, duration_s=duration, seed=seed,
-                           adapter_dir=adapter_dir)
+                           adapter_dir=adapter_dir, max_wait_s=wait_limit)
     if report is not None:
         from loratwin.report import write_plan_report
 
@@ -185,6 +194,7 @@ def recommend(
             "max_cpu_loras": doc["max_cpu_loras"], "max_lora_rank": doc["max_lora_rank"],
             "offered_tok_s": doc["offered_tok_s"], "predicted_tok_s": doc["predicted_total_tok_s"],
             "starvation_risk": doc["starved_probability"], "predicted_starved": False,
+            "predicted_wait_s": doc["predicted_wait_s"],
         }
         plan = {"profile": doc["profile"], "model": doc["model_id"], "algorithm": f"recommend ({doc['source']})",
                 "check": "the shipped models", "gpus": [gpu], "predicted_tok_s": doc["predicted_total_tok_s"],
@@ -197,17 +207,18 @@ def recommend(
 
 
 def _check_with_twin(rec: Any, spec: Any, profile: str, *, verify: bool, refine: bool, duration_s: float = 3600.0,
-                     seed: int = 0, adapter_dir: str = "./adapters") -> Any:
+                     seed: int = 0, adapter_dir: str = "./adapters", max_wait_s: float | None = DEFAULT_MAX_WAIT_S) -> Any:
     from loratwin.plan.recommend import apply_refinement
     from loratwin.plan.recommend import refine as run_refine
     from loratwin.plan.recommend import verify as run_verify
 
     if refine:
         stderr.print(f"refining with the twin ({duration_s:g} s simulated per point) ...")
-        rec = apply_refinement(rec, run_refine(rec, spec, profile, duration_s=duration_s, seed=seed), spec, adapter_dir)
+        rec = apply_refinement(rec, run_refine(rec, spec, profile, duration_s=duration_s, seed=seed, max_wait_s=max_wait_s),
+                               spec, adapter_dir)
     if verify:
         stderr.print(f"checking with the twin ({duration_s:g} s simulated per point) ...")
-        rec.verification = run_verify(rec, spec, profile, duration_s=duration_s, seed=seed)
+        rec.verification = run_verify(rec, spec, profile, duration_s=duration_s, seed=seed, max_wait_s=max_wait_s)
     return rec
 
 
@@ -236,9 +247,10 @@ def quickstart(
                  f"{sum(rates):.1f} req/s together, a few busy ones ({max(rates):g} req/s) and many quiet ones "
                  f"({min(rates):g} req/s).\n   File: {example} (columns adapter_id,rank,rate).\n")
     stdout.print("2. The models (trained on the twin's simulations, shipped as JSON) score every (served, max_loras) "
-                 "pair in a millisecond and keep the best one predicted not to starve"
+                 "pair in a millisecond and keep the best one predicted not to starve, where requests wait at most "
+                 f"{DEFAULT_MAX_WAIT_S:g} s on average for a place in the batch"
                  + ("; then the twin simulates an hour at that point and its neighbours and moves to the best one "
-                    "that does not starve:\n" if check else ":\n"))
+                    "that does neither:\n" if check else ":\n"))
     _print_recommendation(rec, None)
     stdout.print("\n3. Next:")
     stdout.print(f"  loratwin recommend {example} --refine --verify   # the same from the command line")

@@ -6,12 +6,17 @@ are consulted, both trained on twin data and loaded from JSON (no scikit-learn n
 
 1. the per-configuration models score every candidate (served, max_loras) on the grid: throughput
    and the probability of starvation. The recommendation is the candidate with the highest
-   predicted throughput among those predicted not to starve (probability below `max_starved_p`);
+   predicted throughput among those predicted not to starve (probability below `max_starved_p`)
+   and whose requests wait at most `max_wait_s` on average for a place in the batch (the placement
+   cost model's wait: the models learnt the published GPU-level rule, which lets a GPU keep up while
+   its quiet adapters wait minutes);
 2. the optimum models answer from the mix alone (the published method): best served, best
    max_loras, throughput there. Shown beside the first answer for comparison.
 
 `verify` runs the twin at the recommendation and its neighbours (served and max_loras one grid
-step up and down) and says whether the recommendation holds.
+step up and down) and says whether the recommendation holds; `refine` moves it with the twin. Both
+count a point usable when it does not starve and the twin's wait for a place (the mean TTFT of
+requests sent while their adapter was idle) is at most `max_wait_s`.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from loratwin.learn.bundle import ModelSet, load_model_set
 from loratwin.learn.evaluators import predict, predict_target
 from loratwin.learn.explain import decision_path
 from loratwin.learn.features import AdapterMix, as_matrix, config_features, workload_features
+from loratwin.plan.place_checks import DEFAULT_MAX_WAIT_S, CostModelCheck
 from loratwin.plan.place_inputs import read_adapters_csv
 from loratwin.profiles import Profile, load_profile
 from loratwin.workload import ShareGPTLengths, WorkloadSpec, load_workload_yaml
@@ -47,6 +53,7 @@ class Candidate:
     predicted_total_tok_s: float
     starved_probability: float
     offered_tok_s: float
+    predicted_wait_s: float = 0.0  # mean wait for a place in the batch (the placement cost model)
 
     @property
     def predicted_starved(self) -> bool:
@@ -67,6 +74,8 @@ class Recommendation:
     predicted_total_tok_s: float
     starved_probability: float
     offered_tok_s: float
+    predicted_wait_s: float | None  # None: no steady state (the GPU cannot keep up)
+    max_wait_s: float | None
     models: dict[str, str]
     why: list[str]
     optimum_models: dict[str, Any]
@@ -154,9 +163,29 @@ def score_candidates(
     ], rows
 
 
-def choose(candidates: Sequence[Candidate], max_starved_p: float = DEFAULT_MAX_STARVED_P) -> Candidate | None:
-    """Highest predicted throughput among the candidates not predicted to starve; ties: fewer slots."""
-    safe = [c for c in candidates if c.starved_probability < max_starved_p]
+def add_predicted_waits(candidates: Sequence[Candidate], workload: WorkloadSpec, profile: Profile) -> None:
+    """Each candidate's mean wait for a place in the batch, from the placement cost model (at the
+    max_num_seqs and max_num_batched_tokens of the recommended command)."""
+    slots = sorted({c.max_loras for c in candidates})
+    check = CostModelCheck(workload.lengths, max_wait_s=None, max_num_seqs=2048, max_num_batched_tokens=2048,
+                           slot_grid=slots)
+    by_served: dict[int, dict[int, float]] = {}
+    for c in candidates:
+        if c.served not in by_served:
+            verdict = check.evaluate(workload.adapters[: c.served], profile)
+            by_served[c.served] = {o.max_loras: o.wait_s for o in verdict.options}
+        c.predicted_wait_s = by_served[c.served].get(c.max_loras, float("inf"))
+
+
+def _waits_too_long(c: Candidate, max_wait_s: float | None) -> bool:
+    return max_wait_s is not None and c.predicted_wait_s > max_wait_s
+
+
+def choose(candidates: Sequence[Candidate], max_starved_p: float = DEFAULT_MAX_STARVED_P,
+           max_wait_s: float | None = None) -> Candidate | None:
+    """Highest predicted throughput among the candidates not predicted to starve and not waiting
+    longer than `max_wait_s` for a place in the batch; ties: fewer slots."""
+    safe = [c for c in candidates if c.starved_probability < max_starved_p and not _waits_too_long(c, max_wait_s)]
     if not safe:
         return None
     return max(safe, key=lambda c: (round(c.predicted_total_tok_s, 6), -c.max_loras, -c.served))
@@ -184,9 +213,13 @@ def recommend(
     starvation_model: str | None = None,
     optimum_model: str | None = None,
     max_starved_p: float | None = None,
+    max_wait_s: float | None = DEFAULT_MAX_WAIT_S,
     adapter_dir: str = "./adapters",
 ) -> Recommendation:
-    """Recommend (served, max_loras) for `workload` on one GPU of `profile`."""
+    """Recommend (served, max_loras) for `workload` on one GPU of `profile`. `max_wait_s`: the
+    longest mean wait for a place in the batch accepted (None: the published rule alone)."""
+    if max_wait_s is not None and not max_wait_s >= 0:
+        raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait_s:g}")
     if isinstance(profile, str):
         profile = load_profile(profile)
     if models is None:
@@ -202,16 +235,27 @@ def recommend(
         raise InputError(
             f"no configuration of profile {profile.name} can start with max_lora_rank {int(mix.ranks.max())}"
         )
-    best = choose(candidates, max_starved_p)
+    if max_wait_s is not None:
+        add_predicted_waits(candidates, workload, profile)
+    best = choose(candidates, max_starved_p, max_wait_s)
     notes = []
     if best is None:
-        best = min(candidates, key=lambda c: (c.starved_probability, c.served, c.max_loras))
-        notes.append("every configuration is predicted to starve: even the fewest adapters overload one GPU")
+        best = min(candidates, key=lambda c: (c.starved_probability >= max_starved_p, c.predicted_wait_s,
+                                              c.starved_probability, c.served, c.max_loras))
+        notes.append("every configuration is predicted to starve or to keep requests waiting over "
+                     f"{max_wait_s:g} s for a place in the batch: even the fewest adapters overload one GPU"
+                     if max_wait_s is not None else
+                     "every configuration is predicted to starve: even the fewest adapters overload one GPU")
     index = candidates.index(best)
     family = starvation_doc.get("family", starvation_doc["kind"])
     why = [(f"predicted not to starve at served {best.served}, max_loras {best.max_loras} "
             f"(P(starved) {best.starved_probability:.2f}, {family} model):")]
     why += ["  " + line for line in decision_path(starvation_doc, _row(starvation_doc, X[index]))]
+    if max_wait_s is not None:
+        why.append(f"predicted mean wait for a place in the batch there: {best.predicted_wait_s:.1f} s "
+                   f"(at most {max_wait_s:g} s; --max-wait)" if best.predicted_wait_s <= max_wait_s else
+                   f"predicted mean wait for a place in the batch there: {best.predicted_wait_s:.1f} s, over the "
+                   f"{max_wait_s:g} s allowed (--max-wait): the least of any configuration")
 
     # why not more adapters: the next served count up, at its best slot count
     bigger = [c for c in candidates if c.served > best.served]
@@ -219,10 +263,21 @@ def recommend(
     if bigger:
         next_served = min(c.served for c in bigger)
         options = [c for c in bigger if c.served == next_served]
-        c = min(options, key=lambda c: c.starved_probability)
-        reason = "predicted to starve" if c.starved_probability >= max_starved_p else "lower predicted throughput"
+        c = min(options, key=lambda c: (c.starved_probability >= max_starved_p, _waits_too_long(c, max_wait_s),
+                                        c.starved_probability))
+        if c.starved_probability >= max_starved_p:
+            reason = "predicted to starve"
+        elif _waits_too_long(c, max_wait_s):
+            reason = f"requests would wait over {max_wait_s:g} s for a place in the batch"
+        else:
+            reason = "lower predicted throughput"
         next_up = {"served": c.served, "max_loras": c.max_loras, "starved_probability": c.starved_probability,
-                   "predicted_total_tok_s": c.predicted_total_tok_s, "reason": reason}
+                   "predicted_total_tok_s": c.predicted_total_tok_s, "predicted_wait_s": _finite_or_none(c.predicted_wait_s),
+                   "reason": reason}
+        if _waits_too_long(c, max_wait_s) and c.starved_probability < max_starved_p:
+            least = min(options, key=lambda o: o.predicted_wait_s)
+            why.append(f"not {c.served} adapters: {reason} at every max_loras that is predicted not to starve "
+                       f"(shortest: {least.predicted_wait_s:.0f} s at max_loras {least.max_loras})")
         if c.starved_probability >= max_starved_p:
             why.append(f"not {c.served} adapters: {reason} at every max_loras (best P(starved) {c.starved_probability:.2f} "
                        f"at max_loras {c.max_loras}):")
@@ -257,6 +312,8 @@ def recommend(
         predicted_total_tok_s=best.predicted_total_tok_s,
         starved_probability=best.starved_probability,
         offered_tok_s=best.offered_tok_s,
+        predicted_wait_s=_finite_or_none(best.predicted_wait_s),
+        max_wait_s=max_wait_s,
         models={
             "throughput": throughput_doc.get("family", "?"),
             "starvation": starvation_doc.get("family", "?"),
@@ -269,6 +326,10 @@ def recommend(
         candidates_scored=len(candidates),
         notes=notes,
     )
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _row(model: dict[str, Any], features: dict[str, float]) -> np.ndarray:
@@ -308,8 +369,10 @@ class TwinProbe:
     """Simulates (served, max_loras) points of one workload (the first `served` adapters), once each."""
 
     def __init__(self, workload: WorkloadSpec, profile: str | Profile, *, duration_s: float = 3600.0, seed: int = 0,
-                 threshold: float = 0.1, client_max_waiting: int | None = None) -> None:
+                 threshold: float = 0.1, client_max_waiting: int | None = None,
+                 max_wait_s: float | None = DEFAULT_MAX_WAIT_S) -> None:
         self.workload = workload
+        self.max_wait_s = max_wait_s
         self.profile = load_profile(profile) if isinstance(profile, str) else profile
         self.duration_s, self.seed, self.threshold = duration_s, seed, threshold
         self.client_max_waiting = client_max_waiting
@@ -319,6 +382,7 @@ class TwinProbe:
         if (served, max_loras) in self.points:
             return self.points[(served, max_loras)]
         from loratwin.twin import ServerConfig, simulate
+        from loratwin.twin.result import ADAPTER_CHECK_TAIL_FRACTION, idle_start_ttft_s
 
         w = self.workload
         head = WorkloadSpec(adapters=w.adapters[:served], lengths=w.lengths, arrival=w.arrival)
@@ -334,8 +398,11 @@ class TwinProbe:
             point.update(status="cannot start", reason=str(err), starved=None, total_tok_s=None)
         else:
             ratio = float(result.summary["throughput_over_offered"])
+            wait = idle_start_ttft_s(result.requests, sent_before_s=self.duration_s * (1 - ADAPTER_CHECK_TAIL_FRACTION))
             point.update(status="ok", total_tok_s=float(result.summary["total_tok_s"]), throughput_over_offered=ratio,
-                         starved=bool(1.0 - ratio >= self.threshold), starved_adapters=len(result.starved_adapters))
+                         starved=bool(1.0 - ratio >= self.threshold), starved_adapters=len(result.starved_adapters),
+                         wait_s=wait,
+                         waits_too_long=bool(self.max_wait_s is not None and wait is not None and wait > self.max_wait_s))
         self.points[(served, max_loras)] = point
         return point
 
@@ -359,7 +426,8 @@ def apply_refinement(recommendation: Recommendation, refinement: dict[str, Any],
 
 
 def _usable(point: dict[str, Any]) -> bool:
-    return point["status"] == "ok" and not point["starved"]
+    """Not starved, and requests do not wait too long for a place in the batch."""
+    return point["status"] == "ok" and not point["starved"] and not point["waits_too_long"]
 
 
 def verify(
@@ -372,12 +440,13 @@ def verify(
     threshold: float = 0.1,
     client_max_waiting: int | None = None,
     probe: TwinProbe | None = None,
+    max_wait_s: float | None = DEFAULT_MAX_WAIT_S,
 ) -> dict[str, Any]:
     """Simulate the recommendation and its neighbours with the twin; say whether it holds: the
-    recommended point does not starve and no neighbour that does not starve beats its throughput
-    by more than 1%."""
+    recommended point does not starve, its requests wait at most `max_wait_s` for a place in the
+    batch, and no neighbour that does neither beats its throughput by more than 1%."""
     probe = probe or TwinProbe(workload, profile, duration_s=duration_s, seed=seed, threshold=threshold,
-                               client_max_waiting=client_max_waiting)
+                               client_max_waiting=client_max_waiting, max_wait_s=max_wait_s)
     here = (recommendation.served, recommendation.max_loras)
     points = [probe(*p) | {"recommended": p == here}
               for p in _neighbours(*here, len(workload.adapters))]
@@ -389,11 +458,17 @@ def verify(
         verdict, holds = "the recommended configuration cannot start", False
     elif own["starved"]:
         verdict, holds = "the twin says the recommendation starves", False
+    elif own["waits_too_long"]:
+        verdict, holds = (f"the twin says requests wait {own['wait_s']:.0f} s for a place in the batch "
+                          f"(over {probe.max_wait_s:g} s)"), False
     elif better:
         verdict, holds = "conservative: a neighbour does better without starving", False
         alternative = max(better, key=lambda p: p["total_tok_s"])
     else:
         verdict, holds, alternative = "holds: not starved, and no neighbour that does not starve does better", True, None
+        if probe.max_wait_s is not None:
+            verdict = (f"holds: not starved, requests wait at most {probe.max_wait_s:g} s for a place in the batch, "
+                       "and no such neighbour does better")
     if alternative is not None:
         verdict += (f"; served {alternative['served']}, max_loras {alternative['max_loras']} does not starve "
                     f"({alternative['total_tok_s']:.0f} tok/s)")
@@ -410,13 +485,15 @@ def refine(
     threshold: float = 0.1,
     client_max_waiting: int | None = None,
     max_steps: int = 8,
+    max_wait_s: float | None = DEFAULT_MAX_WAIT_S,
 ) -> dict[str, Any]:
     """Local search with the twin from the models' answer: move to the point of the 3 x 3 block
     around it (served and max_loras one grid step either way) with the highest simulated throughput
-    that does not starve (from a starved point, one served step down when no
-    neighbour is usable) until the point itself is best. Returns the path and the final point."""
+    that does not starve and whose requests wait at most `max_wait_s` for a place in the batch
+    (from an unusable point, one served step down when no neighbour is usable) until the point
+    itself is best. Returns the path and the final point."""
     probe = TwinProbe(workload, profile, duration_s=duration_s, seed=seed, threshold=threshold,
-                      client_max_waiting=client_max_waiting)
+                      client_max_waiting=client_max_waiting, max_wait_s=max_wait_s)
     n = len(workload.adapters)
     current = (recommendation.served, recommendation.max_loras)
     path = [current]
