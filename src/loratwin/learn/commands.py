@@ -137,8 +137,7 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
                 stdout.print(f"  {mark} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['status']}")
                 continue
             stdout.print(f"  {mark} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['total_tok_s']:>9,.0f} tok/s  "
-                         f"{_point_state(p)} (throughput/offered {p['throughput_over_offered']:.3f}"
-                         + (f", wait for a place {p['wait_s']:.0f} s)" if p.get("wait_s") is not None else ")"))
+                         f"{_point_state(p)} (throughput/offered {p['throughput_over_offered']:.3f}{_waits(p)})")
     command = shlex.join(rec.vllm_command[: rec.vllm_command.index("--lora-modules") + 1])
     modules = rec.vllm_command[rec.vllm_command.index("--lora-modules") + 1 :]
     stdout.print("[bold]Serve it[/bold]:")
@@ -150,6 +149,12 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
     else:
         stdout.print(f"  {command} {' '.join(modules[:2])} ... ({len(modules)} adapters; "
                      "the full command: --command-out FILE or --json)", markup=False)
+
+
+def _waits(point: dict) -> str:
+    parts = [f"{label} {point[key]:.0f} s" for key, label in (("mean_ttft_s", "mean TTFT"), ("wait_s", "idle adapters' TTFT"))
+             if point.get(key) is not None]
+    return "".join(", " + part for part in parts)
 
 
 def _point_state(point: dict) -> str:
@@ -247,10 +252,12 @@ def quickstart(
                  f"{sum(rates):.1f} req/s together, a few busy ones ({max(rates):g} req/s) and many quiet ones "
                  f"({min(rates):g} req/s).\n   File: {example} (columns adapter_id,rank,rate).\n")
     stdout.print("2. The models (trained on the twin's simulations, shipped as JSON) score every (served, max_loras) "
-                 "pair in a millisecond and keep the best one predicted not to starve, where requests wait at most "
-                 f"{DEFAULT_MAX_WAIT_S:g} s on average for a place in the batch"
+                 "pair in a millisecond and keep the best one predicted not to starve that the placement cost model "
+                 f"accepts (within capacity, requests waiting at most {DEFAULT_MAX_WAIT_S:g} s on average for a place "
+                 "in the batch)"
                  + ("; then the twin simulates an hour at that point and its neighbours and moves to the best one "
-                    "that does neither:\n" if check else ":\n"))
+                    f"that neither starves nor keeps requests over {DEFAULT_MAX_WAIT_S:g} s from their first token:\n"
+                    if check else ":\n"))
     _print_recommendation(rec, None)
     stdout.print("\n3. Next:")
     stdout.print(f"  loratwin recommend {example} --refine --verify   # the same from the command line")

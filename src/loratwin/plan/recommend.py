@@ -7,16 +7,18 @@ are consulted, both trained on twin data and loaded from JSON (no scikit-learn n
 1. the per-configuration models score every candidate (served, max_loras) on the grid: throughput
    and the probability of starvation. The recommendation is the candidate with the highest
    predicted throughput among those predicted not to starve (probability below `max_starved_p`)
-   and whose requests wait at most `max_wait_s` on average for a place in the batch (the placement
-   cost model's wait: the models learnt the published GPU-level rule, which lets a GPU keep up while
-   its quiet adapters wait minutes);
+   and that the placement cost model accepts with requests waiting at most `max_wait_s` on average
+   for a place in the batch (the models learnt the published GPU-level rule, which lets a GPU keep
+   up while its quiet adapters wait minutes, or run with its KV cache full and every request
+   queued for minutes);
 2. the optimum models answer from the mix alone (the published method): best served, best
    max_loras, throughput there. Shown beside the first answer for comparison.
 
 `verify` runs the twin at the recommendation and its neighbours (served and max_loras one grid
 step up and down) and says whether the recommendation holds; `refine` moves it with the twin. Both
-count a point usable when it does not starve and the twin's wait for a place (the mean TTFT of
-requests sent while their adapter was idle) is at most `max_wait_s`.
+count a point usable when it does not starve and requests do not wait more than `max_wait_s` for
+their first token: neither on average nor those sent while their adapter was idle (the ones that
+must win a place in the batch).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Candidate:
     starved_probability: float
     offered_tok_s: float
     predicted_wait_s: float = 0.0  # mean wait for a place in the batch (the placement cost model)
+    cost_model_pressure: float = 0.0  # the cost model's busiest limit (> 1: it refuses the point)
 
     @property
     def predicted_starved(self) -> bool:
@@ -163,29 +166,40 @@ def score_candidates(
     ], rows
 
 
-def add_predicted_waits(candidates: Sequence[Candidate], workload: WorkloadSpec, profile: Profile) -> None:
-    """Each candidate's mean wait for a place in the batch, from the placement cost model (at the
-    max_num_seqs and max_num_batched_tokens of the recommended command)."""
+def add_cost_model_verdicts(candidates: Sequence[Candidate], workload: WorkloadSpec, profile: Profile,
+                            max_wait_s: float | None) -> None:
+    """Each candidate's mean wait for a place in the batch and the placement cost model's pressure
+    (KV cache, token budget, late requests, adapter loads, the wait limit), at the max_num_seqs and
+    max_num_batched_tokens of the recommended command."""
     slots = sorted({c.max_loras for c in candidates})
-    check = CostModelCheck(workload.lengths, max_wait_s=None, max_num_seqs=2048, max_num_batched_tokens=2048,
+    check = CostModelCheck(workload.lengths, max_wait_s=max_wait_s, max_num_seqs=2048, max_num_batched_tokens=2048,
                            slot_grid=slots)
-    by_served: dict[int, dict[int, float]] = {}
+    by_served: dict[int, dict[int, Any]] = {}
     for c in candidates:
         if c.served not in by_served:
             verdict = check.evaluate(workload.adapters[: c.served], profile)
-            by_served[c.served] = {o.max_loras: o.wait_s for o in verdict.options}
-        c.predicted_wait_s = by_served[c.served].get(c.max_loras, float("inf"))
+            by_served[c.served] = {o.max_loras: o for o in verdict.options}
+        option = by_served[c.served].get(c.max_loras)
+        c.predicted_wait_s = option.wait_s if option is not None else float("inf")
+        c.cost_model_pressure = option.strain if option is not None else float("inf")
 
 
-def _waits_too_long(c: Candidate, max_wait_s: float | None) -> bool:
-    return max_wait_s is not None and c.predicted_wait_s > max_wait_s
+def _refused(c: Candidate) -> bool:
+    return c.cost_model_pressure > 1.0
 
 
-def choose(candidates: Sequence[Candidate], max_starved_p: float = DEFAULT_MAX_STARVED_P,
-           max_wait_s: float | None = None) -> Candidate | None:
-    """Highest predicted throughput among the candidates not predicted to starve and not waiting
-    longer than `max_wait_s` for a place in the batch; ties: fewer slots."""
-    safe = [c for c in candidates if c.starved_probability < max_starved_p and not _waits_too_long(c, max_wait_s)]
+def _refusal(c: Candidate, max_wait_s: float | None, short: bool = False) -> str:
+    if max_wait_s is not None and c.predicted_wait_s > max_wait_s:
+        if short:
+            return f"wait {c.predicted_wait_s:.0f} s" if np.isfinite(c.predicted_wait_s) else "no steady state"
+        return f"requests would wait over {max_wait_s:g} s for a place in the batch"
+    return "over capacity" if short else "over one GPU's capacity by the placement cost model (KV cache or token budget)"
+
+
+def choose(candidates: Sequence[Candidate], max_starved_p: float = DEFAULT_MAX_STARVED_P) -> Candidate | None:
+    """Highest predicted throughput among the candidates not predicted to starve and not refused by
+    the cost model (when `add_cost_model_verdicts` ran); ties: fewer slots."""
+    safe = [c for c in candidates if c.starved_probability < max_starved_p and not _refused(c)]
     if not safe:
         return None
     return max(safe, key=lambda c: (round(c.predicted_total_tok_s, 6), -c.max_loras, -c.served))
@@ -236,14 +250,14 @@ def recommend(
             f"no configuration of profile {profile.name} can start with max_lora_rank {int(mix.ranks.max())}"
         )
     if max_wait_s is not None:
-        add_predicted_waits(candidates, workload, profile)
-    best = choose(candidates, max_starved_p, max_wait_s)
+        add_cost_model_verdicts(candidates, workload, profile, max_wait_s)
+    best = choose(candidates, max_starved_p)
     notes = []
     if best is None:
-        best = min(candidates, key=lambda c: (c.starved_probability >= max_starved_p, c.predicted_wait_s,
+        best = min(candidates, key=lambda c: (c.starved_probability >= max_starved_p, c.cost_model_pressure,
                                               c.starved_probability, c.served, c.max_loras))
-        notes.append("every configuration is predicted to starve or to keep requests waiting over "
-                     f"{max_wait_s:g} s for a place in the batch: even the fewest adapters overload one GPU"
+        notes.append("every configuration is predicted to starve, or refused by the placement cost model (requests "
+                     f"waiting over {max_wait_s:g} s, or over capacity): even the fewest adapters overload one GPU"
                      if max_wait_s is not None else
                      "every configuration is predicted to starve: even the fewest adapters overload one GPU")
     index = candidates.index(best)
@@ -252,10 +266,10 @@ def recommend(
             f"(P(starved) {best.starved_probability:.2f}, {family} model):")]
     why += ["  " + line for line in decision_path(starvation_doc, _row(starvation_doc, X[index]))]
     if max_wait_s is not None:
-        why.append(f"predicted mean wait for a place in the batch there: {best.predicted_wait_s:.1f} s "
-                   f"(at most {max_wait_s:g} s; --max-wait)" if best.predicted_wait_s <= max_wait_s else
-                   f"predicted mean wait for a place in the batch there: {best.predicted_wait_s:.1f} s, over the "
-                   f"{max_wait_s:g} s allowed (--max-wait): the least of any configuration")
+        why.append(f"accepted by the placement cost model: predicted mean wait for a place in the batch "
+                   f"{best.predicted_wait_s:.1f} s (at most {max_wait_s:g} s; --max-wait), within capacity"
+                   if not _refused(best) else
+                   f"the placement cost model refuses every configuration; this one the least ({_refusal(best, max_wait_s)})")
 
     # why not more adapters: the next served count up, at its best slot count
     bigger = [c for c in candidates if c.served > best.served]
@@ -263,21 +277,21 @@ def recommend(
     if bigger:
         next_served = min(c.served for c in bigger)
         options = [c for c in bigger if c.served == next_served]
-        c = min(options, key=lambda c: (c.starved_probability >= max_starved_p, _waits_too_long(c, max_wait_s),
-                                        c.starved_probability))
+        c = min(options, key=lambda c: (c.starved_probability >= max_starved_p, _refused(c), c.starved_probability))
         if c.starved_probability >= max_starved_p:
             reason = "predicted to starve"
-        elif _waits_too_long(c, max_wait_s):
-            reason = f"requests would wait over {max_wait_s:g} s for a place in the batch"
+        elif _refused(c):
+            reason = _refusal(c, max_wait_s)
         else:
             reason = "lower predicted throughput"
         next_up = {"served": c.served, "max_loras": c.max_loras, "starved_probability": c.starved_probability,
                    "predicted_total_tok_s": c.predicted_total_tok_s, "predicted_wait_s": _finite_or_none(c.predicted_wait_s),
                    "reason": reason}
-        if _waits_too_long(c, max_wait_s) and c.starved_probability < max_starved_p:
-            least = min(options, key=lambda o: o.predicted_wait_s)
-            why.append(f"not {c.served} adapters: {reason} at every max_loras that is predicted not to starve "
-                       f"(shortest: {least.predicted_wait_s:.0f} s at max_loras {least.max_loras})")
+        if _refused(c) and c.starved_probability < max_starved_p:
+            each = "; ".join(f"max_loras {o.max_loras}: {_refusal(o, max_wait_s, short=True)}" for o in
+                             sorted(options, key=lambda o: o.max_loras) if o.starved_probability < max_starved_p)
+            why.append(f"not {c.served} adapters: the placement cost model refuses every max_loras predicted not to "
+                       f"starve ({each})")
         if c.starved_probability >= max_starved_p:
             why.append(f"not {c.served} adapters: {reason} at every max_loras (best P(starved) {c.starved_probability:.2f} "
                        f"at max_loras {c.max_loras}):")
@@ -399,10 +413,14 @@ class TwinProbe:
         else:
             ratio = float(result.summary["throughput_over_offered"])
             wait = idle_start_ttft_s(result.requests, sent_before_s=self.duration_s * (1 - ADAPTER_CHECK_TAIL_FRACTION))
+            ttft = result.summary["mean_ttft_ms"]
+            ttft = None if ttft is None else float(ttft) / 1000
+            longest = max((x for x in (wait, ttft) if x is not None), default=None)
             point.update(status="ok", total_tok_s=float(result.summary["total_tok_s"]), throughput_over_offered=ratio,
                          starved=bool(1.0 - ratio >= self.threshold), starved_adapters=len(result.starved_adapters),
-                         wait_s=wait,
-                         waits_too_long=bool(self.max_wait_s is not None and wait is not None and wait > self.max_wait_s))
+                         wait_s=wait, mean_ttft_s=ttft,
+                         waits_too_long=bool(self.max_wait_s is not None and longest is not None
+                                             and longest > self.max_wait_s))
         self.points[(served, max_loras)] = point
         return point
 
@@ -459,15 +477,15 @@ def verify(
     elif own["starved"]:
         verdict, holds = "the twin says the recommendation starves", False
     elif own["waits_too_long"]:
-        verdict, holds = (f"the twin says requests wait {own['wait_s']:.0f} s for a place in the batch "
-                          f"(over {probe.max_wait_s:g} s)"), False
+        verdict, holds = (f"the twin says requests wait too long for their first token (mean {own['mean_ttft_s']:.0f} s; "
+                          f"{own['wait_s'] or 0:.0f} s when their adapter was idle; over {probe.max_wait_s:g} s)"), False
     elif better:
         verdict, holds = "conservative: a neighbour does better without starving", False
         alternative = max(better, key=lambda p: p["total_tok_s"])
     else:
         verdict, holds, alternative = "holds: not starved, and no neighbour that does not starve does better", True, None
         if probe.max_wait_s is not None:
-            verdict = (f"holds: not starved, requests wait at most {probe.max_wait_s:g} s for a place in the batch, "
+            verdict = (f"holds: not starved, requests wait at most {probe.max_wait_s:g} s for their first token, "
                        "and no such neighbour does better")
     if alternative is not None:
         verdict += (f"; served {alternative['served']}, max_loras {alternative['max_loras']} does not starve "
