@@ -110,3 +110,15 @@ def test_the_greedy_judge_memo_is_what_the_search_uses():
     bins = _greedy(judge, items)
     found, _ = free_gpus(judge, [a.rate_req_s for a in items], bins, 30)
     assert all(judge(b).ok for b in found) and is_partition(found, len(items))
+
+
+@given(st.integers(2, 200), st.floats(1.0, 80.0), st.floats(0.5, 1.5), st.integers(0, 10_000))
+@settings(max_examples=15, deadline=None)
+def test_place_with_the_search_never_needs_more_gpus_and_keeps_every_gpu_accepted(n, total, exponent, seed):
+    profile = load_profile("llama-3.1-8b-instruct")
+    workload = zipf_layout(n, total, exponent, ranks=(8, 16, 32), seed=seed)
+    alone = place(workload, profile, search_moves=0)
+    searched = place(workload, profile)
+    assert searched.gpu_count <= alone.gpu_count
+    assert searched.predicted_starved_gpus == []
+    assert sorted(a.id for g in searched.gpus for a in g.adapters) == sorted(a.id for a in workload.adapters)
