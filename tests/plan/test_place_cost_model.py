@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, load_profile
-from loratwin.plan.place_checks import _BATCH_MU, CostModelCheck, _LengthMoments, _longest_of_batch, kv_tokens_or_none
+from loratwin.plan.busy_periods import MU_GRID, BatchStartBusyPeriods, batch_extra
+from loratwin.plan.place_checks import CostModelCheck, _LengthMoments, kv_tokens_or_none
 from loratwin.plan.placement import place
 from loratwin.twin import ServerConfig, simulate
 from loratwin.twin.result import idle_start_ttft_s
@@ -65,36 +66,63 @@ def test_slot_state_wait_shrinks_as_places_grow(rates, tau):
     assert np.all(state["wait"] >= 0)
 
 
-def test_longest_of_a_batch_has_a_closed_form_for_two_lengths():
-    # lengths 1 and 3, equally likely; K = 1 + Poisson(μ): E[max] = 3 - 2 E[0.5^K] = 3 - e^(-μ/2)
-    extra = _longest_of_batch(np.array([1.0, 3.0] * 50))
-    expected = (3 - np.exp(-_BATCH_MU / 2)) / 2 - 1
-    assert extra == pytest.approx(expected, abs=1e-12)
-    assert _longest_of_batch(np.full(10, 7.0)) == pytest.approx(np.zeros(len(_BATCH_MU)))
+def test_the_added_busy_period_has_closed_forms():
+    # at ρ = 0 (no arrivals while running) the busy period is the longest of the requests that
+    # waited: lengths 1 and 3 equally likely, K = 1 + Poisson(μ): E[max] = 3 - e^(-μ/2), mean 2
+    lengths = np.array([1.0, 3.0] * 50)
+    assert batch_extra(lengths, [0.0], MU_GRID)[0] == pytest.approx((3 - np.exp(-MU_GRID / 2)) / 2 - 1, abs=1e-12)
+    # equal lengths: the waiting requests end with the first one, whatever the load
+    assert batch_extra(np.full(10, 7.0), [0.0, 1.0, 5.0], MU_GRID) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_the_added_busy_period_matches_a_simulation():
+    """M/G/inf started with 1 + Poisson(μ) requests, Poisson(ρ) arrivals per mean run time."""
+    rng = np.random.default_rng(0)
+    lengths = rng.lognormal(0.0, 0.8, 400)
+    run = lengths / lengths.mean()
+    table = BatchStartBusyPeriods(lengths)
+    for rho, mu in ((0.3, 1.0), (1.5, 3.0)):
+        busy = []
+        for _ in range(20_000):
+            end, t = rng.choice(run, 1 + rng.poisson(mu)).max(), 0.0
+            while (t := t + rng.exponential(1 / rho)) < end:
+                end = max(end, t + rng.choice(run))
+            busy.append(end)
+        extra = table.extra(table.locate(np.array([rho])), np.array([mu]))[0][0]
+        assert np.expm1(rho) / rho + extra == pytest.approx(np.mean(busy), rel=0.02)
 
 
 @given(st.floats(20.0, 600.0), st.floats(10.0, 900.0))
 @settings(max_examples=15, deadline=None)
 def test_a_place_is_held_for_a_smaller_share_as_the_wait_grows(mean_prompt, mean_output):
     """The lower bound prices a place at the longest accepted wait: right only while the share of
-    time held, B(W) / (1/λ + W + B(W)), shrinks as W grows, i.e. (1 + μ) e'(μ) < 1 + e(μ)."""
+    time held, B(W) / (1/λ + W + B(W)), shrinks as W grows: (1 + μ) ∂e/∂μ < B1/T + e."""
     m = CostModelCheck(lengths=LengthSpec(mean_prompt_tokens=mean_prompt, mean_output_tokens=mean_output)).moments(
         load_profile(PROFILE))
-    mu = np.logspace(-4, 4, 3000)
-    assert np.all((1 + mu) * m.longest_extra_slope(mu) < 1 + m.longest_extra(mu))
+    mu = np.logspace(-4, 4, 400)
+    for rho in (0.0, 0.3, 1.0, 3.0, 8.0, 11.9):
+        extra, slope = m.batch_extra(m.locate(np.full(len(mu), rho)), mu)
+        single = np.expm1(rho) / rho if rho else 1.0
+        assert np.all((1 + mu) * slope < single + extra)
 
 
 def test_slot_state_busy_period_grows_with_the_requests_that_waited(profile):
-    """With the length table's batch-start extra, W still solves sum u(W) = S, and it is longer
-    than where each busy period starts with one request."""
+    """With the batch-start busy period, W still solves sum u(W) = S, and it is longer than where
+    each busy period starts with one request."""
     m = CostModelCheck().moments(profile)
     lam, n, slots, tau = 0.02, 300.0, 64.0, np.array([120.0])
     state = CostModelCheck._slot_state(np.array([lam]), np.array([n]), tau, np.array([slots]), m, np.zeros(1))
     single = CostModelCheck._slot_state(np.array([lam]), np.array([n]), tau, np.array([slots]), Moments, np.zeros(1))
     wait, run_s = state["wait"][0], state["run_s"][0]
-    busy = math.expm1(lam * run_s) / lam + run_s * float(m.longest_extra(np.array([lam * wait]))[0])
-    assert n * busy / (1 / lam + wait + busy) == pytest.approx(slots, rel=1e-6)
+    rho = lam * run_s
+    extra = batch_extra_exact(m, rho, lam * wait)
+    busy = math.expm1(rho) / lam + run_s * extra
+    assert n * busy / (1 / lam + wait + busy) == pytest.approx(slots, rel=1e-3)
     assert wait > 1.2 * single["wait"][0]
+
+
+def batch_extra_exact(m, rho, mu):
+    return float(m.batch_extra(m.locate(np.array([rho])), np.array([mu]))[0][0])
 
 
 def test_the_accelerated_fixed_point_is_the_plain_one(profile):
@@ -116,26 +144,26 @@ def test_saturated_batch_matches_the_twin(profile):
     """200 quiet rank-32 adapters on 96 places: the places stay full, requests wait for one, and
     the twin keeps up. The model's step time and wait follow the twin's ITL and TTFT."""
     share = same_adapters(200, 0.0625)
-    check = CostModelCheck(window_s=1800.0, max_wait_s=None)
+    check = CostModelCheck(window_s=3600.0, max_wait_s=None)
     m = check.moments(profile)
     rates = np.array([a.rate_req_s for a in share])
     slots = np.array([96.0])
     n_kv = kv_tokens_or_none(profile, 96, 32) / (m.context + profile.kv.block_size / 2)
     tau, running, active, wait, _ = check._fixed_point(rates, slots, np.array([n_kv]), 32, 6.4, profile, m)
     result = simulate(WorkloadSpec(adapters=tuple(share)), ServerConfig(max_loras=96, max_cpu_loras=200, max_lora_rank=32),
-                      profile, duration_s=1800.0, seed=0)
+                      profile, duration_s=3600.0, seed=0)
     assert not result.starved
     assert active[0] == pytest.approx(96)
     assert tau[0] == pytest.approx(result.summary["mean_itl_ms"], rel=0.10)
     assert running[0] == pytest.approx(result.summary["mean_running"], rel=0.15)
     # the wait of a request whose adapter holds no place: the twin's idle-start TTFT
-    assert wait[0] == pytest.approx(idle_start_ttft_s(result.requests, sent_before_s=1700.0), rel=0.25)
+    assert wait[0] == pytest.approx(idle_start_ttft_s(result.requests, sent_before_s=3420.0), rel=0.25)
     option = next(o for o in check.evaluate(share, profile).options if o.max_loras == 96)
     assert not option.starved and option.wait_s == pytest.approx(wait[0], rel=0.01)
 
 
 def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):
-    share = same_adapters(250, 0.0625, rank=8)
+    share = same_adapters(150, 0.0625, rank=8)
     hour = CostModelCheck(window_s=3600.0, max_wait_s=None).evaluate(share, profile)
     quarter = CostModelCheck(window_s=900.0, max_wait_s=None).evaluate(share, profile)
     capped = CostModelCheck(window_s=3600.0, max_wait_s=1.0).evaluate(share, profile)

@@ -106,7 +106,8 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
                 if w_max < 0 or s >= len(rates):
                     continue
                 time_sat = lam * (kappa + (fixed + st.lora_per_adapter_ms * s) * spread) / slack
-                busy_period = np.expm1(np.minimum(lam * t_lo, 700.0)) / lam + t_lo * m.longest_extra(lam * w_max)
+                rho = np.minimum(lam * t_lo, 700.0)
+                busy_period = np.expm1(rho) / lam + t_lo * m.batch_extra(m.locate(rho), lam * w_max)[0]
                 places_sat = busy_period / (1 / lam + w_max + busy_period) / s
                 rows.append(_masked(allowed, time_sat, places_sat, band))
     if not rows:

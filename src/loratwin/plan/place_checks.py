@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from loratwin.errors import InfeasibleConfigError, InputError
+from loratwin.plan.busy_periods import BatchStartBusyPeriods
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.config import (
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -48,6 +49,8 @@ TWIN_SLOT_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384)
 DEFAULT_MAX_WAIT_S = 60.0
 # Predicted throughputs this close count as equal when choosing max_loras (then the lower risk wins).
 THROUGHPUT_TIE = 0.005
+# Waits beyond this are not solved for (every window refuses them): a year
+MAX_WAIT_SOLVED_S = 3.2e7
 
 
 @dataclass(frozen=True)
@@ -163,43 +166,24 @@ def _resolve(profile: Profile | str) -> Profile:
 # --- the cost-model check ---------------------------------------------------------------------
 
 
-# Grid of expected arrivals μ for the longest-of-a-batch table (log-spaced; interpolated between).
-_BATCH_MU = np.concatenate([[0.0], np.logspace(-4, 4, 161)])
-
-
 @dataclass(frozen=True, eq=False)
 class _LengthMoments:
     prompt: float  # mean prompt tokens
     output_asked: float  # mean requested output tokens
     output: float  # mean generated output tokens
     context: float  # time-averaged KV tokens held by a decoding request
-    # E[longest of 1 + Poisson(μ) requests] / E[one request] - 1 (run times in steps), at _BATCH_MU
-    batch_extra: np.ndarray = field(default_factory=lambda: np.zeros(len(_BATCH_MU)), repr=False)
+    # how much a wait lengthens an adapter's hold on its place (None: not at all)
+    busy_periods: BatchStartBusyPeriods | None = field(default=None, repr=False)
 
-    @functools.cached_property
-    def _batch_extra_slope(self) -> np.ndarray:
-        return np.gradient(self.batch_extra, _BATCH_MU)
+    def locate(self, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.busy_periods is None else self.busy_periods.locate(rho)
 
-    def longest_extra(self, mu: np.ndarray) -> np.ndarray:
-        """How much longer than one request the longest of 1 + Poisson(μ) requests runs, in units
-        of the mean running time: the extra length of a busy period that starts with a batch."""
-        return np.interp(mu, _BATCH_MU, self.batch_extra)
-
-    def longest_extra_slope(self, mu: np.ndarray) -> np.ndarray:
-        return np.interp(mu, _BATCH_MU, self._batch_extra_slope)
-
-
-def _longest_of_batch(steps: np.ndarray) -> np.ndarray:
-    """E[max of K run lengths] / E[run length] - 1 for K = 1 + Poisson(μ), every μ of _BATCH_MU.
-    P(max <= x) = E[F(x)^K] = F(x) exp(-μ (1 - F(x))) with F the empirical distribution."""
-    x = np.sort(steps.astype(np.float64))
-    upper = np.arange(1, len(x) + 1) / len(x)
-    lower = upper - 1.0 / len(x)
-    extra = np.empty(len(_BATCH_MU))
-    for k, mu in enumerate(_BATCH_MU):
-        mass = upper * np.exp(-mu * (1 - upper)) - lower * np.exp(-mu * (1 - lower))
-        extra[k] = float(x @ mass) / float(x.mean()) - 1.0
-    return np.maximum.accumulate(np.maximum(extra, 0.0))
+    def batch_extra(self, located, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The busy period the requests that waited add, in units of the mean running time, and
+        its derivative in μ = λW (see `loratwin.plan.busy_periods`)."""
+        if self.busy_periods is None:
+            return np.zeros_like(mu), np.zeros_like(mu)
+        return self.busy_periods.extra(located, mu)
 
 
 @functools.lru_cache(maxsize=32)
@@ -217,7 +201,8 @@ def _length_moments(lengths: LengthSpec | ShareGPTLengths, model_name: str, outp
     o = np.maximum(1.0, np.rint(o_asked * output_ratio))
     # a request holds p + k tokens after k outputs, one step per output: weight by output length
     context = float(np.mean(o * (p + o / 2)) / np.mean(o))
-    return _LengthMoments(float(p.mean()), float(o_asked.mean()), float(o.mean()), context, _longest_of_batch(o + 1))
+    return _LengthMoments(float(p.mean()), float(o_asked.mean()), float(o.mean()), context,
+                          BatchStartBusyPeriods(o + 1))
 
 
 class CostModelCheck:
@@ -399,11 +384,10 @@ class CostModelCheck:
         request until none of its requests runs: a busy period of an M/G/inf queue, mean
         B1 = (exp(λ T) - 1) / λ with T the running time of a request. Then it is idle (mean 1/λ)
         until its next request, which waits W when all places are taken. The requests that arrived
-        meanwhile (Poisson, mean λW) are admitted with it, so the busy period lasts until the
-        longest of them ends: B = B1 + T e(λW), e from the length distribution
-        (`_LengthMoments.longest_extra`). Its share of the time holding a place is
-        u = B / (1/λ + W + B). W = 0 when sum u <= max_loras; otherwise W solves sum u(W) =
-        max_loras (the places are always full).
+        meanwhile (Poisson, mean λW) are admitted with it, so the busy period starts with all of
+        them: B = B1 + T e(λT, λW) (`loratwin.plan.busy_periods`, exact for M/G/inf). Its share of
+        the time holding a place is u = B / (1/λ + W + B). W = 0 when sum u <= max_loras;
+        otherwise W solves sum u(W) = max_loras (the places are always full).
         """
         run_s = (m.output + 1) * tau / 1000
         if len(values) == 0:
@@ -412,30 +396,30 @@ class CostModelCheck:
         x = np.minimum(np.outer(values, run_s), 700.0)
         single = np.expm1(x) / values[:, None]
         idle = (1.0 / values)[:, None]
-
-        def busy(wait):
-            return single + run_s[None, :] * m.longest_extra(np.outer(values, wait))
+        located = m.locate(x)
 
         saturated = counts @ (single / (idle + single)) > S
         wait = np.zeros(len(S))
         if saturated.any():
-            wait[saturated] = CostModelCheck._solve_wait(values, counts, idle, single[:, saturated],
-                                                         run_s[saturated], S[saturated], m, wait_start[saturated])
-        held = busy(wait)
+            cols = np.flatnonzero(saturated)
+            where = None if located is None else (located[0][:, cols], located[1][:, cols])
+            wait[cols] = CostModelCheck._solve_wait(values, counts, idle, single[:, cols], run_s[cols], S[cols], m,
+                                                    wait_start[cols], where)
+        held = single + run_s[None, :] * m.batch_extra(located, np.outer(values, wait))[0]
         cycle = idle + wait[None, :] + held
         active = np.minimum(S, counts @ (held / cycle))
         visits = counts @ (1.0 / cycle)
         return {"run_s": run_s, "active": active, "visits": visits, "wait": wait}
 
     @staticmethod
-    def _solve_wait(values, counts, idle, single, run_s, S, m, wait_start):
+    def _solve_wait(values, counts, idle, single, run_s, S, m, wait_start, located):
         """W with sum u(W) = S (u decreasing in W, above S at W = 0): safeguarded Newton in a
         bracket [lo, hi] that starts from the previous fixed-point iterate."""
 
         def held_and_slope(wait):
-            mu = np.outer(values, wait)
-            b = single + run_s[None, :] * m.longest_extra(mu)
-            db = values[:, None] * run_s[None, :] * m.longest_extra_slope(mu)
+            extra, d_extra = m.batch_extra(located, np.outer(values, wait))
+            b = single + run_s[None, :] * extra
+            db = values[:, None] * run_s[None, :] * d_extra
             cycle = idle + wait[None, :] + b
             share = b / cycle
             return counts @ share, counts @ ((db * (idle + wait[None, :]) / cycle - share) / cycle)
@@ -444,16 +428,16 @@ class CostModelCheck:
         lo = np.zeros(len(S))
         hi = np.maximum(1.0, 2 * start)
         for _ in range(64):
-            grow = held_and_slope(hi)[0] > S
+            grow = (held_and_slope(hi)[0] > S) & (hi < MAX_WAIT_SOLVED_S)
             if not grow.any():
                 break
             lo = np.where(grow, hi, lo)
-            hi = np.where(grow, 2 * hi, hi)
+            hi = np.where(grow, np.minimum(8 * hi, MAX_WAIT_SOLVED_S), hi)
         wait = np.where((start > lo) & (start < hi), start, (lo + hi) / 2)
         for _ in range(100):
             held, slope = held_and_slope(wait)
             excess = held - S
-            if np.all((np.abs(excess) <= 1e-6 * S) | (hi - lo <= 1e-9 * (1 + hi))):
+            if np.all((np.abs(excess) <= 1e-5 * S) | (hi - lo <= 1e-9 * (1 + hi))):
                 break
             lo = np.where(excess > 0, wait, lo)
             hi = np.where(excess < 0, wait, hi)

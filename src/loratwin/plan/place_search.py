@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from loratwin.plan.place_checks import GpuVerdict
 
-# moves `place` makes by default: enough to free a GPU or two on thousands of adapters in seconds
+# moves `place` makes by default: a freed GPU takes a handful; most attempts give up within three
 DEFAULT_SEARCH_MOVES = 50
 # adapters of the worst GPU tried per move, each on the GPUs with the most room: the cost of a move
 CANDIDATES_PER_MOVE = 12
