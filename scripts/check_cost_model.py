@@ -116,10 +116,17 @@ def _print_wait_error(rows: list[dict]) -> None:
              if 0 < r["check_wait_s"] < float("inf") and r["twin_idle_start_ttft_s"] and r["twin_ratio_3600"] > 0.9]
     if not pairs:
         return
+    predicted = np.array([pred for pred, _ in pairs])
     ratio = np.array([twin / pred for pred, twin in pairs])
     q = np.quantile(ratio, [0.1, 0.25, 0.5, 0.75, 0.9])
     print(f"wait for a place, twin (1 h, idle-start TTFT) / predicted, {len(pairs)} saturated shares the twin keeps up: "
           f"median {q[2]:.2f}, quartiles {q[1]:.2f}-{q[3]:.2f}, 10-90% {q[0]:.2f}-{q[4]:.2f}")
+    sizes = []
+    for lo, hi in ((0, 10), (10, 60), (60, 300), (300, float("inf"))):
+        inside = (predicted >= lo) & (predicted < hi)
+        if inside.any():
+            sizes.append(f"{lo:g}-{hi:g} s: {np.median(ratio[inside]):.2f} ({inside.sum()})")
+    print("  median by predicted wait:", "; ".join(sizes))
 
 
 if __name__ == "__main__":
