@@ -108,7 +108,7 @@ def test_the_wait_limit_keeps_quiet_adapters_off_a_gpu_whose_places_are_taken():
     spec = quickstart_example()
     rule_only = recommend(spec, "llama-3.1-8b-instruct", max_wait_s=None)
     limited = recommend(spec, "llama-3.1-8b-instruct")
-    assert rule_only.served == 240 and rule_only.max_wait_s is None
+    assert rule_only.served == 240 and rule_only.max_wait_s is None and rule_only.predicted_wait_s is None
     assert limited.served < rule_only.served and limited.max_wait_s == 60.0
     assert limited.predicted_wait_s is not None and limited.predicted_wait_s <= 60.0
     assert limited.next_step_up is not None and "wait" in limited.next_step_up["reason"]

@@ -77,7 +77,7 @@ class Recommendation:
     predicted_total_tok_s: float
     starved_probability: float
     offered_tok_s: float
-    predicted_wait_s: float | None  # None: no steady state (the GPU cannot keep up)
+    predicted_wait_s: float | None  # None: not predicted (no wait limit) or no steady state
     max_wait_s: float | None
     models: dict[str, str]
     why: list[str]
@@ -285,7 +285,7 @@ def recommend(
         else:
             reason = "lower predicted throughput"
         next_up = {"served": c.served, "max_loras": c.max_loras, "starved_probability": c.starved_probability,
-                   "predicted_total_tok_s": c.predicted_total_tok_s, "predicted_wait_s": _finite_or_none(c.predicted_wait_s),
+                   "predicted_total_tok_s": c.predicted_total_tok_s, "predicted_wait_s": _finite_or_none(c.predicted_wait_s) if max_wait_s is not None else None,
                    "reason": reason}
         if _refused(c) and c.starved_probability < max_starved_p:
             each = "; ".join(f"max_loras {o.max_loras}: {_refusal(o, max_wait_s, short=True)}" for o in
@@ -326,7 +326,7 @@ def recommend(
         predicted_total_tok_s=best.predicted_total_tok_s,
         starved_probability=best.starved_probability,
         offered_tok_s=best.offered_tok_s,
-        predicted_wait_s=_finite_or_none(best.predicted_wait_s),
+        predicted_wait_s=_finite_or_none(best.predicted_wait_s) if max_wait_s is not None else None,
         max_wait_s=max_wait_s,
         models={
             "throughput": throughput_doc.get("family", "?"),
