@@ -3,12 +3,10 @@
 The greedy fills one GPU at a time and never looks back, so its last GPU is often a remainder that
 the others could absorb if a few adapters moved. `free_gpus` tries exactly that: empty the
 lightest GPU into the others, then move one adapter at a time off the GPU furthest over its limit
-(the check's strain above 1) to whichever of the GPUs with the most room takes it at the least cost, until every GPU is accepted
-again (one GPU freed; try the next), no move helps, the moves stop paying off, or the move budget
-runs out. Deterministic:
-the adapters tried are spread evenly over the worst GPU's rate order, starting at a point that
-turns with every move.
-"""
+(the check's strain above 1) to whichever of the GPUs with the most room takes it at the least
+cost, until every GPU is accepted again (one GPU freed; try the next), no move helps, the moves
+stop paying off, or the move budget runs out. Deterministic: the adapters tried are spread evenly
+over the worst GPU's rate order, starting at a point that turns with every move."""
 
 from __future__ import annotations
 
