@@ -282,7 +282,7 @@ class CostModelCheck:
         n_kv = np.asarray(kv, np.float64) / (m.context + profile.kv.block_size / 2)
         n_cap = np.minimum(n_kv, self.max_num_seqs)
         load_ms = float(np.mean([profile.adapter_load.cpu_to_gpu(max_rank, r) for r in ranks]))
-        tau, running, active, wait, load_share = self._fixed_point(rates, S, n_cap, max_rank, load_ms, profile, m)
+        tau, running, _, wait, load_share = self._fixed_point(rates, S, n_cap, max_rank, load_ms, profile, m)
         with np.errstate(invalid="ignore", over="ignore"):
             prefill_per_step = total_rate * m.prompt * tau / 1000
             util = np.maximum.reduce([

@@ -29,7 +29,7 @@ START_EXCESS_PER_GPU = 0.1
 STALL_SHARE = 0.1
 
 
-def free_gpus(judge: Callable[[Sequence[int]], "GpuVerdict"], rates: Sequence[float], bins: list[list[int]],
+def free_gpus(judge: Callable[[Sequence[int]], GpuVerdict], rates: Sequence[float], bins: list[list[int]],
               max_moves: int, down_to: int = 1) -> tuple[list[list[int]], int]:
     """Fewer GPUs holding the same adapters, every one accepted by `judge`, within `max_moves`
     moves in all; stops at `down_to` GPUs. Returns the bins (the input ones when no GPU could be

@@ -35,7 +35,12 @@ from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.learn.bundle import ModelSet, load_model_set
 from loratwin.learn.evaluators import predict, predict_target
 from loratwin.learn.explain import decision_path
-from loratwin.learn.features import AdapterMix, as_matrix, config_features, workload_features
+from loratwin.learn.features import (
+    AdapterMix,
+    as_matrix,
+    config_features,
+    workload_features,
+)
 from loratwin.plan.place_checks import DEFAULT_MAX_WAIT_S, CostModelCheck
 from loratwin.plan.place_inputs import read_adapters_csv
 from loratwin.profiles import Profile, load_profile
@@ -285,7 +290,8 @@ def recommend(
         else:
             reason = "lower predicted throughput"
         next_up = {"served": c.served, "max_loras": c.max_loras, "starved_probability": c.starved_probability,
-                   "predicted_total_tok_s": c.predicted_total_tok_s, "predicted_wait_s": _finite_or_none(c.predicted_wait_s) if max_wait_s is not None else None,
+                   "predicted_total_tok_s": c.predicted_total_tok_s,
+                   "predicted_wait_s": _finite_or_none(c.predicted_wait_s) if max_wait_s is not None else None,
                    "reason": reason}
         if _refused(c) and c.starved_probability < max_starved_p:
             each = "; ".join(f"max_loras {o.max_loras}: {_refusal(o, max_wait_s, short=True)}" for o in
