@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, InputError, load_profile
@@ -120,7 +120,10 @@ def test_the_greedy_judge_memo_is_what_the_search_uses():
 def test_place_with_the_search_never_needs_more_gpus_and_keeps_every_gpu_accepted(n, total, exponent, seed):
     profile = load_profile("llama-3.1-8b-instruct")
     workload = zipf_layout(n, total, exponent, ranks=(8, 16, 32), seed=seed)
-    alone = place(workload, profile, search_moves=0)
+    try:
+        alone = place(workload, profile, search_moves=0)
+    except InputError:
+        assume(False)  # its busiest adapter does not fit on one GPU: refused before any placement
     searched = place(workload, profile)
     assert searched.gpu_count <= alone.gpu_count
     assert searched.predicted_starved_gpus == []
