@@ -23,7 +23,6 @@ from loratwin.plan.place_checks import CostModelCheck, kv_tokens_or_none, server
 from loratwin.twin import ServerConfig
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.twin.batch import SimulationTask, simulate_many
-from loratwin.twin.result import ADAPTER_CHECK_TAIL_FRACTION, idle_start_ttft_s
 from loratwin.workload import AdapterSpec, WorkloadSpec
 
 WINDOWS = (900.0, 3600.0)
@@ -84,7 +83,7 @@ def main() -> int:
             "twin_itl_ms": round(long_.summary["mean_itl_ms"], 2),
             "twin_mean_ttft_s": round(long_.summary["mean_ttft_ms"] / 1000, 2),
             "check_wait_s": round(option.wait_s, 2),
-            "twin_idle_start_ttft_s": _round(idle_start_ttft_s(long_.requests, WINDOWS[1] * (1 - ADAPTER_CHECK_TAIL_FRACTION))),
+            "twin_idle_start_ttft_s": _round(long_.idle_start_ttft_s),
         })
     print(f"{len(rows)} shares, {len(tasks)} twin runs in {time.perf_counter() - started:.0f} s")
     accepted = [r for r in rows if not r["check_starved"]]

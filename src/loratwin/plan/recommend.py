@@ -402,7 +402,6 @@ class TwinProbe:
         if (served, max_loras) in self.points:
             return self.points[(served, max_loras)]
         from loratwin.twin import ServerConfig, simulate
-        from loratwin.twin.result import ADAPTER_CHECK_TAIL_FRACTION, idle_start_ttft_s
 
         w = self.workload
         head = WorkloadSpec(adapters=w.adapters[:served], lengths=w.lengths, arrival=w.arrival)
@@ -418,7 +417,7 @@ class TwinProbe:
             point.update(status="cannot start", reason=str(err), starved=None, total_tok_s=None)
         else:
             ratio = float(result.summary["throughput_over_offered"])
-            wait = idle_start_ttft_s(result.requests, sent_before_s=self.duration_s * (1 - ADAPTER_CHECK_TAIL_FRACTION))
+            wait = result.idle_start_ttft_s
             ttft = result.summary["mean_ttft_ms"]
             ttft = None if ttft is None else float(ttft) / 1000
             longest = max((x for x in (wait, ttft) if x is not None), default=None)

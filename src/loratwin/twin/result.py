@@ -51,6 +51,12 @@ class RunResult:
     def starved_adapters(self) -> list[str]:
         return [a["adapter_id"] for a in self.adapters if a["starved"]]
 
+    @property
+    def idle_start_ttft_s(self) -> float | None:
+        """`idle_start_ttft_s` of this run's requests, leaving out those sent in the window's last
+        tail (as the per-adapter starvation check does: most of them cannot finish)."""
+        return idle_start_ttft_s(self.requests, self.config["duration_s"] * (1 - ADAPTER_CHECK_TAIL_FRACTION))
+
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "summary": self.summary, "adapters": self.adapters}
 
