@@ -6,22 +6,14 @@ import json
 import subprocess
 import sys
 
+from command_scripts import command_group_script
+
 # The CLI with these commands, in a process where the learn extra cannot be imported.
-CLI = """\
+CLI = command_group_script("loratwin.learn.commands", prelude="""\
 import sys
 for name in ("sklearn", "imodels", "interpret"):
     sys.modules[name] = None
-import typer
-from loratwin.errors import LoratwinError
-from loratwin.learn.commands import register
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-register(app)
-try:
-    app()
-except LoratwinError as exc:
-    print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
-"""
+""")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from command_scripts import command_group_script
 
 # A grid of 14 runs (two workloads, max_loras 8 and 16 over served 8..32), 5 simulated minutes each.
 SMALL_GRID = """\
@@ -30,18 +31,7 @@ server: {client_max_waiting: 25500}
 """
 
 # The `loratwin` CLI with the sweep commands, as a subprocess would run it.
-CLI_SCRIPT = """\
-import sys, typer
-from loratwin.errors import LoratwinError
-from loratwin.sweep.commands import register
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-register(app)
-try:
-    app()
-except LoratwinError as exc:
-    print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
-"""
+CLI_SCRIPT = command_group_script("loratwin.sweep.commands")
 
 
 def cli_command(*args: str) -> list[str]:
