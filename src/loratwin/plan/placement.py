@@ -318,10 +318,10 @@ def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile
     workload = _as_workload(adapters)
     profile = _resolve_profile(profile)
     check = check or default_check(profile, workload.lengths)
-    return _lower_bound(list(workload.adapters), profile, check)[0]
+    return _lower_bound(list(workload.adapters), profile, check)
 
 
-def _lower_bound(adapters: list[AdapterSpec], profile: Profile, check: GpuCheck) -> tuple[int, dict[int, float]]:
+def _lower_bound(adapters: list[AdapterSpec], profile: Profile, check: GpuCheck) -> int:
     needs: dict[int, list[AdapterSpec]] = {}
     for a in adapters:
         r = server_rank(profile, [a.rank])
@@ -331,25 +331,22 @@ def _lower_bound(adapters: list[AdapterSpec], profile: Profile, check: GpuCheck)
                 f"({', '.join(map(str, supported_ranks(profile)))})"
             )
         needs.setdefault(r, []).append(a)
-    capacity: dict[int, float] = {}
     gpus = 0.0
     for rank, members in needs.items():
         rate = math.fsum(a.rate_req_s for a in members)
         if rate <= 0:
             continue
-        best_offered, best_rate = _single_adapter_capacity(rank, profile, check, members[0])
-        capacity[rank] = best_offered
-        # offered tok/s per req/s is the mean request size, the same for every adapter
-        gpus += rate * (best_offered / best_rate) / best_offered
+        # offered tok/s per req/s is the mean request size, the same for every adapter: rates suffice
+        gpus += rate / _single_adapter_capacity(rank, profile, check, members[0])
     fluid = getattr(check, "lower_bound_gpus", None)
     if fluid is not None:
         gpus = max(gpus, fluid(adapters, profile))
-    return max(1, math.ceil(gpus - 1e-9)), capacity
+    return max(1, math.ceil(gpus - 1e-9))
 
 
-def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like: AdapterSpec) -> tuple[float, float]:
-    """Offered tok/s and req/s of the busiest single adapter of this rank the check accepts: the
-    most a GPU carries (more adapters only add LoRA work, slots and loads)."""
+def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like: AdapterSpec) -> float:
+    """The req/s of the busiest single adapter of this rank the check accepts: the most a GPU
+    carries (more adapters only add LoRA work, slots and loads)."""
 
     def verdict(rate: float) -> GpuVerdict:
         return check.evaluate([like.model_copy(update={"id": "probe", "rank": rank, "rate_req_s": rate})], profile)
@@ -367,7 +364,7 @@ def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like:
             hi = mid
     if lo <= 0:
         raise InputError(f"no adapter fits on one GPU at max_lora_rank {rank} under the {check.name} check")
-    return verdict(lo).offered_tok_s, lo
+    return lo
 
 
 # --- algorithms ---------------------------------------------------------------------------------
@@ -545,7 +542,7 @@ def place(
     items = list(workload.adapters)
     judge = _Judge(check, profile, items)
     _check_each_alone(judge, items)
-    bound, _ = _lower_bound(items, profile, check)
+    bound = _lower_bound(items, profile, check)
     notes: list[str] = []
     n = len(items)
 
