@@ -152,11 +152,23 @@ def kv_tokens_or_none(profile: Profile, max_loras: int, max_lora_rank: int) -> i
         return None
 
 
-def _no_rank_reason(profile: Profile, adapters: Sequence[AdapterSpec]) -> str:
+def _no_rank_reason(profile: Profile, ranks: Sequence[int]) -> str:
     return (
-        f"rank {max(a.rank for a in adapters)} is above every max_lora_rank the profile "
+        f"rank {max(ranks)} is above every max_lora_rank the profile "
         f"{profile.name} knows ({', '.join(map(str, supported_ranks(profile)))})"
     )
+
+
+def startable_slots(profile: Profile, ranks: Sequence[int], served: int,
+                    grid: Sequence[int]) -> tuple[int | None, list[tuple[int, int]], str]:
+    """What every check starts from: the server's max_lora_rank for these adapter ranks, the
+    candidate max_loras that start with it and their KV tokens, and why none does ("" when some do)."""
+    max_rank = server_rank(profile, ranks)
+    if max_rank is None:
+        return None, [], _no_rank_reason(profile, ranks)
+    slots = [(s, tokens) for s in slot_candidates(profile, max_rank, served, grid)
+             if (tokens := kv_tokens_or_none(profile, s, max_rank)) is not None]
+    return max_rank, slots, "" if slots else f"no max_loras value starts with max_lora_rank {max_rank}"
 
 
 def _resolve(profile: Profile | str) -> Profile:
@@ -266,20 +278,12 @@ class CostModelCheck:
         total_rate = float(rates.sum())
         offered = total_rate * (m.prompt + m.output_asked)
         served = len(rates)
-        max_rank = server_rank(profile, ranks)
-        if max_rank is None:
-            return GpuVerdict(served, None, offered, (), f"rank {max(ranks)} is above every max_lora_rank "
-                              f"the profile {profile.name} knows ({', '.join(map(str, supported_ranks(profile)))})")
-        slots, kv = [], []
-        for s in slot_candidates(profile, max_rank, served, self.slot_grid):
-            tokens = kv_tokens_or_none(profile, s, max_rank)
-            if tokens is not None:
-                slots.append(s)
-                kv.append(tokens)
-        if not slots:
-            return GpuVerdict(served, max_rank, offered, (), f"no max_loras value starts with max_lora_rank {max_rank}")
+        max_rank, startable, reason = startable_slots(profile, ranks, served, self.slot_grid)
+        if not startable:
+            return GpuVerdict(served, max_rank, offered, (), reason)
+        slots = [s for s, _ in startable]
         S = np.asarray(slots, np.float64)
-        n_kv = np.asarray(kv, np.float64) / (m.context + profile.kv.block_size / 2)
+        n_kv = np.asarray([t for _, t in startable], np.float64) / (m.context + profile.kv.block_size / 2)
         n_cap = np.minimum(n_kv, self.max_num_seqs)
         load_ms = float(np.mean([profile.adapter_load.cpu_to_gpu(max_rank, r) for r in ranks]))
         tau, running, _, wait, load_share = self._fixed_point(rates, S, n_cap, max_rank, load_ms, profile, m)
@@ -465,7 +469,7 @@ class CostModelCheck:
         for a in adapters:
             r = server_rank(profile, [a.rank])
             if r is None:
-                raise InputError(_no_rank_reason(profile, [a]))
+                raise InputError(_no_rank_reason(profile, [a.rank]))
             need.append(r)
         rates = np.fromiter((a.rate_req_s for a in adapters), np.float64, len(adapters))
         return cost_model_lower_bound(self, rates, np.asarray(need, np.float64), profile)
@@ -499,11 +503,10 @@ class TwinCheck:
         if key in self._cache:
             return self._cache[key]
         served = len(ordered)
-        max_rank = server_rank(profile, [a.rank for a in ordered])
-        if max_rank is None:
-            verdict = GpuVerdict(served, None, 0.0, (), _no_rank_reason(profile, ordered))
-            self._cache[key] = verdict
-            return verdict
+        max_rank, startable, reason = startable_slots(profile, [a.rank for a in ordered], served, self.slot_grid)
+        if not startable:
+            self._cache[key] = GpuVerdict(served, max_rank, 0.0, (), reason)
+            return self._cache[key]
         # ids are renamed so that equal multisets simulate identically
         workload = WorkloadSpec(
             adapters=tuple(a.model_copy(update={"id": f"a{i}"}) for i, a in enumerate(ordered)),
@@ -511,9 +514,7 @@ class TwinCheck:
             arrival=self.arrival,
         )
         options, offered = [], 0.0
-        for s in slot_candidates(profile, max_rank, served, self.slot_grid):
-            if kv_tokens_or_none(profile, s, max_rank) is None:
-                continue
+        for s, _ in startable:
             server = ServerConfig(max_loras=s, max_cpu_loras=served, max_lora_rank=max_rank,
                                   client_max_waiting=self.client_max_waiting)
             result = simulate(workload, server, profile, duration_s=self.duration_s, seed=self.seed,
@@ -523,8 +524,7 @@ class TwinCheck:
             shortfall = 1.0 - float(result.summary["throughput_over_offered"])
             options.append(SlotOption(s, result.total_tok_s, result.starved,
                                       float(min(1.0, max(0.0, shortfall / self.starvation_threshold)))))
-        verdict = GpuVerdict(served, max_rank, offered, tuple(options),
-                             "" if options else f"no max_loras value starts with max_lora_rank {max_rank}")
+        verdict = GpuVerdict(served, max_rank, offered, tuple(options))
         self._cache[key] = verdict
         return verdict
 
@@ -583,13 +583,10 @@ class LearnedCheck:
         rates = np.array([a.rate_req_s for a in adapters], np.float64)
         ranks = [a.rank for a in adapters]
         offered = float(rates.sum()) * (m.prompt + m.output_asked)
-        max_rank = server_rank(profile, ranks)
-        if max_rank is None:
-            return GpuVerdict(served, None, offered, (), _no_rank_reason(profile, adapters))
-        slots = [s for s in slot_candidates(profile, max_rank, served, self.slot_grid)
-                 if kv_tokens_or_none(profile, s, max_rank) is not None]
-        if not slots:
-            return GpuVerdict(served, max_rank, offered, (), f"no max_loras value starts with max_lora_rank {max_rank}")
+        max_rank, startable, reason = startable_slots(profile, ranks, served, self.slot_grid)
+        if not startable:
+            return GpuVerdict(served, max_rank, offered, (), reason)
+        slots = [s for s, _ in startable]
         mix = AdapterMix(rates, np.asarray(ranks, np.float64), m.prompt, m.output_asked)
         rows = [config_features(mix, s, max_rank) for s in slots]
         tok_s = predict_target(self.models.throughput, as_matrix(rows, self.models.throughput["features"]))
