@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, load_profile
@@ -118,6 +118,28 @@ def test_slot_state_busy_period_grows_with_the_requests_that_waited(profile):
     busy = math.expm1(rho) / lam + run_s * extra
     assert n * busy / (1 / lam + wait + busy) == pytest.approx(slots, rel=1e-3)
     assert wait > 1.2 * single["wait"][0]
+
+
+@given(st.lists(st.floats(0.001, 2.0), min_size=2, max_size=60), st.floats(5.0, 200.0), st.integers(1, 16))
+@settings(max_examples=40, deadline=None)
+def test_the_compiled_wait_solves_the_places_equation_with_the_tables_lookup(rates, tau_ms, slots):
+    """The compiled solver's W meets sum count u(W) = S when u is evaluated by the numpy lookup
+    of the busy-period table (its own lookup is a copy of that interpolation)."""
+    m = CostModelCheck().moments(load_profile(PROFILE))
+    values, counts = np.unique(np.asarray(rates), return_counts=True)
+    counts = counts.astype(float)
+    tau, S = np.array([tau_ms]), np.array([float(slots)])
+    state = CostModelCheck._slot_state(values, counts, tau, S, m, np.zeros(1))
+    wait, run_s = state["wait"][0], state["run_s"][0]
+    x = np.minimum(values * run_s, 700.0)
+    single = np.expm1(x) / values
+    if counts @ (single / (1 / values + single)) <= slots:
+        assert wait == 0.0
+        return
+    assume(wait < 1e7)  # capped far out: the places stay over-full at any wait that matters
+    extra = m.batch_extra(m.locate(x), values * wait)[0]
+    busy = single + run_s * extra
+    assert counts @ (busy / (1 / values + wait + busy)) == pytest.approx(slots, rel=1e-4)
 
 
 def batch_extra_exact(m, rho, mu):

@@ -69,6 +69,11 @@ class BatchStartBusyPeriods:
         self._index = np.arange(len(self._mu), dtype=np.float64)
         self._inverse_width = 1.0 / np.diff(self._mu)
 
+    def lookup_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The flat table, the μ grid, its inverse widths and the row length, for compiled lookups
+        (`loratwin.plan.wait_solver`)."""
+        return self._flat, self._mu, self._inverse_width, self._columns
+
     def locate(self, rho: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Offset of each ρ's row in the flat table and its weight toward the next row (ρ clamped
         to the table), reused while only μ changes."""

@@ -25,6 +25,7 @@ import numpy as np
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.plan.busy_periods import BatchStartBusyPeriods
+from loratwin.plan.wait_solver import solve_waits
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.config import (
     DEFAULT_MAX_NUM_BATCHED_TOKENS,
@@ -407,7 +408,7 @@ class CostModelCheck:
         if saturated.any():
             cols = np.flatnonzero(saturated)
             where = None if located is None else (located[0][:, cols], located[1][:, cols])
-            wait[cols] = CostModelCheck._solve_wait(values, counts, idle, single[:, cols], run_s[cols], S[cols], m,
+            wait[cols] = CostModelCheck._solve_wait(values, counts, single[:, cols], run_s[cols], S[cols], m,
                                                     wait_start[cols], where)
         held = single + run_s[None, :] * m.batch_extra(located, np.outer(values, wait))[0]
         cycle = idle + wait[None, :] + held
@@ -416,39 +417,19 @@ class CostModelCheck:
         return {"run_s": run_s, "active": active, "visits": visits, "wait": wait}
 
     @staticmethod
-    def _solve_wait(values, counts, idle, single, run_s, S, m, wait_start, located):
+    def _solve_wait(values, counts, single, run_s, S, m, wait_start, located):
         """W with sum u(W) = S (u decreasing in W, above S at W = 0): safeguarded Newton in a
-        bracket [lo, hi] that starts from the previous fixed-point iterate."""
-
-        def held_and_slope(wait):
-            extra, d_extra = m.batch_extra(located, np.outer(values, wait))
-            b = single + run_s[None, :] * extra
-            db = values[:, None] * run_s[None, :] * d_extra
-            cycle = idle + wait[None, :] + b
-            share = b / cycle
-            return counts @ share, counts @ ((db * (idle + wait[None, :]) / cycle - share) / cycle)
-
-        start = np.nan_to_num(wait_start, posinf=0.0)
-        lo = np.zeros(len(S))
-        hi = np.maximum(1.0, 2 * start)
-        for _ in range(64):
-            grow = (held_and_slope(hi)[0] > S) & (hi < MAX_WAIT_SOLVED_S)
-            if not grow.any():
-                break
-            lo = np.where(grow, hi, lo)
-            hi = np.where(grow, np.minimum(8 * hi, MAX_WAIT_SOLVED_S), hi)
-        wait = np.where((start > lo) & (start < hi), start, (lo + hi) / 2)
-        for _ in range(100):
-            held, slope = held_and_slope(wait)
-            excess = held - S
-            if np.all((np.abs(excess) <= 1e-5 * S) | (hi - lo <= 1e-9 * (1 + hi))):
-                break
-            lo = np.where(excess > 0, wait, lo)
-            hi = np.where(excess < 0, wait, hi)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                step = wait - excess / slope
-            wait = np.where((step > lo) & (step < hi), step, (lo + hi) / 2)
-        return wait
+        bracket that starts from the previous fixed-point iterate (`loratwin.plan.wait_solver`)."""
+        table = m.busy_periods
+        if table is None or located is None:
+            flat, mu, inverse_width, columns = np.zeros(2), np.zeros(2), np.ones(1), 2
+            offsets, ups = np.zeros(single.shape, np.int64), np.zeros(single.shape)
+        else:
+            flat, mu, inverse_width, columns = table.lookup_arrays()
+            offsets, ups = np.ascontiguousarray(located[0]), np.ascontiguousarray(located[1], dtype=np.float64)
+        return solve_waits(values.astype(np.float64), counts, np.ascontiguousarray(single), run_s.astype(np.float64),
+                           S.astype(np.float64), wait_start.astype(np.float64), MAX_WAIT_SOLVED_S,
+                           table is not None and located is not None, flat, mu, inverse_width, columns, offsets, ups)
 
     def _capacity(self, rates, S, n_cap, max_rank, load_ms, profile, m) -> np.ndarray:
         """Token throughput with the KV cache (or another limit) full: n_cap requests running."""
