@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from loratwin import AdapterSpec, load_profile
 from loratwin.plan.busy_periods import MU_GRID, BatchStartBusyPeriods, batch_extra
 from loratwin.plan.place_checks import CostModelCheck, _LengthMoments, kv_tokens_or_none
+from loratwin.plan import place_bound
 from loratwin.plan.placement import place
 from loratwin.twin import ServerConfig, simulate
-from loratwin.workload import LengthSpec, WorkloadSpec, zipf_layout
+from loratwin.workload import LengthSpec, WorkloadSpec, reference_layout, zipf_layout
 
 PROFILE = "llama-3.1-8b-instruct"
 
@@ -227,6 +228,48 @@ def test_a_share_the_check_accepts_never_needs_more_than_one_gpu_by_the_bound(n,
     share = list(zipf_layout(n, total, exponent, ranks=ranks, seed=seed).adapters)
     if check.evaluate(share, profile).ok:
         assert check.lower_bound_gpus(share, profile) <= 1.0 + 1e-9
+
+
+@given(st.integers(2, 300), st.floats(0.5, 80.0), st.floats(0.0, 1.4), st.integers(0, 10_000))
+@settings(max_examples=15, deadline=None)
+def test_the_bounds_class_weights_are_dual_feasible(n, total, exponent, seed):
+    """Whatever weights the column generation finds, the bound holds only if every class's
+    weights are >= 0 with sum v_k <= 1 + Λ_lo w_k."""
+    profile = load_profile(PROFILE)
+    check = CostModelCheck()
+    rates = np.array([a.rate_req_s for a in zipf_layout(n, total, exponent, ranks=(8, 16, 32), seed=seed).adapters])
+    need = np.full(len(rates), 32.0)
+    need_, rate_, count_ = place_bound._groups(need, rates, None)
+    costs = place_bound._class_costs(check, need_, rate_, len(rates), profile)
+    weights, low_weights = place_bound._class_weights(costs, rate_, count_)
+    assert np.all(weights >= 0) and np.all(low_weights >= 0)
+    assert np.all(weights.sum(axis=1) <= 1 + costs.low * low_weights + 1e-12)
+
+
+def test_the_column_generation_reaches_the_full_relaxation(profile):
+    """On a few groups the master over the classes it picked has the value of the LP over every class."""
+    check = CostModelCheck()
+    adapters = reference_layout(500, (0.4, 0.1, 0.05), (8, 16, 32), seed=0).adapters
+    rates = np.array([a.rate_req_s for a in adapters])
+    need = np.array([float(a.rank) for a in adapters])
+    need_, rate_, count_ = place_bound._groups(need, rates, None)
+    costs = place_bound._class_costs(check, need_, rate_, len(rates), profile)
+    weights, low_weights = place_bound._class_weights(costs, rate_, count_)
+    generated = float(count_ @ costs.priced(weights, low_weights, rate_).min(axis=0))
+    every = np.arange(len(costs.low))
+    full_weights, full_low = place_bound._master_duals(costs.rows(every), rate_, count_)
+    full = float(count_ @ costs.priced(full_weights, full_low, rate_).min(axis=0))
+    assert generated == pytest.approx(full, rel=1e-4)
+    # and stronger than one mix of the three costs shared by every class
+    mix = np.broadcast_to(place_bound._best_shared_mix(costs, rate_, count_), weights.shape)
+    shared = float(count_ @ costs.priced(mix, np.zeros_like(low_weights), rate_).min(axis=0))
+    assert generated > 1.05 * shared
+
+
+def test_the_bound_proves_the_greedy_optimal_on_a_rate_triple_layout(profile):
+    workload = reference_layout(500, (0.4, 0.1, 0.05), (8, 16, 32), seed=0)
+    placement = place(workload, profile)
+    assert placement.lower_bound == placement.gpu_count == 5
 
 
 @given(st.integers(3, 8), st.floats(5.0, 60.0), st.integers(0, 1000))

@@ -16,14 +16,28 @@ sum over the GPU's adapters of a cost that is at most 1:
   (1 - e^-λT) fit in S.
 - band: the rates add up to at most Λ_hi.
 
-Any mix a·time + b·places + c·band (a + b + c = 1) is at most 1 on every GPU, so the GPU count is
-at least the sum over adapters of their cheapest class's mixed cost; the best mix is kept. With
-many distinct rates, rates are rounded down to 1% steps first (every cost grows with the rate, so
-the bound stays valid).
+The bound is the linear relaxation of choosing GPUs by class: y_k GPUs of class k take x_kg
+adapters of group g (same rank need and rate), with sum_g x_kg cost_kg <= y_k for each condition,
+sum_g x_kg λ_g >= Λ_lo y_k (a GPU of the band carries at least its lower edge), and every adapter
+placed; minimise sum_k y_k. Its value is read from the dual: any per-class weights v_k >= 0 (one
+per condition) and w_k >= 0 with sum v_k <= 1 + Λ_lo w_k give
+
+    GPUs >= sum over adapters of min_k (v_k · cost_k - w_k λ),
+
+so whatever weights are found, the bound holds. They come from column generation on the
+relaxation: a master LP over a few classes (scipy's HiGHS), whose duals weight those classes, and
+a grid of weights for the rest; a class whose best grid weight still undercuts an adapter's dual
+joins the master. The master runs on rates rounded down to coarse steps (fewer groups, a faster
+LP); the bound itself is summed over the fine groups. A single mix a·time + b·places + c·band for
+every class (the weights shared by all classes, w = 0) is the special case kept as a floor.
+
+With many distinct rates, rates are rounded down to 1% steps first (every cost grows with the
+rate, so the bound stays valid).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,24 +53,80 @@ BAND_EDGES = (0.0, *(0.5 * 1.25**k for k in range(29)))
 RATE_ROUNDING = 1.01
 # more distinct (rank, rate) pairs than this are rounded (the cost is classes x pairs)
 MAX_EXACT_GROUPS = 256
+# the master LP's groups: the fine ones up to this many, else rates rounded down to 30% steps
+# (about 70 groups for 2,000 Zipf adapters)
+MASTER_GROUPS = 80
+MASTER_ROUNDING = 1.3
+MASTER_ROUNDS = 2  # a third round adds about 0.5% to the bound and 50% to its time
+MASTER_ADDS = 100  # classes added to the master per round, the most undercutting first
+# weights (time, places, band) tried: the coarse grid seeds the master, the fine one prices the rest
+SEED_WEIGHTS = np.array([(a, b, 1 - a - b) for a in np.linspace(0, 1, 5) for b in np.linspace(0, 1, 5) if a + b <= 1 + 1e-9])
+PRICE_WEIGHTS = np.array([(a, b, 1 - a - b) for a in np.linspace(0, 1, 9) for b in np.linspace(0, 1, 9) if a + b <= 1 + 1e-9])
+
+
+@dataclass(frozen=True)
+class ClassCosts:
+    """Each class's three costs (class x group; inf where the class cannot take the group) and
+    the lower edge of its rate band."""
+
+    time: np.ndarray
+    places: np.ndarray
+    band: np.ndarray
+    low: np.ndarray
+
+    def columns(self, keep: np.ndarray | slice) -> ClassCosts:
+        return ClassCosts(self.time[:, keep], self.places[:, keep], self.band[:, keep], self.low)
+
+    def rows(self, keep: np.ndarray) -> ClassCosts:
+        return ClassCosts(self.time[keep], self.places[keep], self.band[keep], self.low[keep])
+
+    def priced(self, weights: np.ndarray, low_weights: np.ndarray, rates: np.ndarray) -> np.ndarray:
+        """v_k · cost_kg - w_k λ_g per class and group (inf where the class cannot take it)."""
+        finite = np.isfinite(self.time)
+        with np.errstate(invalid="ignore"):  # 0 x inf where a class is not allowed: masked next
+            price = (weights[:, 0:1] * self.time + weights[:, 1:2] * self.places + weights[:, 2:3] * self.band
+                     - low_weights[:, None] * rates[None, :])
+        return np.where(finite, price, np.inf)
 
 
 def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks: np.ndarray, profile: Profile) -> float:
     """Fractional GPU count no placement accepted by `check` can go below (see the module doc).
     `need_ranks` is the max_lora_rank each adapter needs at least."""
-    from loratwin.plan.place_checks import kv_tokens_or_none, slot_candidates, supported_ranks
-
     keep = rates > 0
     if not keep.any():
         return 0.0
     rates, need_ranks = rates[keep], need_ranks[keep]
-    groups, counts = np.unique(np.column_stack([need_ranks, rates]), axis=0, return_counts=True)
-    if len(groups) > MAX_EXACT_GROUPS:
-        step = np.log(RATE_ROUNDING)
-        rounded = np.exp(np.floor(np.log(rates) / step) * step)
-        groups, counts = np.unique(np.column_stack([need_ranks, rounded]), axis=0, return_counts=True)
-    need, lam = groups[:, 0], groups[:, 1]
-    counts = counts.astype(np.float64)
+    fine_need, fine_rate, fine_count = _groups(need_ranks, rates, None)
+    if len(fine_rate) > MAX_EXACT_GROUPS:
+        fine_need, fine_rate, fine_count = _groups(need_ranks, rates, RATE_ROUNDING)
+    if len(fine_rate) <= MASTER_GROUPS:
+        coarse_need, coarse_rate, coarse_count = fine_need, fine_rate, fine_count
+    else:
+        coarse_need, coarse_rate, coarse_count = _groups(need_ranks, rates, MASTER_ROUNDING)
+    # one pass over the classes prices both sets of groups
+    costs = _class_costs(check, np.concatenate([fine_need, coarse_need]), np.concatenate([fine_rate, coarse_rate]),
+                         len(rates), profile)
+    fine = costs.columns(slice(0, len(fine_rate)))
+    coarse = costs.columns(slice(len(fine_rate), None))
+    weights, low_weights = _class_weights(coarse, coarse_rate, coarse_count)
+    relaxation = float(fine_count @ fine.priced(weights, low_weights, fine_rate).min(axis=0))
+    mix = _best_shared_mix(coarse, coarse_rate, coarse_count)
+    shared = float(fine_count @ fine.priced(np.broadcast_to(mix, weights.shape), np.zeros_like(low_weights), fine_rate).min(axis=0))
+    return max(relaxation, shared)
+
+
+def _groups(need: np.ndarray, rates: np.ndarray, rounding: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (rank need, rate) pairs and their counts; rates rounded down to steps of `rounding`."""
+    if rounding is not None:
+        step = np.log(rounding)
+        rates = np.exp(np.floor(np.log(rates) / step) * step)
+    groups, counts = np.unique(np.column_stack([need, rates]), axis=0, return_counts=True)
+    return groups[:, 0], groups[:, 1], counts.astype(np.float64)
+
+
+def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_adapters: int, profile: Profile) -> ClassCosts:
+    """The three costs of every group (rank need, rate λ) in every GPU class (module doc)."""
+    from loratwin.plan.place_checks import kv_tokens_or_none, slot_candidates, supported_ranks
 
     m = check.moments(profile)
     st, so = profile.step_time, profile.scheduler_overhead
@@ -64,6 +134,7 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
     budget_cap = check.max_num_batched_tokens * stay / (stay + m.prompt)
     late_limit = check.window_s * check.max_late_share
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    lows: list[float] = []
     for rank in supported_ranks(profile):
         allowed = need <= rank
         if not allowed.any():
@@ -97,83 +168,103 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
                 t_lo = stay * fixed / (1 - kappa * lo) / 1000
                 places_free = -np.expm1(-lam * t_lo) / s
                 rows.append(_masked(allowed, time_free, places_free, band))
+                lows.append(lo)
                 # saturated: s adapters in every step, and a wait of at most W_max for a place
                 tau_lo = (fixed + st.lora_per_adapter_ms * s) / (1 - kappa * lo)
                 t_lo = stay * tau_lo / 1000
                 w_max = late_limit - t_lo
                 if check.max_wait_s is not None:
                     w_max = min(w_max, check.max_wait_s)
-                if w_max < 0 or s >= len(rates):
+                if w_max < 0 or s >= n_adapters:
                     continue
                 time_sat = lam * (kappa + (fixed + st.lora_per_adapter_ms * s) * spread) / slack
                 rho = np.minimum(lam * t_lo, 700.0)
                 busy_period = np.expm1(rho) / lam + t_lo * m.batch_extra(m.locate(rho), lam * w_max)[0]
                 places_sat = busy_period / (1 / lam + w_max + busy_period) / s
                 rows.append(_masked(allowed, time_sat, places_sat, band))
+                lows.append(lo)
     if not rows:
         raise InputError(f"no max_loras value starts for profile {profile.name}")
-    time_cost = np.vstack([r[0] for r in rows])
-    place_cost = np.vstack([r[1] for r in rows])
-    band_cost = np.vstack([r[2] for r in rows])
-    return _best_mix(time_cost, place_cost, band_cost, counts)
+    return ClassCosts(np.vstack([r[0] for r in rows]), np.vstack([r[1] for r in rows]), np.vstack([r[2] for r in rows]),
+                      np.array(lows))
 
 
 def _masked(allowed: np.ndarray, *costs: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(np.where(allowed, c, np.inf) for c in costs)
 
 
-def _best_mix(time_cost: np.ndarray, place_cost: np.ndarray, band_cost: np.ndarray, counts: np.ndarray) -> float:
-    """max over a + b + c = 1 of sum_i min_class (a time + b places + c band). The function is
-    concave in (a, b): a coarse grid over the simplex, then a pattern search with halving steps
-    over the classes that were cheapest somewhere on the grid. Any (a, b) gives a valid bound, so
-    the search may cut corners; the value returned is computed over every class."""
-    finite = np.isfinite(time_cost)
-    costs = [np.where(finite, c, 0.0).astype(np.float32) for c in (time_cost, place_cost, band_cost)]
-    banned = np.where(finite, 0.0, np.inf).astype(np.float32)
-    weights = counts.astype(np.float64)
+def _best_shared_mix(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The seed mix of the three costs that, shared by every class (w = 0), bounds best."""
+    no_low = np.zeros(len(costs.low))
+    values = [float(counts @ costs.priced(np.broadcast_to(mix, (len(costs.low), 3)), no_low, rates).min(axis=0))
+              for mix in SEED_WEIGHTS]
+    return SEED_WEIGHTS[int(np.argmax(values))]
 
-    def mixed(a: float, b: float, rows: np.ndarray | slice) -> np.ndarray:
-        return a * costs[0][rows] + b * costs[1][rows] + (1.0 - a - b) * costs[2][rows] + banned[rows]
 
-    def inside(a: float, b: float) -> bool:
-        return a >= -1e-12 and b >= -1e-12 and a + b <= 1 + 1e-12
-
-    coarse = [(a, b) for a in np.linspace(0, 1, 5) for b in np.linspace(0, 1, 5) if inside(a, b)]
-    cheapest: set[int] = set()
-    best, a, b = -np.inf, 1.0, 0.0
-    for pa, pb in coarse:
-        m = mixed(pa, pb, slice(None))
-        cheapest.update(np.unique(m.argmin(axis=0)).tolist())
-        v = float(weights @ m.min(axis=0))
-        if v > best:
-            best, a, b = v, pa, pb
-    for _ in range(4):
-        rows = np.array(sorted(cheapest))
-        a, b = _pattern_search(lambda pa, pb: float(weights @ mixed(pa, pb, rows).min(axis=0)), a, b, inside)
-        # classes cheapest at the point found but left out of the search: search again with them
-        found = set(np.unique(mixed(a, b, slice(None)).argmin(axis=0)).tolist())
-        if found <= cheapest:
+def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class dual weights (v_k, w_k) by column generation on the relaxation (module doc)."""
+    n_classes = len(costs.low)
+    no_low = np.zeros(n_classes)
+    master: set[int] = set()
+    for mix in SEED_WEIGHTS:  # each group's cheapest class under each seed mix
+        price = costs.priced(np.broadcast_to(mix, (n_classes, 3)), no_low, rates)
+        master.update(np.unique(price.argmin(axis=0)).tolist())
+    weights, low_weights = np.zeros((n_classes, 3)), np.zeros(n_classes)
+    for _ in range(MASTER_ROUNDS):
+        inside = np.array(sorted(master))
+        weights[:], low_weights[:] = 0.0, 0.0
+        weights[inside], low_weights[inside] = _master_duals(costs.rows(inside), rates, counts)
+        duals = costs.rows(inside).priced(weights[inside], low_weights[inside], rates).min(axis=0)
+        outside = np.setdiff1d(np.arange(n_classes), inside)
+        if not len(outside):
             break
-        cheapest |= found
-    # the bound itself: every class, in float64
-    with np.errstate(invalid="ignore"):  # 0 x inf where a class is not allowed: masked next
-        full = a * time_cost + b * place_cost + (1.0 - a - b) * band_cost
-    return float(weights @ np.where(finite, full, np.inf).min(axis=0))
+        # price each outside class at its best grid weight: the one that undercuts the duals least
+        rest = costs.rows(outside)
+        finite = np.isfinite(rest.time)
+        # float32: only the choice of weights rests on these sums, not the bound
+        stacked = np.stack([np.where(finite, c, 0.0) for c in (rest.time, rest.places, rest.band)]).astype(np.float32)
+        price = np.tensordot(PRICE_WEIGHTS.astype(np.float32), stacked, axes=1)  # grid x class x group
+        price += np.where(finite, 0.0, np.inf).astype(np.float32) - duals.astype(np.float32)
+        shortfall_by_mix = np.minimum(price, 0.0, out=price) @ counts.astype(np.float32)
+        best = shortfall_by_mix.argmax(axis=0)
+        shortfall = shortfall_by_mix[best, np.arange(len(outside))]
+        weights[outside] = PRICE_WEIGHTS[best]
+        undercut = shortfall < -1e-9 * counts.sum()
+        if not undercut.any():
+            break
+        master.update(outside[undercut][np.argsort(shortfall[undercut], kind="stable")[:MASTER_ADDS]].tolist())
+    return weights, low_weights
 
 
-def _pattern_search(value, a: float, b: float, inside) -> tuple[float, float]:
-    """Hill-climb a concave function of (a, b) from (a, b) with halving steps."""
-    best = value(a, b)
-    step = 0.125
-    while step > 1 / 512:
-        for da, db in ((step, 0), (-step, 0), (0, step), (0, -step), (step, -step), (-step, step)):
-            na, nb = a + da, b + db
-            if inside(na, nb):
-                na, nb = max(na, 0.0), max(nb, 0.0)
-                v = value(na, nb)
-                if v > best:
-                    best, a, b = v, na, nb
-                    break
-        else:
-            step /= 2
-    return a, b
+def _master_duals(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solve the relaxation over these classes; return their dual weights (v_k, w_k), scaled so
+    that sum v_k <= 1 + Λ_lo w_k holds exactly (HiGHS meets it only to a tolerance)."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix
+
+    n_classes, n_groups = costs.time.shape
+    cls, grp = np.nonzero(np.isfinite(costs.time))
+    n_pairs = len(cls)
+    pair_cols, class_cols = np.arange(n_pairs), n_pairs + np.arange(n_classes)
+    row_blocks, col_blocks, values = [], [], []
+    # rows 0..3K: sum_g x_kg cost_kg - y_k <= 0 per condition; then Λ_lo y_k - sum_g λ_g x_kg <= 0
+    for block, (pair_value, class_value) in enumerate(
+        ((costs.time[cls, grp], -1.0), (costs.places[cls, grp], -1.0), (costs.band[cls, grp], -1.0),
+         (-rates[grp], costs.low))):
+        row_blocks += [block * n_classes + cls, block * n_classes + np.arange(n_classes)]
+        col_blocks += [pair_cols, class_cols]
+        values += [pair_value, np.broadcast_to(class_value, n_classes)]
+    shape = (4 * n_classes, n_pairs + n_classes)
+    a_ub = csr_matrix((np.concatenate(values), (np.concatenate(row_blocks), np.concatenate(col_blocks))), shape=shape)
+    a_eq = csr_matrix((np.ones(n_pairs), (grp, pair_cols)), shape=(n_groups, n_pairs + n_classes))
+    objective = np.concatenate([np.zeros(n_pairs), np.ones(n_classes)])
+    result = linprog(objective, A_ub=a_ub, b_ub=np.zeros(shape[0]), A_eq=a_eq, b_eq=counts, bounds=(0, None),
+                     method="highs")
+    if result.status != 0:
+        raise RuntimeError(f"the lower bound's LP did not solve: {result.message}")
+    duals = np.maximum(0.0, -result.ineqlin.marginals.reshape(4, n_classes))
+    weights, low_weights = duals[:3].T, duals[3]
+    total = weights.sum(axis=1)
+    limit = 1.0 + costs.low * low_weights
+    weights = weights * np.where(total > limit, limit / np.maximum(total, 1e-300), 1.0)[:, None]
+    return weights, low_weights
