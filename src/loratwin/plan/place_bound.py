@@ -1,8 +1,11 @@
 """A lower bound on the GPUs of any placement the cost-model check accepts.
 
 Every GPU runs in one class: a max_lora_rank r, a max_loras S, a band [Λ_lo, Λ_hi] of total
-request rate, and a regime: free (a place in the batch for every busy adapter) or saturated (the
-places always full, requests waiting for one). Each class gives three necessary conditions, each a
+request rate, and a regime: free (a place in the batch for every busy adapter, with A busy
+adapters on average in a band (A_lo, A_hi], A <= S) or saturated (the places always full, requests
+waiting for one, A = S). S is one of the check's candidates, or the GPU's adapter count (every
+adapter resident), which may fall between two candidates: a resident class covers the counts
+between each pair, with every per-step term at its cheapest over them and one place per adapter. Each class gives three necessary conditions, each a
 sum over the GPU's adapters of a cost that is at most 1:
 
 - time: the step-time equation divided by the step time τ. Per-request work is linear in the
@@ -13,7 +16,9 @@ sum over the GPU's adapters of a cost that is at most 1:
   (B its busy period at the shortest stay the class allows, started by the requests that arrived
   during a wait W_max, the longest accepted), and the shares add up to S; the share shrinks as the
   wait grows and grows with the stay, so it is least there. When free, the busy adapters
-  (1 - e^-λT) fit in S.
+  (1 - e^-λT each) add up to A <= A_hi, with T at least the stay of a step that carries the LoRA
+  work of A_lo busy adapters (0.5 ms each on an 8B model: a GPU with a hundred busy adapters has
+  steps several times longer than one with a few, and every adapter stays busy longer).
 - band: the rates add up to at most Λ_hi.
 
 The bound is the linear relaxation of choosing GPUs by class: y_k GPUs of class k take x_kg
@@ -53,6 +58,8 @@ BAND_EDGES = (0.0, *(0.5 * 1.25**k for k in range(29)))
 RATE_ROUNDING = 1.01
 # more distinct (rank, rate) pairs than this are rounded (the cost is classes x pairs)
 MAX_EXACT_GROUPS = 256
+# bands of busy adapters per free-regime class (halving from max_loras)
+BUSY_BANDS = 5
 # the master LP's groups: the fine ones up to this many, else rates rounded down to 30% steps
 # (about 70 groups for 2,000 Zipf adapters)
 MASTER_GROUPS = 80
@@ -88,6 +95,15 @@ class ClassCosts:
                      - low_weights[:, None] * rates[None, :])
         return np.where(finite, price, np.inf)
 
+    def mixed(self, mixes: np.ndarray) -> np.ndarray:
+        """mix · cost for every mix (row of `mixes`), class and group, in float32 (inf where the
+        class cannot take the group): for choosing weights only; the bound is summed by `priced`."""
+        finite = np.isfinite(self.time)
+        stacked = np.stack([np.where(finite, c, 0.0) for c in (self.time, self.places, self.band)]).astype(np.float32)
+        out = np.tensordot(mixes.astype(np.float32), stacked, axes=1)
+        out += np.where(finite, 0.0, np.inf).astype(np.float32)
+        return out
+
 
 def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks: np.ndarray, profile: Profile) -> float:
     """Fractional GPU count no placement accepted by `check` can go below (see the module doc).
@@ -108,9 +124,11 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
                          len(rates), profile)
     fine = costs.columns(slice(0, len(fine_rate)))
     coarse = costs.columns(slice(len(fine_rate), None))
-    weights, low_weights = _class_weights(coarse, coarse_rate, coarse_count)
+    seeded = coarse.mixed(SEED_WEIGHTS)  # seed mix x class x group
+    weights, low_weights = _class_weights(coarse, coarse_rate, coarse_count, np.unique(seeded.argmin(axis=1)))
     relaxation = float(fine_count @ fine.priced(weights, low_weights, fine_rate).min(axis=0))
-    mix = _best_shared_mix(coarse, coarse_rate, coarse_count)
+    # the best seed mix shared by every class: the floor
+    mix = best_seed_mix(seeded, coarse_count)
     shared = float(fine_count @ fine.priced(np.broadcast_to(mix, weights.shape), np.zeros_like(low_weights), fine_rate).min(axis=0))
     return max(relaxation, shared)
 
@@ -126,89 +144,153 @@ def _groups(need: np.ndarray, rates: np.ndarray, rounding: float | None) -> tupl
 
 def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_adapters: int, profile: Profile) -> ClassCosts:
     """The three costs of every group (rank need, rate λ) in every GPU class (module doc)."""
-    from loratwin.plan.place_checks import kv_tokens_or_none, slot_candidates, supported_ranks
+    from loratwin.plan.place_checks import slot_candidates, supported_ranks
 
     m = check.moments(profile)
-    st, so = profile.step_time, profile.scheduler_overhead
+    st = profile.step_time
     stay = m.output + 1
-    budget_cap = check.max_num_batched_tokens * stay / (stay + m.prompt)
     late_limit = check.window_s * check.max_late_share
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     lows: list[float] = []
+    row_ranks: list[int] = []
     for rank in supported_ranks(profile):
-        allowed = need <= rank
-        if not allowed.any():
+        if not (need <= rank).any():
             continue
-        for s in slot_candidates(profile, rank, 10**9, check.slot_grid):
-            tokens = kv_tokens_or_none(profile, s, rank)
-            if tokens is None:
+        # max_loras is a candidate, or the GPU's adapter count (every adapter resident): the
+        # resident classes cover the counts between candidates, (previous, s)
+        uppers = slot_candidates(profile, rank, 10**9, check.slot_grid)
+        measured = max(profile.kv.capacity_tokens[rank])
+        if not uppers or uppers[-1] < measured:
+            uppers.append(measured)
+        previous = 0
+        for s in uppers:
+            between = _slot_terms(check, profile, m, rank, previous + 1, s - 1) if s - 1 > previous else None
+            exact = _slot_terms(check, profile, m, rank, s, s)
+            previous = s
+            if between is not None:
+                for lo, hi in _bands(between):
+                    # resident: at most s - 1 adapters, each with its place
+                    time_free = _time_free(between, lam, lo, stay, st)
+                    rows.append((time_free, np.full(len(lam), 1.0 / (s - 1)), lam / hi))
+                    row_ranks.append(rank)
+                    lows.append(lo)
+            if exact is None:
                 continue
-            n_cap = check.util_limit * min(tokens / (m.context + profile.kv.block_size / 2), check.max_num_seqs, budget_cap)
-            factor = st.lora_factor_base + min(0.0, st.lora_factor_per_adapter) * s
-            fixed = factor * st.base_ms + st.lora_step_ms + st.lora_per_rank_ms * rank + st.lora_per_slot_ms * s
-            # a negative scheduler intercept gives back at most this share of a step
-            slack = 1.0 + max(0.0, -so.intercept_ms) / max(fixed, 1e-9)
-            fixed += max(0.0, so.intercept_ms)
-            # ms of step time per (req/s): running requests (Little's law) and prefill tokens
-            kappa = ((factor * (st.per_seq_ms + st.per_context_token_ms * m.context) + so.per_running_ms
-                      + st.lora_per_seq_per_slot_ms * s) * stay + factor * st.per_prefill_token_ms * m.prompt) / 1000
-            spread = stay / (1000 * n_cap)  # 1/τ >= Λ (O+1) / N_cap
-            step_cap = float(check.step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay]), np.array([float(s)]),
-                                            np.array([float(s)]), rank, profile, m)[0])
-            tau_cap = step_cap / (1 - check.max_load_share)
-            for lo, hi in zip(BAND_EDGES, (*BAND_EDGES[1:], np.inf)):
-                if kappa * lo >= 1:
-                    break
+            for lo, hi in _bands(exact):
                 band = lam / hi
-                # free: LoRA work per busy adapter, at the longest stay the band allows
-                tau_hi = tau_cap if lo == 0 else min(tau_cap, 1000 * n_cap / (lo * stay))
-                x = lam * stay * tau_hi / 1000
-                g = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-12), 1.0)
-                time_free = lam * (kappa + fixed * spread + st.lora_per_adapter_ms * stay / 1000 * g) / slack
-                t_lo = stay * fixed / (1 - kappa * lo) / 1000
-                places_free = -np.expm1(-lam * t_lo) / s
-                rows.append(_masked(allowed, time_free, places_free, band))
-                lows.append(lo)
+                # free: LoRA work per busy adapter, at the longest stay the band allows, and by how
+                # many adapters are busy, A in (a_lo, a_hi]: each adds LoRA work to every step, so
+                # the stay is longest where A is
+                time_free = _time_free(exact, lam, lo, stay, st)
+                for a_lo, a_hi in _busy_bands(s):
+                    lora_busy = min(st.lora_per_adapter_ms * a_lo, st.lora_per_adapter_ms * a_hi)  # either sign
+                    t_lo = stay * (exact.fixed + lora_busy) / (1 - exact.kappa * lo) / 1000
+                    places_free = -np.expm1(-lam * t_lo) / a_hi
+                    rows.append((time_free, places_free, band))
+                    row_ranks.append(rank)
+                    lows.append(lo)
                 # saturated: s adapters in every step, and a wait of at most W_max for a place
-                tau_lo = (fixed + st.lora_per_adapter_ms * s) / (1 - kappa * lo)
+                if s >= n_adapters:
+                    continue
+                tau_lo = (exact.fixed + st.lora_per_adapter_ms * s) / (1 - exact.kappa * lo)
                 t_lo = stay * tau_lo / 1000
                 w_max = late_limit - t_lo
                 if check.max_wait_s is not None:
                     w_max = min(w_max, check.max_wait_s)
-                if w_max < 0 or s >= n_adapters:
+                if w_max < 0:
                     continue
-                time_sat = lam * (kappa + (fixed + st.lora_per_adapter_ms * s) * spread) / slack
+                time_sat = lam * (exact.kappa + (exact.fixed + st.lora_per_adapter_ms * s) * exact.spread) / exact.slack
                 rho = np.minimum(lam * t_lo, 700.0)
                 busy_period = np.expm1(rho) / lam + t_lo * m.batch_extra(m.locate(rho), lam * w_max)[0]
                 places_sat = busy_period / (1 / lam + w_max + busy_period) / s
-                rows.append(_masked(allowed, time_sat, places_sat, band))
+                rows.append((time_sat, places_sat, band))
+                row_ranks.append(rank)
                 lows.append(lo)
     if not rows:
         raise InputError(f"no max_loras value starts for profile {profile.name}")
-    return ClassCosts(np.vstack([r[0] for r in rows]), np.vstack([r[1] for r in rows]), np.vstack([r[2] for r in rows]),
-                      np.array(lows))
+    # a class cannot take an adapter whose rank is above its max_lora_rank
+    barred = need[None, :] > np.array(row_ranks, np.float64)[:, None]
+    return ClassCosts(*(np.where(barred, np.inf, np.vstack([r[k] for r in rows])) for k in range(3)), np.array(lows))
 
 
-def _masked(allowed: np.ndarray, *costs: np.ndarray) -> tuple[np.ndarray, ...]:
-    return tuple(np.where(allowed, c, np.inf) for c in costs)
+@dataclass(frozen=True)
+class _SlotTerms:
+    """A GPU's per-step terms for any max_loras in [s_lo, s_hi], each at its least (the stay cap
+    at its most): the most KV (s_lo), every slot term at the cheaper end."""
+
+    n_cap: float  # running requests at most
+    fixed: float  # ms of every step
+    slack: float  # share of a step a negative scheduler intercept may give back, plus 1
+    kappa: float  # ms of step time per (req/s): running requests (Little's law) and prefill tokens
+    spread: float  # 1/τ >= Λ (O+1) / N_cap
+    tau_cap: float  # the longest step (ms)
 
 
-def _best_shared_mix(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The seed mix of the three costs that, shared by every class (w = 0), bounds best."""
-    no_low = np.zeros(len(costs.low))
-    values = [float(counts @ costs.priced(np.broadcast_to(mix, (len(costs.low), 3)), no_low, rates).min(axis=0))
-              for mix in SEED_WEIGHTS]
-    return SEED_WEIGHTS[int(np.argmax(values))]
+def _slot_terms(check: CostModelCheck, profile: Profile, m, rank: int, s_lo: int, s_hi: int) -> _SlotTerms | None:
+    from loratwin.plan.place_checks import kv_tokens_or_none
+
+    tokens = kv_tokens_or_none(profile, s_lo, rank)  # fewer slots leave more KV
+    if tokens is None:
+        return None
+    st, so = profile.step_time, profile.scheduler_overhead
+    stay = m.output + 1
+    budget_cap = check.max_num_batched_tokens * stay / (stay + m.prompt)
+    n_cap = check.util_limit * min(tokens / (m.context + profile.kv.block_size / 2), check.max_num_seqs, budget_cap)
+    factor = st.lora_factor_base + min(0.0, st.lora_factor_per_adapter) * s_hi
+    fixed = (factor * st.base_ms + st.lora_step_ms + st.lora_per_rank_ms * rank
+             + min(st.lora_per_slot_ms * s_lo, st.lora_per_slot_ms * s_hi))
+    # a negative scheduler intercept gives back at most this share of a step
+    slack = 1.0 + max(0.0, -so.intercept_ms) / max(fixed, 1e-9)
+    fixed += max(0.0, so.intercept_ms)
+    per_seq_slots = min(st.lora_per_seq_per_slot_ms * s_lo, st.lora_per_seq_per_slot_ms * s_hi)
+    kappa = ((factor * (st.per_seq_ms + st.per_context_token_ms * m.context) + so.per_running_ms + per_seq_slots) * stay
+             + factor * st.per_prefill_token_ms * m.prompt) / 1000
+    # the longest step: the most requests running, every slot in use (each term grows with both)
+    step_cap = float(check.step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay]), np.array([float(s_hi)]),
+                                   np.array([float(s_hi)]), rank, profile, m)[0])
+    return _SlotTerms(n_cap, fixed, slack, kappa, stay / (1000 * n_cap), step_cap / (1 - check.max_load_share))
 
 
-def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class dual weights (v_k, w_k) by column generation on the relaxation (module doc)."""
+def _bands(terms: _SlotTerms) -> list[tuple[float, float]]:
+    """The total-rate bands [lo, hi) a GPU with these terms can run in (its steps stay finite)."""
+    edges = zip(BAND_EDGES, (*BAND_EDGES[1:], np.inf))
+    return [(lo, hi) for lo, hi in edges if terms.kappa * lo < 1]
+
+
+def _time_free(terms: _SlotTerms, lam: np.ndarray, lo: float, stay: float, st) -> np.ndarray:
+    """The time cost with free places: LoRA work per busy adapter, at the longest stay the band allows."""
+    tau_hi = terms.tau_cap if lo == 0 else min(terms.tau_cap, 1000 * terms.n_cap / (lo * stay))
+    x = lam * stay * tau_hi / 1000
+    g = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-12), 1.0)
+    return lam * (terms.kappa + terms.fixed * terms.spread + st.lora_per_adapter_ms * stay / 1000 * g) / terms.slack
+
+
+def _busy_bands(slots: int) -> list[tuple[float, float]]:
+    """Bands of the busy adapters A on a GPU with free places (A <= max_loras): halving from
+    max_loras down, the last one from 0."""
+    bands, high = [], float(slots)
+    for _ in range(BUSY_BANDS - 1):
+        if high < 2:
+            break
+        bands.append((high / 2, high))
+        high /= 2
+    bands.append((0.0, high))
+    return bands
+
+
+def best_seed_mix(seeded: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The seed mix that, shared by every class (w = 0), bounds best (`seeded` = `mixed(SEED_WEIGHTS)`)."""
+    return SEED_WEIGHTS[int(np.argmax(seeded.min(axis=1) @ counts.astype(np.float32)))]
+
+
+def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray,
+                   first: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class dual weights (v_k, w_k) by column generation on the relaxation (module doc),
+    starting from the classes `first` (by default each group's cheapest under each seed mix)."""
     n_classes = len(costs.low)
-    no_low = np.zeros(n_classes)
-    master: set[int] = set()
-    for mix in SEED_WEIGHTS:  # each group's cheapest class under each seed mix
-        price = costs.priced(np.broadcast_to(mix, (n_classes, 3)), no_low, rates)
-        master.update(np.unique(price.argmin(axis=0)).tolist())
+    if first is None:
+        first = np.unique(costs.mixed(SEED_WEIGHTS).argmin(axis=1))
+    master: set[int] = set(first.tolist())
     weights, low_weights = np.zeros((n_classes, 3)), np.zeros(n_classes)
     for _ in range(MASTER_ROUNDS):
         inside = np.array(sorted(master))
@@ -219,12 +301,8 @@ def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> 
         if not len(outside):
             break
         # price each outside class at its best grid weight: the one that undercuts the duals least
-        rest = costs.rows(outside)
-        finite = np.isfinite(rest.time)
-        # float32: only the choice of weights rests on these sums, not the bound
-        stacked = np.stack([np.where(finite, c, 0.0) for c in (rest.time, rest.places, rest.band)]).astype(np.float32)
-        price = np.tensordot(PRICE_WEIGHTS.astype(np.float32), stacked, axes=1)  # grid x class x group
-        price += np.where(finite, 0.0, np.inf).astype(np.float32) - duals.astype(np.float32)
+        price = costs.rows(outside).mixed(PRICE_WEIGHTS)  # grid x class x group
+        price -= duals.astype(np.float32)
         shortfall_by_mix = np.minimum(price, 0.0, out=price) @ counts.astype(np.float32)
         best = shortfall_by_mix.argmax(axis=0)
         shortfall = shortfall_by_mix[best, np.arange(len(outside))]
@@ -259,7 +337,7 @@ def _master_duals(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> t
     a_eq = csr_matrix((np.ones(n_pairs), (grp, pair_cols)), shape=(n_groups, n_pairs + n_classes))
     objective = np.concatenate([np.zeros(n_pairs), np.ones(n_classes)])
     result = linprog(objective, A_ub=a_ub, b_ub=np.zeros(shape[0]), A_eq=a_eq, b_eq=counts, bounds=(0, None),
-                     method="highs")
+                     method="highs-ipm")
     if result.status != 0:
         raise RuntimeError(f"the lower bound's LP did not solve: {result.message}")
     duals = np.maximum(0.0, -result.ineqlin.marginals.reshape(4, n_classes))
