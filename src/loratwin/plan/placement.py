@@ -32,6 +32,7 @@ import functools
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,8 @@ from loratwin.workload import (
     WorkloadSpec,
 )
 
+# halvings of the bracket on the single-adapter capacity: within 0.03%
+CAPACITY_BISECTIONS = 12
 ALGORITHMS = ("greedy", "round-robin", "least-loaded", "rank-grouped", "exact")
 EXACT_MAX_ADAPTERS = 12
 # How far the greedy may inflate rates to spread adapters over more GPUs than it needs.
@@ -345,8 +348,9 @@ def _lower_bound(adapters: list[AdapterSpec], profile: Profile, check: GpuCheck)
 
 
 def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like: AdapterSpec) -> float:
-    """The req/s of the busiest single adapter of this rank the check accepts: the most a GPU
-    carries (more adapters only add LoRA work, slots and loads)."""
+    """The req/s of the busiest single adapter of this rank the check accepts, from above (within
+    2^-CAPACITY_BISECTIONS of it): the most a GPU carries (more adapters only add LoRA work, slots
+    and loads)."""
 
     def verdict(rate: float) -> GpuVerdict:
         return check.evaluate([like.model_copy(update={"id": "probe", "rank": rank, "rate_req_s": rate})], profile)
@@ -356,7 +360,7 @@ def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like:
         lo, hi = hi, hi * 2
         if hi > 1e6:
             raise InputError(f"the {check.name} check accepts any load at max_lora_rank {rank}: no lower bound")
-    for _ in range(20):
+    for _ in range(CAPACITY_BISECTIONS):
         mid = (lo + hi) / 2
         if verdict(mid).ok:
             lo = mid
@@ -364,7 +368,7 @@ def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like:
             hi = mid
     if lo <= 0:
         raise InputError(f"no adapter fits on one GPU at max_lora_rank {rank} under the {check.name} check")
-    return lo
+    return hi  # at least the capacity (refused), so that rate / capacity stays a lower bound
 
 
 # --- algorithms ---------------------------------------------------------------------------------
@@ -542,58 +546,13 @@ def place(
     items = list(workload.adapters)
     judge = _Judge(check, profile, items)
     _check_each_alone(judge, items)
-    bound = _lower_bound(items, profile, check)
     notes: list[str] = []
-    n = len(items)
-
-    if algorithm == "greedy":
-        bins = _greedy(judge, items)
-        target = max(1, bound) if gpus is None else gpus  # no search below the bound or the GPUs asked for
-        # with the twin check every move would cost a hundred simulations: the greedy alone
-        if search_moves and len(bins) > target and not isinstance(check, TwinCheck):
-            found, moves = free_gpus(judge, [a.rate_req_s for a in items], bins, search_moves, down_to=target)
-            if len(found) < len(bins):  # every GPU it returns is accepted (strain <= 1 is ok)
-                notes.append(f"a search moving adapters between GPUs freed {len(bins) - len(found)} of the greedy's "
-                             f"{len(bins)} GPUs ({moves} moves)")
-                bins = found
-        if gpus is not None:
-            if len(bins) > gpus:
-                raise _not_enough(gpus, len(bins), algorithm, bound)
-            if len(bins) < gpus:
-                bins, scale = _spread_greedy(judge, items, gpus, bins)
-                notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
-    elif algorithm == "exact":
-        if n > EXACT_MAX_ADAPTERS:
-            raise InputError(f"--algorithm exact places at most {EXACT_MAX_ADAPTERS} adapters, got {n}; use greedy")
-        greedy_bins = _greedy(judge, items)
-        found = _exact(judge, n, 1, len(greedy_bins))
-        bins = found if found is not None else greedy_bins
-        if gpus is not None:
-            if len(bins) > gpus:
-                raise _not_enough(gpus, len(bins), algorithm, bound)
-            if len(bins) < gpus:
-                notes.append(f"{len(bins)} GPUs suffice; the other {gpus - len(bins)} stay free")
-    elif algorithm in ("round-robin", "least-loaded"):
-        assign = (lambda k: _round_robin(k, items)) if algorithm == "round-robin" else (lambda k: _least_loaded(k, items))
-        if gpus is None:
-            found = _fewest(assign, judge, bound, n)
-            if found is None:
-                raise InputError(f"the {algorithm} placement starves some GPU even with one adapter per GPU")
-            bins = found[1]
-        else:
-            bins = assign(min(gpus, n))
-            if not _all_ok(judge, bins):
-                found = _fewest(assign, judge, gpus + 1, n)
-                raise _not_enough(gpus, found[0] if found else None, algorithm, bound)
-    else:  # rank-grouped
-        counts = _rank_grouped_fewest(judge, items)
-        if counts is None:
-            raise InputError("the rank-grouped placement starves some GPU even with one adapter per GPU")
-        if gpus is not None:
-            if sum(counts.values()) > gpus:
-                raise _not_enough(gpus, sum(counts.values()), algorithm, bound)
-            counts = _spread_rank_groups(counts, gpus, items)
-        bins = _rank_grouped(counts, items)
+    # the bound does not depend on the placement: it is worked out beside the algorithm (the LP
+    # solver and the compiled wait solver let go of the GIL) and waited for where first needed
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        pending = beside.submit(_lower_bound, items, profile, check)
+        bins = _assign(algorithm, judge, items, gpus, search_moves, pending.result, notes)
+        bound = pending.result()
 
     bins = [b for b in bins if b]
     plans = [_plan(i, b, items, judge) for i, b in enumerate(bins)]
@@ -612,6 +571,64 @@ def place(
         lengths=workload.lengths,
         arrival=workload.arrival,
     )
+
+
+def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int | None, search_moves: int,
+            bound: Callable[[], int], notes: list[str]) -> list[list[int]]:
+    """The algorithm's bins (lists of adapter indices); `bound()` gives the lower bound."""
+    check = judge.check
+    n = len(items)
+
+    if algorithm == "greedy":
+        bins = _greedy(judge, items)
+        target = max(1, bound()) if gpus is None else gpus  # no search below the bound or the GPUs asked for
+        # with the twin check every move would cost a hundred simulations: the greedy alone
+        if search_moves and len(bins) > target and not isinstance(check, TwinCheck):
+            found, moves = free_gpus(judge, [a.rate_req_s for a in items], bins, search_moves, down_to=target)
+            if len(found) < len(bins):  # every GPU it returns is accepted (strain <= 1 is ok)
+                notes.append(f"a search moving adapters between GPUs freed {len(bins) - len(found)} of the greedy's "
+                             f"{len(bins)} GPUs ({moves} moves)")
+                bins = found
+        if gpus is not None:
+            if len(bins) > gpus:
+                raise _not_enough(gpus, len(bins), algorithm, bound())
+            if len(bins) < gpus:
+                bins, scale = _spread_greedy(judge, items, gpus, bins)
+                notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
+    elif algorithm == "exact":
+        if n > EXACT_MAX_ADAPTERS:
+            raise InputError(f"--algorithm exact places at most {EXACT_MAX_ADAPTERS} adapters, got {n}; use greedy")
+        greedy_bins = _greedy(judge, items)
+        found = _exact(judge, n, 1, len(greedy_bins))
+        bins = found if found is not None else greedy_bins
+        if gpus is not None:
+            if len(bins) > gpus:
+                raise _not_enough(gpus, len(bins), algorithm, bound())
+            if len(bins) < gpus:
+                notes.append(f"{len(bins)} GPUs suffice; the other {gpus - len(bins)} stay free")
+    elif algorithm in ("round-robin", "least-loaded"):
+        assign = (lambda k: _round_robin(k, items)) if algorithm == "round-robin" else (lambda k: _least_loaded(k, items))
+        if gpus is None:
+            found = _fewest(assign, judge, bound(), n)
+            if found is None:
+                raise InputError(f"the {algorithm} placement starves some GPU even with one adapter per GPU")
+            bins = found[1]
+        else:
+            bins = assign(min(gpus, n))
+            if not _all_ok(judge, bins):
+                found = _fewest(assign, judge, gpus + 1, n)
+                raise _not_enough(gpus, found[0] if found else None, algorithm, bound())
+    else:  # rank-grouped
+        counts = _rank_grouped_fewest(judge, items)
+        if counts is None:
+            raise InputError("the rank-grouped placement starves some GPU even with one adapter per GPU")
+        if gpus is not None:
+            if sum(counts.values()) > gpus:
+                raise _not_enough(gpus, sum(counts.values()), algorithm, bound())
+            counts = _spread_rank_groups(counts, gpus, items)
+        bins = _rank_grouped(counts, items)
+
+    return bins
 
 
 def _spread_greedy(judge: _Judge, adapters: Sequence[AdapterSpec], gpus: int, bins: list[list[int]]) -> tuple[list[list[int]], float]:
