@@ -53,7 +53,7 @@ def _held_and_slope(values, counts, single, run_s, c, wait, has_table, flat, mu_
     return held, slope
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def solve_waits(values, counts, single, run_s, slots, wait_start, max_wait, has_table, flat, mu_grid,
                 inverse_width, columns, offsets, ups):
     """W per column (see the module doc); `wait_start` is the previous iterate (a warm start)."""
