@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 
 # total-rate bands (req/s): a GPU in a higher band has longer steps, hence longer busy periods
 BAND_EDGES = (0.0, *(0.5 * 1.25**k for k in range(29)))
+BAND_LOW, BAND_HIGH = np.array(BAND_EDGES), np.array([*BAND_EDGES[1:], np.inf])
 RATE_ROUNDING = 1.01
 # more distinct (rank, rate) pairs than this are rounded (the cost is classes x pairs)
 MAX_EXACT_GROUPS = 256
@@ -150,9 +151,7 @@ def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_ada
     st = profile.step_time
     stay = m.output + 1
     late_limit = check.window_s * check.max_late_share
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    lows: list[float] = []
-    row_ranks: list[int] = []
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []  # time, places, band, lows, rank
     for rank in supported_ranks(profile):
         if not (need <= rank).any():
             continue
@@ -168,49 +167,45 @@ def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_ada
             exact = _slot_terms(check, profile, m, rank, s, s)
             previous = s
             if between is not None:
-                for lo, hi in _bands(between):
-                    # resident: at most s - 1 adapters, each with its place
-                    time_free = _time_free(between, lam, lo, stay, st)
-                    rows.append((time_free, np.full(len(lam), 1.0 / (s - 1)), lam / hi))
-                    row_ranks.append(rank)
-                    lows.append(lo)
+                # resident: at most s - 1 adapters, each with its place
+                lo, hi = _bands(between)
+                time_free = _time_free(between, lam, lo, stay, st)
+                blocks.append((time_free, np.full(time_free.shape, 1.0 / (s - 1)), lam / hi[:, None], lo, rank))
             if exact is None:
                 continue
-            for lo, hi in _bands(exact):
-                band = lam / hi
-                # free: LoRA work per busy adapter, at the longest stay the band allows, and by how
-                # many adapters are busy, A in (a_lo, a_hi]: each adds LoRA work to every step, so
-                # the stay is longest where A is
-                time_free = _time_free(exact, lam, lo, stay, st)
-                for a_lo, a_hi in _busy_bands(s):
-                    lora_busy = min(st.lora_per_adapter_ms * a_lo, st.lora_per_adapter_ms * a_hi)  # either sign
-                    t_lo = stay * (exact.fixed + lora_busy) / (1 - exact.kappa * lo) / 1000
-                    places_free = -np.expm1(-lam * t_lo) / a_hi
-                    rows.append((time_free, places_free, band))
-                    row_ranks.append(rank)
-                    lows.append(lo)
-                # saturated: s adapters in every step, and a wait of at most W_max for a place
-                if s >= n_adapters:
-                    continue
-                tau_lo = (exact.fixed + st.lora_per_adapter_ms * s) / (1 - exact.kappa * lo)
-                t_lo = stay * tau_lo / 1000
-                w_max = late_limit - t_lo
-                if check.max_wait_s is not None:
-                    w_max = min(w_max, check.max_wait_s)
-                if w_max < 0:
-                    continue
-                time_sat = lam * (exact.kappa + (exact.fixed + st.lora_per_adapter_ms * s) * exact.spread) / exact.slack
-                rho = np.minimum(lam * t_lo, 700.0)
-                busy_period = np.expm1(rho) / lam + t_lo * m.batch_extra(m.locate(rho), lam * w_max)[0]
-                places_sat = busy_period / (1 / lam + w_max + busy_period) / s
-                rows.append((time_sat, places_sat, band))
-                row_ranks.append(rank)
-                lows.append(lo)
-    if not rows:
+            lo, hi = _bands(exact)
+            band = lam / hi[:, None]
+            # free: LoRA work per busy adapter, at the longest stay the band allows, and by how
+            # many adapters are busy, A in (a_lo, a_hi]: each adds LoRA work to every step, so the
+            # stay is longest where A is
+            time_free = _time_free(exact, lam, lo, stay, st)
+            for a_lo, a_hi in _busy_bands(s):
+                lora_busy = min(st.lora_per_adapter_ms * a_lo, st.lora_per_adapter_ms * a_hi)  # either sign
+                t_lo = stay * (exact.fixed + lora_busy) / (1 - exact.kappa * lo) / 1000
+                blocks.append((time_free, -np.expm1(-np.outer(t_lo, lam)) / a_hi, band, lo, rank))
+            # saturated: s adapters in every step, and a wait of at most W_max for a place
+            if s >= n_adapters:
+                continue
+            t_lo = stay * (exact.fixed + st.lora_per_adapter_ms * s) / (1 - exact.kappa * lo) / 1000
+            w_max = late_limit - t_lo
+            if check.max_wait_s is not None:
+                w_max = np.minimum(w_max, check.max_wait_s)
+            keep = w_max >= 0
+            if not keep.any():
+                continue
+            t_lo, w_max = t_lo[keep], w_max[keep]
+            time_sat = lam * (exact.kappa + (exact.fixed + st.lora_per_adapter_ms * s) * exact.spread) / exact.slack
+            rho = np.minimum(np.outer(t_lo, lam), 700.0)
+            busy_period = np.expm1(rho) / lam + t_lo[:, None] * m.batch_extra(m.locate(rho), np.outer(w_max, lam))[0]
+            places_sat = busy_period / (1 / lam + w_max[:, None] + busy_period) / s
+            blocks.append((np.broadcast_to(time_sat, places_sat.shape), places_sat, band[keep], lo[keep], rank))
+    if not blocks:
         raise InputError(f"no max_loras value starts for profile {profile.name}")
     # a class cannot take an adapter whose rank is above its max_lora_rank
-    barred = need[None, :] > np.array(row_ranks, np.float64)[:, None]
-    return ClassCosts(*(np.where(barred, np.inf, np.vstack([r[k] for r in rows])) for k in range(3)), np.array(lows))
+    row_ranks = np.concatenate([np.full(len(b[3]), float(b[4])) for b in blocks])
+    barred = need[None, :] > row_ranks[:, None]
+    return ClassCosts(*(np.where(barred, np.inf, np.vstack([b[k] for b in blocks])) for k in range(3)),
+                      np.concatenate([b[3] for b in blocks]))
 
 
 @dataclass(frozen=True)
@@ -251,16 +246,18 @@ def _slot_terms(check: CostModelCheck, profile: Profile, m, rank: int, s_lo: int
     return _SlotTerms(n_cap, fixed, slack, kappa, stay / (1000 * n_cap), step_cap / (1 - check.max_load_share))
 
 
-def _bands(terms: _SlotTerms) -> list[tuple[float, float]]:
+def _bands(terms: _SlotTerms) -> tuple[np.ndarray, np.ndarray]:
     """The total-rate bands [lo, hi) a GPU with these terms can run in (its steps stay finite)."""
-    edges = zip(BAND_EDGES, (*BAND_EDGES[1:], np.inf))
-    return [(lo, hi) for lo, hi in edges if terms.kappa * lo < 1]
+    keep = terms.kappa * BAND_LOW < 1
+    return BAND_LOW[keep], BAND_HIGH[keep]
 
 
-def _time_free(terms: _SlotTerms, lam: np.ndarray, lo: float, stay: float, st) -> np.ndarray:
-    """The time cost with free places: LoRA work per busy adapter, at the longest stay the band allows."""
-    tau_hi = terms.tau_cap if lo == 0 else min(terms.tau_cap, 1000 * terms.n_cap / (lo * stay))
-    x = lam * stay * tau_hi / 1000
+def _time_free(terms: _SlotTerms, lam: np.ndarray, lo: np.ndarray, stay: float, st) -> np.ndarray:
+    """The time cost with free places (band x group): LoRA work per busy adapter, at the longest
+    stay each band allows."""
+    with np.errstate(divide="ignore"):
+        tau_hi = np.where(lo == 0, terms.tau_cap, np.minimum(terms.tau_cap, 1000 * terms.n_cap / (lo * stay)))
+    x = np.outer(tau_hi, lam) * stay / 1000
     g = np.where(x > 1e-12, -np.expm1(-x) / np.maximum(x, 1e-12), 1.0)
     return lam * (terms.kappa + terms.fixed * terms.spread + st.lora_per_adapter_ms * stay / 1000 * g) / terms.slack
 
