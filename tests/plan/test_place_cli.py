@@ -123,3 +123,17 @@ def test_bad_window_or_wait_is_refused(app, adapters_csv, flag, value):
     result = invoke(app, adapters_csv, flag, value)
     assert isinstance(result.exception, InputError)
     assert flag in str(result.exception)
+
+
+def test_place_says_when_the_count_meets_the_bound(app, tmp_path):
+    """The quickstart list needs 2 GPUs and the bound says 2: a proof the placement is the fewest."""
+    from importlib import resources
+
+    example = resources.files("loratwin.plan") / "examples" / "quickstart.csv"
+    met = invoke(app, example, "--profile", "llama-3.1-8b-instruct")
+    assert met.exit_code == 0, met.output
+    assert "2 GPUs for 240 adapters" in met.output and "lower bound 2 GPUs (no placement this check accepts uses fewer)" in met.output
+    csv = write_adapters_csv(zipf_layout(100, 60.0, 1.0, ranks=(8, 16, 32), seed=0), tmp_path / "zipf.csv")
+    above = invoke(app, csv, "--profile", "llama-3.1-8b-instruct")  # 3 GPUs, bound 2
+    assert above.exit_code == 0, above.output
+    assert "lower bound 2 GPUs;" in above.output

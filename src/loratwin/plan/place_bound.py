@@ -291,8 +291,11 @@ def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray,
     weights, low_weights = np.zeros((n_classes, 3)), np.zeros(n_classes)
     for _ in range(MASTER_ROUNDS):
         inside = np.array(sorted(master))
+        solved = _master_duals(costs.rows(inside), rates, counts)
+        if solved is None:  # keep the last weights (all 0 at first: the shared mix stands alone)
+            break
         weights[:], low_weights[:] = 0.0, 0.0
-        weights[inside], low_weights[inside] = _master_duals(costs.rows(inside), rates, counts)
+        weights[inside], low_weights[inside] = solved
         duals = costs.rows(inside).priced(weights[inside], low_weights[inside], rates).min(axis=0)
         outside = np.setdiff1d(np.arange(n_classes), inside)
         if not len(outside):
@@ -311,9 +314,10 @@ def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray,
     return weights, low_weights
 
 
-def _master_duals(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _master_duals(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Solve the relaxation over these classes; return their dual weights (v_k, w_k), scaled so
-    that sum v_k <= 1 + Λ_lo w_k holds exactly (HiGHS meets it only to a tolerance)."""
+    that sum v_k <= 1 + Λ_lo w_k holds exactly (HiGHS meets it only to a tolerance); None when
+    the solver gives no solution."""
     from scipy.optimize import linprog
     from scipy.sparse import csr_matrix
 
@@ -336,7 +340,7 @@ def _master_duals(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray) -> t
     result = linprog(objective, A_ub=a_ub, b_ub=np.zeros(shape[0]), A_eq=a_eq, b_eq=counts, bounds=(0, None),
                      method="highs-ipm")
     if result.status != 0:
-        raise RuntimeError(f"the lower bound's LP did not solve: {result.message}")
+        return None
     duals = np.maximum(0.0, -result.ineqlin.marginals.reshape(4, n_classes))
     weights, low_weights = duals[:3].T, duals[3]
     total = weights.sum(axis=1)
