@@ -1,0 +1,109 @@
+"""Check the placement lower bound the other way round: a GPU the check accepts must fit every
+condition of the bound, so the bound of its share alone is at most 1.
+
+Two families of shares that sit at the check's limit:
+- every GPU of greedy placements (the greedy fills each GPU up to the limit) of random workloads:
+  Zipf popularity or rate triples, one rank or several, three limits on the wait;
+- the largest share of identical adapters the check accepts, over ranks, rates and wait limits.
+
+    python scripts/check_lower_bound.py [--seeds 2 3 4] [--workloads 16]
+
+Prints every share whose bound exceeds 1 (there should be none) and the largest bound seen; about
+two minutes per seed on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from loratwin import AdapterSpec, load_profile
+from loratwin.errors import InputError
+from loratwin.plan.place_checks import CostModelCheck
+from loratwin.plan.placement import place
+from loratwin.workload import reference_layout, zipf_layout
+
+PROFILES = ("llama-3.1-8b-instruct", "qwen-2.5-7b-instruct", "llama-3.1-8b-instruct-reference")
+WAIT_LIMITS = (None, 60.0, 10.0)
+RATE_LEVELS = (1.6, 0.8, 0.4, 0.2, 0.1, 0.05, 0.025, 0.0125)
+RANK_MIXES = ((8,), (16,), (32,), (8, 16, 32), (8, 16))
+SAME_RATES = (4.0, 2.0, 1.0, 0.8, 0.5, 0.3, 0.1, 0.05, 0.02, 0.01, 0.003)
+
+
+def random_workload(rng: np.random.Generator, k: int):
+    n = int(rng.integers(20, 800))
+    if k % 2:
+        return zipf_layout(n, float(rng.uniform(5, 120)), float(rng.uniform(0.3, 1.3)), (8, 16, 32),
+                           seed=int(rng.integers(1_000_000)))
+    levels = sorted(rng.choice(RATE_LEVELS, 3, replace=False), reverse=True)
+    ranks = RANK_MIXES[int(rng.integers(len(RANK_MIXES)))]
+    return reference_layout(n, tuple(float(x) for x in levels), ranks, seed=int(rng.integers(1_000_000)))
+
+
+def largest_accepted(check: CostModelCheck, profile, rank: int, rate: float) -> list[AdapterSpec] | None:
+    def share(n: int) -> list[AdapterSpec]:
+        return [AdapterSpec(id=f"a{i}", rank=rank, rate_req_s=rate) for i in range(n)]
+
+    if not check.evaluate(share(1), profile).ok:
+        return None
+    lo, hi = 1, 2
+    while hi < 5000 and check.evaluate(share(hi), profile).ok:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if check.evaluate(share(mid), profile).ok else (lo, mid)
+    return share(lo)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--workloads", type=int, default=16, help="random workloads per seed and profile")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    largest, shares, placements, over = 0.0, 0, 0, 0
+
+    def judge(check, share, profile, label):
+        nonlocal largest, shares, over
+        bound = check.lower_bound_gpus(share, profile)
+        shares += 1
+        largest = max(largest, bound)
+        if bound > 1 + 1e-9:
+            over += 1
+            print(f"OVER 1: {label}: {len(share)} adapters, bound {bound:.4f}")
+
+    for seed in args.seeds:
+        for name in PROFILES:
+            profile = load_profile(name)
+            rng = np.random.default_rng(seed)
+            for k in range(args.workloads):
+                workload = random_workload(rng, k)
+                check = CostModelCheck(max_wait_s=WAIT_LIMITS[k % len(WAIT_LIMITS)])
+                try:
+                    placement = place(workload, profile, check=check, search_moves=0)
+                except InputError:  # the busiest adapter fits no GPU
+                    continue
+                placements += 1
+                by_id = {a.id: a for a in workload.adapters}
+                for gpu in placement.gpus:
+                    judge(check, [by_id[a.id] for a in gpu.adapters], profile, f"{name} seed {seed} workload {k} GPU {gpu.index}")
+        print(f"[{time.perf_counter() - started:6.1f} s] seed {seed}: {placements} placements", file=sys.stderr)
+    for name in (PROFILES[0], PROFILES[2]):
+        profile = load_profile(name)
+        for max_wait in WAIT_LIMITS:
+            check = CostModelCheck(max_wait_s=max_wait)
+            for rank in (8, 16, 32):
+                for rate in SAME_RATES:
+                    share = largest_accepted(check, profile, rank, rate)
+                    if share is not None:
+                        judge(check, share, profile, f"{name} wait {max_wait} rank {rank} rate {rate}")
+    print(f"{placements} greedy placements and the identical-adapter shares: {shares} accepted GPU shares, "
+          f"{over} with a bound over 1; largest bound {largest:.4f} ({time.perf_counter() - started:.0f} s)")
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
