@@ -314,8 +314,9 @@ def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile
     carries at most C_R offered tok/s without starving: C_R is the load of the busiest single
     adapter the check accepts at that rank (more adapters only add LoRA work, slots and loads).
     Covering each rank's load needs at least sum_R load_R / C_R GPUs. A check may add its own
-    bound (`lower_bound_gpus`); the larger is kept (the cost-model check's adds per-adapter LoRA
-    work and the places in the batch, so it is the larger on workloads of many quiet adapters).
+    bound (`lower_bound_gpus`); the larger is kept (the cost-model check's is the linear
+    relaxation of all its per-GPU conditions, `loratwin.plan.place_bound`, and was the larger on
+    every workload tried).
     Memory enters through the check (which max_loras start at each rank); CPU memory is not limited.
     """
     workload = _as_workload(adapters)
