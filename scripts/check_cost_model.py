@@ -81,7 +81,7 @@ def main() -> int:
             "twin_ratio_900": round(short.summary["throughput_over_offered"], 4),
             "twin_ratio_3600": round(long_.summary["throughput_over_offered"], 4),
             "twin_itl_ms": round(long_.summary["mean_itl_ms"], 2),
-            "twin_mean_ttft_s": round(long_.summary["mean_ttft_ms"] / 1000, 2),
+            "twin_mean_ttft_s": _round(long_.mean_ttft_s),
             "check_wait_s": round(option.wait_s, 2),
             "twin_idle_start_ttft_s": _round(long_.idle_start_ttft_s),
         })

@@ -420,16 +420,15 @@ class CostModelCheck:
     def _solve_wait(values, counts, single, run_s, S, m, wait_start, located):
         """W with sum u(W) = S (u decreasing in W, above S at W = 0): safeguarded Newton in a
         bracket that starts from the previous fixed-point iterate (`loratwin.plan.wait_solver`)."""
-        table = m.busy_periods
-        if table is None or located is None:
+        if located is None:  # no busy-period table: a wait adds nothing to the busy period
             flat, mu, inverse_width, columns = np.zeros(2), np.zeros(2), np.ones(1), 2
             offsets, ups = np.zeros(single.shape, np.int64), np.zeros(single.shape)
         else:
-            flat, mu, inverse_width, columns = table.lookup_arrays()
+            flat, mu, inverse_width, columns = m.busy_periods.lookup_arrays()
             offsets, ups = np.ascontiguousarray(located[0]), np.ascontiguousarray(located[1], dtype=np.float64)
         return solve_waits(values.astype(np.float64), counts, np.ascontiguousarray(single), run_s.astype(np.float64),
                            S.astype(np.float64), wait_start.astype(np.float64), MAX_WAIT_SOLVED_S,
-                           table is not None and located is not None, flat, mu, inverse_width, columns, offsets, ups)
+                           located is not None, flat, mu, inverse_width, columns, offsets, ups)
 
     def _capacity(self, rates, S, n_cap, max_rank, load_ms, profile, m) -> np.ndarray:
         """Token throughput with the KV cache (or another limit) full: n_cap requests running."""

@@ -757,12 +757,8 @@ def verify_placement(
             starved=r.starved,
             starved_adapters=r.starved_adapters,
             predicted_tok_s=g.predicted_tok_s,
-            mean_ttft_s=_seconds(r.summary["mean_ttft_ms"]),
-            p99_ttft_s=_seconds(r.summary["p99_ttft_ms"]),
+            mean_ttft_s=r.mean_ttft_s,
+            p99_ttft_s=r.p99_ttft_s,
             idle_start_ttft_s=r.idle_start_ttft_s,
         ))
     return Verification(duration_s, seed, verified, time.perf_counter() - started)
-
-
-def _seconds(ms: float | None) -> float | None:
-    return None if ms is None else float(ms) / 1000

@@ -174,11 +174,10 @@ def score_candidates(
 def add_cost_model_verdicts(candidates: Sequence[Candidate], workload: WorkloadSpec, profile: Profile,
                             max_wait_s: float | None) -> None:
     """Each candidate's mean wait for a place in the batch and the placement cost model's pressure
-    (KV cache, token budget, late requests, adapter loads, the wait limit), at the max_num_seqs and
-    max_num_batched_tokens of the recommended command."""
+    (KV cache, token budget, late requests, adapter loads, the wait limit), at the check's default
+    max_num_seqs and max_num_batched_tokens, those of the recommended command."""
     slots = sorted({c.max_loras for c in candidates})
-    check = CostModelCheck(workload.lengths, max_wait_s=max_wait_s, max_num_seqs=2048, max_num_batched_tokens=2048,
-                           slot_grid=slots)
+    check = CostModelCheck(workload.lengths, max_wait_s=max_wait_s, slot_grid=slots)
     by_served: dict[int, dict[int, Any]] = {}
     for c in candidates:
         if c.served not in by_served:
@@ -418,8 +417,7 @@ class TwinProbe:
         else:
             ratio = float(result.summary["throughput_over_offered"])
             wait = result.idle_start_ttft_s
-            ttft = result.summary["mean_ttft_ms"]
-            ttft = None if ttft is None else float(ttft) / 1000
+            ttft = result.mean_ttft_s
             longest = max((x for x in (wait, ttft) if x is not None), default=None)
             point.update(status="ok", total_tok_s=float(result.summary["total_tok_s"]), throughput_over_offered=ratio,
                          starved=bool(1.0 - ratio >= self.threshold), starved_adapters=len(result.starved_adapters),

@@ -52,6 +52,15 @@ class RunResult:
         return [a["adapter_id"] for a in self.adapters if a["starved"]]
 
     @property
+    def mean_ttft_s(self) -> float | None:
+        """Mean time to first token (s); None when no request got one."""
+        return _seconds(self.summary["mean_ttft_ms"])
+
+    @property
+    def p99_ttft_s(self) -> float | None:
+        return _seconds(self.summary["p99_ttft_ms"])
+
+    @property
     def idle_start_ttft_s(self) -> float | None:
         """`idle_start_ttft_s` of this run's requests, leaving out those sent in the window's last
         tail (as the per-adapter starvation check does: most of them cannot finish)."""
@@ -113,6 +122,10 @@ def idle_start_ttft_s(requests: dict[str, np.ndarray], sent_before_s: float | No
     if sent_before_s is not None:
         keep &= s < sent_before_s
     return float(ttft[keep].mean()) if keep.any() else None
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else float(ms) / 1000
 
 
 def _json_default(obj: Any) -> Any:
