@@ -237,3 +237,18 @@ def test_learned_check_reads_learn_models_documents(tmp_path, profile):
     assert_valid(placement, workload)
     assert all(g.offered_tok_s < 10_000 for g in placement.gpus)
     assert placement.check == "learned"
+
+
+def test_a_starved_share_falls_back_to_its_least_strained_max_loras(profile):
+    from loratwin.plan.place_checks import GpuVerdict, SlotOption
+
+    # equal predicted throughput (the share's capacity) at every max_loras: strain decides
+    options = tuple(SlotOption(s, 6000.0, True, 1.0, wait_s=w, pressure=w / 60) for s, w in ((1, 6000.0), (32, 230.0), (96, 160.0)))
+    assert GpuVerdict(3, 32, 6500.0, options).fallback().max_loras == 96
+    # the cost model on 250 quiet adapters, too many for one GPU: every option starves
+    many = reference_layout(250, (0.1, 0.05, 0.025), ranks=(8, 16, 32), seed=0).adapters
+    many = [AdapterSpec(id=a.id, rank=a.rank, rate_req_s=a.rate_req_s * 1.2) for a in many]
+    verdict = CostModelCheck().evaluate(many, profile)
+    assert not verdict.ok
+    chosen = verdict.fallback()
+    assert chosen.strain == min(o.strain for o in verdict.options) and chosen.max_loras > 1

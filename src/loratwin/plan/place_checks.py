@@ -111,10 +111,13 @@ class GpuVerdict:
         return min((o.strain for o in self.options), default=1e6)
 
     def fallback(self) -> SlotOption | None:
-        """The option to run when all starve: the highest predicted throughput."""
+        """The option to run when all starve: the least strained (closest to its limits), then
+        the highest predicted throughput. Throughput alone cannot choose: a starved share's
+        predicted throughput is often its capacity at every max_loras, and the first of equals
+        was max_loras 1, the most starved."""
         if not self.options:
             return None
-        return max(self.options, key=lambda o: (o.predicted_tok_s, -o.starvation_risk))
+        return min(self.options, key=lambda o: (o.strain, -o.predicted_tok_s, o.max_loras))
 
 
 @runtime_checkable
