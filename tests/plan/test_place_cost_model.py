@@ -284,15 +284,15 @@ def test_the_column_generation_reaches_the_full_relaxation(profile):
     need_, rate_, count_ = place_bound._groups(need, rates, None)
     costs = place_bound._class_costs(check, need_, rate_, len(rates), profile)
     weights, low_weights = place_bound._class_weights(costs, rate_, count_)
-    generated = float(count_ @ costs.priced(weights, low_weights, rate_).min(axis=0))
+    generated = float(count_ @ costs.cheapest(weights, low_weights, rate_))
     every = np.arange(len(costs.low))
     full_weights, full_low = place_bound._master_duals(costs.rows(every), rate_, count_)
-    full = float(count_ @ costs.priced(full_weights, full_low, rate_).min(axis=0))
+    full = float(count_ @ costs.cheapest(full_weights, full_low, rate_))
     # any dual-feasible weights bound the LP from below; two rounds come within 1% of its optimum
     assert 0.99 * full <= generated <= full * (1 + 1e-6)
     # and stronger than one mix of the three costs shared by every class
-    mix = np.broadcast_to(place_bound.best_seed_mix(costs.mixed(place_bound.SEED_WEIGHTS), count_), weights.shape)
-    shared = float(count_ @ costs.priced(mix, np.zeros_like(low_weights), rate_).min(axis=0))
+    mix = np.broadcast_to(place_bound.best_seed_mix(costs.cheapest_mixed(place_bound.SEED_WEIGHTS)[0], count_), weights.shape)
+    shared = float(count_ @ costs.cheapest(mix, np.zeros_like(low_weights), rate_))
     assert generated > 1.05 * shared
 
 
@@ -320,3 +320,36 @@ def test_every_built_in_profile_places_with_a_bound_below_the_count(name):
     assert 1 <= placement.lower_bound <= placement.gpu_count
     assert placement.predicted_starved_gpus == []
     assert all(g.wait_s <= 60.0 for g in placement.gpus)
+
+
+@given(st.integers(1, 12), st.integers(1, 9), st.integers(0, 10_000))
+@settings(max_examples=40, deadline=None)
+def test_the_compiled_pricing_is_the_array_formula(n_classes, n_groups, seed):
+    """The bound's compiled pricing loops give what the (memory-hungry) array expressions give."""
+    rng = np.random.default_rng(seed)
+    barred = rng.random((n_classes, n_groups)) < 0.3
+    time, places, band = (np.where(barred, np.inf, rng.random((n_classes, n_groups)) * 3) for _ in range(3))
+    costs = place_bound.ClassCosts(time, places, band, rng.random(n_classes) * 5)
+    rates = rng.random(n_groups)
+    # weights with zeros in them, as the duals have
+    weights = rng.random((n_classes, 3)) * (rng.random((n_classes, 3)) < 0.7)
+    low_weights = rng.random(n_classes) * (rng.random(n_classes) < 0.5)
+    rows = np.flatnonzero(rng.random(n_classes) < 0.6)
+    finite = np.isfinite(time)
+    with np.errstate(invalid="ignore"):
+        price = weights[:, :1] * time + weights[:, 1:2] * places + weights[:, 2:] * band - low_weights[:, None] * rates
+    price = np.where(finite, price, np.inf)
+    expected = price[rows].min(axis=0) if len(rows) else np.full(n_groups, np.inf)
+    assert np.allclose(costs.cheapest(weights, low_weights, rates, rows), expected, rtol=1e-12, atol=1e-12)
+
+    mixes = place_bound.SEED_WEIGHTS
+    mixed = np.where(finite, np.tensordot(mixes, np.stack([np.where(finite, c, 0.0) for c in (time, places, band)]), axes=1), np.inf)
+    least, which = costs.cheapest_mixed(mixes)
+    assert np.allclose(least, mixed.min(axis=1), rtol=1e-12, atol=1e-12)
+    reachable = np.isfinite(least)
+    assert np.allclose(np.take_along_axis(mixed, which[:, None, :], axis=1)[:, 0][reachable], least[reachable], rtol=1e-12, atol=1e-12)
+
+    duals = rng.random(n_groups) * 2
+    counts = rng.integers(1, 50, n_groups).astype(float)
+    expected = np.where(finite[None], np.minimum(mixed - duals, 0.0), 0.0)[:, rows] @ counts
+    assert np.allclose(costs.shortfalls(mixes, duals, counts, rows), expected, rtol=1e-12, atol=1e-9)

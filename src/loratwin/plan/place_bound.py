@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from loratwin.errors import InputError
+from loratwin.plan.bound_pricing import cheapest_mixed, cheapest_priced, mix_shortfalls
 from loratwin.profiles import Profile
 
 if TYPE_CHECKING:
@@ -88,22 +89,23 @@ class ClassCosts:
     def rows(self, keep: np.ndarray) -> ClassCosts:
         return ClassCosts(self.time[keep], self.places[keep], self.band[keep], self.low[keep])
 
-    def priced(self, weights: np.ndarray, low_weights: np.ndarray, rates: np.ndarray) -> np.ndarray:
-        """v_k · cost_kg - w_k λ_g per class and group (inf where the class cannot take it)."""
-        finite = np.isfinite(self.time)
-        with np.errstate(invalid="ignore"):  # 0 x inf where a class is not allowed: masked next
-            price = (weights[:, 0:1] * self.time + weights[:, 1:2] * self.places + weights[:, 2:3] * self.band
-                     - low_weights[:, None] * rates[None, :])
-        return np.where(finite, price, np.inf)
+    def cheapest(self, weights: np.ndarray, low_weights: np.ndarray, rates: np.ndarray,
+                 rows: np.ndarray | None = None) -> np.ndarray:
+        """Per group, the least v_k · cost_kg - w_k λ_g over the classes `rows` (all by
+        default); `weights` (class x 3) and `low_weights` are indexed by class."""
+        rows = np.arange(len(self.low)) if rows is None else rows
+        return cheapest_priced(self.time, self.places, self.band, np.ascontiguousarray(weights, np.float64),
+                               np.asarray(low_weights, np.float64), rates, rows)
 
-    def mixed(self, mixes: np.ndarray) -> np.ndarray:
-        """mix · cost for every mix (row of `mixes`), class and group, in float32 (inf where the
-        class cannot take the group): for choosing weights only; the bound is summed by `priced`."""
-        finite = np.isfinite(self.time)
-        stacked = np.stack([np.where(finite, c, 0.0) for c in (self.time, self.places, self.band)]).astype(np.float32)
-        out = np.tensordot(mixes.astype(np.float32), stacked, axes=1)
-        out += np.where(finite, 0.0, np.inf).astype(np.float32)
-        return out
+    def cheapest_mixed(self, mixes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per mix (row of `mixes`) and group, the least mix · cost over the classes and the
+        class that reaches it: for choosing weights."""
+        return cheapest_mixed(self.time, self.places, self.band, mixes)
+
+    def shortfalls(self, mixes: np.ndarray, duals: np.ndarray, counts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per mix and class of `rows`, how far the class at that mix undercuts the groups'
+        duals, weighted by the group counts (<= 0)."""
+        return mix_shortfalls(self.time, self.places, self.band, mixes, duals, counts, rows)
 
 
 def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks: np.ndarray, profile: Profile) -> float:
@@ -125,12 +127,12 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
                          len(rates), profile)
     fine = costs.columns(slice(0, len(fine_rate)))
     coarse = costs.columns(slice(len(fine_rate), None))
-    seeded = coarse.mixed(SEED_WEIGHTS)  # seed mix x class x group
-    weights, low_weights = _class_weights(coarse, coarse_rate, coarse_count, np.unique(seeded.argmin(axis=1)))
-    relaxation = float(fine_count @ fine.priced(weights, low_weights, fine_rate).min(axis=0))
+    seeded, seed_classes = coarse.cheapest_mixed(SEED_WEIGHTS)  # seed mix x group
+    weights, low_weights = _class_weights(coarse, coarse_rate, coarse_count, np.unique(seed_classes))
+    relaxation = float(fine_count @ fine.cheapest(weights, low_weights, fine_rate))
     # the best seed mix shared by every class: the floor
     mix = best_seed_mix(seeded, coarse_count)
-    shared = float(fine_count @ fine.priced(np.broadcast_to(mix, weights.shape), np.zeros_like(low_weights), fine_rate).min(axis=0))
+    shared = float(fine_count @ fine.cheapest(np.broadcast_to(mix, weights.shape), np.zeros_like(low_weights), fine_rate))
     return max(relaxation, shared)
 
 
@@ -204,8 +206,10 @@ def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_ada
     # a class cannot take an adapter whose rank is above its max_lora_rank
     row_ranks = np.concatenate([np.full(len(b[3]), float(b[4])) for b in blocks])
     barred = need[None, :] > row_ranks[:, None]
-    return ClassCosts(*(np.where(barred, np.inf, np.vstack([b[k] for b in blocks])) for k in range(3)),
-                      np.concatenate([b[3] for b in blocks]))
+    stacked = [np.vstack([b[k] for b in blocks]) for k in range(3)]
+    for cost in stacked:
+        cost[barred] = np.inf
+    return ClassCosts(*stacked, np.concatenate([b[3] for b in blocks]))
 
 
 @dataclass(frozen=True)
@@ -276,8 +280,9 @@ def _busy_bands(slots: int) -> list[tuple[float, float]]:
 
 
 def best_seed_mix(seeded: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The seed mix that, shared by every class (w = 0), bounds best (`seeded` = `mixed(SEED_WEIGHTS)`)."""
-    return SEED_WEIGHTS[int(np.argmax(seeded.min(axis=1) @ counts.astype(np.float32)))]
+    """The seed mix that, shared by every class (w = 0), bounds best (`seeded`: the first of
+    `cheapest_mixed(SEED_WEIGHTS)`)."""
+    return SEED_WEIGHTS[int(np.argmax(seeded @ counts))]
 
 
 def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray,
@@ -286,7 +291,7 @@ def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray,
     starting from the classes `first` (by default each group's cheapest under each seed mix)."""
     n_classes = len(costs.low)
     if first is None:
-        first = np.unique(costs.mixed(SEED_WEIGHTS).argmin(axis=1))
+        first = np.unique(costs.cheapest_mixed(SEED_WEIGHTS)[1])
     master: set[int] = set(first.tolist())
     weights, low_weights = np.zeros((n_classes, 3)), np.zeros(n_classes)
     for _ in range(MASTER_ROUNDS):
@@ -296,14 +301,12 @@ def _class_weights(costs: ClassCosts, rates: np.ndarray, counts: np.ndarray,
             break
         weights[:], low_weights[:] = 0.0, 0.0
         weights[inside], low_weights[inside] = solved
-        duals = costs.rows(inside).priced(weights[inside], low_weights[inside], rates).min(axis=0)
+        duals = costs.cheapest(weights, low_weights, rates, inside)
         outside = np.setdiff1d(np.arange(n_classes), inside)
         if not len(outside):
             break
         # price each outside class at its best grid weight: the one that undercuts the duals least
-        price = costs.rows(outside).mixed(PRICE_WEIGHTS)  # grid x class x group
-        price -= duals.astype(np.float32)
-        shortfall_by_mix = np.minimum(price, 0.0, out=price) @ counts.astype(np.float32)
+        shortfall_by_mix = costs.shortfalls(PRICE_WEIGHTS, duals, counts, outside)  # grid x class
         best = shortfall_by_mix.argmax(axis=0)
         shortfall = shortfall_by_mix[best, np.arange(len(outside))]
         weights[outside] = PRICE_WEIGHTS[best]
