@@ -91,6 +91,19 @@ def test_more_gpus_than_needed_spreads_the_load(zipf60, profile):
     assert rr.gpu_count == fewest.gpu_count + 2
 
 
+def test_asking_for_the_fewest_gpus_spreads_the_load_over_them(zipf60, profile):
+    fewest = place(zipf60, profile)
+    risks = [g.starvation_risk for g in fewest.gpus]
+    # the greedy fills the first GPU to its limit and leaves the last the rest; it says so
+    assert max(risks) - min(risks) > 0.3
+    assert any(f"--gpus {fewest.gpu_count} spreads" in note for note in fewest.notes)
+    even = place(zipf60, profile, gpus=fewest.gpu_count)
+    assert_valid(even, zipf60)
+    assert even.gpu_count == fewest.gpu_count
+    assert max(g.starvation_risk for g in even.gpus) < 0.5 * max(risks)
+    assert any(note.startswith("spread over") for note in even.notes)
+
+
 def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):
     adapters = [AdapterSpec(id="huge", rank=8, rate_req_s=500.0), AdapterSpec(id="small", rank=8, rate_req_s=0.1)]
     with pytest.raises(InputError, match="'huge'.*cannot be placed on one GPU"):

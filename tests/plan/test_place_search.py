@@ -88,7 +88,7 @@ def test_place_frees_a_gpu_of_the_greedy_and_every_gpu_stays_accepted():
     searched = place(workload, profile)
     assert (alone.gpu_count, searched.gpu_count) == (3, 2)
     assert searched.gpu_count == place(workload, profile, algorithm="exact").gpu_count
-    assert any("freed 1" in note for note in searched.notes) and not alone.notes
+    assert any("freed 1" in note for note in searched.notes) and not any("freed" in note for note in alone.notes)
     assert searched.predicted_starved_gpus == []
     assert sorted(a.id for g in searched.gpus for a in g.adapters) == sorted(a.id for a in workload.adapters)
     # deterministic: the same moves again, and --gpus 2 is reachable only with the search

@@ -68,6 +68,8 @@ from loratwin.workload import (
 CAPACITY_BISECTIONS = 12
 ALGORITHMS = ("greedy", "round-robin", "least-loaded", "rank-grouped", "exact")
 EXACT_MAX_ADAPTERS = 12
+# GPUs whose starvation risks differ by more than this are pointed to --gpus, which evens them.
+UNEVEN_RISK = 0.3
 # How far the greedy may inflate rates to spread adapters over more GPUs than it needs.
 SPREAD_MAX_SCALE = 16.0
 
@@ -593,9 +595,17 @@ def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int |
         if gpus is not None:
             if len(bins) > gpus:
                 raise _not_enough(gpus, len(bins), algorithm, bound())
-            if len(bins) < gpus:
-                bins, scale = _spread_greedy(judge, items, gpus, bins)
+            # spread even when the greedy needs exactly N: it fills each GPU to its limit in turn
+            # and leaves the last one the rest
+            spread, scale = _spread_greedy(judge, items, gpus, bins)
+            if scale > 1.0:
+                bins = spread
                 notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
+        elif len(bins) > 1:
+            risks = sorted(judge(b).best.starvation_risk for b in bins)
+            if risks[-1] - risks[0] > UNEVEN_RISK:
+                notes.append(f"the greedy fills each GPU to its limit in turn (risk {risks[0]:.2f} to {risks[-1]:.2f}); "
+                             f"--gpus {len(bins)} spreads the load over the same GPUs")
     elif algorithm == "exact":
         if n > EXACT_MAX_ADAPTERS:
             raise InputError(f"--algorithm exact places at most {EXACT_MAX_ADAPTERS} adapters, got {n}; use greedy")
