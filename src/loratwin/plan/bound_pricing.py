@@ -3,8 +3,8 @@
 Every class k has three costs per adapter group g (time, places, band; time is inf where the class
 cannot take the group). The bound prices each group at its cheapest class under per-class
 weights, and the column generation prices thousands of classes under a grid of weight mixes.
-In numpy each of these made a (mix x class x group) temporary of a hundred megabytes for one
-reduction; here each is one pass over the costs, without the GIL (the bound runs in a thread
+In numpy each of these would make a (mix x class x group) temporary of a hundred megabytes for
+one reduction; here each is one pass over the costs, without the GIL (the bound runs in a thread
 beside the placement). A weight of 0 ignores its cost, whatever that cost is.
 """
 

@@ -114,7 +114,7 @@ class GpuVerdict:
         """The option to run when all starve: the least strained (closest to its limits), then
         the highest predicted throughput. Throughput alone cannot choose: a starved share's
         predicted throughput is often its capacity at every max_loras, and the first of equals
-        was max_loras 1, the most starved."""
+        would be max_loras 1, the most starved."""
         if not self.options:
             return None
         return min(self.options, key=lambda o: (o.strain, -o.predicted_tok_s, o.max_loras))
