@@ -72,6 +72,8 @@ EXACT_MAX_ADAPTERS = 12
 UNEVEN_RISK = 0.3
 # How far the greedy may inflate rates to spread adapters over more GPUs than it needs.
 SPREAD_MAX_SCALE = 16.0
+# ... found to within this factor: a margin of a few percent is all the spread is for
+SPREAD_TOLERANCE = 1.05
 
 
 @dataclass(frozen=True)
@@ -644,21 +646,27 @@ def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int |
 
 def _spread_greedy(judge: _Judge, adapters: Sequence[AdapterSpec], gpus: int, bins: list[list[int]]) -> tuple[list[list[int]], float]:
     """Fill GPUs as if every rate were `scale` times higher, with the largest scale that still fits
-    on `gpus` GPUs: the same greedy, with headroom left on every GPU."""
-    lo, best = 1.0, bins
-    hi = SPREAD_MAX_SCALE
-    for _ in range(12):
-        mid = math.sqrt(lo * hi)
+    on `gpus` GPUs (to within SPREAD_TOLERANCE): the same greedy, with headroom left on every GPU."""
+
+    def fill(scale: float) -> list[list[int]] | None:
         try:
-            trial = _greedy(_scaled_judge(judge, adapters, mid), adapters)
-        except InputError:
-            trial = None
-        if trial is not None and len(trial) <= gpus:
+            trial = _greedy(_scaled_judge(judge, adapters, scale), adapters)
+        except InputError:  # some adapter alone no longer fits
+            return None
+        return trial if len(trial) <= gpus else None
+
+    lo, best = 1.0, bins
+    # GPUs needed grow about in proportion to the scale: start the bracket at twice the room
+    hi = min(SPREAD_MAX_SCALE, 2.0 * gpus / len(bins))
+    while hi < SPREAD_MAX_SCALE and (trial := fill(hi)) is not None:
+        lo, best, hi = hi, trial, min(SPREAD_MAX_SCALE, 2 * hi)
+    while hi / lo > SPREAD_TOLERANCE:
+        mid = math.sqrt(lo * hi)
+        trial = fill(mid)
+        if trial is not None:
             lo, best = mid, trial
         else:
             hi = mid
-        if hi / lo < 1.02:
-            break
     return best, lo
 
 
