@@ -206,6 +206,26 @@ def test_cost_model_check_agrees_with_the_twin_on_clear_cases(profile):
                 assert p.predicted_tok_s == pytest.approx(s.predicted_tok_s, rel=0.05)
 
 
+def test_the_twin_check_refuses_long_waits_for_a_place_as_the_cost_model_does(profile):
+    # 60 quiet adapters, 6 places: the GPU keeps up, but requests of idle adapters wait over a minute
+    share = [AdapterSpec(id=f"q{i}", rank=8, rate_req_s=0.1) for i in range(60)]
+    guarded = TwinCheck(duration_s=600.0, slot_grid=(6,)).evaluate(share, profile).options[0]
+    unguarded = TwinCheck(duration_s=600.0, slot_grid=(6,), max_wait_s=None).evaluate(share, profile).options[0]
+    assert guarded.wait_s == unguarded.wait_s > 60.0
+    assert guarded.starved and not unguarded.starved
+    assert CostModelCheck(slot_grid=(6,)).evaluate(share, profile).options[0].starved
+
+
+def test_the_twin_check_simulates_the_workloads_arrivals_and_wait_limit(profile):
+    from loratwin.plan.place_checks import make_check
+    from loratwin.workload import GammaArrival
+
+    bursty = GammaArrival(cv=3.0)
+    check = make_check("twin", profile, arrival=bursty, max_wait_s=30.0)
+    assert check.arrival == bursty and check.max_wait_s == 30.0
+    assert make_check("twin", profile).arrival.kind == "poisson"
+
+
 def test_verification_flags_an_overloaded_gpu(profile, zipf60):
     placement = place(zipf60, profile, gpus=3, algorithm="round-robin")
     overloaded = place(zipf60, profile, gpus=3)

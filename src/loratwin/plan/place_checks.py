@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,7 +465,12 @@ class CostModelCheck:
 @dataclass
 class TwinCheck:
     """Simulate every candidate max_loras with the twin (a short window, the reference client's
-    queue cap, a fixed seed); results cached by the multiset of adapters."""
+    queue cap, a fixed seed); results cached by the multiset of adapters.
+
+    An option starves as the cost-model check's does: when the GPU falls short of the starvation
+    rule, or when requests that find their adapter idle wait longer than `max_wait_s` on average
+    for their first token (None: no limit), the latency guard the rule does not have. (The
+    per-adapter rule is left out: over a short window it flags waits well under a minute.)"""
 
     duration_s: float = 600.0
     seed: int = 0
@@ -473,6 +479,7 @@ class TwinCheck:
     arrival: object = field(default_factory=PoissonArrival)
     slot_grid: Sequence[int] = TWIN_SLOT_CANDIDATES
     starvation_threshold: float = STARVATION_THRESHOLD
+    max_wait_s: float | None = DEFAULT_MAX_WAIT_S
     name: str = "twin"
     simulations: int = 0
     _cache: dict = field(default_factory=dict, repr=False)
@@ -505,8 +512,12 @@ class TwinCheck:
             self.simulations += 1
             offered = float(result.summary["offered_tok_s"])
             shortfall = 1.0 - float(result.summary["throughput_over_offered"])
-            options.append(SlotOption(s, result.total_tok_s, result.starved,
-                                      float(min(1.0, max(0.0, shortfall / self.starvation_threshold)))))
+            wait = result.idle_start_ttft_s or 0.0
+            risk = shortfall / self.starvation_threshold
+            if self.max_wait_s is not None:
+                risk = max(risk, wait / self.max_wait_s if self.max_wait_s > 0 else (math.inf if wait > 0 else 0.0))
+            starved = result.starved or risk > 1.0
+            options.append(SlotOption(s, result.total_tok_s, starved, float(min(1.0, max(0.0, risk))), wait))
         verdict = GpuVerdict(served, max_rank, offered, tuple(options))
         self._cache[key] = verdict
         return verdict
@@ -619,14 +630,16 @@ CHECKS = ("auto", "cost-model", "learned", "twin")
 
 def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
                twin_duration_s: float = 600.0, *, window_s: float = 3600.0,
-               max_wait_s: float | None = DEFAULT_MAX_WAIT_S) -> GpuCheck:
+               max_wait_s: float | None = DEFAULT_MAX_WAIT_S, arrival: object | None = None) -> GpuCheck:
     """A check by name: auto (the cost-model check), cost-model, learned, twin. `window_s` and
-    `max_wait_s` configure the cost-model check (see `CostModelCheck`)."""
+    `max_wait_s` configure the cost-model check (see `CostModelCheck`); `max_wait_s` and the
+    workload's `arrival` process the twin check (the cost model takes arrivals as Poisson)."""
     profile = _resolve(profile)
     if kind in ("auto", "cost-model"):
         return CostModelCheck(lengths, window_s=window_s, max_wait_s=max_wait_s)
     if kind == "twin":
-        return TwinCheck(duration_s=twin_duration_s, lengths=lengths or ShareGPTLengths())
+        return TwinCheck(duration_s=twin_duration_s, lengths=lengths or ShareGPTLengths(),
+                         arrival=arrival or PoissonArrival(), max_wait_s=max_wait_s)
     if kind == "learned":
         learned = LearnedCheck.for_profile(profile, lengths)
         if learned is None:

@@ -30,7 +30,7 @@ def place_command(
     check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
     verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
-    max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model check; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
+    max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model and twin checks; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
@@ -49,7 +49,8 @@ def place_command(
         raise InputError(f"--verify-duration must be > 0 seconds, got {verify_duration:g}")
     if not max_wait >= 0:
         raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait:g}")
-    judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait)
+    judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait,
+                       arrival=workload.arrival)
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     doc = placement.to_dict()
     verification = None
