@@ -141,7 +141,7 @@ def main() -> int:
     for name, workload in (("zipf n=40 30 req/s", zipf_layout(40, 30.0, 1.0, RANKS, seed=0)),
                            ("triple n=48 1.6/0.8/0.4", reference_layout(48, (1.6, 0.8, 0.4), RANKS, seed=0))):
         row = {"workload": name}
-        for label, check in (("cost-model", make_check(args.check, profile, **limits)), ("twin", TwinCheck(duration_s=600.0))):
+        for label, check in (("cost-model", make_check(args.check, profile, **limits)), ("twin", TwinCheck(duration_s=600.0, max_wait_s=args.max_wait))):
             # one run: the twin check keeps its simulations, so a second run would take no time
             placement, seconds = timed_place(workload, profile, check, runs=1, search_moves=0)
             row[label] = {"gpus": placement.gpu_count, "time_s": seconds, **verify(placement)}
