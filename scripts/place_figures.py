@@ -141,7 +141,7 @@ def main() -> int:
     for name, workload in (("zipf n=40 30 req/s", zipf_layout(40, 30.0, 1.0, RANKS, seed=0)),
                            ("triple n=48 1.6/0.8/0.4", reference_layout(48, (1.6, 0.8, 0.4), RANKS, seed=0))):
         row = {"workload": name}
-        for label, check in (("cost-model", make_check(args.check, profile, **limits)), ("twin", TwinCheck(duration_s=600.0, max_wait_s=args.max_wait))):
+        for label, check in (("cost-model", make_check(args.check, profile, **limits)), ("twin", TwinCheck(duration_s=args.verify_duration, max_wait_s=args.max_wait))):
             # one run: the twin check keeps its simulations, so a second run would take no time
             placement, seconds = timed_place(workload, profile, check, runs=1, search_moves=0)
             row[label] = {"gpus": placement.gpu_count, "time_s": seconds, **verify(placement)}
@@ -227,7 +227,7 @@ def _print(rows, exact_rows, twin_rows, args, elapsed) -> None:
     for e in exact_rows:
         print(f"| {e['trial']} | {e['rate_req_s']:.1f} | {e['lower_bound']} | {e['greedy']} | {e['greedy+search']} | {e['exact']} | "
               f"{e['exact_time_s']:.2f} | {e['exact_starved_gpus']} |")
-    print("\ngreedy judged by the cost model against greedy judged by the twin (600 s runs):")
+    print(f"\ngreedy judged by the cost model against greedy judged by the twin ({args.verify_duration:g} s runs, the same wait limit):")
     print("| workload | cost-model GPUs | time s | starved (twin) | twin-check GPUs | time s | starved (twin) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for t in twin_rows:

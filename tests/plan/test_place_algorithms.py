@@ -216,13 +216,24 @@ def test_the_twin_check_refuses_long_waits_for_a_place_as_the_cost_model_does(pr
     assert CostModelCheck(slot_grid=(6,)).evaluate(share, profile).options[0].starved
 
 
+def test_the_twin_check_refuses_a_batch_that_outgrows_the_kv_cache(profile):
+    # 24 busy adapters at 36 req/s: the throughput rule passes (92% over 900 s), but every request
+    # queues for KV and the queue keeps growing; at 32.4 req/s nothing queues
+    def verdict(rate, max_wait_s):
+        share = [AdapterSpec(id=f"b{i}", rank=8, rate_req_s=rate) for i in range(24)]
+        return TwinCheck(duration_s=900.0, slot_grid=(24,), max_wait_s=max_wait_s).evaluate(share, profile).options[0]
+
+    assert verdict(1.5, 10.0).starved and not verdict(1.5, None).starved
+    assert not verdict(1.35, 10.0).starved
+
+
 def test_the_twin_check_simulates_the_workloads_arrivals_and_wait_limit(profile):
     from loratwin.plan.place_checks import make_check
     from loratwin.workload import GammaArrival
 
     bursty = GammaArrival(cv=3.0)
-    check = make_check("twin", profile, arrival=bursty, max_wait_s=30.0)
-    assert check.arrival == bursty and check.max_wait_s == 30.0
+    check = make_check("twin", profile, arrival=bursty, max_wait_s=30.0, window_s=1800.0)
+    assert check.arrival == bursty and check.max_wait_s == 30.0 and check.duration_s == 1800.0
     assert make_check("twin", profile).arrival.kind == "poisson"
 
 

@@ -467,10 +467,13 @@ class TwinCheck:
     """Simulate every candidate max_loras with the twin (a short window, the reference client's
     queue cap, a fixed seed); results cached by the multiset of adapters.
 
-    An option starves as the cost-model check's does: when the GPU falls short of the starvation
-    rule, or when requests that find their adapter idle wait longer than `max_wait_s` on average
-    for their first token (None: no limit), the latency guard the rule does not have. (The
-    per-adapter rule is left out: over a short window it flags waits well under a minute.)"""
+    An option starves when the GPU falls short of the starvation rule, or, with `max_wait_s` (None:
+    no limit), when requests wait longer than that on average for their first token: those that
+    find their adapter idle (the wait for a place in the batch the cost model predicts) or all of
+    them (a batch that outgrows the KV cache queues every request, and the queue grows for as long
+    as the load lasts while the throughput rule, over a finite window, still passes). `place` runs
+    it over the same window as `--verify`: shorter runs miss the requests that wait longest. (The
+    per-adapter rule is left out: over short windows it flags waits well under a minute.)"""
 
     duration_s: float = 600.0
     seed: int = 0
@@ -515,7 +518,8 @@ class TwinCheck:
             wait = result.idle_start_ttft_s or 0.0
             risk = shortfall / self.starvation_threshold
             if self.max_wait_s is not None:
-                risk = max(risk, wait / self.max_wait_s if self.max_wait_s > 0 else (math.inf if wait > 0 else 0.0))
+                longest = max(wait, result.mean_ttft_s or 0.0)
+                risk = max(risk, longest / self.max_wait_s if self.max_wait_s > 0 else (math.inf if longest > 0 else 0.0))
             starved = result.starved or risk > 1.0
             options.append(SlotOption(s, result.total_tok_s, starved, float(min(1.0, max(0.0, risk))), wait))
         verdict = GpuVerdict(served, max_rank, offered, tuple(options))
@@ -629,16 +633,17 @@ CHECKS = ("auto", "cost-model", "learned", "twin")
 
 
 def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
-               twin_duration_s: float = 600.0, *, window_s: float = 3600.0,
-               max_wait_s: float | None = DEFAULT_MAX_WAIT_S, arrival: object | None = None) -> GpuCheck:
+               *, window_s: float = 3600.0, max_wait_s: float | None = DEFAULT_MAX_WAIT_S,
+               arrival: object | None = None) -> GpuCheck:
     """A check by name: auto (the cost-model check), cost-model, learned, twin. `window_s` and
-    `max_wait_s` configure the cost-model check (see `CostModelCheck`); `max_wait_s` and the
-    workload's `arrival` process the twin check (the cost model takes arrivals as Poisson)."""
+    `max_wait_s` configure the cost-model check (see `CostModelCheck`) and the twin check (its
+    runs' length), which also simulates the workload's `arrival` process (the cost model takes
+    arrivals as Poisson)."""
     profile = _resolve(profile)
     if kind in ("auto", "cost-model"):
         return CostModelCheck(lengths, window_s=window_s, max_wait_s=max_wait_s)
     if kind == "twin":
-        return TwinCheck(duration_s=twin_duration_s, lengths=lengths or ShareGPTLengths(),
+        return TwinCheck(duration_s=window_s, lengths=lengths or ShareGPTLengths(),
                          arrival=arrival or PoissonArrival(), max_wait_s=max_wait_s)
     if kind == "learned":
         learned = LearnedCheck.for_profile(profile, lengths)
