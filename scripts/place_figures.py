@@ -7,7 +7,7 @@ between GPUs to free GPUs). Times are the median of three runs.
     python scripts/place_figures.py [--profile llama-3.1-8b-instruct] [--verify-duration 3600]
         [--check auto] [--max-wait 60] [--out docs/placement/figures.json]
 
-Prints Markdown tables (docs/placement/README.md holds a run); about two minutes on two cores
+Prints Markdown tables (docs/placement/README.md holds a run); about three minutes on two cores
 (the twin runs dominate).
 """
 
