@@ -49,6 +49,7 @@ from loratwin.plan.place_checks import (
     server_rank,
     supported_ranks,
 )
+from loratwin.plan.place_balance import even_out
 from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES, free_gpus
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.config import (
@@ -74,6 +75,8 @@ UNEVEN_RISK = 0.3
 SPREAD_MAX_SCALE = 16.0
 # ... found to within this factor: a margin of a few percent is all the spread is for
 SPREAD_TOLERANCE = 1.05
+# moves evening out the spread GPUs may make, per GPU (each pairs the most and least strained)
+EVEN_MOVES_PER_GPU = 3
 
 
 @dataclass(frozen=True)
@@ -534,7 +537,8 @@ def place(
 ) -> Placement:
     """Place adapters on GPUs. Without `gpus`: the fewest GPUs the algorithm reaches with no GPU
     predicted to starve. With `gpus=N`: the best placement on N GPUs (the greedy spreads the load
-    over all N), or an InputError saying that N is not enough and how many are needed.
+    over all N, then `loratwin.plan.place_balance` evens it out), or an InputError saying that N is
+    not enough and how many are needed.
 
     After the greedy, up to `search_moves` moves of one adapter between GPUs try to free GPUs
     (`loratwin.plan.place_search`); 0 keeps the greedy's own placement."""
@@ -603,6 +607,9 @@ def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int |
             if scale > 1.0:
                 bins = spread
                 notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
+            bins, moves = even_out(judge, bins, EVEN_MOVES_PER_GPU * len(bins))
+            if moves:
+                notes.append(f"evened out: {moves} moves of adapters from the most to the least strained GPU")
         elif len(bins) > 1:
             risks = sorted(judge(b).best.starvation_risk for b in bins)
             if risks[-1] - risks[0] > UNEVEN_RISK:
