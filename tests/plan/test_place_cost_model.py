@@ -329,11 +329,15 @@ def test_the_compiled_pricing_is_the_array_formula(n_classes, n_groups, seed):
     rng = np.random.default_rng(seed)
     barred = rng.random((n_classes, n_groups)) < 0.3
     time, places, band = (np.where(barred, np.inf, rng.random((n_classes, n_groups)) * 3) for _ in range(3))
-    costs = place_bound.ClassCosts(time, places, band, rng.random(n_classes) * 5)
-    rates = rng.random(n_groups)
     # weights with zeros in them, as the duals have
     weights = rng.random((n_classes, 3)) * (rng.random((n_classes, 3)) < 0.7)
     low_weights = rng.random(n_classes) * (rng.random(n_classes) < 0.5)
+    # and a last class a hair cheaper than the first: the least must be found, not the first close one
+    time, places, band = (np.vstack([c, c[:1] * (1 - 1e-9)]) for c in (time, places, band))
+    weights, low_weights = np.vstack([weights, weights[:1]]), np.append(low_weights, low_weights[0])
+    n_classes += 1
+    costs = place_bound.ClassCosts(time, places, band, rng.random(n_classes) * 5)
+    rates = rng.random(n_groups)
     rows = np.flatnonzero(rng.random(n_classes) < 0.6)
     finite = np.isfinite(time)
     with np.errstate(invalid="ignore"):
