@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from loratwin.plan.place_balance import EVEN_GAP, even_out
 from loratwin.plan.placement import place
 from loratwin.workload import zipf_layout
-from tests.plan.test_place_search import capacity_judge, is_partition
+
+from .conftest import capacity_judge, is_partition
 
 
 def test_a_remainder_gpu_takes_half_the_load_of_a_full_one():

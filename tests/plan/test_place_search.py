@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -13,26 +11,7 @@ from loratwin.plan.place_search import free_gpus
 from loratwin.plan.placement import _greedy, _Judge, place
 from loratwin.workload import WorkloadSpec, zipf_layout
 
-
-@dataclass
-class Strain:
-    strain: float
-
-
-def capacity_judge(rates, capacity=1.0, per_adapter=0.0):
-    """A GPU is accepted while its load (rates plus a cost per adapter) is within its capacity."""
-    calls = []
-
-    def judge(members):
-        calls.append(tuple(members))
-        return Strain(sum(rates[i] for i in members) / capacity + per_adapter * len(members))
-
-    judge.calls = calls
-    return judge
-
-
-def is_partition(bins, n):
-    return sorted(i for b in bins for i in b) == list(range(n))
+from .conftest import capacity_judge, is_partition
 
 
 def test_a_remainder_gpu_is_emptied_into_the_others():

@@ -1,0 +1,26 @@
+"""Helpers shared by the placement tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class Strain:
+    strain: float
+
+
+def capacity_judge(rates, capacity=1.0, per_adapter=0.0):
+    """A GPU is accepted while its load (rates plus a cost per adapter) is within its capacity."""
+    calls = []
+
+    def judge(members):
+        calls.append(tuple(members))
+        return Strain(sum(rates[i] for i in members) / capacity + per_adapter * len(members))
+
+    judge.calls = calls
+    return judge
+
+
+def is_partition(bins, n):
+    return sorted(i for b in bins for i in b) == list(range(n))
