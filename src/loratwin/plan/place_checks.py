@@ -464,8 +464,8 @@ class CostModelCheck:
 
 @dataclass
 class TwinCheck:
-    """Simulate every candidate max_loras with the twin (a short window, the reference client's
-    queue cap, a fixed seed); results cached by the multiset of adapters.
+    """Simulate every candidate max_loras with the twin (`duration_s` per run, the reference
+    client's queue cap, a fixed seed); results cached by the multiset of adapters.
 
     An option starves when the GPU falls short of the starvation rule, or, with `max_wait_s` (None:
     no limit), when requests wait longer than that on average for their first token: those that
