@@ -185,6 +185,37 @@ def test_saturated_batch_matches_the_twin(profile):
     assert not option.starved and option.wait_s == pytest.approx(wait[0], rel=0.01)
 
 
+def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(profile):
+    """Every adapter has a place, so only the KV admission queue can make requests wait: a second
+    or less well below KV capacity, tens of percent of a run near it; --max-wait 10 refuses the
+    latter where the default minute accepts it, and the twin's mean TTFT there is over 5 s."""
+    from loratwin.plan.place_checks import KV_QUEUE_SCALE, kv_queue_share
+    from loratwin.twin import ServerConfig, simulate
+    from loratwin.workload import WorkloadSpec
+
+    assert kv_queue_share(1.0) == pytest.approx(KV_QUEUE_SCALE)
+    assert np.all(np.diff(kv_queue_share(np.linspace(0.5, 1.0, 11))) > 0)
+
+    def option(total, max_wait_s=60.0):
+        share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=total / 24) for i in range(24)]
+        check = CostModelCheck(max_wait_s=max_wait_s, slot_grid=(24,))
+        return share, check.evaluate(share, profile).options[0]
+
+    light = option(24.0)[1]
+    assert light.kv_use < 0.5 and light.queue_s < 0.1 and light.wait_s == 0.0
+    # the load where the check's KV use is just under 1
+    lo, hi = 24.0, 40.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if option(mid)[1].kv_use < 0.99 else (lo, mid)
+    share, near = option(lo)
+    assert 0.985 < near.kv_use < 0.99 and near.queue_s > 10.0 and not near.starved
+    assert option(lo, max_wait_s=10.0)[1].starved
+    run = simulate(WorkloadSpec(adapters=tuple(share)), ServerConfig(max_loras=24, max_cpu_loras=24, max_lora_rank=8),
+                   profile, duration_s=3600.0, seed=0)
+    assert run.mean_ttft_s > 5.0 and not run.starved
+
+
 def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):
     share = same_adapters(150, 0.0625, rank=8)
     hour = CostModelCheck(window_s=3600.0, max_wait_s=None).evaluate(share, profile)

@@ -53,6 +53,13 @@ DEFAULT_MAX_WAIT_S = 60.0
 THROUGHPUT_TIE = 0.005
 # Waits beyond this are not solved for (every window refuses them): a year
 MAX_WAIT_SOLVED_S = 3.2e7
+# The queue for KV admission near capacity, as a share of a request's run time at KV use u (the
+# running requests over what the cache holds): KV_QUEUE_SCALE exp(KV_QUEUE_STEEPNESS (u - 1)).
+# Fitted on the twin by scripts/fit_kv_queue.py (320 shares, KV use 0.93-1): on 320 others the
+# twin's mean TTFT over the prediction has median 1.00 at KV use 0.93-0.97 and 1.08 at 0.97-1
+# (quartiles 0.4-1.9); below 0.9 the queue is under a second.
+KV_QUEUE_SCALE = 0.71
+KV_QUEUE_STEEPNESS = 33.4
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class SlotOption:
     wait_s: float = 0.0  # predicted mean wait of a request for a place in the batch (cost model)
     # the busiest resource over its limit, unbounded (> 1: starved), where the check has one
     pressure: float | None = None
+    queue_s: float = 0.0  # predicted mean wait of every request for KV admission (cost model)
+    kv_use: float | None = None  # running requests over what the KV cache holds (cost model)
 
     @property
     def strain(self) -> float:
@@ -222,6 +231,12 @@ def _length_moments(lengths: LengthSpec | ShareGPTLengths, model_name: str, outp
                           BatchStartBusyPeriods(o + 1))
 
 
+def kv_queue_share(kv_use: np.ndarray | float) -> np.ndarray | float:
+    """The mean wait for KV admission as a share of a request's run time, at KV use <= 1 (see
+    KV_QUEUE_SCALE)."""
+    return KV_QUEUE_SCALE * np.exp(KV_QUEUE_STEEPNESS * (np.asarray(kv_use) - 1.0))
+
+
 class CostModelCheck:
     """Steady state of the twin's engine loop, solved from the profile's cost model.
 
@@ -234,8 +249,10 @@ class CostModelCheck:
     The fixed point gives N, τ, the adapters in the batch and W. A share starves when N does not
     fit the KV cache (or the token budget, or max_num_seqs) with `util_limit` to spare, when the
     late share (W + T) / window_s exceeds `max_late_share` (half the 10% starvation threshold), when
-    loading adapters takes more than `max_load_share` of the time, or when W exceeds `max_wait_s`
-    (a minute by default; None for no limit): a latency guard the starvation rule does not have.
+    loading adapters takes more than `max_load_share` of the time, or when W, or the queue every
+    request meets for KV admission as the batch nears its KV capacity (`kv_queue_share`), exceeds
+    `max_wait_s` (a minute by default; None for no limit): a latency guard the starvation rule does
+    not have.
     Arrivals are taken as Poisson at each adapter's rate; burstier processes need the twin check.
     `python scripts/check_cost_model.py` compares it with the twin on random shares.
     """
@@ -299,12 +316,16 @@ class CostModelCheck:
                 running / self.max_num_seqs,
                 (running + prefill_per_step) / self.max_num_batched_tokens,
             ])
+            kv_use = np.where(np.isfinite(running), running / n_kv, np.inf)
         util = np.where(np.isfinite(util), util, np.inf)
         # requests that wait for a place in the batch finish late: what arrives in the last W + T
         # of a window is not served inside it
         run_s = (m.output + 1) * tau / 1000
         with np.errstate(invalid="ignore"):
             late_share = np.where(wait > 0, (wait + run_s) / self.window_s, 0.0)
+        # near capacity every request queues for KV; past it the util limit refuses the GPU (the
+        # queue is taken at its value at capacity there, so that strain still measures the excess)
+        queue = run_s * kv_queue_share(np.minimum(kv_use, 1.0))
         served_tok_s = total_rate * (m.prompt + m.output)
         capacity = self._capacity(rates, S, n_cap, max_rank, load_ms, profile, m)
         predicted = np.where(util <= 1.0, served_tok_s, np.minimum(served_tok_s, capacity))
@@ -312,11 +333,12 @@ class CostModelCheck:
         if self.max_wait_s is not None:
             with np.errstate(divide="ignore", invalid="ignore"):  # a limit of 0 or inf, an infinite wait
                 limits.append(np.where(wait > 0, wait / self.max_wait_s, 0.0))
+                limits.append(np.where(queue > 0, queue / self.max_wait_s, 0.0))
         pressure = np.maximum.reduce(limits)
         pressure = np.where(np.isfinite(pressure), pressure, np.inf)
         options = tuple(
-            SlotOption(int(s), float(p), bool(pr > 1.0), float(min(1.0, pr)), float(w), float(pr))
-            for s, p, pr, w in zip(slots, predicted, pressure, wait)
+            SlotOption(int(s), float(p), bool(pr > 1.0), float(min(1.0, pr)), float(w), float(pr), float(q), float(u))
+            for s, p, pr, w, q, u in zip(slots, predicted, pressure, wait, queue, kv_use)
         )
         return GpuVerdict(served, max_rank, offered, options)
 

@@ -108,7 +108,8 @@ def _print_placement(placement, verification, console: Console) -> None:
     table = Table(show_header=True, header_style="bold")
     for column, justify in (("GPU", "right"), ("adapters", "right"), ("ranks", "left"), ("req/s", "right"),
                             ("--max-loras", "right"), ("--max-cpu-loras", "right"), ("--max-lora-rank", "right"),
-                            ("offered tok/s", "right"), ("predicted tok/s", "right"), ("wait s", "right"), ("risk", "right")):
+                            ("offered tok/s", "right"), ("predicted tok/s", "right"), ("wait s", "right"), ("KV queue s", "right"),
+                            ("risk", "right")):
         table.add_column(column, justify=justify)
     if verification is not None:
         table.add_column("twin tok/s", justify="right")
@@ -120,7 +121,8 @@ def _print_placement(placement, verification, console: Console) -> None:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
         risk = f"{g.starvation_risk:.2f}" + (" [red]starves[/]" if g.starved else "")
         row = [str(g.index), str(len(g.adapters)), ranks, f"{g.rate_req_s:.2f}", str(g.max_loras),
-               str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", f"{g.wait_s:.1f}", risk]
+               str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", f"{g.wait_s:.1f}",
+               f"{g.queue_s:.1f}", risk]
         if verification is not None:
             v = verified[g.index]
             state = "[bold red]STARVED[/]" if v.starved else "[green]ok[/]"

@@ -92,6 +92,7 @@ class GpuPlan:
     starvation_risk: float
     starved: bool  # as predicted by the check
     wait_s: float = 0.0  # predicted mean wait for a place in the batch (cost-model check)
+    queue_s: float = 0.0  # predicted mean wait of every request for KV admission (cost-model check)
 
     @property
     def max_cpu_loras(self) -> int:
@@ -114,6 +115,7 @@ class GpuPlan:
             "predicted_tok_s": self.predicted_tok_s,
             "starvation_risk": self.starvation_risk,
             "predicted_wait_s": self.wait_s,
+            "predicted_kv_queue_s": self.queue_s,
             "predicted_starved": self.starved,
         }
 
@@ -512,6 +514,7 @@ def _plan(index: int, members: Sequence[int], adapters: Sequence[AdapterSpec], j
         starvation_risk=option.starvation_risk,
         starved=option.starved,
         wait_s=option.wait_s,
+        queue_s=option.queue_s,
     )
 
 

@@ -61,6 +61,7 @@ class Candidate:
     starved_probability: float
     offered_tok_s: float
     predicted_wait_s: float = 0.0  # mean wait for a place in the batch (the placement cost model)
+    predicted_queue_s: float = 0.0  # mean wait of every request for KV admission (the same model)
     cost_model_pressure: float = 0.0  # the cost model's busiest limit (> 1: it refuses the point)
 
     @property
@@ -185,6 +186,7 @@ def add_cost_model_verdicts(candidates: Sequence[Candidate], workload: WorkloadS
             by_served[c.served] = {o.max_loras: o for o in verdict.options}
         option = by_served[c.served].get(c.max_loras)
         c.predicted_wait_s = option.wait_s if option is not None else float("inf")
+        c.predicted_queue_s = option.queue_s if option is not None else float("inf")
         c.cost_model_pressure = option.strain if option is not None else float("inf")
 
 
@@ -197,6 +199,8 @@ def _refusal(c: Candidate, max_wait_s: float | None, short: bool = False) -> str
         if short:
             return f"wait {c.predicted_wait_s:.0f} s" if np.isfinite(c.predicted_wait_s) else "no steady state"
         return f"requests would wait over {max_wait_s:g} s for a place in the batch"
+    if max_wait_s is not None and c.predicted_queue_s > max_wait_s and c.cost_model_pressure <= c.predicted_queue_s / max_wait_s:
+        return f"KV queue {c.predicted_queue_s:.0f} s" if short else f"requests would queue over {max_wait_s:g} s for the KV cache"
     return "over capacity" if short else "over one GPU's capacity by the placement cost model (KV cache or token budget)"
 
 
@@ -271,7 +275,8 @@ def recommend(
     why += ["  " + line for line in decision_path(starvation_doc, _row(starvation_doc, X[index]))]
     if max_wait_s is not None:
         why.append(f"accepted by the placement cost model: predicted mean wait for a place in the batch "
-                   f"{best.predicted_wait_s:.1f} s (at most {max_wait_s:g} s; --max-wait), within capacity"
+                   f"{best.predicted_wait_s:.1f} s and for the KV cache {best.predicted_queue_s:.1f} s "
+                   f"(each at most {max_wait_s:g} s; --max-wait), within capacity"
                    if not _refused(best) else
                    f"the placement cost model refuses every configuration; this one the least ({_refusal(best, max_wait_s)})")
 

@@ -108,11 +108,11 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
     page.section("Configuration per GPU")
     page.table(
         ["GPU", "adapters", "--max-loras", "--max-cpu-loras", "--max-lora-rank", "rate (req/s)",
-         "offered (tok/s)", "predicted (tok/s)", "wait for a batch place (s)", "starvation risk"],
+         "offered (tok/s)", "predicted (tok/s)", "wait for a batch place (s)", "KV queue (s)", "starvation risk"],
         [[str(g.get("gpu", i)), integer(g.get("served") or len(g.get("adapters", ()))), integer(g.get("max_loras")),
           integer(g.get("max_cpu_loras")), integer(g.get("max_lora_rank")), num(g.get("rate_req_s"), 2),
           num(g.get("offered_tok_s"), 0), num(g.get("predicted_tok_s"), 0), num(g.get("predicted_wait_s"), 1),
-          num(g.get("starvation_risk"), 2)] for i, g in enumerate(gpus)],
+          num(g.get("predicted_kv_queue_s"), 1), num(g.get("starvation_risk"), 2)] for i, g in enumerate(gpus)],
         row_tones=["bad" if g.get("predicted_starved") else None for g in gpus],
     )
     page.table(["GPU", "adapters"], [[str(g.get("gpu", i)), ", ".join(map(str, g.get("adapters", ())))]
