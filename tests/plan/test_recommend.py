@@ -127,3 +127,17 @@ def test_verify_counts_a_long_wait_against_the_recommendation():
 def test_max_wait_must_not_be_negative():
     with pytest.raises(InputError, match="--max-wait"):
         recommend(cycling(8, [0.1], [8]), "llama-3.1-8b-instruct", max_wait_s=-1.0)
+
+
+def test_a_refusal_names_the_limit_that_refuses():
+    from loratwin.plan.recommend import Candidate, _refusal
+
+    def refused(wait, queue, pressure):
+        c = Candidate(served=40, max_loras=40, predicted_total_tok_s=1.0, starved_probability=0.0, offered_tok_s=1.0,
+                      predicted_wait_s=wait, predicted_queue_s=queue, cost_model_pressure=pressure)
+        return _refusal(c, 10.0)
+
+    assert "for a place in the batch" in refused(30.0, 0.0, 3.0)
+    assert "for the KV cache" in refused(0.0, 15.0, 1.5)
+    # the KV cache itself over its capacity: the queue is not what refuses
+    assert "capacity" in refused(0.0, 15.0, 1.8)
