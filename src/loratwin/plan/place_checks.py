@@ -311,12 +311,12 @@ class CostModelCheck:
         tau, running, _, wait, load_share = self._fixed_point(rates, S, n_cap, max_rank, load_ms, profile, m)
         with np.errstate(invalid="ignore", over="ignore"):
             prefill_per_step = total_rate * m.prompt * tau / 1000
+            kv_use = np.where(np.isfinite(running), running / n_kv, np.inf)
             util = np.maximum.reduce([
-                running / n_kv,
+                kv_use,
                 running / self.max_num_seqs,
                 (running + prefill_per_step) / self.max_num_batched_tokens,
             ])
-            kv_use = np.where(np.isfinite(running), running / n_kv, np.inf)
         util = np.where(np.isfinite(util), util, np.inf)
         # requests that wait for a place in the batch finish late: what arrives in the last W + T
         # of a window is not served inside it
