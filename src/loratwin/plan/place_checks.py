@@ -537,13 +537,13 @@ class TwinCheck:
             self.simulations += 1
             offered = float(result.summary["offered_tok_s"])
             shortfall = 1.0 - float(result.summary["throughput_over_offered"])
-            wait = result.idle_start_ttft_s or 0.0
             risk = shortfall / self.starvation_threshold
-            if self.max_wait_s is not None:
-                longest = max(wait, result.mean_ttft_s or 0.0)
-                risk = max(risk, longest / self.max_wait_s if self.max_wait_s > 0 else (math.inf if longest > 0 else 0.0))
+            longest = result.first_token_wait_s or 0.0
+            if self.max_wait_s is not None and longest > 0:
+                risk = max(risk, longest / self.max_wait_s if self.max_wait_s > 0 else math.inf)
             starved = result.starved or risk > 1.0
-            options.append(SlotOption(s, result.total_tok_s, starved, float(min(1.0, max(0.0, risk))), wait))
+            options.append(SlotOption(s, result.total_tok_s, starved, float(min(1.0, max(0.0, risk))),
+                                      result.idle_start_ttft_s or 0.0))
         verdict = GpuVerdict(served, max_rank, offered, tuple(options))
         self._cache[key] = verdict
         return verdict

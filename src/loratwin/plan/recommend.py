@@ -421,12 +421,10 @@ class TwinProbe:
             point.update(status="cannot start", reason=str(err), starved=None, total_tok_s=None)
         else:
             ratio = float(result.summary["throughput_over_offered"])
-            wait = result.idle_start_ttft_s
-            ttft = result.mean_ttft_s
-            longest = max((x for x in (wait, ttft) if x is not None), default=None)
+            longest = result.first_token_wait_s
             point.update(status="ok", total_tok_s=float(result.summary["total_tok_s"]), throughput_over_offered=ratio,
                          starved=bool(1.0 - ratio >= self.threshold), starved_adapters=len(result.starved_adapters),
-                         wait_s=wait, mean_ttft_s=ttft,
+                         wait_s=result.idle_start_ttft_s, mean_ttft_s=result.mean_ttft_s,
                          waits_too_long=bool(self.max_wait_s is not None and longest is not None
                                              and longest > self.max_wait_s))
         self.points[(served, max_loras)] = point

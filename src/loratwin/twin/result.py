@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +61,18 @@ class RunResult:
     def p99_ttft_s(self) -> float | None:
         return _seconds(self.summary["p99_ttft_ms"])
 
-    @property
+    @functools.cached_property
     def idle_start_ttft_s(self) -> float | None:
         """`idle_start_ttft_s` of this run's requests, leaving out those sent in the window's last
         tail (as the per-adapter starvation check does: most of them cannot finish)."""
         return idle_start_ttft_s(self.requests, self.config["duration_s"] * (1 - ADAPTER_CHECK_TAIL_FRACTION))
+
+    @property
+    def first_token_wait_s(self) -> float | None:
+        """What a limit on the wait for a first token holds a run to: the larger of the mean TTFT
+        of the requests that found their adapter idle (the wait for a place in the batch) and of
+        all requests (the queue for KV admission meets every one). None when neither is known."""
+        return max((t for t in (self.idle_start_ttft_s, self.mean_ttft_s) if t is not None), default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "summary": self.summary, "adapters": self.adapters}
