@@ -173,6 +173,14 @@ def _no_rank_reason(profile: Profile, ranks: Sequence[int]) -> str:
     )
 
 
+def adapter_server_rank(profile: Profile, adapter: AdapterSpec) -> int:
+    """The least max_lora_rank that serves this adapter; an InputError naming it when none does."""
+    rank = server_rank(profile, [adapter.rank])
+    if rank is None:
+        raise InputError(f"adapter {adapter.id!r}: {_no_rank_reason(profile, [adapter.rank])}")
+    return rank
+
+
 def startable_slots(profile: Profile, ranks: Sequence[int], served: int,
                     grid: Sequence[int]) -> tuple[int | None, list[tuple[int, int]], str]:
     """What every check starts from: the server's max_lora_rank for these adapter ranks, the
@@ -471,14 +479,9 @@ class CostModelCheck:
         from loratwin.plan.place_bound import cost_model_lower_bound
 
         profile = _resolve(profile)
-        need = []
-        for a in adapters:
-            r = server_rank(profile, [a.rank])
-            if r is None:
-                raise InputError(_no_rank_reason(profile, [a.rank]))
-            need.append(r)
+        need = np.array([adapter_server_rank(profile, a) for a in adapters], np.float64)
         rates = np.fromiter((a.rate_req_s for a in adapters), np.float64, len(adapters))
-        return cost_model_lower_bound(self, rates, np.asarray(need, np.float64), profile)
+        return cost_model_lower_bound(self, rates, need, profile)
 
 
 # --- the twin check -------------------------------------------------------------------------

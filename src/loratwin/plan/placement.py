@@ -39,17 +39,16 @@ from typing import Any
 import numpy as np
 
 from loratwin.errors import InputError
+from loratwin.plan.place_balance import even_out
 from loratwin.plan.place_checks import (
     CostModelCheck,
     GpuCheck,
     GpuVerdict,
     SlotOption,
     TwinCheck,
+    adapter_server_rank,
     default_check,
-    server_rank,
-    supported_ranks,
 )
-from loratwin.plan.place_balance import even_out
 from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES, free_gpus
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.config import (
@@ -337,13 +336,7 @@ def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile
 def _lower_bound(adapters: list[AdapterSpec], profile: Profile, check: GpuCheck) -> int:
     needs: dict[int, list[AdapterSpec]] = {}
     for a in adapters:
-        r = server_rank(profile, [a.rank])
-        if r is None:
-            raise InputError(
-                f"adapter {a.id!r}: rank {a.rank} is above every max_lora_rank profile {profile.name} knows "
-                f"({', '.join(map(str, supported_ranks(profile)))})"
-            )
-        needs.setdefault(r, []).append(a)
+        needs.setdefault(adapter_server_rank(profile, a), []).append(a)
     gpus = 0.0
     for rank, members in needs.items():
         rate = math.fsum(a.rate_req_s for a in members)
