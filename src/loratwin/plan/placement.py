@@ -594,23 +594,12 @@ def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int |
                 notes.append(f"a search moving adapters between GPUs freed {len(bins) - len(found)} of the greedy's "
                              f"{len(bins)} GPUs ({moves} moves)")
                 bins = found
-        if gpus is not None:
-            if len(bins) > gpus:
-                raise _not_enough(gpus, len(bins), algorithm, bound())
-            # spread even when the greedy needs exactly N: it fills each GPU to its limit in turn
-            # and leaves the last one the rest
-            spread, scale = _spread_greedy(judge, items, gpus, bins)
-            if scale > 1.0:
-                bins = spread
-                notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
-            bins, moves = even_out(judge, bins, EVEN_MOVES_PER_GPU * len(bins))
-            if moves:
-                notes.append(f"evened out: {moves} moves of adapters from the most to the least strained GPU")
-        elif len(bins) > 1:
-            risks = sorted(judge(b).best.starvation_risk for b in bins)
-            if risks[-1] - risks[0] > UNEVEN_RISK:
-                notes.append(f"the greedy fills each GPU to its limit in turn (risk {risks[0]:.2f} to {risks[-1]:.2f}); "
-                             f"--gpus {len(bins)} spreads the load over the same GPUs")
+        if gpus is None:
+            notes.extend(_uneven_note(judge, bins))
+        elif len(bins) > gpus:
+            raise _not_enough(gpus, len(bins), algorithm, bound())
+        else:
+            bins = _spread_evenly(judge, items, gpus, bins, notes)
     elif algorithm == "exact":
         if n > EXACT_MAX_ADAPTERS:
             raise InputError(f"--algorithm exact places at most {EXACT_MAX_ADAPTERS} adapters, got {n}; use greedy")
@@ -645,6 +634,30 @@ def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int |
         bins = _rank_grouped(counts, items)
 
     return bins
+
+
+def _spread_evenly(judge: _Judge, items: Sequence[AdapterSpec], gpus: int, bins: list[list[int]],
+                   notes: list[str]) -> list[list[int]]:
+    """The greedy's adapters over `gpus` GPUs with the load spread and evened out, also when the
+    greedy needs exactly that many: it fills each GPU to its limit in turn and leaves the last one
+    the rest."""
+    spread, scale = _spread_greedy(judge, items, gpus, bins)
+    if scale > 1.0:
+        bins = spread
+        notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
+    bins, moves = even_out(judge, bins, EVEN_MOVES_PER_GPU * len(bins))
+    if moves:
+        notes.append(f"evened out: {moves} moves of adapters from the most to the least strained GPU")
+    return bins
+
+
+def _uneven_note(judge: _Judge, bins: list[list[int]]) -> list[str]:
+    """A note pointing to --gpus when the greedy's GPUs are far apart in risk."""
+    risks = sorted(judge(b).best.starvation_risk for b in bins)
+    if len(risks) < 2 or risks[-1] - risks[0] <= UNEVEN_RISK:
+        return []
+    return [f"the greedy fills each GPU to its limit in turn (risk {risks[0]:.2f} to {risks[-1]:.2f}); "
+            f"--gpus {len(bins)} spreads the load over the same GPUs"]
 
 
 def _spread_greedy(judge: _Judge, adapters: Sequence[AdapterSpec], gpus: int, bins: list[list[int]]) -> tuple[list[list[int]], float]:
