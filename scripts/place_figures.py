@@ -113,7 +113,7 @@ def main() -> int:
         for label, algorithm, count in (("round-robin@greedy", "round-robin", greedy.gpu_count),
                                         ("round-robin@bound", "round-robin", greedy.lower_bound),
                                         ("least-loaded@-25%", "least-loaded", fewer)):
-            forced = _forced(algorithm, workload, profile, check, count)
+            forced = _forced(algorithm, workload, profile, check, count, like=greedy)
             row[label] = {"gpus": count, **verify(forced)}
         rows.append(row)
         print(f"[{time.perf_counter() - started:6.1f} s] {name}: done", file=sys.stderr)
@@ -156,9 +156,10 @@ def main() -> int:
     return 0
 
 
-def _forced(algorithm, workload, profile, check, count):
+def _forced(algorithm, workload, profile, check, count, like):
     """`algorithm`'s placement on `count` GPUs, built even where the check refuses it (each GPU
-    then runs its least strained max_loras), to simulate."""
+    then runs its least strained max_loras), to simulate; `like`: a placement of the same
+    workload whose other fields it shares."""
     from loratwin.errors import InputError
 
     try:
@@ -172,8 +173,7 @@ def _forced(algorithm, workload, profile, check, count):
         judge = _Judge(check, profile, items)
         deal = _round_robin if algorithm == "round-robin" else _least_loaded
         bins = [b for b in deal(count, items) if b]
-        base = place(workload, profile, check=check)
-        return replace(base, gpus=[_plan(i, b, items, judge) for i, b in enumerate(bins)], algorithm=algorithm)
+        return replace(like, gpus=[_plan(i, b, items, judge) for i, b in enumerate(bins)], algorithm=algorithm)
 
 
 def _held(cell) -> str:
