@@ -13,6 +13,7 @@ from loratwin.plan.place_checks import (
     GpuCheck,
     TwinCheck,
     default_check,
+    make_check,
 )
 from loratwin.plan.placement import (
     ALGORITHMS,
@@ -249,17 +250,15 @@ def test_verification_flags_an_overloaded_gpu(profile, zipf60):
     assert report.starved_gpus == [merged.index]
 
 
-def test_learned_check_reads_learn_models_documents(tmp_path, profile):
-    pytest.importorskip("loratwin.learn.evaluators")
+def _linear_learned_models(directory, offered_coef: float = 1e-3) -> None:
+    """Learned-model documents: throughput 0.97 x offered; starvation probability rising with the
+    offered load (`offered_coef` per tok/s)."""
     from loratwin.learn.features import CONFIG_FEATURES
-    from loratwin.plan.place_checks import LearnedCheck
 
-    directory = tmp_path / profile.name
     directory.mkdir()
     zeros = [0.0] * len(CONFIG_FEATURES)
-    # throughput = 0.97 x offered; starvation probability rises with the offered load
     starve_coef = [0.0] * len(CONFIG_FEATURES)
-    starve_coef[CONFIG_FEATURES.index("offered_tok_s")] = 1e-3
+    starve_coef[CONFIG_FEATURES.index("offered_tok_s")] = offered_coef
     documents = {
         "total_tok_s.linear.json": {"format": "loratwin-model/1", "kind": "linear", "task": "regression",
                                     "target": "total_tok_s", "features": CONFIG_FEATURES,
@@ -274,6 +273,13 @@ def test_learned_check_reads_learn_models_documents(tmp_path, profile):
     manifest = {"defaults": {"total_tok_s": "linear", "starved": "linear"},
                 "models": {n[:-5]: {"file": n} for n in documents}}
     (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_learned_check_reads_learn_models_documents(tmp_path, profile):
+    pytest.importorskip("loratwin.learn.evaluators")
+    from loratwin.plan.place_checks import LearnedCheck
+
+    _linear_learned_models(tmp_path / profile.name)
     check = LearnedCheck.for_profile(profile, models_dir=tmp_path)
     assert check is not None and check.name == "learned"
     workload = zipf_layout(40, 40.0, 1.0, ranks=(8, 16), seed=0)  # 17k tok/s: 10k per GPU at most
@@ -281,6 +287,28 @@ def test_learned_check_reads_learn_models_documents(tmp_path, profile):
     assert_valid(placement, workload)
     assert all(g.offered_tok_s < 10_000 for g in placement.gpus)
     assert placement.check == "learned"
+
+
+def test_learned_check_holds_the_wait_limit_with_the_cost_models_waits(tmp_path, profile):
+    pytest.importorskip("loratwin.learn.evaluators")
+    from loratwin.plan.place_checks import LearnedCheck
+
+    # models that never predict starvation: only the wait limit can refuse
+    _linear_learned_models(tmp_path / profile.name, offered_coef=0.0)
+    quiet = reference_layout(150, (0.1, 0.05, 0.025), ranks=(8, 16, 32), seed=0).adapters
+    unlimited = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=None).evaluate(quiet, profile)
+    waits = CostModelCheck(max_wait_s=None).evaluate(quiet, profile)
+    assert [o.wait_s for o in unlimited.options] == [o.wait_s for o in waits.options]
+    long_waits = [o for o in unlimited.options if o.wait_s > 10.0]
+    short_waits = [o for o in unlimited.options if 0.0 < o.wait_s < 5.0]
+    assert long_waits and short_waits and not any(o.starved for o in unlimited.options)
+    limited = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=10.0).evaluate(quiet, profile)
+    by_slots = {o.max_loras: o for o in limited.options}
+    assert all(by_slots[o.max_loras].starved and by_slots[o.max_loras].starvation_risk == 1.0 for o in long_waits)
+    assert not any(by_slots[o.max_loras].starved for o in short_waits)
+    # the CLI's check by name passes the limit on
+    named = make_check("learned", profile, max_wait_s=10.0)
+    assert named.max_wait_s == 10.0
 
 
 def test_a_starved_share_falls_back_to_its_least_strained_max_loras(profile):

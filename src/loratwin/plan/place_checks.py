@@ -541,9 +541,8 @@ class TwinCheck:
             offered = float(result.summary["offered_tok_s"])
             shortfall = 1.0 - float(result.summary["throughput_over_offered"])
             risk = shortfall / self.starvation_threshold
-            longest = result.first_token_wait_s or 0.0
-            if self.max_wait_s is not None and longest > 0:
-                risk = max(risk, longest / self.max_wait_s if self.max_wait_s > 0 else math.inf)
+            if self.max_wait_s is not None:
+                risk = max(risk, _over_limit(result.first_token_wait_s or 0.0, self.max_wait_s))
             starved = result.starved or risk > 1.0
             options.append(SlotOption(s, result.total_tok_s, starved, float(min(1.0, max(0.0, risk))),
                                       result.idle_start_ttft_s or 0.0))
@@ -578,30 +577,37 @@ class LearnedModels:
 
 class LearnedCheck:
     """The per-configuration models of `loratwin.learn` (trained on twin sweeps): for each max_loras,
-    predicted throughput and the probability that the GPU starves (starved when >= 0.5)."""
+    predicted throughput and the probability that the GPU starves (starved when >= 0.5).
+
+    The models do not predict waits, so `max_wait_s` (None: no limit) is held with the cost
+    model's waits: an option whose predicted wait for a place in the batch, or for KV admission,
+    exceeds it starves, as it would under the cost-model check."""
 
     name = "learned"
 
     def __init__(self, models: LearnedModels, lengths: LengthSpec | ShareGPTLengths | None = None,
-                 slot_grid: Sequence[int] = SLOT_CANDIDATES) -> None:
+                 slot_grid: Sequence[int] = SLOT_CANDIDATES, *, window_s: float = 3600.0,
+                 max_wait_s: float | None = DEFAULT_MAX_WAIT_S) -> None:
         self.models = models
         self.lengths = lengths if lengths is not None else ShareGPTLengths()
         self.slot_grid = tuple(slot_grid)
-        self._lengths = CostModelCheck(self.lengths)
+        self.max_wait_s = max_wait_s
+        self._waits = CostModelCheck(self.lengths, window_s=window_s, max_wait_s=None, slot_grid=self.slot_grid)
 
     @classmethod
     def for_profile(cls, profile: Profile, lengths: LengthSpec | ShareGPTLengths | None = None,
-                    models_dir: str | Path | None = None) -> LearnedCheck | None:
-        """The learned check for a profile, or None when loratwin.learn or its models are missing."""
+                    models_dir: str | Path | None = None, **limits: float | None) -> LearnedCheck | None:
+        """The learned check for a profile, or None when loratwin.learn or its models are missing;
+        `limits` (window_s, max_wait_s) as in the constructor."""
         models = learned_models(profile.name, models_dir)
-        return None if models is None else cls(models, lengths)
+        return None if models is None else cls(models, lengths, **limits)
 
     def evaluate(self, adapters: Sequence[AdapterSpec], profile: Profile) -> GpuVerdict:
         from loratwin.learn.evaluators import predict_target
         from loratwin.learn.features import AdapterMix, as_matrix, config_features
 
         profile = _resolve(profile)
-        m = self._lengths.moments(profile)
+        m = self._waits.moments(profile)
         served = len(adapters)
         rates = np.array([a.rate_req_s for a in adapters], np.float64)
         ranks = [a.rank for a in adapters]
@@ -613,12 +619,23 @@ class LearnedCheck:
         mix = AdapterMix(rates, np.asarray(ranks, np.float64), m.prompt, m.output_asked)
         rows = [config_features(mix, s, max_rank) for s in slots]
         tok_s = predict_target(self.models.throughput, as_matrix(rows, self.models.throughput["features"]))
-        p_starve = predict_target(self.models.starvation, as_matrix(rows, self.models.starvation["features"]))
-        options = tuple(
-            SlotOption(s, float(min(t, offered)), bool(p >= 0.5), float(np.clip(p, 0.0, 1.0)))
-            for s, t, p in zip(slots, tok_s, p_starve)
-        )
-        return GpuVerdict(served, max_rank, offered, options)
+        p_starve = np.clip(predict_target(self.models.starvation, as_matrix(rows, self.models.starvation["features"])), 0.0, 1.0)
+        waits = {o.max_loras: o for o in self._waits.evaluate_arrays(rates, ranks, profile).options}
+        options = []
+        for s, t, p in zip(slots, tok_s, p_starve):
+            wait_s, queue_s = waits[s].wait_s, waits[s].queue_s
+            over = 0.0 if self.max_wait_s is None else _over_limit(max(wait_s, queue_s), self.max_wait_s)
+            options.append(SlotOption(s, float(min(t, offered)), bool(p >= 0.5 or over > 1.0),
+                                      float(max(p, min(over, 1.0))), wait_s=wait_s, queue_s=queue_s,
+                                      kv_use=waits[s].kv_use))
+        return GpuVerdict(served, max_rank, offered, tuple(options))
+
+
+def _over_limit(wait_s: float, limit_s: float) -> float:
+    """A wait over its limit (> 1: past it); a zero limit refuses any wait."""
+    if wait_s <= 0:
+        return 0.0
+    return wait_s / limit_s if limit_s > 0 else math.inf
 
 
 def learned_models(profile_name: str, models_dir: str | Path | None = None) -> LearnedModels | None:
@@ -671,7 +688,7 @@ def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPT
         return TwinCheck(duration_s=window_s, lengths=lengths or ShareGPTLengths(),
                          arrival=arrival or PoissonArrival(), max_wait_s=max_wait_s)
     if kind == "learned":
-        learned = LearnedCheck.for_profile(profile, lengths)
+        learned = LearnedCheck.for_profile(profile, lengths, window_s=window_s, max_wait_s=max_wait_s)
         if learned is None:
             raise InputError(f"--check learned: no learned models for profile {profile.name} (see `loratwin train`)")
         return learned

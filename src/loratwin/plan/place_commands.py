@@ -30,7 +30,7 @@ def place_command(
     check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
     verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify and per run of the twin check, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
-    max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch (cost-model and twin checks; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
+    max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch or for KV admission (every check; the learned check takes the waits from the cost model; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
