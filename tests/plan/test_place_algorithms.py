@@ -18,7 +18,12 @@ from loratwin.plan.place_checks import (
 from loratwin.plan.placement import (
     ALGORITHMS,
     EXACT_MAX_ADAPTERS,
+    SPREAD_TOLERANCE,
     _alternate_high_low,
+    _greedy,
+    _Judge,
+    _scaled_judge,
+    _spread_greedy,
     lower_bound,
     place,
     verify_placement,
@@ -103,6 +108,21 @@ def test_asking_for_the_fewest_gpus_spreads_the_load_over_them(zipf60, profile):
     assert even.gpu_count == fewest.gpu_count
     assert max(g.starvation_risk for g in even.gpus) < 0.5 * max(risks)
     assert any(note.startswith("spread over") for note in even.notes)
+
+
+@pytest.mark.parametrize("extra", [0, 2])
+def test_the_spread_finds_the_largest_rate_scale_that_fits_to_within_its_tolerance(zipf60, profile, extra):
+    judge = _Judge(CostModelCheck(), profile, zipf60.adapters)
+    bins = _greedy(judge, zipf60.adapters)
+    gpus = len(bins) + extra
+    spread, scale = _spread_greedy(judge, zipf60.adapters, gpus, bins)
+    assert scale > 1.0 and 1 <= len(spread) <= gpus
+    assert sorted(i for b in spread for i in b) == list(range(len(zipf60.adapters)))
+    # the scale it returns fills at most `gpus` GPUs; one a tolerance step higher does not
+    assert spread == _greedy(_scaled_judge(judge, zipf60.adapters, scale), zipf60.adapters)
+    above = scale * SPREAD_TOLERANCE * 1.001
+    assert _greedy(_scaled_judge(judge, zipf60.adapters, above), zipf60.adapters, max_bins=gpus) is None
+    assert len(_greedy(_scaled_judge(judge, zipf60.adapters, above), zipf60.adapters)) > gpus
 
 
 def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):

@@ -74,6 +74,8 @@ UNEVEN_RISK = 0.3
 SPREAD_MAX_SCALE = 16.0
 # ... found to within this factor: a margin of a few percent is all the spread is for
 SPREAD_TOLERANCE = 1.05
+# ... searched from an estimate, upward by at least this factor until a fill no longer fits
+SPREAD_STEP = 1.1
 # moves evening out the spread GPUs may make, per GPU (each pairs the most and least strained)
 EVEN_MOVES_PER_GPU = 3
 
@@ -377,7 +379,8 @@ def _single_adapter_capacity(rank: int, profile: Profile, check: GpuCheck, like:
 # --- algorithms ---------------------------------------------------------------------------------
 
 
-def _greedy(judge: _Judge, adapters: Sequence[AdapterSpec]) -> list[list[int]]:
+def _greedy(judge: _Judge, adapters: Sequence[AdapterSpec], max_bins: int | None = None) -> list[list[int]] | None:
+    """The greedy's bins; with `max_bins`, None as soon as it needs more (the rest is not placed)."""
     rates = [a.rate_req_s for a in adapters]
     sequence: list[int] = []
     for members in _rank_groups(adapters).values():
@@ -385,6 +388,8 @@ def _greedy(judge: _Judge, adapters: Sequence[AdapterSpec]) -> list[list[int]]:
     bins: list[list[int]] = []
     start, hint = 0, 1
     while start < len(sequence):
+        if max_bins is not None and len(bins) == max_bins:
+            return None
         rest = sequence[start:]
         k = _largest_prefix(rest, judge.ok, hint)
         if k == 0:
@@ -666,24 +671,34 @@ def _spread_greedy(judge: _Judge, adapters: Sequence[AdapterSpec], gpus: int, bi
 
     def fill(scale: float) -> list[list[int]] | None:
         try:
-            trial = _greedy(_scaled_judge(judge, adapters, scale), adapters)
+            return _greedy(_scaled_judge(judge, adapters, scale), adapters, max_bins=gpus)
         except InputError:  # some adapter alone no longer fits
             return None
-        return trial if len(trial) <= gpus else None
 
-    lo, best = 1.0, bins
-    # GPUs needed grow about in proportion to the scale: start the bracket at twice the room
-    hi = min(SPREAD_MAX_SCALE, 2.0 * gpus / len(bins))
-    while hi < SPREAD_MAX_SCALE and (trial := fill(hi)) is not None:
-        lo, best, hi = hi, trial, min(SPREAD_MAX_SCALE, 2 * hi)
+    lo, best, hi = 1.0, bins, SPREAD_MAX_SCALE
+    # the GPUs needed grow about in proportion to the scale: start where they would just fill `gpus`
+    probe = min(SPREAD_MAX_SCALE, max(SPREAD_TOLERANCE, gpus / _gpus_filled(bins, adapters)))
     while hi / lo > SPREAD_TOLERANCE:
-        mid = math.sqrt(lo * hi)
-        trial = fill(mid)
+        trial = fill(probe)
         if trial is not None:
-            lo, best = mid, trial
+            lo, best = probe, trial
         else:
-            hi = mid
+            hi = probe
+        if hi < SPREAD_MAX_SCALE:
+            probe = math.sqrt(lo * hi)
+        else:  # every fill fitted so far: estimate again from the last one, at least a step up
+            probe = min(SPREAD_MAX_SCALE, lo * max(SPREAD_STEP, gpus / _gpus_filled(best, adapters)))
     return best, lo
+
+
+def _gpus_filled(bins: list[list[int]], adapters: Sequence[AdapterSpec]) -> float:
+    """The greedy's GPUs counted by load: every GPU but the last is full, the last counts by its
+    request rate over the others' mean."""
+    loads = [sum(adapters[i].rate_req_s for i in b) for b in bins]
+    if len(loads) < 2:
+        return 1.0
+    full = sum(loads[:-1]) / (len(loads) - 1)
+    return len(loads) - 1 + (min(1.0, loads[-1] / full) if full > 0 else 1.0)
 
 
 # --- verification with the twin ---------------------------------------------------------------
