@@ -20,11 +20,25 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CLI, *args], check=False, capture_output=True, text=True, timeout=300)
 
 
-def test_quickstart_walks_through_a_recommendation():
+def test_quickstart_walks_through_a_recommendation_and_a_placement():
     proc = run("quickstart")
     assert proc.returncode == 0, proc.stderr
-    for needle in ("1. The example", "Recommendation", "--max-loras", "Why", "vllm serve", "3. Next"):
+    for needle in ("1. The example", "Recommendation", "--max-loras", "Why", "vllm serve",
+                   "3. All 240 adapters", "4. Next", "loratwin place"):
         assert needle in proc.stdout, needle
+    # one line per GPU, each with its flags and the twin's verdict
+    gpu_lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("GPU ")]
+    assert len(gpu_lines) >= 2
+    assert all("--max-loras" in line and "the twin:" in line for line in gpu_lines)
+
+
+def test_quickstart_json_holds_the_placement_of_every_adapter():
+    proc = run("quickstart", "--no-check", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    placed = [a for g in doc["placement"]["gpus"] for a in g["adapters"]]
+    assert len(placed) == len(set(placed)) == 240
+    assert doc["served"] < 240 and "verification" not in doc["placement"]
 
 
 def test_recommend_json_is_one_document(tmp_path):

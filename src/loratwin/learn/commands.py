@@ -231,7 +231,7 @@ def quickstart(
     check: Annotated[bool, typer.Option("--check/--no-check", help="Check and refine the models' answer with the twin (a few seconds).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
 ) -> None:
-    """Recommend a configuration for a built-in example of 240 adapters, with a short walkthrough."""
+    """Recommend a configuration for a built-in example of 240 adapters and place them all on GPUs, with a short walkthrough."""
     from loratwin.plan.recommend import read_adapters_csv
     from loratwin.plan.recommend import recommend as run_recommend
 
@@ -242,12 +242,17 @@ def quickstart(
     rec = run_recommend(spec, profile)
     if check:
         rec = _check_with_twin(rec, spec, profile, verify=True, refine=True)
+    placement, verification = _place_all(spec, profile, verify=check) if rec.served < len(spec.adapters) else (None, None)
     if json_out:
-        print(json.dumps(rec.to_dict() | {"example": example}, indent=1, allow_nan=False))
+        doc = rec.to_dict() | {"example": example}
+        if placement is not None:
+            doc["placement"] = placement.to_dict() | ({"verification": verification.to_dict()} if verification else {})
+        print(json.dumps(doc, indent=1, allow_nan=False))
         return
     rates = [a.rate_req_s for a in spec.adapters]
     ranks = sorted({a.rank for a in spec.adapters})
-    stdout.print("[bold]loratwin quickstart[/bold]: how many LoRA adapters can one GPU serve, and with which flags?\n")
+    stdout.print("[bold]loratwin quickstart[/bold]: how many LoRA adapters can one GPU serve, with which flags, "
+                 "and how many GPUs do they all need?\n")
     stdout.print(f"1. The example: {len(rates)} adapters (ranks {', '.join(map(str, ranks))}) asking for "
                  f"{sum(rates):.1f} req/s together, a few busy ones ({max(rates):g} req/s) and many quiet ones "
                  f"({min(rates):g} req/s).\n   File: {example} (columns adapter_id,rank,rate).\n")
@@ -259,10 +264,48 @@ def quickstart(
                     f"that neither starves nor keeps requests over {DEFAULT_MAX_WAIT_S:g} s from their first token:\n"
                     if check else ":\n"))
     _print_recommendation(rec, None)
-    stdout.print("\n3. Next:")
+    step = 3
+    if placement is not None:
+        _print_quickstart_placement(placement, verification)
+        step = 4
+    stdout.print(f"\n{step}. Next:")
     stdout.print(f"  loratwin recommend {example} --refine --verify   # the same from the command line")
+    if placement is not None:
+        stdout.print(f"  loratwin place {example} --gpus {placement.gpu_count} --verify   # every GPU's vllm serve command")
     stdout.print("  loratwin recommend my-adapters.csv --profile qwen-2.5-7b-instruct --json   # your own list")
     stdout.print("  loratwin explain --profile llama-3.1-8b-instruct --target starved          # the rules behind it")
+
+
+def _place_all(spec, profile: str, verify: bool):
+    """Every adapter of `spec` on the fewest GPUs the placement needs, the load spread evenly
+    over them (as `place --gpus N` does), and with `verify` the twin's hour on each GPU."""
+    from loratwin.plan.placement import place, verify_placement
+
+    fewest = place(spec, profile)
+    placement = place(spec, profile, gpus=fewest.gpu_count)
+    if verify:
+        stderr.print(f"verifying the placement with the twin (3600 s simulated on each of {placement.gpu_count} GPUs) ...")
+    return placement, verify_placement(placement, profile, duration_s=3600.0) if verify else None
+
+
+def _print_quickstart_placement(placement, verification) -> None:
+    served = sum(len(g.adapters) for g in placement.gpus)
+    bound = placement.lower_bound
+    proof = " (the lower bound: no placement the cost model accepts uses fewer)" if bound == placement.gpu_count else f" (lower bound {bound})"
+    stdout.print(f"\n3. All {served} adapters: `loratwin place` puts them on {placement.gpu_count} GPUs{proof}, "
+                 "the load spread evenly, each GPU with its own flags:")
+    verified = {v.index: v for v in verification.gpus} if verification is not None else {}
+    for g in placement.gpus:
+        ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
+        line = (f"  GPU {g.index}: {len(g.adapters)} adapters (ranks {ranks}, {g.rate_req_s:.1f} req/s)  "
+                f"--max-loras {g.max_loras} --max-cpu-loras {g.max_cpu_loras} --max-lora-rank {g.max_lora_rank}  "
+                f"predicted wait {max(g.wait_s, g.queue_s):.1f} s")
+        v = verified.get(g.index)
+        if v is not None:
+            ttft = "" if v.mean_ttft_s is None else f", mean TTFT {v.mean_ttft_s:.1f} s"
+            line += (f"; the twin: {v.throughput_over_offered:.3f} of the offered load served{ttft}, "
+                     + ("STARVED" if v.starved else "not starved"))
+        stdout.print(line)
 
 
 def register(app: typer.Typer) -> None:
