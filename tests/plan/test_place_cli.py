@@ -59,6 +59,33 @@ def test_place_json_and_yaml_out(app, adapters_csv, tmp_path):
     assert yaml.safe_load(out_file.read_text())["gpus"] == doc["gpus"]
 
 
+def test_a_bad_out_name_is_refused_before_placing(app, adapters_csv, tmp_path, monkeypatch):
+    import loratwin.plan.placement as placement_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("placed although --out was bad")
+
+    monkeypatch.setattr(placement_module, "place", never)
+    result = invoke(app, adapters_csv, "--out", tmp_path / "placement.txt")
+    assert isinstance(result.exception, InputError) and "--out" in str(result.exception)
+
+
+def test_an_interrupted_verification_keeps_the_placement_written(app, adapters_csv, tmp_path, monkeypatch):
+    import loratwin.plan.placement as placement_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(placement_module, "verify_placement", interrupted)
+    out_file = tmp_path / "placement.json"
+    out_file.write_text("{}")  # a file the user had: replaced whole, never half written
+    result = invoke(app, adapters_csv, "--verify", "--out", out_file)
+    assert result.exit_code != 0
+    doc = json.loads(out_file.read_text())
+    assert sorted(a for g in doc["gpus"] for a in g["adapters"]) == sorted(f"lora-{i}" for i in range(30))
+    assert "verification" not in doc and not list(tmp_path.glob("*.partial"))
+
+
 def test_place_reads_workload_yaml(app, tmp_path):
     workload = tmp_path / "w.yaml"
     workload.write_text("layout: {kind: zipf, served: 20, total_rate_req_s: 10, ranks: [8, 16]}\n")

@@ -15,6 +15,7 @@ from loratwin.errors import InputError
 from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES
 
 MAX_LISTED_ADAPTERS = 6
+OUT_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def register(app: typer.Typer) -> None:
@@ -51,10 +52,15 @@ def place_command(
         raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait:g}")
     judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait,
                        arrival=workload.arrival)
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise InputError(f"--out {out}: expected a .yaml or .json file name")
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     doc = placement.to_dict()
     verification = None
     if verify:
+        if out is not None:  # kept if the verification is interrupted
+            _write(doc, out)
+            Console(stderr=True).print(f"wrote {out} (the verification is added when it ends)")
         Console(stderr=True).print(f"verifying {placement.gpu_count} GPUs with the twin ({verify_duration:g} s each)...")
         verification = verify_placement(placement, loaded, duration_s=verify_duration, workers=workers or None)
         doc["verification"] = verification.to_dict()
@@ -74,13 +80,15 @@ def place_command(
 
 def _write(doc: dict, path: Path) -> None:
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-    elif path.suffix.lower() in (".yaml", ".yml"):
+        text = json.dumps(doc, indent=2) + "\n"
+    else:
         import yaml
 
-        path.write_text(yaml.safe_dump(doc, sort_keys=False, width=1_000_000))
-    else:
-        raise InputError(f"--out {path}: expected a .yaml or .json file name")
+        text = yaml.safe_dump(doc, sort_keys=False, width=1_000_000)
+    # whole or not at all: a file the user already had is not left half written
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def _adapter_list(adapters) -> str:
