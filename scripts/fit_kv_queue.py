@@ -5,7 +5,8 @@
 A batch near its KV capacity keeps admitting requests only as others finish; at a KV use u (the
 check's running requests over what the cache holds) the twin's mean time to first token T,
 against the run time R of a request, follows T / R ~ a exp(b (u - 1)) from about u = 0.88 up to
-1 (beyond 1 the queue grows for as long as the load lasts, and the check refuses the GPU anyway).
+1 over an hour's window (from about 0.95 the queue grows for as long as the load lasts, and the
+check refuses the GPU there: `check_kv_stability.py`).
 Each share gives every adapter a place (max_loras = adapters, so no wait for a place); its load
 is set so that the check's KV use falls at a random point of [0.8, 1). Fits (a, b) by least
 squares in log space on one set of shares, then prints twin / predicted on a second set (each

@@ -115,6 +115,8 @@ def main() -> int:
                                         ("least-loaded@-25%", "least-loaded", fewer)):
             forced = _forced(algorithm, workload, profile, check, count, like=greedy)
             row[label] = {"gpus": count, **verify(forced)}
+            if label == "least-loaded@-25%":
+                row[label]["at_best_max_loras"] = _at_best_max_loras(forced, profile, args.verify_duration, args.workers)
         rows.append(row)
         print(f"[{time.perf_counter() - started:6.1f} s] {name}: done", file=sys.stderr)
 
@@ -176,6 +178,40 @@ def _forced(algorithm, workload, profile, check, count, like):
         return replace(like, gpus=[_plan(i, b, items, judge) for i, b in enumerate(bins)], algorithm=algorithm)
 
 
+def _at_best_max_loras(placement, profile, duration_s, workers):
+    """Every GPU of `placement` simulated at every max_loras the cost model considers (21 values
+    from 1 to 384, and the GPU's adapter count) that starts, over `duration_s`: the GPU whose best
+    max_loras serves the least of its load, and that best (does any max_loras rescue the split,
+    whatever the check chose?)."""
+    from loratwin.plan.place_checks import SLOT_CANDIDATES, startable_slots
+    from loratwin.twin import ServerConfig
+    from loratwin.twin.batch import SimulationTask, simulate_many
+    from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
+
+    tasks, owners = [], []
+    for g in placement.gpus:
+        rank, slots, _ = startable_slots(profile, [a.rank for a in g.adapters], len(g.adapters), SLOT_CANDIDATES)
+        share = WorkloadSpec(adapters=g.adapters, lengths=placement.lengths, arrival=placement.arrival)
+        for s, _ in slots:
+            server = ServerConfig(max_loras=s, max_cpu_loras=len(g.adapters), max_lora_rank=rank,
+                                  client_max_waiting=REFERENCE_CLIENT_MAX_WAITING)
+            tasks.append(SimulationTask(share, server, profile, duration_s=duration_s, seed=0))
+            owners.append((g.index, s))
+    best: dict[int, tuple[float, int]] = {}  # per GPU: its best throughput/offered and max_loras
+    least_wait: dict[int, float] = {}  # per GPU: the least wait among its max_loras that keep up
+    for (gpu, s), result in zip(owners, simulate_many(tasks, workers=workers)):
+        served = float(result.summary["throughput_over_offered"])
+        if gpu not in best or served > best[gpu][0]:
+            best[gpu] = (served, s)
+        if not result.starved:
+            least_wait[gpu] = min(least_wait.get(gpu, math.inf), result.first_token_wait_s or 0.0)
+    gpu, (served, s) = min(best.items(), key=lambda item: item[1][0])
+    return {"gpu": gpu, "max_loras": s, "throughput_over_offered": served,
+            "starved_gpus": sum(not least_wait.get(g, math.inf) < math.inf for g in best),
+            # the GPU that waits longest at its least-waiting max_loras that keeps up (inf: one never keeps up)
+            "worst_least_wait_s": max((least_wait.get(g, math.inf) for g in best), default=None)}
+
+
 def _held(cell) -> str:
     def seconds(key):
         return "-" if cell[key] is None else f"{cell[key]:.0f} s"
@@ -202,6 +238,17 @@ def _print(rows, exact_rows, twin_rows, args, elapsed) -> None:
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['workload']} | " + " | ".join(_held(r[key]) for key in ("round-robin@greedy", "round-robin@bound", "least-loaded@-25%")) + " |")
+    print("\nthe least-loaded split on 25% fewer GPUs than round-robin, every GPU simulated at every max_loras of the check's "
+          "grid that starts: GPUs that starve at every max_loras; the worst GPU's best throughput/offered (at max_loras); "
+          "the longest of the GPUs' least waits (the longer of the mean TTFT and the idle adapters' mean TTFT) at a max_loras "
+          "that does not starve")
+    print("| workload | GPUs | starve at every max_loras | worst GPU's best | least wait that keeps up, worst GPU |")
+    print("|---|---:|---:|---|---:|")
+    for r in rows:
+        b = r["least-loaded@-25%"]["at_best_max_loras"]
+        wait = "none keeps up" if not math.isfinite(b["worst_least_wait_s"]) else f"{b['worst_least_wait_s']:.0f} s"
+        print(f"| {r['workload']} | {r['least-loaded@-25%']['gpus']} | {b['starved_gpus']} | "
+              f"{b['throughput_over_offered']:.3f} (max_loras {b['max_loras']}) | {wait} |")
     print("\nplacement time (s, median of three), all algorithms:")
     for r in rows:
         times = ", ".join(f"{a} {r[a]['time_s']:.2f}" for a in (*GREEDIES, *BASELINES))

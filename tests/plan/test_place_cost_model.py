@@ -187,8 +187,9 @@ def test_saturated_batch_matches_the_twin(profile):
 
 def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(profile):
     """Every adapter has a place, so only the KV admission queue can make requests wait: a second
-    or less well below KV capacity, tens of percent of a run near it; --max-wait 10 refuses the
-    latter where the default minute accepts it, and the twin's mean TTFT there is over 5 s."""
+    or less well below KV capacity, tens of percent of a run near it. Without the utilisation
+    limit, --max-wait 10 refuses the latter where the default minute accepts it, and the twin's
+    mean TTFT there is over 5 s."""
     from loratwin.plan.place_checks import KV_QUEUE_SCALE, kv_queue_share
     from loratwin.twin import ServerConfig, simulate
     from loratwin.workload import WorkloadSpec
@@ -196,24 +197,57 @@ def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(p
     assert kv_queue_share(1.0) == pytest.approx(KV_QUEUE_SCALE)
     assert np.all(np.diff(kv_queue_share(np.linspace(0.5, 1.0, 11))) > 0)
 
-    def option(total, max_wait_s=60.0):
+    def option(total, max_wait_s=60.0, util_limit=1.0):
         share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=total / 24) for i in range(24)]
-        check = CostModelCheck(max_wait_s=max_wait_s, slot_grid=(24,))
+        check = CostModelCheck(max_wait_s=max_wait_s, slot_grid=(24,), util_limit=util_limit)
         return share, check.evaluate(share, profile).options[0]
 
     light = option(24.0)[1]
     assert light.kv_use < 0.5 and light.queue_s < 0.1 and light.wait_s == 0.0
-    # the load where the check's KV use is just under 1
-    lo, hi = 24.0, 40.0
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if option(mid)[1].kv_use < 0.99 else (lo, mid)
-    share, near = option(lo)
+    share, near = option(_load_at_kv_use(option, 0.99))
     assert 0.985 < near.kv_use < 0.99 and near.queue_s > 10.0 and not near.starved
-    assert option(lo, max_wait_s=10.0)[1].starved
+    assert option(_load_at_kv_use(option, 0.99), max_wait_s=10.0)[1].starved
     run = simulate(WorkloadSpec(adapters=tuple(share)), ServerConfig(max_loras=24, max_cpu_loras=24, max_lora_rank=8),
                    profile, duration_s=3600.0, seed=0)
     assert run.mean_ttft_s > 5.0 and not run.starved
+
+
+def _load_at_kv_use(option, target: float) -> float:
+    """The total rate (req/s) at which `option(rate)`'s KV use is just under `target`."""
+    lo, hi = 24.0, 40.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if option(mid)[1].kv_use < target else (lo, mid)
+    return lo
+
+
+def test_the_check_refuses_a_kv_use_whose_queue_never_settles(profile):
+    """Above STABLE_UTILISATION of the KV cache the twin's queue for KV admission grows for as long
+    as the load lasts (the hour's window hides it); just below it, the queue settles."""
+    from loratwin.plan.place_checks import STABLE_UTILISATION
+    from loratwin.twin import ServerConfig, simulate
+    from loratwin.workload import WorkloadSpec
+
+    def option(total, util_limit=STABLE_UTILISATION):
+        share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=total / 24) for i in range(24)]
+        check = CostModelCheck(slot_grid=(24,), util_limit=util_limit)
+        return share, check.evaluate(share, profile).options[0]
+
+    def mean_ttfts(share):
+        server = ServerConfig(max_loras=24, max_cpu_loras=24, max_lora_rank=8)
+        workload = WorkloadSpec(adapters=tuple(share))
+        return [simulate(workload, server, profile, duration_s=hours * 3600.0, seed=0).mean_ttft_s for hours in (2, 8)]
+
+    over, kept = _load_at_kv_use(option, 0.99), _load_at_kv_use(option, STABLE_UTILISATION)
+    share, refused = option(over)
+    assert refused.starved and refused.pressure == pytest.approx(refused.kv_use / STABLE_UTILISATION)
+    assert not option(over, util_limit=1.0)[1].starved  # the hour's queue alone would pass it
+    short, long = mean_ttfts(share)
+    assert long > 1.5 * short + 2.0
+    share, accepted = option(kept)
+    assert not accepted.starved and accepted.kv_use > STABLE_UTILISATION - 0.005
+    short, long = mean_ttfts(share)
+    assert long < 1.5 * short + 2.0
 
 
 def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):

@@ -60,6 +60,12 @@ MAX_WAIT_SOLVED_S = 3.2e7
 # (quartiles 0.4-1.9); below 0.9 the queue is under a second.
 KV_QUEUE_SCALE = 0.71
 KV_QUEUE_STEEPNESS = 33.4
+# The highest KV use (and share of max_num_seqs and of the token budget) a GPU may run at. From
+# there the twin's queue for KV admission does not settle: over 8 hours instead of 2 the mean TTFT
+# grows on 25 of 27 shares at 0.95-1 (medians 12.6 -> 30 s at 0.95-0.97, 25 -> 77 s above), while
+# below it drifts by seconds at most (0.93-0.95: 5 of 16 grow, medians 2.0 -> 4.2 s; below 0.93, 2
+# of 77). The hour's window hides it. `python scripts/check_kv_stability.py` (120 shares, seed 11).
+STABLE_UTILISATION = 0.95
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,8 @@ class CostModelCheck:
     adapters outnumber the places, the others' requests wait W for a place (see `_slot_state`),
     and what arrives in the last W + T of a window of `window_s` seconds does not finish inside it.
     The fixed point gives N, τ, the adapters in the batch and W. A share starves when N does not
-    fit the KV cache (or the token budget, or max_num_seqs) with `util_limit` to spare, when the
+    fit the KV cache (or the token budget, or max_num_seqs) within `util_limit` of it (0.95: beyond,
+    the queue for KV admission grows for as long as the load lasts; `STABLE_UTILISATION`), when the
     late share (W + T) / window_s exceeds `max_late_share` (half the 10% starvation threshold), when
     loading adapters takes more than `max_load_share` of the time, or when W, or the queue every
     request meets for KV admission as the batch nears its KV capacity (`kv_queue_share`), exceeds
@@ -271,7 +278,7 @@ class CostModelCheck:
         self,
         lengths: LengthSpec | ShareGPTLengths | None = None,
         *,
-        util_limit: float = 1.0,
+        util_limit: float = STABLE_UTILISATION,
         window_s: float = 3600.0,
         max_late_share: float = 0.05,
         max_wait_s: float | None = DEFAULT_MAX_WAIT_S,
@@ -331,8 +338,9 @@ class CostModelCheck:
         run_s = (m.output + 1) * tau / 1000
         with np.errstate(invalid="ignore"):
             late_share = np.where(wait > 0, (wait + run_s) / self.window_s, 0.0)
-        # near capacity every request queues for KV; past it the util limit refuses the GPU (the
-        # queue is taken at its value at capacity there, so that strain still measures the excess)
+        # near capacity every request queues for KV; past the util limit the queue never settles
+        # and the GPU is refused (the queue is taken at its value at capacity beyond 1, so that
+        # strain still measures the excess)
         queue = run_s * kv_queue_share(np.minimum(kv_use, 1.0))
         served_tok_s = total_rate * (m.prompt + m.output)
         capacity = self._capacity(rates, S, n_cap, max_rank, load_ms, profile, m)
