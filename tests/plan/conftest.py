@@ -24,3 +24,12 @@ def capacity_judge(rates, capacity=1.0, per_adapter=0.0):
 
 def is_partition(bins, n):
     return sorted(i for b in bins for i in b) == list(range(n))
+
+
+def load_at_kv_use(kv_use_at, target: float, lo: float = 24.0, hi: float = 40.0) -> float:
+    """The total rate (req/s) in [lo, hi] at which `kv_use_at(rate)` is just under `target`
+    (KV use grows with the load)."""
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if kv_use_at(mid) < target else (lo, mid)
+    return lo

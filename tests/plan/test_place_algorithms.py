@@ -30,6 +30,8 @@ from loratwin.plan.placement import (
 )
 from loratwin.workload import reference_layout, zipf_layout
 
+from .conftest import load_at_kv_use
+
 PROFILE = "llama-3.1-8b-instruct"
 
 
@@ -329,6 +331,23 @@ def test_learned_check_holds_the_wait_limit_with_the_cost_models_waits(tmp_path,
     # the CLI's check by name passes the limit on
     named = make_check("learned", profile, max_wait_s=10.0)
     assert named.max_wait_s == 10.0
+
+
+def test_learned_check_refuses_a_kv_use_whose_queue_never_settles(tmp_path, profile):
+    pytest.importorskip("loratwin.learn.evaluators")
+    from loratwin.plan.place_checks import STABLE_UTILISATION, LearnedCheck
+
+    _linear_learned_models(tmp_path / profile.name, offered_coef=0.0)  # never predicts starvation
+    check = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=None, slot_grid=(24,))
+
+    def option(rate):
+        share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=rate / 24) for i in range(24)]
+        return check.evaluate(share, profile).options[0]
+
+    over = option(load_at_kv_use(lambda rate: option(rate).kv_use, 0.99))
+    assert over.kv_use > STABLE_UTILISATION and over.starved
+    under = option(load_at_kv_use(lambda rate: option(rate).kv_use, 0.9))
+    assert under.kv_use < STABLE_UTILISATION and not under.starved
 
 
 def test_a_starved_share_falls_back_to_its_least_strained_max_loras(profile):

@@ -19,6 +19,8 @@ from loratwin.plan.placement import place
 from loratwin.twin import ServerConfig, simulate
 from loratwin.workload import LengthSpec, WorkloadSpec, reference_layout, zipf_layout
 
+from .conftest import load_at_kv_use
+
 PROFILE = "llama-3.1-8b-instruct"
 
 
@@ -204,21 +206,13 @@ def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(p
 
     light = option(24.0)[1]
     assert light.kv_use < 0.5 and light.queue_s < 0.1 and light.wait_s == 0.0
-    share, near = option(_load_at_kv_use(option, 0.99))
+    load = load_at_kv_use(lambda rate: option(rate)[1].kv_use, 0.99)
+    share, near = option(load)
     assert 0.985 < near.kv_use < 0.99 and near.queue_s > 10.0 and not near.starved
-    assert option(_load_at_kv_use(option, 0.99), max_wait_s=10.0)[1].starved
+    assert option(load, max_wait_s=10.0)[1].starved
     run = simulate(WorkloadSpec(adapters=tuple(share)), ServerConfig(max_loras=24, max_cpu_loras=24, max_lora_rank=8),
                    profile, duration_s=3600.0, seed=0)
     assert run.mean_ttft_s > 5.0 and not run.starved
-
-
-def _load_at_kv_use(option, target: float) -> float:
-    """The total rate (req/s) at which `option(rate)`'s KV use is just under `target`."""
-    lo, hi = 24.0, 40.0
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if option(mid)[1].kv_use < target else (lo, mid)
-    return lo
 
 
 def test_the_check_refuses_a_kv_use_whose_queue_never_settles(profile):
@@ -238,7 +232,10 @@ def test_the_check_refuses_a_kv_use_whose_queue_never_settles(profile):
         workload = WorkloadSpec(adapters=tuple(share))
         return [simulate(workload, server, profile, duration_s=hours * 3600.0, seed=0).mean_ttft_s for hours in (2, 8)]
 
-    over, kept = _load_at_kv_use(option, 0.99), _load_at_kv_use(option, STABLE_UTILISATION)
+    def kv_use_at(rate):
+        return option(rate)[1].kv_use
+
+    over, kept = load_at_kv_use(kv_use_at, 0.99), load_at_kv_use(kv_use_at, STABLE_UTILISATION)
     share, refused = option(over)
     assert refused.starved and refused.pressure == pytest.approx(refused.kv_use / STABLE_UTILISATION)
     assert not option(over, util_limit=1.0)[1].starved  # the hour's queue alone would pass it

@@ -587,9 +587,10 @@ class LearnedCheck:
     """The per-configuration models of `loratwin.learn` (trained on twin sweeps): for each max_loras,
     predicted throughput and the probability that the GPU starves (starved when >= 0.5).
 
-    The models do not predict waits, so `max_wait_s` (None: no limit) is held with the cost
-    model's waits: an option whose predicted wait for a place in the batch, or for KV admission,
-    exceeds it starves, as it would under the cost-model check."""
+    The models learnt the starvation rule over an hour and do not predict waits, so two guards come
+    from the cost model: an option whose predicted wait for a place in the batch, or for KV
+    admission, exceeds `max_wait_s` (None: no limit) starves, and so does one whose KV use is above
+    STABLE_UTILISATION, where the queue never settles; as under the cost-model check."""
 
     name = "learned"
 
@@ -604,11 +605,11 @@ class LearnedCheck:
 
     @classmethod
     def for_profile(cls, profile: Profile, lengths: LengthSpec | ShareGPTLengths | None = None,
-                    models_dir: str | Path | None = None, **limits: float | None) -> LearnedCheck | None:
+                    models_dir: str | Path | None = None, **options: object) -> LearnedCheck | None:
         """The learned check for a profile, or None when loratwin.learn or its models are missing;
-        `limits` (window_s, max_wait_s) as in the constructor."""
+        `options` (slot_grid, window_s, max_wait_s) as in the constructor."""
         models = learned_models(profile.name, models_dir)
-        return None if models is None else cls(models, lengths, **limits)
+        return None if models is None else cls(models, lengths, **options)
 
     def evaluate(self, adapters: Sequence[AdapterSpec], profile: Profile) -> GpuVerdict:
         from loratwin.learn.evaluators import predict_target
@@ -631,11 +632,13 @@ class LearnedCheck:
         waits = {o.max_loras: o for o in self._waits.evaluate_arrays(rates, ranks, profile).options}
         options = []
         for s, t, p in zip(slots, tok_s, p_starve):
-            wait_s, queue_s = waits[s].wait_s, waits[s].queue_s
-            over = 0.0 if self.max_wait_s is None else _over_limit(max(wait_s, queue_s), self.max_wait_s)
+            wait_s, queue_s, kv_use = waits[s].wait_s, waits[s].queue_s, waits[s].kv_use
+            over = kv_use / STABLE_UTILISATION
+            if self.max_wait_s is not None:
+                over = max(over, _over_limit(max(wait_s, queue_s), self.max_wait_s))
             options.append(SlotOption(s, float(min(t, offered)), bool(p >= 0.5 or over > 1.0),
                                       float(max(p, min(over, 1.0))), wait_s=wait_s, queue_s=queue_s,
-                                      kv_use=waits[s].kv_use))
+                                      kv_use=kv_use))
         return GpuVerdict(served, max_rank, offered, tuple(options))
 
 
