@@ -18,6 +18,7 @@ from loratwin.plan.place_checks import (
 from loratwin.plan.placement import (
     ALGORITHMS,
     EXACT_MAX_ADAPTERS,
+    SPREAD_MAX_SCALE,
     SPREAD_TOLERANCE,
     _alternate_high_low,
     _greedy,
@@ -125,6 +126,36 @@ def test_the_spread_finds_the_largest_rate_scale_that_fits_to_within_its_toleran
     above = scale * SPREAD_TOLERANCE * 1.001
     assert _greedy(_scaled_judge(judge, zipf60.adapters, above), zipf60.adapters, max_bins=gpus) is None
     assert len(_greedy(_scaled_judge(judge, zipf60.adapters, above), zipf60.adapters)) > gpus
+
+
+@pytest.mark.parametrize("rate", [0.01, 6.0])
+def test_the_spread_ends_at_its_largest_scale_whether_or_not_that_fits(profile, rate):
+    # three adapters on three GPUs: quiet ones still fit one per GPU at the largest scale; busy
+    # ones stop fitting on their own GPU before it
+    adapters = [AdapterSpec(id=f"a{i}", rank=8, rate_req_s=rate) for i in range(3)]
+    judge = _Judge(CostModelCheck(), profile, adapters)
+    bins = _greedy(judge, adapters)
+    spread, scale = _spread_greedy(judge, adapters, 3, bins)
+    assert 1.0 < scale <= SPREAD_MAX_SCALE and len(spread) <= 3
+    assert (scale == SPREAD_MAX_SCALE) == (rate == 0.01)
+
+
+def test_the_spread_stops_when_its_largest_scale_is_the_first_not_to_fit(profile):
+    """A GPU takes up to 14.8 req/s: five adapters at 1 req/s on five GPUs climb to 5, 10 (one per
+    GPU), then by tenths to 14.64 and the cap, 16, which does not fit; the bracket closes between."""
+    from loratwin.plan.place_checks import GpuVerdict, SlotOption
+
+    class TotalRate:
+        name = "total-rate"
+
+        def evaluate(self, adapters, profile):
+            total = sum(a.rate_req_s for a in adapters)
+            return GpuVerdict(len(adapters), 8, total, (SlotOption(1, total, total > 14.8, min(1.0, total / 14.8)),))
+
+    adapters = [AdapterSpec(id=f"a{i}", rank=8, rate_req_s=1.0) for i in range(5)]
+    judge = _Judge(TotalRate(), profile, adapters)
+    spread, scale = _spread_greedy(judge, adapters, 5, _greedy(judge, adapters))
+    assert len(spread) == 5 and 14.6 < scale <= 14.8
 
 
 def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):

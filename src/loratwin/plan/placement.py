@@ -675,16 +675,17 @@ def _spread_greedy(judge: _Judge, adapters: Sequence[AdapterSpec], gpus: int, bi
         except InputError:  # some adapter alone no longer fits
             return None
 
-    lo, best, hi = 1.0, bins, SPREAD_MAX_SCALE
+    lo, best = 1.0, bins
+    hi: float | None = None  # the least scale found not to fit
     # the GPUs needed grow about in proportion to the scale: start where they would just fill `gpus`
     probe = min(SPREAD_MAX_SCALE, max(SPREAD_TOLERANCE, gpus / _gpus_filled(bins, adapters)))
-    while hi / lo > SPREAD_TOLERANCE:
+    while (hi / lo > SPREAD_TOLERANCE) if hi is not None else lo < SPREAD_MAX_SCALE:
         trial = fill(probe)
         if trial is not None:
             lo, best = probe, trial
         else:
             hi = probe
-        if hi < SPREAD_MAX_SCALE:
+        if hi is not None:
             probe = math.sqrt(lo * hi)
         else:  # every fill fitted so far: estimate again from the last one, at least a step up
             probe = min(SPREAD_MAX_SCALE, lo * max(SPREAD_STEP, gpus / _gpus_filled(best, adapters)))
