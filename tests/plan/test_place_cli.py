@@ -86,6 +86,24 @@ def test_an_interrupted_verification_keeps_the_placement_written(app, adapters_c
     assert "verification" not in doc and not list(tmp_path.glob("*.partial"))
 
 
+def test_compare_gives_every_other_algorithms_fewest_gpus(app, adapters_csv):
+    from loratwin.plan.placement import place
+
+    result = invoke(app, adapters_csv, "--compare", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert set(doc["compare"]) == {"round-robin", "least-loaded", "rank-grouped"}
+    workload = load_adapters(adapters_csv)
+    for algorithm, count in doc["compare"].items():
+        assert count == place(workload, "llama-3.1-8b-instruct", algorithm=algorithm).gpu_count
+    text = invoke(app, adapters_csv, "--compare", "--algorithm", "round-robin")
+    assert text.exit_code == 0, text.output
+    line = next(line for line in text.output.splitlines() if line.startswith("the same adapters under the same check"))
+    items = line.split(": ", 1)[1].split("; ")
+    assert items[0].startswith(f"greedy {doc['gpu_count']} GPUs")
+    assert not any(item.startswith("round-robin") for item in items)  # the placement's own algorithm
+
+
 def test_place_reads_workload_yaml(app, tmp_path):
     workload = tmp_path / "w.yaml"
     workload.write_text("layout: {kind: zipf, served: 20, total_rate_req_s: 10, ranks: [8, 16]}\n")

@@ -30,6 +30,7 @@ def place_command(
     algorithm: Annotated[str, typer.Option(help="greedy, round-robin, least-loaded, rank-grouped or exact (at most 12 adapters).")] = "greedy",
     check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
+    compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
     verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify and per run of the twin check, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
     max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch or for KV admission (every check; the learned check takes the waits from the cost model; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
@@ -41,7 +42,7 @@ def place_command(
     """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
     from loratwin.plan.place_checks import make_check
     from loratwin.plan.place_inputs import load_adapters
-    from loratwin.plan.placement import place, verify_placement
+    from loratwin.plan.placement import compare_algorithms, place, verify_placement
     from loratwin.profiles import load_profile
 
     workload = load_adapters(adapters)
@@ -56,6 +57,8 @@ def place_command(
         raise InputError(f"--out {out}: expected a .yaml or .json file name")
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     doc = placement.to_dict()
+    if compare:
+        doc["compare"] = compare_algorithms(workload, loaded, check=judge, skip=algorithm)
     verification = None
     if verify:
         if out is not None:  # kept if the verification is interrupted
@@ -75,7 +78,7 @@ def place_command(
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     console = Console() if sys.stdout.isatty() else Console(width=200)
-    _print_placement(placement, verification, console)
+    _print_placement(placement, verification, console, doc.get("compare"))
 
 
 def _write(doc: dict, path: Path) -> None:
@@ -104,13 +107,15 @@ def _fewest_note(placement) -> str:
     return ""
 
 
-def _print_placement(placement, verification, console: Console) -> None:
+def _print_placement(placement, verification, console: Console, compared: dict | None = None) -> None:
     console.print(
         f"[bold]{placement.gpu_count} GPUs[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
         f"lower bound {placement.lower_bound} GPUs{_fewest_note(placement)}; profile {placement.profile}",
         highlight=False,
     )
+    if compared:
+        console.print(_comparison(placement, compared), highlight=False)
     for note in placement.notes:
         console.print(f"note: {note}", highlight=False)
     table = Table(show_header=True, header_style="bold")
@@ -154,6 +159,21 @@ def _print_placement(placement, verification, console: Console) -> None:
     for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
         console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False)
         console.print(command, highlight=False, soft_wrap=True)
+
+
+def _comparison(placement, compared: dict) -> str:
+    """One line: each other algorithm's fewest GPUs under the same check, against this placement's."""
+    mine, parts = placement.gpu_count, []
+    for algorithm, count in compared.items():
+        if not isinstance(count, int):  # the algorithm could not place them: its reason
+            parts.append(f"{algorithm}: {count}")
+        elif count > mine:
+            parts.append(f"{algorithm} {count} GPUs ({placement.algorithm} uses {1 - mine / count:.0%} fewer)")
+        elif count < mine:
+            parts.append(f"{algorithm} {count} GPUs ({1 - count / mine:.0%} fewer than {placement.algorithm})")
+        else:
+            parts.append(f"{algorithm} {count} GPUs")
+    return "the same adapters under the same check: " + "; ".join(parts)
 
 
 def _seconds_cell(value: float | None) -> str:

@@ -583,6 +583,25 @@ def place(
     )
 
 
+COMPARED = ("greedy", "round-robin", "least-loaded", "rank-grouped")
+
+
+def compare_algorithms(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile | str,
+                       check: GpuCheck | None = None, skip: str | None = None) -> dict[str, int | str]:
+    """The fewest GPUs the greedy (with its search) and each baseline (round-robin, least-loaded,
+    rank-grouped) need for these adapters under the same check, or why one cannot place them;
+    `skip` leaves one out."""
+    counts: dict[str, int | str] = {}
+    for algorithm in COMPARED:
+        if algorithm == skip:
+            continue
+        try:
+            counts[algorithm] = place(adapters, profile, algorithm=algorithm, check=check).gpu_count
+        except InputError as err:
+            counts[algorithm] = str(err)
+    return counts
+
+
 def _assign(algorithm: str, judge: _Judge, items: list[AdapterSpec], gpus: int | None, search_moves: int,
             bound: Callable[[], int], notes: list[str]) -> list[list[int]]:
     """The algorithm's bins (lists of adapter indices); `bound()` gives the lower bound."""
