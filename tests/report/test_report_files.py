@@ -174,3 +174,17 @@ def test_a_run_where_nothing_arrives_still_renders(tmp_path):
     html = write_simulation_report(result, tmp_path).read_text()
     assert len(assert_self_contained(html)) == 4
     assert "Keeps up" in html
+
+
+def test_a_plan_report_lists_the_other_algorithms_when_compared(plan_file, tmp_path):
+    import yaml
+
+    from loratwin.report import write_plan_report
+
+    plan = yaml.safe_load(plan_file.read_text())
+    plain = write_plan_report(plan, tmp_path / "plain").read_text()
+    assert "Other algorithms" not in plain
+    compared = write_plan_report(plan | {"compare": {"round-robin": 3, "rank-grouped": "cannot place them"}},
+                                 tmp_path / "compared").read_text()
+    assert "Other algorithms" in compared and "round-robin" in compared and "cannot place them" in compared
+    assert_self_contained(compared)

@@ -117,6 +117,12 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
     )
     page.table(["GPU", "adapters"], [[str(g.get("gpu", i)), ", ".join(map(str, g.get("adapters", ())))]
                                       for i, g in enumerate(gpus)], collapsed="Adapters on each GPU")
+    compared = plan.get("compare") or {}
+    if compared:  # `place --compare`: the other algorithms' fewest GPUs under the same check
+        page.section("Other algorithms", "The fewest GPUs each needs for the same adapters under the same check.")
+        page.table(["algorithm", "GPUs"],
+                   [[plan.get("algorithm", "this placement") + " (this placement)", integer(len(gpus))]]
+                   + [[name, integer(count) if isinstance(count, int) else str(count)] for name, count in compared.items()])
     commands = plan.get("vllm_serve_commands") or []
     if commands:
         page.section("vLLM commands", "One `vllm serve` per GPU; replace the adapter paths with yours.")
