@@ -82,16 +82,15 @@ def place_command(
 
 
 def _write(doc: dict, path: Path) -> None:
+    from loratwin.files import atomic_write
+
     if path.suffix.lower() == ".json":
         text = json.dumps(doc, indent=2) + "\n"
     else:
         import yaml
 
         text = yaml.safe_dump(doc, sort_keys=False, width=1_000_000)
-    # whole or not at all: a file the user already had is not left half written
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))  # a file the user had is never half written
 
 
 def _adapter_list(adapters) -> str:

@@ -18,7 +18,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loratwin.errors import LoratwinError
-from loratwin.sweep.store import IDENTITY_FIELDS, atomic_write, read_results
+from loratwin.files import atomic_write
+from loratwin.sweep.store import IDENTITY_FIELDS, read_results
 
 DEFAULT_THRESHOLD = 0.1
 

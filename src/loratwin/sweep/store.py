@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
 
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loratwin.errors import LoratwinError
+from loratwin.files import atomic_write
 
 FORMAT = "loratwin-sweep/1"
 MANIFEST = "manifest.json"
@@ -89,26 +89,6 @@ SORT_ORDER = [("workload_index", "ascending"), ("max_loras", "ascending"), ("ser
 
 class StoreError(LoratwinError):
     """The results directory cannot be used as asked (another grid, another sweep writing, damage)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def _write_json(path: Path, data: Any) -> None:
