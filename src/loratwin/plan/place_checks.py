@@ -345,7 +345,8 @@ class CostModelCheck:
         served_tok_s = total_rate * (m.prompt + m.output)
         capacity = self._capacity(rates, S, n_cap, max_rank, load_ms, profile, m)
         predicted = np.where(util <= 1.0, served_tok_s, np.minimum(served_tok_s, capacity))
-        limits = [util / self.util_limit, late_share / self.max_late_share, load_share / self.max_load_share]
+        with np.errstate(invalid="ignore"):  # an infinite share over a limit of inf: refused below
+            limits = [util / self.util_limit, late_share / self.max_late_share, load_share / self.max_load_share]
         if self.max_wait_s is not None:
             with np.errstate(divide="ignore", invalid="ignore"):  # a limit of 0 or inf, an infinite wait
                 limits.append(np.where(wait > 0, wait / self.max_wait_s, 0.0))
@@ -587,10 +588,11 @@ class LearnedCheck:
     """The per-configuration models of `loratwin.learn` (trained on twin sweeps): for each max_loras,
     predicted throughput and the probability that the GPU starves (starved when >= 0.5).
 
-    The models learnt the starvation rule over an hour and do not predict waits, so two guards come
-    from the cost model: an option whose predicted wait for a place in the batch, or for KV
-    admission, exceeds `max_wait_s` (None: no limit) starves, and so does one whose KV use is above
-    STABLE_UTILISATION, where the queue never settles; as under the cost-model check."""
+    The models learnt the starvation rule over an hour and do not predict waits, so the cost
+    model's guards hold too: an option whose predicted wait for a place in the batch, or for KV
+    admission, exceeds `max_wait_s` (None: no limit) starves, and so does one above
+    STABLE_UTILISATION of its KV cache (or max_num_seqs, or the token budget), where the queue
+    never settles; as under the cost-model check."""
 
     name = "learned"
 
@@ -601,7 +603,10 @@ class LearnedCheck:
         self.lengths = lengths if lengths is not None else ShareGPTLengths()
         self.slot_grid = tuple(slot_grid)
         self.max_wait_s = max_wait_s
-        self._waits = CostModelCheck(self.lengths, window_s=window_s, max_wait_s=None, slot_grid=self.slot_grid)
+        # the cost model with only its guards: utilisation and the wait limit (its throughput
+        # conditions, the late and loading shares, are the models' to judge)
+        self._guards = CostModelCheck(self.lengths, window_s=window_s, max_wait_s=max_wait_s, max_late_share=math.inf,
+                                      max_load_share=math.inf, slot_grid=self.slot_grid)
 
     @classmethod
     def for_profile(cls, profile: Profile, lengths: LengthSpec | ShareGPTLengths | None = None,
@@ -616,7 +621,7 @@ class LearnedCheck:
         from loratwin.learn.features import AdapterMix, as_matrix, config_features
 
         profile = _resolve(profile)
-        m = self._waits.moments(profile)
+        m = self._guards.moments(profile)
         served = len(adapters)
         rates = np.array([a.rate_req_s for a in adapters], np.float64)
         ranks = [a.rank for a in adapters]
@@ -629,16 +634,13 @@ class LearnedCheck:
         rows = [config_features(mix, s, max_rank) for s in slots]
         tok_s = predict_target(self.models.throughput, as_matrix(rows, self.models.throughput["features"]))
         p_starve = np.clip(predict_target(self.models.starvation, as_matrix(rows, self.models.starvation["features"])), 0.0, 1.0)
-        waits = {o.max_loras: o for o in self._waits.evaluate_arrays(rates, ranks, profile).options}
+        guards = {o.max_loras: o for o in self._guards.evaluate_arrays(rates, ranks, profile).options}
         options = []
         for s, t, p in zip(slots, tok_s, p_starve):
-            wait_s, queue_s, kv_use = waits[s].wait_s, waits[s].queue_s, waits[s].kv_use
-            over = kv_use / STABLE_UTILISATION
-            if self.max_wait_s is not None:
-                over = max(over, _over_limit(max(wait_s, queue_s), self.max_wait_s))
-            options.append(SlotOption(s, float(min(t, offered)), bool(p >= 0.5 or over > 1.0),
-                                      float(max(p, min(over, 1.0))), wait_s=wait_s, queue_s=queue_s,
-                                      kv_use=kv_use))
+            guard = guards[s]
+            options.append(SlotOption(s, float(min(t, offered)), bool(p >= 0.5 or guard.starved),
+                                      float(max(p, guard.starvation_risk)), wait_s=guard.wait_s, queue_s=guard.queue_s,
+                                      kv_use=guard.kv_use))
         return GpuVerdict(served, max_rank, offered, tuple(options))
 
 
