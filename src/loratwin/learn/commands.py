@@ -290,15 +290,15 @@ def _place_all(spec, profile: str, verify: bool):
 
 def _print_quickstart_placement(placement, verification) -> None:
     served = sum(len(g.adapters) for g in placement.gpus)
-    bound = placement.lower_bound
-    proof = " (the lower bound: no placement the cost model accepts uses fewer)" if bound == placement.gpu_count else f" (lower bound {bound})"
+    proof = (" (the lower bound: no placement the cost model accepts uses fewer)" if placement.proven_fewest
+             else f" (lower bound {placement.lower_bound})")
     stdout.print(f"\n3. All {served} adapters: `loratwin place` puts them on {placement.gpu_count} GPUs{proof}, "
                  "the load spread evenly, each GPU with its own flags:")
     verified = {v.index: v for v in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
         line = (f"  GPU {g.index}: {len(g.adapters)} adapters (ranks {ranks}, {g.rate_req_s:.1f} req/s)  "
-                f"--max-loras {g.max_loras} --max-cpu-loras {g.max_cpu_loras} --max-lora-rank {g.max_lora_rank}  "
+                f"{g.lora_flags}  "
                 f"predicted wait {max(g.wait_s, g.queue_s):.1f} s")
         v = verified.get(g.index)
         if v is not None:

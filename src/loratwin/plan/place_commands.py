@@ -99,18 +99,12 @@ def _adapter_list(adapters) -> str:
     return shown + (f", ... (+{len(ids) - MAX_LISTED_ADAPTERS})" if len(ids) > MAX_LISTED_ADAPTERS else "")
 
 
-def _fewest_note(placement) -> str:
-    """The cost-model bound holds for every placement the check accepts: meeting it is a proof."""
-    if placement.check == "cost-model" and placement.gpu_count == placement.lower_bound:
-        return " (no placement this check accepts uses fewer)"
-    return ""
-
-
 def _print_placement(placement, verification, console: Console, compared: dict | None = None) -> None:
     console.print(
         f"[bold]{placement.gpu_count} GPUs[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
-        f"lower bound {placement.lower_bound} GPUs{_fewest_note(placement)}; profile {placement.profile}",
+        f"lower bound {placement.lower_bound} GPUs"
+        f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile {placement.profile}",
         highlight=False,
     )
     if compared:

@@ -100,6 +100,11 @@ class GpuPlan:
         return len(self.adapters)
 
     @property
+    def lora_flags(self) -> str:
+        """Its adapter flags for `vllm serve`."""
+        return f"--max-loras {self.max_loras} --max-cpu-loras {self.max_cpu_loras} --max-lora-rank {self.max_lora_rank}"
+
+    @property
     def rate_req_s(self) -> float:
         return math.fsum(a.rate_req_s for a in self.adapters)
 
@@ -153,6 +158,12 @@ class Placement:
     def predicted_starved_gpus(self) -> list[int]:
         return [g.index for g in self.gpus if g.starved]
 
+    @property
+    def proven_fewest(self) -> bool:
+        """The cost-model bound holds for every placement that check accepts: a count that meets
+        it is the fewest possible."""
+        return self.check == "cost-model" and self.gpu_count == self.lower_bound
+
     def assignment(self) -> dict[str, int]:
         """Adapter id -> GPU index."""
         return {a.id: g.index for g in self.gpus for a in g.adapters}
@@ -164,8 +175,7 @@ class Placement:
         for g in self.gpus:
             modules = " ".join(f"{a.id}={path_template.format(adapter_id=a.id)}" for a in g.adapters)
             commands.append(
-                f"vllm serve {model or self.model} --enable-lora --max-loras {g.max_loras} "
-                f"--max-cpu-loras {g.max_cpu_loras} --max-lora-rank {g.max_lora_rank} "
+                f"vllm serve {model or self.model} --enable-lora {g.lora_flags} "
                 f"--max-num-seqs {DEFAULT_MAX_NUM_SEQS} --max-num-batched-tokens {DEFAULT_MAX_NUM_BATCHED_TOKENS} "
                 f"--no-enable-prefix-caching --lora-modules {modules}"
             )
