@@ -33,3 +33,11 @@ def load_at_kv_use(kv_use_at, target: float, lo: float = 24.0, hi: float = 40.0)
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if kv_use_at(mid) < target else (lo, mid)
     return lo
+
+
+def resident_share(total_req_s: float, n: int = 24, rank: int = 8):
+    """`n` alike adapters sharing `total_req_s`: with max_loras n every one has a place, so only
+    the KV cache can make requests wait."""
+    from loratwin import AdapterSpec
+
+    return [AdapterSpec(id=f"r{i}", rank=rank, rate_req_s=total_req_s / n) for i in range(n)]

@@ -31,7 +31,7 @@ from loratwin.plan.placement import (
 )
 from loratwin.workload import reference_layout, zipf_layout
 
-from .conftest import load_at_kv_use
+from .conftest import load_at_kv_use, resident_share
 
 PROFILE = "llama-3.1-8b-instruct"
 
@@ -372,8 +372,7 @@ def test_learned_check_refuses_a_kv_use_whose_queue_never_settles(tmp_path, prof
     check = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=None, slot_grid=(24,))
 
     def option(rate):
-        share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=rate / 24) for i in range(24)]
-        return check.evaluate(share, profile).options[0]
+        return check.evaluate(resident_share(rate), profile).options[0]
 
     over = option(load_at_kv_use(lambda rate: option(rate).kv_use, 0.99))
     assert over.kv_use > STABLE_UTILISATION and over.starved

@@ -19,7 +19,7 @@ from loratwin.plan.placement import place
 from loratwin.twin import ServerConfig, simulate
 from loratwin.workload import LengthSpec, WorkloadSpec, reference_layout, zipf_layout
 
-from .conftest import load_at_kv_use
+from .conftest import load_at_kv_use, resident_share
 
 PROFILE = "llama-3.1-8b-instruct"
 
@@ -187,22 +187,31 @@ def test_saturated_batch_matches_the_twin(profile):
     assert not option.starved and option.wait_s == pytest.approx(wait[0], rel=0.01)
 
 
+def _resident_option(profile, total_req_s: float, **check_args):
+    """A `resident_share` and the cost model's option at max_loras = its adapter count."""
+    share = resident_share(total_req_s)
+    return share, CostModelCheck(slot_grid=(len(share),), **check_args).evaluate(share, profile).options[0]
+
+
+def _twin_mean_ttft_s(profile, share, hours: float) -> float:
+    server = ServerConfig(max_loras=len(share), max_cpu_loras=len(share), max_lora_rank=8)
+    run = simulate(WorkloadSpec(adapters=tuple(share)), server, profile, duration_s=hours * 3600.0, seed=0)
+    assert not run.starved
+    return run.mean_ttft_s
+
+
 def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(profile):
     """Every adapter has a place, so only the KV admission queue can make requests wait: a second
     or less well below KV capacity, tens of percent of a run near it. Without the utilisation
     limit, --max-wait 10 refuses the latter where the default minute accepts it, and the twin's
     mean TTFT there is over 5 s."""
     from loratwin.plan.place_checks import KV_QUEUE_SCALE, kv_queue_share
-    from loratwin.twin import ServerConfig, simulate
-    from loratwin.workload import WorkloadSpec
 
     assert kv_queue_share(1.0) == pytest.approx(KV_QUEUE_SCALE)
     assert np.all(np.diff(kv_queue_share(np.linspace(0.5, 1.0, 11))) > 0)
 
-    def option(total, max_wait_s=60.0, util_limit=1.0):
-        share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=total / 24) for i in range(24)]
-        check = CostModelCheck(max_wait_s=max_wait_s, slot_grid=(24,), util_limit=util_limit)
-        return share, check.evaluate(share, profile).options[0]
+    def option(total, **check_args):
+        return _resident_option(profile, total, util_limit=1.0, **check_args)
 
     light = option(24.0)[1]
     assert light.kv_use < 0.5 and light.queue_s < 0.1 and light.wait_s == 0.0
@@ -210,40 +219,26 @@ def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(p
     share, near = option(load)
     assert 0.985 < near.kv_use < 0.99 and near.queue_s > 10.0 and not near.starved
     assert option(load, max_wait_s=10.0)[1].starved
-    run = simulate(WorkloadSpec(adapters=tuple(share)), ServerConfig(max_loras=24, max_cpu_loras=24, max_lora_rank=8),
-                   profile, duration_s=3600.0, seed=0)
-    assert run.mean_ttft_s > 5.0 and not run.starved
+    assert _twin_mean_ttft_s(profile, share, 1) > 5.0
 
 
 def test_the_check_refuses_a_kv_use_whose_queue_never_settles(profile):
     """Above STABLE_UTILISATION of the KV cache the twin's queue for KV admission grows for as long
     as the load lasts (the hour's window hides it); just below it, the queue settles."""
     from loratwin.plan.place_checks import STABLE_UTILISATION
-    from loratwin.twin import ServerConfig, simulate
-    from loratwin.workload import WorkloadSpec
-
-    def option(total, util_limit=STABLE_UTILISATION):
-        share = [AdapterSpec(id=f"r{i}", rank=8, rate_req_s=total / 24) for i in range(24)]
-        check = CostModelCheck(slot_grid=(24,), util_limit=util_limit)
-        return share, check.evaluate(share, profile).options[0]
-
-    def mean_ttfts(share):
-        server = ServerConfig(max_loras=24, max_cpu_loras=24, max_lora_rank=8)
-        workload = WorkloadSpec(adapters=tuple(share))
-        return [simulate(workload, server, profile, duration_s=hours * 3600.0, seed=0).mean_ttft_s for hours in (2, 8)]
 
     def kv_use_at(rate):
-        return option(rate)[1].kv_use
+        return _resident_option(profile, rate)[1].kv_use
 
     over, kept = load_at_kv_use(kv_use_at, 0.99), load_at_kv_use(kv_use_at, STABLE_UTILISATION)
-    share, refused = option(over)
+    share, refused = _resident_option(profile, over)
     assert refused.starved and refused.pressure == pytest.approx(refused.kv_use / STABLE_UTILISATION)
-    assert not option(over, util_limit=1.0)[1].starved  # the hour's queue alone would pass it
-    short, long = mean_ttfts(share)
+    assert not _resident_option(profile, over, util_limit=1.0)[1].starved  # the hour's queue alone would pass it
+    short, long = (_twin_mean_ttft_s(profile, share, hours) for hours in (2, 8))
     assert long > 1.5 * short + 2.0
-    share, accepted = option(kept)
+    share, accepted = _resident_option(profile, kept)
     assert not accepted.starved and accepted.kv_use > STABLE_UTILISATION - 0.005
-    short, long = mean_ttfts(share)
+    short, long = (_twin_mean_ttft_s(profile, share, hours) for hours in (2, 8))
     assert long < 1.5 * short + 2.0
 
 
