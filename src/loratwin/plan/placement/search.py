@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from loratwin.plan.place_checks import GpuVerdict
+    from loratwin.plan.judge import GpuVerdict
 
 # moves `place` makes by default: a freed GPU takes a handful; most attempts give up within three
 DEFAULT_SEARCH_MOVES = 50

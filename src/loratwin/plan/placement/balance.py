@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from loratwin.plan.place_checks import GpuVerdict
+    from loratwin.plan.judge import GpuVerdict
 
 # GPUs whose strains are this close count as even
 EVEN_GAP = 0.05

@@ -43,16 +43,14 @@ rate, so the bound stays valid).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from loratwin.errors import InputError
-from loratwin.plan.bound_pricing import cheapest_mixed, cheapest_priced, mix_shortfalls
+from loratwin.plan.bound.pricing import cheapest_mixed, cheapest_priced, mix_shortfalls
+from loratwin.plan.judge.cost_model import CostModelCheck
+from loratwin.plan.judge.slots import kv_tokens_or_none, slot_candidates, supported_ranks
 from loratwin.profiles import Profile
-
-if TYPE_CHECKING:
-    from loratwin.plan.place_checks import CostModelCheck
 
 # total-rate bands (req/s): a GPU in a higher band has longer steps, hence longer busy periods
 BAND_EDGES = (0.0, *(0.5 * 1.25**k for k in range(29)))
@@ -147,12 +145,11 @@ def _groups(need: np.ndarray, rates: np.ndarray, rounding: float | None) -> tupl
 
 def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_adapters: int, profile: Profile) -> ClassCosts:
     """The three costs of every group (rank need, rate λ) in every GPU class (module doc)."""
-    from loratwin.plan.place_checks import slot_candidates, supported_ranks
 
     m = check.moments(profile)
     st = profile.step_time
     stay = m.output + 1
-    late_limit = check.window_s * check.max_late_share
+    late_limit = check.rule.window_s * check.rule.max_late_share
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []  # time, places, band, lows, rank
     for rank in supported_ranks(profile):
         if not (need <= rank).any():
@@ -190,8 +187,8 @@ def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_ada
                 continue
             t_lo = stay * (exact.fixed + st.lora_per_adapter_ms * s) / (1 - exact.kappa * lo) / 1000
             w_max = late_limit - t_lo
-            if check.max_wait_s is not None:
-                w_max = np.minimum(w_max, check.max_wait_s)
+            if check.rule.max_wait_s is not None:
+                w_max = np.minimum(w_max, check.rule.max_wait_s)
             keep = w_max >= 0
             if not keep.any():
                 continue
@@ -226,7 +223,6 @@ class _SlotTerms:
 
 
 def _slot_terms(check: CostModelCheck, profile: Profile, m, rank: int, s_lo: int, s_hi: int) -> _SlotTerms | None:
-    from loratwin.plan.place_checks import kv_tokens_or_none
 
     tokens = kv_tokens_or_none(profile, s_lo, rank)  # fewer slots leave more KV
     if tokens is None:
@@ -234,7 +230,7 @@ def _slot_terms(check: CostModelCheck, profile: Profile, m, rank: int, s_lo: int
     st, so = profile.step_time, profile.scheduler_overhead
     stay = m.output + 1
     budget_cap = check.max_num_batched_tokens * stay / (stay + m.prompt)
-    n_cap = check.util_limit * min(tokens / (m.context + profile.kv.block_size / 2), check.max_num_seqs, budget_cap)
+    n_cap = check.rule.kv_use_limit(profile) * min(tokens / (m.context + profile.kv.block_size / 2), check.max_num_seqs, budget_cap)
     factor = st.lora_factor_base + min(0.0, st.lora_factor_per_adapter) * s_hi
     fixed = (factor * st.base_ms + st.lora_step_ms + st.lora_per_rank_ms * rank
              + min(st.lora_per_slot_ms * s_lo, st.lora_per_slot_ms * s_hi))
@@ -247,7 +243,7 @@ def _slot_terms(check: CostModelCheck, profile: Profile, m, rank: int, s_lo: int
     # the longest step: the most requests running, every slot in use (each term grows with both)
     step_cap = float(check.step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay]), np.array([float(s_hi)]),
                                    np.array([float(s_hi)]), rank, profile, m)[0])
-    return _SlotTerms(n_cap, fixed, slack, kappa, stay / (1000 * n_cap), step_cap / (1 - check.max_load_share))
+    return _SlotTerms(n_cap, fixed, slack, kappa, stay / (1000 * n_cap), step_cap / (1 - check.rule.max_load_share))
 
 
 def _bands(terms: _SlotTerms) -> tuple[np.ndarray, np.ndarray]:

@@ -85,3 +85,7 @@ def write_adapters_csv(workload: WorkloadSpec, path: str | Path) -> Path:
         for a in workload.adapters:
             writer.writerow([a.id, a.rank, repr(a.rate_req_s)])
     return path
+
+
+# The built-in example of `loratwin quickstart`: 240 adapters, a few busy and many quiet.
+QUICKSTART_CSV = Path(__file__).parent / "examples" / "quickstart.csv"

@@ -1,0 +1,71 @@
+"""Judging one GPU: is this share of adapters, at this `max_loras`, acceptable?
+
+- `rule.AcceptanceRule` holds the limits (starvation threshold, wait limit, KV-use limit) and is
+  the only place where a prediction is accepted or refused;
+- the estimators only predict what the rule judges: `cost_model.CostModelCheck` (a steady-state
+  model of the twin, microseconds), `learned.LearnedCheck` (the models trained on twin data) and
+  `twin.TwinCheck` (simulation, seconds);
+- `verdict.GpuVerdict` is an estimator's answer for one GPU: every `max_loras` that starts, each
+  with its prediction and judgement, and the best accepted one.
+
+    from loratwin.plan.judge import AcceptanceRule, make_check
+    check = make_check("cost-model", "llama-3.1-8b-instruct", rule=AcceptanceRule(max_wait_s=30))
+    verdict = check.evaluate(adapters, profile)
+    verdict.best.max_loras, verdict.explain()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from loratwin.errors import InputError
+from loratwin.plan.judge.cost_model import CostModelCheck
+from loratwin.plan.judge.learned import LearnedCheck, learned_models
+from loratwin.plan.judge.rule import DEFAULT_MAX_WAIT_S, STARVATION_THRESHOLD, AcceptanceRule, Prediction
+from loratwin.plan.judge.slots import SLOT_CANDIDATES, adapter_server_rank, resolve_profile, startable_slots
+from loratwin.plan.judge.twin import TwinCheck, twin_prediction
+from loratwin.plan.judge.verdict import GpuCheck, GpuVerdict, SlotOption
+from loratwin.profiles import Profile
+from loratwin.workload import LengthSpec, PoissonArrival, ShareGPTLengths
+
+
+def _cost_model(profile, lengths, rule, arrival) -> GpuCheck:
+    return CostModelCheck(lengths, rule)
+
+
+def _twin(profile, lengths, rule, arrival) -> GpuCheck:
+    return TwinCheck(rule=rule, lengths=lengths or ShareGPTLengths(), arrival=arrival or PoissonArrival())
+
+
+def _learned(profile, lengths, rule, arrival) -> GpuCheck:
+    check = LearnedCheck.for_profile(profile, lengths, rule=rule)
+    if check is None:
+        raise InputError(f"--check learned: no learned models for profile {profile.name} (see `loratwin train`)")
+    return check
+
+
+# Estimators by name; "auto" is the cost model, the one whose placements were verified with the twin.
+ESTIMATORS: dict[str, Callable[..., GpuCheck]] = {
+    "auto": _cost_model,
+    "cost-model": _cost_model,
+    "learned": _learned,
+    "twin": _twin,
+}
+CHECKS = tuple(ESTIMATORS)
+
+
+def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
+               *, rule: AcceptanceRule | None = None, arrival: object | None = None) -> GpuCheck:
+    """An estimator by name (auto, cost-model, learned, twin) judged by `rule` (default limits when
+    None). The twin simulates over the rule's window with the workload's `arrival` process (the
+    cost model takes arrivals as Poisson)."""
+    if kind not in ESTIMATORS:
+        raise InputError(f"--check must be one of {', '.join(CHECKS)}, got {kind!r}")
+    return ESTIMATORS[kind](resolve_profile(profile), lengths, rule or AcceptanceRule(), arrival)
+
+
+__all__ = [
+    "CHECKS", "DEFAULT_MAX_WAIT_S", "SLOT_CANDIDATES", "STARVATION_THRESHOLD", "AcceptanceRule", "CostModelCheck",
+    "GpuCheck", "GpuVerdict", "LearnedCheck", "Prediction", "SlotOption", "TwinCheck", "adapter_server_rank",
+    "learned_models", "make_check", "resolve_profile", "startable_slots", "twin_prediction",
+]

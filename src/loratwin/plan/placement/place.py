@@ -1,0 +1,163 @@
+"""Placement: which adapters go on which GPU, with which vLLM flags, on as few GPUs as possible,
+every GPU accepted by the acceptance rule.
+
+    from loratwin.plan import place, verify_placement
+    placement = place(adapters, "llama-3.1-8b-instruct")          # greedy, fewest GPUs
+    placement = place(adapters, "llama-3.1-8b-instruct", gpus=8)  # best spread over 8 GPUs
+    print("\\n".join(placement.vllm_serve_commands()))
+    report = verify_placement(placement, "llama-3.1-8b-instruct")  # the twin on every GPU, same rule
+
+Every algorithm judges a GPU's share through the same estimator and rule, so their GPU counts
+compare. Each GPU serves its adapters with `max_cpu_loras` = its adapter count (all preloaded in
+CPU memory, as in the reference runs), `max_lora_rank` = the smallest the profile knows that
+admits its largest rank, and the best accepted `max_loras`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from loratwin.errors import InputError
+from loratwin.plan.bound import lower_bound_gpus
+from loratwin.plan.judge import AcceptanceRule, GpuCheck, make_check, resolve_profile
+from loratwin.plan.placement.algorithms import ALGORITHMS, PlacementRun
+from loratwin.plan.placement.fill import rank_groups
+from loratwin.plan.placement.result import GpuPlan, Placement
+from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
+from loratwin.plan.placement.shares import ShareJudge
+from loratwin.profiles import Profile
+from loratwin.workload import AdapterSpec, WorkloadSpec
+
+COMPARED = ("greedy", "round-robin", "least-loaded", "rank-grouped")
+
+
+def as_workload(adapters: Sequence[AdapterSpec] | WorkloadSpec) -> WorkloadSpec:
+    if isinstance(adapters, WorkloadSpec):
+        return adapters
+    adapters = tuple(adapters)
+    if not adapters:
+        raise InputError("no adapters to place")
+    try:
+        return WorkloadSpec(adapters=adapters)
+    except ValueError as err:  # pydantic's ValidationError: duplicate ids
+        raise InputError(f"adapters: {err}") from None
+
+
+def default_check(profile: Profile | str, workload: WorkloadSpec, rule: AcceptanceRule | None = None) -> GpuCheck:
+    return make_check("auto", profile, workload.lengths, rule=rule, arrival=workload.arrival)
+
+
+def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile | str,
+                check: GpuCheck | None = None) -> int:
+    """A lower bound on the GPUs any placement `check` accepts needs (see `loratwin.plan.bound`)."""
+    workload = as_workload(adapters)
+    profile = resolve_profile(profile)
+    return lower_bound_gpus(list(workload.adapters), profile, check or default_check(profile, workload))
+
+
+def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
+    """GPU `index` serving `members` at the option the rule chooses for them."""
+    verdict = judge(members)
+    option = verdict.chosen()
+    if option is None or verdict.max_lora_rank is None:
+        raise InputError(f"GPU {index}: no configuration starts ({verdict.reason or 'out of memory'})")
+    return GpuPlan(
+        index=index,
+        adapters=tuple(judge.adapters[i] for i in members),
+        max_loras=option.max_loras,
+        max_lora_rank=verdict.max_lora_rank,
+        predicted_tok_s=option.predicted_tok_s,
+        offered_tok_s=verdict.offered_tok_s,
+        accepted=option.accepted,
+        pressure=option.pressure,
+        deciding=option.deciding,
+        wait_s=option.wait_s,
+        queue_s=option.queue_s,
+    )
+
+
+def _check_each_alone(judge: ShareJudge) -> None:
+    """Refuse adapters that no single GPU can serve: the busiest of each rank alone (a quieter one
+    of the same rank only fits better)."""
+    adapters = judge.adapters
+    for members in rank_groups(adapters).values():
+        hottest = max(members, key=lambda i: adapters[i].rate_req_s)
+        verdict = judge([hottest])
+        if not verdict.ok:
+            a = adapters[hottest]
+            why = verdict.reason or f"refused even alone on a GPU ({verdict.explain()})"
+            raise InputError(
+                f"adapter {a.id!r} (rank {a.rank}, {a.rate_req_s:g} req/s) cannot be placed on one GPU "
+                f"of profile {judge.profile.name}: {why}. Serve it from several replicas (split its traffic) "
+                "and list each replica as its own adapter."
+            )
+
+
+def place(
+    adapters: Sequence[AdapterSpec] | WorkloadSpec,
+    profile: Profile | str,
+    gpus: int | None = None,
+    algorithm: str = "greedy",
+    check: GpuCheck | None = None,
+    search_moves: int = DEFAULT_SEARCH_MOVES,
+) -> Placement:
+    """Place adapters on GPUs. Without `gpus`: the fewest GPUs the algorithm reaches with every GPU
+    accepted by the check's rule. With `gpus=N`: the best placement on N GPUs (the greedy spreads
+    the load over all N, then evens it out), or an InputError saying that N is not enough and how
+    many are needed. After the greedy, up to `search_moves` moves of one adapter between GPUs try
+    to free GPUs (`loratwin.plan.placement.search`); 0 keeps the greedy's own placement."""
+    started = time.perf_counter()
+    if algorithm not in ALGORITHMS:
+        raise InputError(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
+        raise InputError(f"--gpus must be an integer >= 1, got {gpus!r}")
+    if isinstance(search_moves, bool) or not isinstance(search_moves, int) or search_moves < 0:
+        raise InputError(f"--search-moves must be an integer >= 0, got {search_moves!r}")
+    workload = as_workload(adapters)
+    profile = resolve_profile(profile)
+    check = check or default_check(profile, workload)
+    items = list(workload.adapters)
+    judge = ShareJudge(check, profile, items)
+    _check_each_alone(judge)
+    notes: list[str] = []
+    # the bound does not depend on the placement: it is worked out beside the algorithm (the LP
+    # solver and the compiled wait solver let go of the GIL) and waited for where first needed
+    with ThreadPoolExecutor(max_workers=1) as beside:
+        pending = beside.submit(lower_bound_gpus, items, profile, check)
+        bins = ALGORITHMS[algorithm](PlacementRun(judge, search_moves, pending.result, notes), gpus)
+        bound = pending.result()
+
+    plans = [gpu_plan(i, b, judge) for i, b in enumerate(b for b in bins if b)]
+    if gpus is not None and len(plans) < gpus:
+        notes.append(f"{gpus - len(plans)} of the {gpus} GPUs get no adapter")
+    return Placement(
+        profile=profile.name,
+        model=profile.model,
+        algorithm=algorithm,
+        check=check.name,
+        gpus=plans,
+        lower_bound=bound,
+        elapsed_s=time.perf_counter() - started,
+        requested_gpus=gpus,
+        notes=notes,
+        lengths=workload.lengths,
+        arrival=workload.arrival,
+    )
+
+
+def compare_algorithms(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile | str,
+                       check: GpuCheck | None = None, skip: str | None = None) -> dict[str, int | str]:
+    """The fewest GPUs the greedy (with its search) and each baseline (round-robin, least-loaded,
+    rank-grouped) need for these adapters under the same check, or why one cannot place them;
+    `skip` leaves one out."""
+    counts: dict[str, int | str] = {}
+    for algorithm in COMPARED:
+        if algorithm == skip:
+            continue
+        try:
+            counts[algorithm] = place(adapters, profile, algorithm=algorithm, check=check).gpu_count
+        except InputError as err:
+            counts[algorithm] = str(err)
+    return counts

@@ -1,0 +1,135 @@
+"""What a placement is: GPUs, each with its adapters, its vLLM flags and the judged prediction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from loratwin.twin.config import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
+from loratwin.workload import AdapterSpec, LengthSpec, PoissonArrival, ShareGPTLengths
+
+
+@dataclass(frozen=True)
+class GpuPlan:
+    """One GPU of a placement: its adapters and its vLLM configuration, with the estimator's
+    prediction and the rule's judgement there."""
+
+    index: int
+    adapters: tuple[AdapterSpec, ...]
+    max_loras: int
+    max_lora_rank: int
+    predicted_tok_s: float
+    offered_tok_s: float
+    accepted: bool  # by the acceptance rule, on the estimator's prediction
+    pressure: float  # the largest value-over-limit ratio of the prediction (<= 1: accepted)
+    deciding: str  # that limit with its value, e.g. "mean wait for a batch slot 55.0 s of 60.0 s allowed"
+    wait_s: float = 0.0  # predicted mean wait for a place in the batch
+    queue_s: float = 0.0  # predicted mean wait of every request for KV admission
+
+    @property
+    def max_cpu_loras(self) -> int:
+        return len(self.adapters)
+
+    @property
+    def lora_flags(self) -> str:
+        """Its adapter flags for `vllm serve`."""
+        return f"--max-loras {self.max_loras} --max-cpu-loras {self.max_cpu_loras} --max-lora-rank {self.max_lora_rank}"
+
+    @property
+    def rate_req_s(self) -> float:
+        return math.fsum(a.rate_req_s for a in self.adapters)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "gpu": self.index,
+            "adapters": [a.id for a in self.adapters],
+            "served": len(self.adapters),
+            "max_loras": self.max_loras,
+            "max_cpu_loras": self.max_cpu_loras,
+            "max_lora_rank": self.max_lora_rank,
+            "rate_req_s": self.rate_req_s,
+            "offered_tok_s": self.offered_tok_s,
+            "predicted_tok_s": self.predicted_tok_s,
+            "accepted": self.accepted,
+            "pressure": self.pressure,
+            "deciding_limit": self.deciding,
+            "predicted_wait_s": self.wait_s,
+            "predicted_kv_queue_s": self.queue_s,
+        }
+
+
+@dataclass
+class Placement:
+    """Adapters over GPUs, each GPU with its flags; `vllm_serve_commands()` gives one command per GPU."""
+
+    profile: str
+    model: str
+    algorithm: str
+    check: str
+    gpus: list[GpuPlan]
+    lower_bound: int
+    elapsed_s: float
+    requested_gpus: int | None = None
+    notes: list[str] = field(default_factory=list)
+    lengths: LengthSpec | ShareGPTLengths = field(default_factory=ShareGPTLengths)
+    arrival: Any = field(default_factory=PoissonArrival)
+
+    @property
+    def gpu_count(self) -> int:
+        return len(self.gpus)
+
+    @property
+    def predicted_tok_s(self) -> float:
+        return math.fsum(g.predicted_tok_s for g in self.gpus)
+
+    @property
+    def offered_tok_s(self) -> float:
+        return math.fsum(g.offered_tok_s for g in self.gpus)
+
+    @property
+    def refused_gpus(self) -> list[int]:
+        """GPUs whose prediction the rule refuses (only where nothing better was possible)."""
+        return [g.index for g in self.gpus if not g.accepted]
+
+    @property
+    def proven_fewest(self) -> bool:
+        """The cost-model bound holds for every placement that check accepts: a count that meets
+        it is the fewest possible."""
+        return self.check == "cost-model" and self.gpu_count == self.lower_bound
+
+    def assignment(self) -> dict[str, int]:
+        """Adapter id -> GPU index."""
+        return {a.id: g.index for g in self.gpus for a in g.adapters}
+
+    def vllm_serve_commands(self, model: str | None = None, path_template: str = "/path/to/{adapter_id}") -> list[str]:
+        """One `vllm serve` command line per GPU, adapter paths built from `path_template`; the queue
+        and batch flags are those the prediction assumed."""
+        commands = []
+        for g in self.gpus:
+            modules = " ".join(f"{a.id}={path_template.format(adapter_id=a.id)}" for a in g.adapters)
+            commands.append(
+                f"vllm serve {model or self.model} --enable-lora {g.lora_flags} "
+                f"--max-num-seqs {DEFAULT_MAX_NUM_SEQS} --max-num-batched-tokens {DEFAULT_MAX_NUM_BATCHED_TOKENS} "
+                f"--no-enable-prefix-caching --lora-modules {modules}"
+            )
+        return commands
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "model": self.model,
+            "algorithm": self.algorithm,
+            "check": self.check,
+            "gpu_count": self.gpu_count,
+            "requested_gpus": self.requested_gpus,
+            "lower_bound_gpus": self.lower_bound,
+            "adapters": sum(len(g.adapters) for g in self.gpus),
+            "offered_tok_s": self.offered_tok_s,
+            "predicted_tok_s": self.predicted_tok_s,
+            "refused_gpus": self.refused_gpus,
+            "elapsed_s": self.elapsed_s,
+            "notes": list(self.notes),
+            "gpus": [g.to_dict() for g in self.gpus],
+            "vllm_serve_commands": self.vllm_serve_commands(),
+        }

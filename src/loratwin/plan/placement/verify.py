@@ -1,0 +1,138 @@
+"""Verification of a placement with the twin: every GPU's share simulated at its configuration and
+judged by the same acceptance rule as the placement, on the twin's numbers."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from loratwin.plan.judge import AcceptanceRule, resolve_profile, twin_prediction
+from loratwin.plan.placement.result import Placement
+from loratwin.profiles import Profile
+from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
+from loratwin.workload import WorkloadSpec
+
+
+@dataclass
+class VerifiedGpu:
+    index: int
+    served: int
+    max_loras: int
+    offered_tok_s: float
+    total_tok_s: float
+    throughput_over_offered: float
+    starved: bool  # by the published rule alone (1 - throughput / offered >= threshold)
+    accepted: bool  # by the whole acceptance rule on the twin's numbers
+    deciding: str  # the limit that decides it, with its value
+    starved_adapters: list[str]
+    predicted_tok_s: float
+    mean_ttft_s: float | None = None  # None when no request finished
+    p99_ttft_s: float | None = None
+    # mean TTFT of requests sent while their adapter had none unfinished: the twin's counterpart
+    # of the predicted wait for a place in the batch
+    idle_start_ttft_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Verification:
+    """The twin's run of every GPU of a placement."""
+
+    duration_s: float
+    seed: int
+    gpus: list[VerifiedGpu]
+    elapsed_s: float
+
+    @property
+    def starved_gpus(self) -> list[int]:
+        return [g.index for g in self.gpus if g.starved]
+
+    @property
+    def refused_gpus(self) -> list[int]:
+        return [g.index for g in self.gpus if not g.accepted]
+
+    @property
+    def gpus_with_starved_adapters(self) -> list[int]:
+        return [g.index for g in self.gpus if g.starved_adapters]
+
+    @property
+    def total_tok_s(self) -> float:
+        return math.fsum(g.total_tok_s for g in self.gpus)
+
+    @property
+    def offered_tok_s(self) -> float:
+        return math.fsum(g.offered_tok_s for g in self.gpus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duration_s": self.duration_s,
+            "seed": self.seed,
+            "starved_gpus": self.starved_gpus,
+            "refused_gpus": self.refused_gpus,
+            "gpus_with_starved_adapters": self.gpus_with_starved_adapters,
+            "total_tok_s": self.total_tok_s,
+            "offered_tok_s": self.offered_tok_s,
+            "elapsed_s": self.elapsed_s,
+            "gpus": [g.to_dict() for g in self.gpus],
+        }
+
+
+def verify_placement(
+    placement: Placement,
+    profile: Profile | str,
+    duration_s: float = 3600.0,
+    *,
+    rule: AcceptanceRule | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    client_max_waiting: int | None = REFERENCE_CLIENT_MAX_WAITING,
+) -> Verification:
+    """Simulate every GPU's share with the twin at its configuration for `duration_s`, and judge it
+    by `rule` (the default limits when None). Runs in parallel on `workers` processes.
+
+    The default window is the reference measurements' hour: only requests finished inside the
+    window count, so a short window undercounts GPUs whose requests take tens of seconds (many
+    adapters, long steps) and can flag them although they keep up."""
+    from loratwin.twin import ServerConfig
+    from loratwin.twin.batch import SimulationTask, simulate_many
+
+    started = time.perf_counter()
+    profile = resolve_profile(profile)
+    rule = rule or AcceptanceRule()
+    limits = rule.limits(profile)
+    tasks = []
+    for g in placement.gpus:
+        workload = WorkloadSpec(adapters=g.adapters, lengths=placement.lengths, arrival=placement.arrival)
+        server = ServerConfig(max_loras=g.max_loras, max_cpu_loras=g.max_cpu_loras, max_lora_rank=g.max_lora_rank,
+                              client_max_waiting=client_max_waiting)
+        tasks.append(SimulationTask(workload, server, profile, duration_s=duration_s, seed=seed,
+                                    starvation_threshold=rule.starvation_threshold))
+    # the slowest runs first, so that the workers finish together
+    order = sorted(range(len(tasks)), key=lambda i: -placement.gpus[i].offered_tok_s)
+    results = simulate_many([tasks[i] for i in order], workers=workers or 2)
+    by_index = dict(zip(order, results))
+    verified = []
+    for i, g in enumerate(placement.gpus):
+        r = by_index[i]
+        judgement = rule.judge_with(limits, twin_prediction(r, g.max_loras))
+        verified.append(VerifiedGpu(
+            index=g.index,
+            served=len(g.adapters),
+            max_loras=g.max_loras,
+            offered_tok_s=float(r.summary["offered_tok_s"]),
+            total_tok_s=r.total_tok_s,
+            throughput_over_offered=float(r.summary["throughput_over_offered"]),
+            starved=r.starved,
+            accepted=judgement.accepted,
+            deciding=judgement.deciding,
+            starved_adapters=r.starved_adapters,
+            predicted_tok_s=g.predicted_tok_s,
+            mean_ttft_s=r.mean_ttft_s,
+            p99_ttft_s=r.p99_ttft_s,
+            idle_start_ttft_s=r.idle_start_ttft_s,
+        ))
+    return Verification(duration_s, seed, verified, time.perf_counter() - started)

@@ -1,0 +1,173 @@
+"""Recommend a vLLM configuration for a list of LoRA adapters on one GPU: placement on one GPU.
+
+The answer (how many of the adapters one GPU serves, with how many GPU slots `--max-loras`, and
+the predicted throughput) is the greedy placement's first GPU: adapters taken in the fill order
+(`loratwin.plan.placement.fill`; or in the order given, with `keep_order`), as many as the
+acceptance rule accepts, at the accepted `max_loras` with the highest predicted throughput. So
+`recommend` and `place` always agree: all adapters fit on one GPU exactly when `place` uses one,
+and the adapters recommended, placed by `place`, land on one GPU with the same `--max-loras`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from loratwin.errors import InputError
+from loratwin.plan.judge import AcceptanceRule, GpuCheck, GpuVerdict, make_check, resolve_profile
+from loratwin.plan.placement import ShareJudge, as_workload
+from loratwin.plan.placement.fill import fill_order, largest_prefix
+from loratwin.profiles import Profile
+from loratwin.twin.config import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
+from loratwin.workload import WorkloadSpec
+
+FILL_ORDER = "as place fills a GPU: the largest rank first, busy and quiet adapters alternately"
+GIVEN_ORDER = "the first adapters in the order given"
+
+
+@dataclass
+class Recommendation:
+    profile: str
+    model_id: str
+    adapters_given: int
+    served: int
+    served_adapter_ids: list[str]
+    selection_rule: str
+    max_loras: int
+    max_cpu_loras: int
+    max_lora_rank: int
+    predicted_total_tok_s: float
+    offered_tok_s: float
+    predicted_wait_s: float  # mean wait for a place in the batch
+    predicted_kv_queue_s: float  # mean wait for KV admission
+    accepted: bool
+    deciding_limit: str  # the limit closest to (or past) its value at the recommendation
+    check: str  # the estimator whose predictions the rule judged
+    limits: dict[str, Any]  # the rule
+    why: list[str]
+    next_step_up: dict[str, Any] | None  # one more adapter: what refuses it
+    vllm_command: list[str]
+    published_method: dict[str, Any] | None = None  # the optimum models' answer, for comparison
+    verification: dict[str, Any] | None = None
+    refinement: dict[str, Any] | None = None
+    source: str = "cost-model"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def vllm_command_line(self) -> str:
+        return shlex.join(self.vllm_command)
+
+
+def vllm_command(model_id: str, adapter_ids: list[str], max_loras: int, max_lora_rank: int,
+                 adapter_dir: str = "./adapters") -> list[str]:
+    """`vllm serve` with the recommended flags and the served adapters (paths under `adapter_dir`);
+    max_num_seqs and max_num_batched_tokens as the prediction assumed."""
+    command = [
+        "vllm", "serve", model_id, "--enable-lora",
+        "--max-loras", str(max_loras), "--max-cpu-loras", str(len(adapter_ids)), "--max-lora-rank", str(max_lora_rank),
+        "--max-num-seqs", str(DEFAULT_MAX_NUM_SEQS), "--max-num-batched-tokens", str(DEFAULT_MAX_NUM_BATCHED_TOKENS),
+        "--no-enable-prefix-caching", "--lora-modules",
+    ]
+    return command + [f"{a}={adapter_dir.rstrip('/')}/{a}" for a in adapter_ids]
+
+
+def rule_limits(rule: AcceptanceRule, profile: Profile) -> dict[str, Any]:
+    return {
+        "starvation_threshold": rule.starvation_threshold,
+        "max_wait_s": rule.max_wait_s,
+        "max_kv_use": rule.kv_use_limit(profile),
+        "window_s": rule.window_s,
+    }
+
+
+def fill_sequence(workload: WorkloadSpec, keep_order: bool) -> list[int]:
+    return list(range(len(workload.adapters))) if keep_order else fill_order(workload.adapters)
+
+
+def recommend(
+    workload: WorkloadSpec,
+    profile: str | Profile = "llama-3.1-8b-instruct",
+    *,
+    check: GpuCheck | None = None,
+    rule: AcceptanceRule | None = None,
+    keep_order: bool = False,
+    adapter_dir: str = "./adapters",
+    published: bool = True,
+) -> Recommendation:
+    """How many of `workload`'s adapters one GPU of `profile` serves, at which max_loras: the most
+    the rule accepts on `check`'s predictions (the cost model by default). With `published`, the
+    optimum models' answer comes beside it when they ship for the profile."""
+    workload = as_workload(workload)
+    profile = resolve_profile(profile)
+    check = check or make_check("auto", profile, workload.lengths, rule=rule, arrival=workload.arrival)
+    judge = ShareJudge(check, profile, list(workload.adapters))
+    sequence = fill_sequence(workload, keep_order)
+    n = len(sequence)
+    served = largest_prefix(sequence, judge.ok)
+    if served == 0:
+        first = workload.adapters[sequence[0]]
+        verdict = judge(sequence[:1])
+        raise InputError(f"adapter {first.id!r} (rank {first.rank}, {first.rate_req_s:g} req/s) does not fit on one "
+                         f"GPU of profile {profile.name}: {verdict.reason or verdict.explain()}")
+    members = sequence[:served]
+    verdict = judge(members)
+    option = verdict.best
+    ids = [workload.adapters[i].id for i in members]
+    why = [f"{served} of the {n} adapters fit on one GPU ({FILL_ORDER if not keep_order else GIVEN_ORDER}): the "
+           f"{check.name} estimator's predictions, judged by the acceptance rule",
+           f"--max-loras {option.max_loras}: the accepted value with the highest predicted throughput; its tightest "
+           f"limit: {option.deciding}"]
+    next_up = None
+    if served < n:
+        nxt = workload.adapters[sequence[served]]
+        more = judge(sequence[: served + 1])
+        next_up = {"adapter": nxt.id, "served": served + 1, "refused_by": _refusal(more)}
+        why.append(f"not {served + 1}: with {nxt.id!r} (rank {nxt.rank}, {nxt.rate_req_s:g} req/s) {_refusal(more)}")
+    notes = []
+    answer = _published(workload, profile) if published else None
+    return Recommendation(
+        profile=profile.name,
+        model_id=profile.model,
+        adapters_given=n,
+        served=served,
+        served_adapter_ids=ids,
+        selection_rule=GIVEN_ORDER if keep_order else FILL_ORDER,
+        max_loras=option.max_loras,
+        max_cpu_loras=served,
+        max_lora_rank=verdict.max_lora_rank,
+        predicted_total_tok_s=option.predicted_tok_s,
+        offered_tok_s=verdict.offered_tok_s,
+        predicted_wait_s=option.wait_s,
+        predicted_kv_queue_s=option.queue_s,
+        accepted=option.accepted,
+        deciding_limit=option.deciding,
+        check=check.name,
+        limits=rule_limits(check.rule, profile),
+        why=why,
+        next_step_up=next_up,
+        vllm_command=vllm_command(profile.model, ids, option.max_loras, verdict.max_lora_rank, adapter_dir),
+        published_method=answer,
+        source=check.name,
+        notes=notes,
+    )
+
+
+def _refusal(verdict: GpuVerdict) -> str:
+    """Why the rule refuses a share: the limit past its value at the least strained max_loras."""
+    option = verdict.chosen()
+    if option is None:
+        return verdict.reason or "no max_loras value starts"
+    return f"every max_loras is refused; the closest, max_loras {option.max_loras}: {option.deciding}"
+
+
+def _published(workload: WorkloadSpec, profile: Profile) -> dict[str, Any] | None:
+    from loratwin.plan.recommend.published import published_answer
+
+    try:
+        return published_answer(workload, profile)
+    except InputError:  # no models ship for this profile
+        return None
