@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 GRID = """\
 name: tiny
 duration_s: 120
@@ -25,6 +27,7 @@ def _charts(index: Path) -> int:
     return index.read_text().count('src="data:image/png;base64,')
 
 
+@pytest.mark.slow
 def test_sweep_report(tmp_path):
     (tmp_path / "grid.yaml").write_text(GRID)
     proc = run_cli("sweep", str(tmp_path / "grid.yaml"), "--out", str(tmp_path / "sweep"), "--workers", "1",
@@ -33,6 +36,7 @@ def test_sweep_report(tmp_path):
     assert _charts(tmp_path / "report" / "index.html") >= 2
 
 
+@pytest.mark.slow
 def test_recommend_report(tmp_path):
     proc = run_cli("recommend", str(QUICKSTART), "--report", str(tmp_path / "report"))
     assert proc.returncode == 0, proc.stderr

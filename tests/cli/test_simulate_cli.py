@@ -30,6 +30,7 @@ def test_simulate_prints_a_summary_table():
         assert needle in out, needle
 
 
+@pytest.mark.slow
 def test_simulate_json_is_one_document_with_the_same_data():
     proc = run_cli("simulate", *SMALL, "--json")
     assert proc.returncode == 0, proc.stderr

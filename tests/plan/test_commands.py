@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from command_scripts import command_group_script
 
 # The CLI with these commands, in a process where the learn extra cannot be imported.
@@ -20,6 +21,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CLI, *args], check=False, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_quickstart_walks_through_a_recommendation_and_a_placement():
     proc = run("quickstart")
     assert proc.returncode == 0, proc.stderr

@@ -86,6 +86,7 @@ def test_an_interrupted_verification_keeps_the_placement_written(app, adapters_c
     assert "verification" not in doc and sorted(p.name for p in tmp_path.iterdir()) == ["adapters.csv", "placement.json"]
 
 
+@pytest.mark.slow
 def test_compare_gives_every_other_algorithms_fewest_gpus(app, adapters_csv):
     from loratwin.plan.placement import place
 
@@ -138,6 +139,7 @@ def test_trace_directory_is_summarised(tmp_path):
     assert workload.adapters[0].rate_req_s > workload.adapters[1].rate_req_s > 0
 
 
+@pytest.mark.slow
 def test_loratwin_place_from_the_installed_cli(adapters_csv):
     from loratwin import cli
 

@@ -222,6 +222,7 @@ def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(p
     assert _twin_mean_ttft_s(profile, share, 1) > 5.0
 
 
+@pytest.mark.slow
 def test_the_check_refuses_a_kv_use_whose_queue_never_settles(profile):
     """Above STABLE_UTILISATION of the KV cache the twin's queue for KV admission grows for as long
     as the load lasts (the hour's window hides it); just below it, the queue settles."""
@@ -266,6 +267,7 @@ def test_max_wait_needs_more_gpus(profile):
     assert max(g.wait_s for g in free.gpus) > 2.0
 
 
+@pytest.mark.slow
 @given(st.integers(2, 40), st.floats(0.5, 60.0), st.floats(0.6, 1.4), st.integers(0, 10_000))
 @settings(max_examples=15, deadline=None)
 def test_lower_bound_never_exceeds_the_greedy(n, total, exponent, seed):
@@ -275,6 +277,7 @@ def test_lower_bound_never_exceeds_the_greedy(n, total, exponent, seed):
     assert 1 <= placement.lower_bound <= placement.gpu_count
 
 
+@pytest.mark.slow
 @given(st.integers(1, 400), st.floats(0.2, 60.0), st.floats(0.0, 1.5), st.sampled_from([(8,), (16,), (32,), (8, 16, 32)]),
        st.integers(0, 10_000), st.sampled_from([None, 60.0, 5.0]))
 @settings(max_examples=40, deadline=None)
@@ -298,6 +301,7 @@ def test_a_gpu_with_every_adapter_resident_off_the_candidate_grid_is_a_class_of_
     assert check.lower_bound_gpus(share, profile) <= 1.0
 
 
+@pytest.mark.slow
 @given(st.integers(20, 600), st.floats(5.0, 120.0), st.floats(0.3, 1.3), st.integers(0, 10_000),
        st.sampled_from([None, 60.0, 10.0]))
 @settings(max_examples=6, deadline=None)
@@ -316,6 +320,7 @@ def test_every_gpu_of_a_greedy_placement_fits_the_bounds_conditions(n, total, ex
         assert check.lower_bound_gpus([by_id[a.id] for a in gpu.adapters], profile) <= 1.0 + 1e-9
 
 
+@pytest.mark.slow
 @given(st.integers(2, 300), st.floats(0.5, 80.0), st.floats(0.0, 1.4), st.integers(0, 10_000))
 @settings(max_examples=15, deadline=None)
 def test_the_bounds_class_weights_are_dual_feasible(n, total, exponent, seed):

@@ -94,6 +94,7 @@ def test_the_greedy_judge_memo_is_what_the_search_uses():
     assert all(judge(b).ok for b in found) and is_partition(found, len(items))
 
 
+@pytest.mark.slow
 @given(st.integers(2, 200), st.floats(1.0, 80.0), st.floats(0.5, 1.5), st.integers(0, 10_000))
 @settings(max_examples=15, deadline=None)
 def test_place_with_the_search_never_needs_more_gpus_and_keeps_every_gpu_accepted(n, total, exponent, seed):

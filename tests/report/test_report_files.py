@@ -71,6 +71,7 @@ def test_simulation_result_read_back_from_its_directory(sim_result, sim_dir):
     np.testing.assert_array_equal(loaded.timeseries["kv_usage"], sim_result.timeseries["kv_usage"])
 
 
+@pytest.mark.slow
 def test_write_report_detects_each_kind(sim_dir, validation_dir, sweep_dir, tmp_path):
     for path, kind in ((sim_dir, "simulation"), (validation_dir, "validation"), (sweep_dir, "sweep"),
                        (sweep_dir / "sweep.parquet", "sweep")):

@@ -110,7 +110,7 @@ def test_paper_grid_counts():
     kv = load_profile("llama-3.1-8b-instruct").kv
     infeasible_pairs = 0
     for mix in PAPER_RANK_MIXES:
-        for served, max_loras in pairs:
+        for _served, max_loras in pairs:
             try:
                 kv.tokens(max_loras, max(mix))
             except InfeasibleConfigError:

@@ -80,6 +80,7 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
         make_runner(load_profile("llama-3.1-8b-instruct"), backend="ray")
 
 
+@pytest.mark.slow
 def test_ray_runner_gives_the_same_results_as_local(tmp_path):
     pytest.importorskip("ray")
     grid = grid_from_yaml(SMALL_GRID, "grid.yaml")

@@ -167,6 +167,7 @@ def _interrupt_after(process: subprocess.Popen, out: Path, at_least: int, sig: i
     return helpers
 
 
+@pytest.mark.slow
 def test_sweep_killed_then_resumed_equals_an_uninterrupted_sweep(tmp_path):
     grid_path = tmp_path / "grid.yaml"
     grid_path.write_text(KILL_GRID)

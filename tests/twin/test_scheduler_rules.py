@@ -7,13 +7,11 @@ at t ms ends at t+1 ms, and tokens/first tokens/finishes are stamped at the end 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from loratwin.errors import InfeasibleConfigError, InputError
-from loratwin.twin import ServerConfig, engine
-from loratwin.twin import simulation
+from loratwin.twin import ServerConfig, engine, simulation
 
 from .conftest import kv_tokens_for_blocks, make_profile, ms, run_case
 

@@ -16,7 +16,6 @@ from loratwin.workload import (
     reference_layout,
 )
 
-
 # --- reference_layout -------------------------------------------------------------------------
 
 
