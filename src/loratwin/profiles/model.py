@@ -9,9 +9,13 @@ from __future__ import annotations
 import bisect
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loratwin.errors import InfeasibleConfigError, InputError
+from loratwin.profiles.step_cost import StepCost
+
+Values = float | np.ndarray  # a number, or numpy arrays that broadcast together
 
 
 class _Strict(BaseModel):
@@ -28,7 +32,8 @@ class StepTimeModel(_Strict):
               + lora_per_adapter_ms * A + lora_per_seq_per_slot_ms * N * S   (with adapters)
     N: sequences scheduled, P: prompt (prefill) tokens scheduled, K: tokens already in the KV cache
     of the scheduled sequences, A: distinct adapters in the batch, S: max_loras (GPU slots),
-    R: max_lora_rank. The step lasts compute + adapter loads + scheduler overhead.
+    R: max_lora_rank. The step lasts compute + adapter loads + scheduler overhead
+    (`Profile.step_ms` evaluates it; `StepCost` writes it out).
     """
 
     base_ms: float = Field(ge=0)
@@ -170,3 +175,48 @@ class Profile(_Strict):
         if not self.kv.capacity_tokens:
             raise ValueError("kv.capacity_tokens is empty")
         return self
+
+    def step_cost(self, max_loras: Values, max_lora_rank: Values) -> StepCost:
+        """The step terms with max_loras and max_lora_rank folded in (scalars or arrays)."""
+        st, so = self.step_time, self.scheduler_overhead
+        return StepCost(
+            base_ms=st.base_ms,
+            per_seq_ms=st.per_seq_ms,
+            per_prefill_token_ms=st.per_prefill_token_ms,
+            per_context_token_ms=st.per_context_token_ms,
+            lora_base=st.lora_factor_base,
+            lora_per_adapter=st.lora_factor_per_adapter,
+            sched_intercept_ms=so.intercept_ms,
+            sched_per_running_ms=so.per_running_ms,
+            sched_per_waiting_ms=so.per_waiting_ms,
+            sched_per_waiting_slot_share_ms=so.per_waiting_slot_share_ms,
+            lora_step_ms=st.lora_step_ms + st.lora_per_rank_ms * max_lora_rank + st.lora_per_slot_ms * max_loras,
+            lora_per_adapter_ms=st.lora_per_adapter_ms,
+            lora_per_seq_ms=st.lora_per_seq_per_slot_ms * max_loras,
+        )
+
+    def step_ms(
+        self,
+        running: Values,
+        prefill_tokens: Values,
+        context_tokens: Values,
+        adapters: Values,
+        max_loras: Values,
+        max_lora_rank: Values,
+        *,
+        waiting: Values = 0,
+        max_cpu_loras: Values | None = None,
+        left_out: Values = 0,
+    ) -> float | np.ndarray:
+        """Duration (ms) of one engine step as the twin's engine prices it, adapter loads aside:
+        the compute of `running` sequences scheduled with `prefill_tokens` prompt tokens,
+        `context_tokens` tokens already cached and `adapters` distinct adapters (LoRA terms when
+        > 0), plus the scheduler's time with `waiting` requests waiting and `left_out` running ones
+        the token budget left out of the step (after admission). `max_cpu_loras` defaults to
+        `max_loras` (it only matters with requests waiting). Scalars or numpy arrays, broadcast.
+        The engine rounds compute and scheduler time to ns apiece and adds the loads."""
+        cost = self.step_cost(max_loras, max_lora_rank)
+        cpu_slots = max_loras if max_cpu_loras is None else max_cpu_loras
+        return cost.compute_ms(running, prefill_tokens, context_tokens, adapters) + cost.scheduler_ms(
+            running + left_out, waiting, max_loras, cpu_slots
+        )
