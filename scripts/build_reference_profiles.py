@@ -9,7 +9,9 @@ Sources (see SHARED_DATA_DIR/README.md for provenance):
 - step time and scheduler overhead: the constants of profiles-reference.md (the published twin's fit;
   the decode constants refit exactly from calibration/decode_latency.csv);
 - adapter load times: calibration/adapter_loading.csv (load_ms_mean, disk_load_ms_mean);
-- KV capacity and start failures: calibration/kv_capacity.csv.
+- KV capacity and start failures: calibration/kv_capacity.csv;
+- placement constants: the defaults of loratwin.profiles.model.PlacementModel, fitted on the twin
+  (their provenance says how), as every built-in profile carries them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from loratwin.profiles.model import PlacementModel
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "loratwin" / "profiles" / "data"
 
@@ -103,6 +107,7 @@ def build(data_dir: Path) -> dict[str, dict]:
                 "capacity_tokens": {k: dict(sorted(v.items())) for k, v in sorted(capacity.items())},
                 "infeasible_reason": {k: dict(sorted(v.items())) for k, v in sorted(reasons.items())},
             },
+            "placement": PlacementModel().model_dump(),
         }
     return profiles
 

@@ -14,7 +14,9 @@ import pytest
 from loratwin.errors import InputError
 from loratwin.profiles import load_profile
 from loratwin.validate import error_table, half_smape, load_runs, replay_runs, run_workload
+from loratwin.profiles.model import PlacementModel
 from loratwin.validate.calibrate import (
+    calibrate,
     fit_adapter_loads,
     fit_base_step,
     fit_kv_capacity,
@@ -98,6 +100,13 @@ def test_calibration_pieces_reproduce_the_measurements():
     assert 18 < base["base_ms"] + 300 * base["per_seq_ms"] < 25
     runs = [r for r in load_runs(RUNS_CSV) if r.model == model and r.source_set == "dt_modelling"]
     assert 0.97 < fit_output_ratio(runs) <= 1.0
+
+
+@needs_data
+def test_calibrated_profile_carries_the_placement_section():
+    profile, _ = calibrate("llama-3.1-8b-instruct", CALIBRATION)
+    assert profile.placement == PlacementModel()
+    assert "placement" in profile.model_dump(mode="json")
 
 
 @needs_data

@@ -9,9 +9,13 @@ from __future__ import annotations
 import bisect
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loratwin.errors import InfeasibleConfigError, InputError
+from loratwin.profiles.step_cost import StepCost
+
+Values = float | np.ndarray  # a number, or numpy arrays that broadcast together
 
 
 class _Strict(BaseModel):
@@ -28,7 +32,8 @@ class StepTimeModel(_Strict):
               + lora_per_adapter_ms * A + lora_per_seq_per_slot_ms * N * S   (with adapters)
     N: sequences scheduled, P: prompt (prefill) tokens scheduled, K: tokens already in the KV cache
     of the scheduled sequences, A: distinct adapters in the batch, S: max_loras (GPU slots),
-    R: max_lora_rank. The step lasts compute + adapter loads + scheduler overhead.
+    R: max_lora_rank. The step lasts compute + adapter loads + scheduler overhead
+    (`Profile.step_ms` evaluates it; `StepCost` writes it out).
     """
 
     base_ms: float = Field(ge=0)
@@ -148,6 +153,28 @@ class GenerationModel(_Strict):
     output_tokens_ratio: float = Field(default=1.0, gt=0, le=1)
 
 
+class PlacementModel(_Strict):
+    """Constants of the placement cost model (loratwin.plan) measured on the twin, not on a GPU.
+
+    The mean wait for KV admission, as a share of a request's run time at KV use u (running requests
+    over what the cache holds), is kv_queue_scale x exp(kv_queue_steepness x (u - 1));
+    stable_kv_use is the highest KV use (and share of max_num_seqs and of the token budget) a GPU
+    may run at: beyond it the twin's admission queue grows for as long as the load lasts.
+    """
+
+    kv_queue_scale: float = Field(default=0.71, gt=0, allow_inf_nan=False)
+    kv_queue_steepness: float = Field(default=33.4, gt=0, allow_inf_nan=False)
+    stable_kv_use: float = Field(default=0.95, gt=0, le=1, allow_inf_nan=False)
+    provenance: str = (
+        "Fitted on the twin with the llama-3.1-8b-instruct profile (the default of both scripts), "
+        "not refitted per profile. kv_queue_scale, kv_queue_steepness: scripts/fit_kv_queue.py, 320 "
+        "shares at KV use 0.93-1; on 320 others the mean TTFT in the twin over the prediction has "
+        "median 1.00 at KV use 0.93-0.97 and 1.08 at 0.97-1 (quartiles 0.4-1.9). stable_kv_use: "
+        "scripts/check_kv_stability.py, 120 shares, seed 11; over 8 hours instead of 2 the mean "
+        "TTFT grows on 25 of 27 shares at KV use 0.95-1, on 5 of 16 at 0.93-0.95, on 2 of 77 below."
+    )
+
+
 class Profile(_Strict):
     """Cost model of one model on one GPU."""
 
@@ -164,9 +191,55 @@ class Profile(_Strict):
     adapter_load: AdapterLoadModel
     kv: KVCapacityModel
     generation: GenerationModel = GenerationModel()
+    placement: PlacementModel = PlacementModel()  # read by loratwin.plan's cost model, not the twin
 
     @model_validator(mode="after")
     def _ranks_consistent(self) -> "Profile":
         if not self.kv.capacity_tokens:
             raise ValueError("kv.capacity_tokens is empty")
         return self
+
+    def step_cost(self, max_loras: Values, max_lora_rank: Values) -> StepCost:
+        """The step terms with max_loras and max_lora_rank folded in (scalars or arrays)."""
+        st, so = self.step_time, self.scheduler_overhead
+        return StepCost(
+            base_ms=st.base_ms,
+            per_seq_ms=st.per_seq_ms,
+            per_prefill_token_ms=st.per_prefill_token_ms,
+            per_context_token_ms=st.per_context_token_ms,
+            lora_base=st.lora_factor_base,
+            lora_per_adapter=st.lora_factor_per_adapter,
+            sched_intercept_ms=so.intercept_ms,
+            sched_per_running_ms=so.per_running_ms,
+            sched_per_waiting_ms=so.per_waiting_ms,
+            sched_per_waiting_slot_share_ms=so.per_waiting_slot_share_ms,
+            lora_step_ms=st.lora_step_ms + st.lora_per_rank_ms * max_lora_rank + st.lora_per_slot_ms * max_loras,
+            lora_per_adapter_ms=st.lora_per_adapter_ms,
+            lora_per_seq_ms=st.lora_per_seq_per_slot_ms * max_loras,
+        )
+
+    def step_ms(
+        self,
+        running: Values,
+        prefill_tokens: Values,
+        context_tokens: Values,
+        adapters: Values,
+        max_loras: Values,
+        max_lora_rank: Values,
+        *,
+        waiting: Values = 0,
+        max_cpu_loras: Values | None = None,
+        left_out: Values = 0,
+    ) -> float | np.ndarray:
+        """Duration (ms) of one engine step as the twin's engine prices it, adapter loads aside:
+        the compute of `running` sequences scheduled with `prefill_tokens` prompt tokens,
+        `context_tokens` tokens already cached and `adapters` distinct adapters (LoRA terms when
+        > 0), plus the scheduler's time with `waiting` requests waiting and `left_out` running ones
+        the token budget left out of the step (after admission). `max_cpu_loras` defaults to
+        `max_loras` (it only matters with requests waiting). Scalars or numpy arrays, broadcast.
+        The engine rounds compute and scheduler time to ns apiece and adds the loads."""
+        cost = self.step_cost(max_loras, max_lora_rank)
+        cpu_slots = max_loras if max_cpu_loras is None else max_cpu_loras
+        return cost.compute_ms(running, prefill_tokens, context_tokens, adapters) + cost.scheduler_ms(
+            running + left_out, waiting, max_loras, cpu_slots
+        )

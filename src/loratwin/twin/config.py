@@ -1,8 +1,15 @@
-"""Server configuration of one vLLM replica, with vLLM's flag names and defaults."""
+"""Server configuration of one vLLM replica, with vLLM's flag names and defaults, and resolved
+against a workload and a profile."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from loratwin.errors import InputError
+from loratwin.profiles import Profile
+from loratwin.workload import WorkloadSpec
 
 # The reference measurements ran with --max-num-seqs 2048 (vLLM's own default is lower); loratwin
 # defaults to it so that its results compare with those measurements.
@@ -30,3 +37,50 @@ class ServerConfig(BaseModel):
     max_num_seqs: int = Field(default=DEFAULT_MAX_NUM_SEQS, ge=1)
     max_num_batched_tokens: int = Field(default=DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1)
     client_max_waiting: int | None = Field(default=None, ge=1)
+
+
+@dataclass(frozen=True)
+class ResolvedServer:
+    """A ServerConfig with every default filled in, checked against the workload and profile."""
+
+    max_loras: int
+    max_cpu_loras: int
+    max_lora_rank: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    client_max_waiting: int | None
+    kv_cache_tokens: int
+    num_blocks: int
+    block_size: int
+
+
+def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile) -> ResolvedServer:
+    """Fill in vLLM's defaults and refuse what vLLM would refuse, with the flag's name."""
+    served = len(workload.adapters)
+    max_cpu_loras = server.max_cpu_loras if server.max_cpu_loras is not None else served
+    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else workload.max_rank
+    if max_cpu_loras < server.max_loras:
+        raise InputError(
+            f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"
+        )
+    if server.max_num_batched_tokens < server.max_num_seqs:
+        raise InputError(
+            f"--max-num-batched-tokens ({server.max_num_batched_tokens}) must be >= --max-num-seqs "
+            f"({server.max_num_seqs}), as vLLM requires"
+        )
+    for a in workload.adapters:
+        if a.rank > max_lora_rank:
+            raise InputError(f"adapter {a.id!r} has rank {a.rank}, above --max-lora-rank {max_lora_rank}")
+    kv_tokens = profile.kv.tokens(server.max_loras, max_lora_rank)
+    block_size = profile.kv.block_size
+    return ResolvedServer(
+        max_loras=server.max_loras,
+        max_cpu_loras=max_cpu_loras,
+        max_lora_rank=max_lora_rank,
+        max_num_seqs=server.max_num_seqs,
+        max_num_batched_tokens=server.max_num_batched_tokens,
+        client_max_waiting=server.client_max_waiting,
+        kv_cache_tokens=kv_tokens,
+        num_blocks=int(round(kv_tokens / block_size)),
+        block_size=block_size,
+    )

@@ -27,8 +27,8 @@ WAITING = 1
 RUNNING = 2
 FINISHED = 3
 
-# Indices of the cost vector passed to the engine (see profiles.model.StepTimeModel and
-# SchedulerOverheadModel for their meaning).
+# Indices of the cost vector passed to the engine: the fields of profiles.step_cost.StepCost, in
+# order (literals, since numba's cache does not see a change made in another file).
 COST_BASE_MS = 0
 COST_PER_SEQ_MS = 1
 COST_PER_PREFILL_TOKEN_MS = 2
@@ -98,29 +98,87 @@ def _cdiv(a, b):
     return -(-a // b)
 
 
+class EngineInputs(NamedTuple):
+    """What run_engine takes, in its order, before the four log capacities: numba takes no named
+    structure, so it is unpacked where the compiled loop is called (`run_engine(*inputs, *caps)`)."""
+
+    arrival_ns: np.ndarray  # int64[R], sorted ascending
+    req_adapter: np.ndarray  # int32[R], adapter index
+    prompt_tokens: np.ndarray  # int32[R]
+    output_tokens: np.ndarray  # int32[R], >= 1
+    gpu_load_ns: np.ndarray  # int64[A], CPU->GPU load cost per adapter
+    disk_load_ns: np.ndarray  # int64[A], disk->CPU load cost per adapter
+    cpu_preloaded: np.ndarray  # bool[A], in the CPU cache at start
+    gpu_preloaded: np.ndarray  # bool[A], in a GPU slot at start
+    max_loras: int
+    max_cpu_loras: int
+    max_num_seqs: int
+    token_budget: int
+    num_blocks: int
+    block_size: int
+    client_max_waiting: int  # < 0: no cap
+    duration_ns: int
+    sample_interval_ns: int  # <= 0: no time series
+    cost: np.ndarray  # float64[N_COST], a StepCost as a vector
+
+
+@njit(cache=True)
+def step_cost_ms(
+    cost, running, prefill_tokens, context_tokens, adapters, all_running, waiting, max_loras, max_cpu_loras
+):
+    """Compute and scheduler time (ms) of a step: StepCost.compute_ms and .scheduler_ms over the
+    packed vector, term for term in the same order (numba cannot call those; a test pins them)."""
+    compute_ms = (
+        cost[COST_BASE_MS]
+        + cost[COST_PER_SEQ_MS] * running
+        + cost[COST_PER_PREFILL_TOKEN_MS] * prefill_tokens
+        + cost[COST_PER_CONTEXT_TOKEN_MS] * context_tokens
+    )
+    if adapters > 0:
+        compute_ms = (
+            compute_ms * (cost[COST_LORA_BASE] + cost[COST_LORA_PER_ADAPTER] * adapters)
+            + cost[COST_LORA_STEP_MS]
+            + cost[COST_LORA_PER_ADAPTER_MS] * adapters
+            + cost[COST_LORA_PER_SEQ_MS] * running
+        )
+    sched_ms = (
+        cost[COST_SCHED_INTERCEPT_MS]
+        + cost[COST_SCHED_PER_RUNNING_MS] * all_running
+        + cost[COST_SCHED_PER_WAITING_MS] * waiting
+        + cost[COST_SCHED_PER_WAITING_SLOT_SHARE_MS] * waiting * max_loras / max_cpu_loras
+    )
+    if sched_ms < 0.0:
+        sched_ms = 0.0
+    return compute_ms, sched_ms
+
+
 @njit(cache=True)
 def run_engine(
-    arrival_ns,  # int64[R], sorted ascending
-    req_adapter,  # int32[R], adapter index
-    prompt_tokens,  # int32[R]
-    output_tokens,  # int32[R], >= 1
-    gpu_load_ns,  # int64[A], CPU->GPU load cost per adapter
-    disk_load_ns,  # int64[A], disk->CPU load cost per adapter
-    cpu_preloaded,  # bool[A], in the CPU cache at start
-    gpu_preloaded,  # bool[A], in a GPU slot at start
+    # the EngineInputs fields, in order
+    arrival_ns,
+    req_adapter,
+    prompt_tokens,
+    output_tokens,
+    gpu_load_ns,
+    disk_load_ns,
+    cpu_preloaded,
+    gpu_preloaded,
     max_loras,
     max_cpu_loras,
     max_num_seqs,
     token_budget,
     num_blocks,
     block_size,
-    client_max_waiting,  # < 0: no cap
+    client_max_waiting,
     duration_ns,
-    sample_interval_ns,  # <= 0: no time series
-    cost,  # float64[N_COST]
-    step_cap,  # capacities of the logs: arrays are never reallocated inside the loop, which
-    seg_cap,  # keeps numba from reference-counting them on every iteration; a full log ends
-    gap_cap,  # the run early with CNT_OVERFLOW set and the caller reruns with larger ones
+    sample_interval_ns,
+    cost,
+    # capacities of the logs: arrays are never reallocated inside the loop, which keeps numba from
+    # reference-counting them on every iteration; a full log ends the run early with CNT_OVERFLOW
+    # set and the caller reruns with larger ones
+    step_cap,
+    seg_cap,
+    gap_cap,
     pstack_cap,
 ):
     n_req = arrival_ns.shape[0]
@@ -455,27 +513,9 @@ def run_engine(
             adapter_gpu_loads[a] += 1
             n_gpu_loads += 1
 
-        compute_ms = (
-            cost[COST_BASE_MS]
-            + cost[COST_PER_SEQ_MS] * n_batch
-            + cost[COST_PER_PREFILL_TOKEN_MS] * prefill_tok
-            + cost[COST_PER_CONTEXT_TOKEN_MS] * context_tok
+        compute_ms, sched_ms = step_cost_ms(
+            cost, n_batch, prefill_tok, context_tok, n_active, nrun, n_waiting, max_loras, max_cpu_loras
         )
-        if n_active > 0:
-            compute_ms = (
-                compute_ms * (cost[COST_LORA_BASE] + cost[COST_LORA_PER_ADAPTER] * n_active)
-                + cost[COST_LORA_STEP_MS]
-                + cost[COST_LORA_PER_ADAPTER_MS] * n_active
-                + cost[COST_LORA_PER_SEQ_MS] * n_batch
-            )
-        sched_ms = (
-            cost[COST_SCHED_INTERCEPT_MS]
-            + cost[COST_SCHED_PER_RUNNING_MS] * nrun
-            + cost[COST_SCHED_PER_WAITING_MS] * n_waiting
-            + cost[COST_SCHED_PER_WAITING_SLOT_SHARE_MS] * n_waiting * max_loras / max_cpu_loras
-        )
-        if sched_ms < 0.0:
-            sched_ms = 0.0
         compute_ns = np.int64(np.floor(compute_ms * 1e6 + 0.5))
         dt = compute_ns + np.int64(np.floor(sched_ms * 1e6 + 0.5)) + load_ns
         if dt < 1:

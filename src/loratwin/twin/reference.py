@@ -1,16 +1,17 @@
 """A plain, step-by-step Python replica of the engine: the readable specification of its rules.
 
-`run_reference` takes `engine.run_engine`'s inputs (without the four log capacities) and returns an
-`EngineOutput` that must be identical, array by array, to the fast engine's. It keeps one
-`Request` object per request, a deque for the waiting queue, a list for the running requests and
-OrderedDicts for the two adapter caches, and favours clarity over speed (it is ~100x slower).
+`run_reference` takes the fast engine's `EngineInputs` and returns an `EngineOutput` that must be
+identical, array by array, to the fast engine's. It keeps one `Request` object per request, a
+deque for the waiting queue, a list for the running requests and OrderedDicts for the two adapter
+caches, and favours clarity over speed (it is ~100x slower).
 
 Every engine step:
   1. arrivals up to now enter the waiting queue (at most `client_max_waiting` waiting, if set);
   2. running requests are scheduled first, in admission order, preempting the most recently
      admitted ones when KV blocks run out; then, unless someone was preempted, waiting requests
      are admitted FCFS with vLLM's max_loras skip rule;
-  3. the step is priced: compute x LoRA factor + LoRA terms, adapter loads, scheduler time;
+  3. the step is priced: adapter loads, and the compute and scheduler time of the profile's
+     `StepCost` (the formula `Profile.step_ms` evaluates);
   4. at the end of the step progress is applied, tokens are emitted and finished requests leave.
 """
 
@@ -22,8 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from loratwin.profiles.step_cost import StepCost
 from loratwin.twin import engine
-from loratwin.twin.engine import EngineOutput
+from loratwin.twin.engine import EngineInputs, EngineOutput
 
 
 @dataclass(eq=False)  # identity: two requests are never the same
@@ -74,48 +76,30 @@ def _touch(cache: OrderedDict, adapters: list[int]) -> None:
 class _Replica:
     """One replica's state during a run: `run()`, then `output()`."""
 
-    def __init__(
-        self,
-        arrival_ns,
-        req_adapter,
-        prompt_tokens,
-        output_tokens,
-        gpu_load_ns,
-        disk_load_ns,
-        cpu_preloaded,
-        gpu_preloaded,
-        max_loras,
-        max_cpu_loras,
-        max_num_seqs,
-        token_budget,
-        num_blocks,
-        block_size,
-        client_max_waiting,
-        duration_ns,
-        sample_interval_ns,
-        cost,
-    ):
+    def __init__(self, inputs: EngineInputs):
         self.requests = [
-            Request(i, int(req_adapter[i]), int(arrival_ns[i]), int(prompt_tokens[i]), int(output_tokens[i]))
-            for i in range(len(arrival_ns))
+            Request(i, int(adapter), int(arrival), int(prompt), int(output))
+            for i, (arrival, adapter, prompt, output) in enumerate(
+                zip(inputs.arrival_ns, inputs.req_adapter, inputs.prompt_tokens, inputs.output_tokens, strict=True)
+            )
         ]
-        self.gpu_load_ns = [int(x) for x in gpu_load_ns]
-        self.disk_load_ns = [int(x) for x in disk_load_ns]
-        self.max_loras = int(max_loras)
-        self.max_cpu_loras = int(max_cpu_loras)
-        self.max_num_seqs = int(max_num_seqs)
-        self.token_budget = int(token_budget)
-        self.num_blocks = int(num_blocks)
-        self.block_size = int(block_size)
-        self.client_max_waiting = int(client_max_waiting)  # < 0: no cap
-        self.duration_ns = int(duration_ns)
-        self.sample_interval_ns = int(sample_interval_ns)  # <= 0: no time series
-        self.cost = [float(c) for c in cost]
+        self.gpu_load_ns = [int(x) for x in inputs.gpu_load_ns]
+        self.disk_load_ns = [int(x) for x in inputs.disk_load_ns]
+        self.max_loras = int(inputs.max_loras)
+        self.max_cpu_loras = int(inputs.max_cpu_loras)
+        self.max_num_seqs = int(inputs.max_num_seqs)
+        self.token_budget = int(inputs.token_budget)
+        self.num_blocks = int(inputs.num_blocks)
+        self.block_size = int(inputs.block_size)
+        self.client_max_waiting = int(inputs.client_max_waiting)  # < 0: no cap
+        self.duration_ns = int(inputs.duration_ns)
+        self.sample_interval_ns = int(inputs.sample_interval_ns)  # <= 0: no time series
+        self.cost = StepCost(*(float(c) for c in inputs.cost))
 
         n_adapters = len(self.gpu_load_ns)
         # preloaded adapters are equally recent: the lower index counts as older
-        self.cpu: OrderedDict[int, None] = OrderedDict((a, None) for a in range(n_adapters) if cpu_preloaded[a])
-        self.gpu: OrderedDict[int, None] = OrderedDict((a, None) for a in range(n_adapters) if gpu_preloaded[a])
+        self.cpu: OrderedDict[int, None] = OrderedDict((a, None) for a in range(n_adapters) if inputs.cpu_preloaded[a])
+        self.gpu: OrderedDict[int, None] = OrderedDict((a, None) for a in range(n_adapters) if inputs.gpu_preloaded[a])
         self.adapter_gpu_loads = [0] * n_adapters
         self.adapter_disk_loads = [0] * n_adapters
 
@@ -273,7 +257,6 @@ class _Replica:
         return load_ns
 
     def _price(self) -> int:
-        c = self.cost
         batch = self._batch()
         adapters = self._batch_adapters()
         n_seqs = len(batch)
@@ -282,29 +265,9 @@ class _Replica:
         prefill = sum(r.scheduled for r in batch if r.known - r.computed > 1)
         context = sum(r.computed for r in batch)
         load_ns = self._load_adapters(adapters)
-
-        compute_ms = (
-            c[engine.COST_BASE_MS]
-            + c[engine.COST_PER_SEQ_MS] * n_seqs
-            + c[engine.COST_PER_PREFILL_TOKEN_MS] * prefill
-            + c[engine.COST_PER_CONTEXT_TOKEN_MS] * context
-        )
-        if n_adapters > 0:
-            compute_ms = (
-                compute_ms * (c[engine.COST_LORA_BASE] + c[engine.COST_LORA_PER_ADAPTER] * n_adapters)
-                + c[engine.COST_LORA_STEP_MS]
-                + c[engine.COST_LORA_PER_ADAPTER_MS] * n_adapters
-                + c[engine.COST_LORA_PER_SEQ_MS] * n_seqs
-            )
+        compute_ms = self.cost.compute_ms(n_seqs, prefill, context, n_adapters)
         # the scheduler's time depends on the queues after admission
-        n_running, n_waiting = len(self.running), len(self.waiting)
-        sched_ms = (
-            c[engine.COST_SCHED_INTERCEPT_MS]
-            + c[engine.COST_SCHED_PER_RUNNING_MS] * n_running
-            + c[engine.COST_SCHED_PER_WAITING_MS] * n_waiting
-            + c[engine.COST_SCHED_PER_WAITING_SLOT_SHARE_MS] * n_waiting * self.max_loras / self.max_cpu_loras
-        )
-        sched_ms = max(0.0, sched_ms)
+        sched_ms = self.cost.scheduler_ms(len(self.running), len(self.waiting), self.max_loras, self.max_cpu_loras)
         compute_ns = _ms_to_ns(compute_ms)
         dt = max(1, compute_ns + _ms_to_ns(sched_ms) + load_ns)  # time always advances
         t_end = self.now + dt
@@ -401,47 +364,14 @@ class _Replica:
         )
 
 
-def run_reference(
-    arrival_ns,
-    req_adapter,
-    prompt_tokens,
-    output_tokens,
-    gpu_load_ns,
-    disk_load_ns,
-    cpu_preloaded,
-    gpu_preloaded,
-    max_loras,
-    max_cpu_loras,
-    max_num_seqs,
-    token_budget,
-    num_blocks,
-    block_size,
-    client_max_waiting,
-    duration_ns,
-    sample_interval_ns,
-    cost,
-) -> EngineOutput:
-    """Simulate the run step by step; same inputs as `engine.run_engine` without the log
-    capacities, same `EngineOutput`."""
-    replica = _Replica(
-        arrival_ns,
-        req_adapter,
-        prompt_tokens,
-        output_tokens,
-        gpu_load_ns,
-        disk_load_ns,
-        cpu_preloaded,
-        gpu_preloaded,
-        max_loras,
-        max_cpu_loras,
-        max_num_seqs,
-        token_budget,
-        num_blocks,
-        block_size,
-        client_max_waiting,
-        duration_ns,
-        sample_interval_ns,
-        cost,
-    )
+def run_reference(*inputs) -> EngineOutput:
+    """Simulate the run step by step: `run_reference(inputs)` with an `EngineInputs`, or with its
+    fields in order as `engine.run_engine` takes them (`run_reference(*inputs)`); the same
+    `EngineOutput` as the fast engine."""
+    if len(inputs) == 1 and isinstance(inputs[0], EngineInputs):
+        (inputs,) = inputs
+    else:
+        inputs = EngineInputs(*inputs)
+    replica = _Replica(inputs)
     replica.run()
     return replica.output()

@@ -14,8 +14,8 @@ from loratwin.twin import engine
 
 if TYPE_CHECKING:
     from loratwin.profiles import Profile
+    from loratwin.twin.config import ResolvedServer
     from loratwin.twin.engine import EngineOutput
-    from loratwin.twin.simulation import ResolvedServer
     from loratwin.workload import RequestTable, WorkloadSpec
 
 NS_PER_S = 1e9

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -10,60 +9,13 @@ import numpy as np
 from loratwin.errors import InputError
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin import engine
-from loratwin.twin.config import ServerConfig
+from loratwin.twin.config import ResolvedServer, ServerConfig, resolve_server
 from loratwin.twin.result import RunResult, build_result
 from loratwin.workload import RequestTable, ShareGPTLengths, WorkloadSpec, generate_requests
 from loratwin.workload.length_tables import resolve_table
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
-
-
-@dataclass(frozen=True)
-class ResolvedServer:
-    """A ServerConfig with every default filled in, checked against the workload and profile."""
-
-    max_loras: int
-    max_cpu_loras: int
-    max_lora_rank: int
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    client_max_waiting: int | None
-    kv_cache_tokens: int
-    num_blocks: int
-    block_size: int
-
-
-def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile) -> ResolvedServer:
-    """Fill in vLLM's defaults and refuse what vLLM would refuse, with the flag's name."""
-    served = len(workload.adapters)
-    max_cpu_loras = server.max_cpu_loras if server.max_cpu_loras is not None else served
-    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else workload.max_rank
-    if max_cpu_loras < server.max_loras:
-        raise InputError(
-            f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"
-        )
-    if server.max_num_batched_tokens < server.max_num_seqs:
-        raise InputError(
-            f"--max-num-batched-tokens ({server.max_num_batched_tokens}) must be >= --max-num-seqs "
-            f"({server.max_num_seqs}), as vLLM requires"
-        )
-    for a in workload.adapters:
-        if a.rank > max_lora_rank:
-            raise InputError(f"adapter {a.id!r} has rank {a.rank}, above --max-lora-rank {max_lora_rank}")
-    kv_tokens = profile.kv.tokens(server.max_loras, max_lora_rank)
-    block_size = profile.kv.block_size
-    return ResolvedServer(
-        max_loras=server.max_loras,
-        max_cpu_loras=max_cpu_loras,
-        max_lora_rank=max_lora_rank,
-        max_num_seqs=server.max_num_seqs,
-        max_num_batched_tokens=server.max_num_batched_tokens,
-        client_max_waiting=server.client_max_waiting,
-        kv_cache_tokens=kv_tokens,
-        num_blocks=int(round(kv_tokens / block_size)),
-        block_size=block_size,
-    )
 
 
 def _lengths_name(workload: WorkloadSpec, profile: Profile, replayed: bool) -> str:
@@ -101,32 +53,11 @@ def _check_requests(requests: RequestTable, server: ResolvedServer) -> None:
         )
 
 
-def _cost_vector(profile: Profile, max_loras: int, max_lora_rank: int) -> np.ndarray:
-    st, so = profile.step_time, profile.scheduler_overhead
-    cost = np.zeros(engine.N_COST, np.float64)
-    cost[engine.COST_BASE_MS] = st.base_ms
-    cost[engine.COST_PER_SEQ_MS] = st.per_seq_ms
-    cost[engine.COST_PER_PREFILL_TOKEN_MS] = st.per_prefill_token_ms
-    cost[engine.COST_PER_CONTEXT_TOKEN_MS] = st.per_context_token_ms
-    cost[engine.COST_LORA_BASE] = st.lora_factor_base
-    cost[engine.COST_LORA_PER_ADAPTER] = st.lora_factor_per_adapter
-    cost[engine.COST_SCHED_INTERCEPT_MS] = so.intercept_ms
-    cost[engine.COST_SCHED_PER_RUNNING_MS] = so.per_running_ms
-    cost[engine.COST_SCHED_PER_WAITING_MS] = so.per_waiting_ms
-    cost[engine.COST_SCHED_PER_WAITING_SLOT_SHARE_MS] = so.per_waiting_slot_share_ms
-    # terms fixed by the server configuration are folded in here
-    cost[engine.COST_LORA_STEP_MS] = (
-        st.lora_step_ms + st.lora_per_rank_ms * max_lora_rank + st.lora_per_slot_ms * max_loras
-    )
-    cost[engine.COST_LORA_PER_ADAPTER_MS] = st.lora_per_adapter_ms
-    cost[engine.COST_LORA_PER_SEQ_MS] = st.lora_per_seq_per_slot_ms * max_loras
-    return cost
-
-
 def _run_engine(
-    args: tuple, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
+    inputs: engine.EngineInputs, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
 ) -> engine.EngineOutput:
-    """Run the engine with log capacities sized from the run, growing them if a log fills up."""
+    """Run the compiled engine with log capacities sized from the run, growing them if a log fills
+    up. The one place the inputs are unpacked for it."""
     st = profile.step_time
     # the shortest possible step bounds the number of steps
     min_step_ms = st.base_ms * min(1.0, st.lora_factor_base + st.lora_factor_per_adapter)
@@ -139,7 +70,7 @@ def _run_engine(
         engine.OVERFLOW_PREEMPT_STACK: n_requests // 4 + batch + 1024,
     }
     while True:
-        out = engine.EngineOutput(*engine.run_engine(*args, *caps.values()))
+        out = engine.EngineOutput(*engine.run_engine(*inputs, *caps.values()))
         overflow = int(out.counters[engine.CNT_OVERFLOW])
         if overflow == 0:
             return out
@@ -213,32 +144,34 @@ def simulate(
     n_cpu = int(cpu_preloaded.sum())
     gpu_preloaded[max(0, n_cpu - resolved.max_loras) : n_cpu] = True
 
-    args = (
-        arrival_ns[in_window],
-        requests.adapter[in_window].astype(np.int32),
-        requests.prompt_tokens[in_window].astype(np.int32),
-        requests.output_tokens[in_window].astype(np.int32),
-        gpu_load_ns,
-        disk_load_ns,
-        cpu_preloaded,
-        gpu_preloaded,
-        resolved.max_loras,
-        resolved.max_cpu_loras,
-        resolved.max_num_seqs,
-        resolved.max_num_batched_tokens,
-        resolved.num_blocks,
-        resolved.block_size,
-        -1 if resolved.client_max_waiting is None else resolved.client_max_waiting,
-        duration_ns,
-        int(round(sample_interval_s * NS_PER_S)),
-        _cost_vector(profile, resolved.max_loras, resolved.max_lora_rank),
+    inputs = engine.EngineInputs(
+        arrival_ns=arrival_ns[in_window],
+        req_adapter=requests.adapter[in_window].astype(np.int32),
+        prompt_tokens=requests.prompt_tokens[in_window].astype(np.int32),
+        output_tokens=requests.output_tokens[in_window].astype(np.int32),
+        gpu_load_ns=gpu_load_ns,
+        disk_load_ns=disk_load_ns,
+        cpu_preloaded=cpu_preloaded,
+        gpu_preloaded=gpu_preloaded,
+        max_loras=resolved.max_loras,
+        max_cpu_loras=resolved.max_cpu_loras,
+        max_num_seqs=resolved.max_num_seqs,
+        token_budget=resolved.max_num_batched_tokens,
+        num_blocks=resolved.num_blocks,
+        block_size=resolved.block_size,
+        client_max_waiting=-1 if resolved.client_max_waiting is None else resolved.client_max_waiting,
+        duration_ns=duration_ns,
+        sample_interval_ns=int(round(sample_interval_s * NS_PER_S)),
+        cost=np.array(profile.step_cost(resolved.max_loras, resolved.max_lora_rank), np.float64),
     )
     if engine_mode == "reference":
         from loratwin.twin.reference import run_reference
 
-        out = run_reference(*args)
+        out = run_reference(inputs)
     elif engine_mode == "fast":
-        out = _run_engine(args, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs)
+        out = _run_engine(
+            inputs, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs
+        )
     else:
         raise InputError(f"engine_mode must be 'fast' or 'reference', got {engine_mode!r}")
     return build_result(

@@ -36,6 +36,7 @@ from loratwin.profiles.model import (
     AdapterLoadModel,
     GenerationModel,
     KVCapacityModel,
+    PlacementModel,
     Profile,
     SchedulerOverheadModel,
     StepTimeModel,
@@ -268,6 +269,8 @@ def calibrate(
         adapter_load=fit_adapter_loads(calibration_dir / "adapter_loading.csv", model),
         kv=fit_kv_capacity(calibration_dir / "kv_capacity.csv", model),
         generation=GenerationModel(output_tokens_ratio=fit_output_ratio(fit_runs)),
+        # fitted on the twin, not on measurements: carried over as they are (see its provenance)
+        placement=PlacementModel(),
     )
     if not fit_runs:
         return profile, []

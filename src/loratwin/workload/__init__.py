@@ -2,6 +2,7 @@
 
 from loratwin.workload.describe import describe_workload
 from loratwin.workload.lengths import sample_lengths
+from loratwin.workload.load import load_workload_yaml
 from loratwin.workload.requests import RequestTable, generate_requests
 from loratwin.workload.spec import (
     AdapterSpec,
@@ -13,7 +14,6 @@ from loratwin.workload.spec import (
     ScheduleSegment,
     UnpredictableArrival,
     WorkloadSpec,
-    load_workload_yaml,
     reference_layout,
     zipf_layout,
 )

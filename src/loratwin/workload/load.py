@@ -1,0 +1,137 @@
+"""Read a workload YAML file: explicit adapters or a layout, plus request lengths and arrivals.
+
+Apart from spec.py so that the file check can use the lengths module, which builds on spec.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
+
+from loratwin.errors import InputError
+from loratwin.workload.lengths import check_length_spec
+from loratwin.workload.spec import (
+    AdapterSpec,
+    ArrivalSpec,
+    NonNegativeRate,
+    PoissonArrival,
+    RequestLengths,
+    ShareGPTLengths,
+    WorkloadSpec,
+    _SpecModel,
+    describe_validation_error,
+    reference_layout,
+    zipf_layout,
+)
+from loratwin.yamlfile import describe_yaml_error
+
+__all__ = ["load_workload_yaml"]
+
+
+class _LayoutSection(_SpecModel):
+    """The reference `layout:` form of a workload file, expanded through `reference_layout`."""
+
+    served: Annotated[int, Field(ge=1)]
+    rates: Annotated[list[NonNegativeRate], Field(min_length=1)]
+    ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+    seed: Annotated[int, Field(ge=0)] = 0
+    kind: Literal["reference"] = "reference"
+
+
+class _ZipfLayoutSection(_SpecModel):
+    """The `layout: {kind: zipf, ...}` form, expanded through `zipf_layout`."""
+
+    kind: Literal["zipf"]
+    served: Annotated[int, Field(ge=1)]
+    total_rate_req_s: NonNegativeRate
+    exponent: NonNegativeRate = 1.0
+    ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+def _layout_kind(value: Any) -> Any:
+    # The reference form predates `kind`, so a layout without one is a reference layout.
+    if isinstance(value, dict):
+        return value.get("kind", "reference")
+    return getattr(value, "kind", None)
+
+
+_Layout = Annotated[
+    Annotated[_LayoutSection, Tag("reference")] | Annotated[_ZipfLayoutSection, Tag("zipf")],
+    Discriminator(_layout_kind),
+]
+
+
+class _WorkloadFile(_SpecModel):
+    """Top level of a workload YAML file: explicit adapters or a layout, not both."""
+
+    adapters: tuple[AdapterSpec, ...] | None = None
+    layout: _Layout | None = None
+    lengths: RequestLengths = ShareGPTLengths()
+    arrival: ArrivalSpec = PoissonArrival()
+
+    @model_validator(mode="after")
+    def _exactly_one_form(self) -> _WorkloadFile:
+        if (self.adapters is None) == (self.layout is None):
+            raise ValueError(
+                "expected exactly one of 'adapters' (a list of {id, rank, rate_req_s, arrival}) or "
+                "'layout' (a mapping {served, rates, ranks, seed} or "
+                "{kind: zipf, served, total_rate_req_s, exponent, ranks, seed})"
+            )
+        return self
+
+
+def load_workload_yaml(path: str | Path) -> WorkloadSpec:
+    """Read a workload file: an `adapters:` list or a `layout:` mapping, plus optional `lengths:` and
+    `arrival:` (the process of every adapter without its own `arrival:`)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{path}: workload file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: cannot read the workload file ({err})") from None
+
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: {describe_yaml_error(err)}") from None
+
+    if document is None:
+        raise InputError(f"{path}: the workload file is empty; expected an 'adapters:' list or a 'layout:' mapping")
+    if not isinstance(document, dict):
+        raise InputError(
+            f"{path}: expected a mapping with 'adapters:' or 'layout:' at the top level, "
+            f"got {type(document).__name__}"
+        )
+
+    try:
+        parsed = _WorkloadFile.model_validate(document)
+    except ValidationError as err:
+        raise InputError(describe_validation_error(str(path), err, _WorkloadFile)) from None
+
+    try:
+        # Means that no log-normal can reach are a mistake in this file: report it now, not at sampling.
+        check_length_spec(parsed.lengths)
+    except InputError as err:
+        raise InputError(f"{path}: {err}") from None
+
+    layout = parsed.layout
+    if isinstance(layout, _ZipfLayoutSection):
+        return zipf_layout(
+            layout.served, layout.total_rate_req_s, layout.exponent, layout.ranks, layout.seed,
+            parsed.lengths, parsed.arrival,
+        )
+    if isinstance(layout, _LayoutSection):
+        return reference_layout(
+            layout.served, layout.rates, layout.ranks, layout.seed, parsed.lengths, parsed.arrival
+        )
+    try:
+        return WorkloadSpec.model_validate(
+            {"adapters": parsed.adapters, "lengths": parsed.lengths, "arrival": parsed.arrival}
+        )
+    except ValidationError as err:
+        raise InputError(describe_validation_error(str(path), err, WorkloadSpec)) from None
