@@ -42,11 +42,15 @@ def write_from_path(path: Path, out_dir: Path) -> Path:
     return write_plan_report(data, out_dir)
 
 
+def _refused(gpu: dict) -> bool:
+    return gpu.get("accepted") is False
+
+
 def _load_chart(gpus: list[dict]) -> bytes:
     labels = [f"GPU {g.get('gpu', i)}" for i, g in enumerate(gpus)]
     offered = np.array([g.get("offered_tok_s") or 0.0 for g in gpus])
     predicted = np.array([g.get("predicted_tok_s") or 0.0 for g in gpus])
-    starved = [bool(g.get("predicted_starved")) for g in gpus]
+    starved = [_refused(g) for g in gpus]
     x = np.arange(len(gpus))
     with figure(height_in=max(3.2, 0.3 * len(gpus) + 2)) as (fig, ax):
         ax.barh(x - 0.2, offered, height=0.4, color="#9ca3af", label="offered")
@@ -88,11 +92,11 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
     if plan.get("algorithm"):
         subtitle.append(f"placed by {plan['algorithm']}, checked by {plan.get('check', '?')}")
     page = Page(title=title, kind=KIND, subtitle=subtitle)
-    starved = [g for g in gpus if g.get("predicted_starved")]
-    if starved:
-        page.verdict(f"{len(starved)} of {len(gpus)} GPUs are predicted to starve.", "bad")
+    refused = [g for g in gpus if _refused(g)]
+    if refused:
+        page.verdict(f"{len(refused)} of {len(gpus)} GPUs break a limit of the acceptance rule.", "bad")
     else:
-        page.verdict("No GPU is predicted to starve.", "good")
+        page.verdict("Every GPU is predicted to meet every limit of the acceptance rule.", "good")
     cards = [
         ("GPUs", f"{len(gpus)}", f"lower bound {plan['lower_bound_gpus']}" if plan.get("lower_bound_gpus") else None, "neutral"),
         ("adapters", f"{n_adapters:,}", None, "neutral"),
@@ -102,18 +106,18 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
                       f"of {plan['offered_tok_s']:,.0f} tok/s offered" if plan.get("offered_tok_s") else None, "good"))
     page.cards(cards)
     page.section("Load per GPU", "Offered load (tokens per second asked by its adapters) against the throughput "
-                 "predicted for its configuration; a red bar is a GPU predicted to starve.")
+                 "predicted for its configuration; a red bar is a GPU that breaks a limit.")
     page.chart("load", _load_chart(gpus), alt="Offered load and predicted throughput per GPU")
     page.chart("adapters", _adapters_chart(gpus), alt="Adapters served and GPU slots per GPU")
     page.section("Configuration per GPU")
     page.table(
         ["GPU", "adapters", "--max-loras", "--max-cpu-loras", "--max-lora-rank", "rate (req/s)",
-         "offered (tok/s)", "predicted (tok/s)", "wait for a batch place (s)", "KV queue (s)", "starvation risk"],
+         "offered (tok/s)", "predicted (tok/s)", "wait for a batch place (s)", "KV queue (s)", "tightest limit"],
         [[str(g.get("gpu", i)), integer(g.get("served") or len(g.get("adapters", ()))), integer(g.get("max_loras")),
           integer(g.get("max_cpu_loras")), integer(g.get("max_lora_rank")), num(g.get("rate_req_s"), 2),
           num(g.get("offered_tok_s"), 0), num(g.get("predicted_tok_s"), 0), num(g.get("predicted_wait_s"), 1),
-          num(g.get("predicted_kv_queue_s"), 1), num(g.get("starvation_risk"), 2)] for i, g in enumerate(gpus)],
-        row_tones=["bad" if g.get("predicted_starved") else None for g in gpus],
+          num(g.get("predicted_kv_queue_s"), 1), str(g.get("deciding_limit") or "-")] for i, g in enumerate(gpus)],
+        row_tones=["bad" if _refused(g) else None for g in gpus],
     )
     page.table(["GPU", "adapters"], [[str(g.get("gpu", i)), ", ".join(map(str, g.get("adapters", ())))]
                                       for i, g in enumerate(gpus)], collapsed="Adapters on each GPU")

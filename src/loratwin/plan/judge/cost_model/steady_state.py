@@ -142,16 +142,9 @@ class CostModelCheck:
 
     def step_ms(self, running, prefill_tokens, busy, S, max_rank, profile, m) -> np.ndarray:
         """The profile's step time (ms) with `running` requests, `prefill_tokens` per step and
-        `busy` adapters in the batch, for max_loras S (vectors, as the twin's engine prices a step)."""
-        st, so = profile.step_time, profile.scheduler_overhead
-        base = (st.base_ms + st.per_seq_ms * running + st.per_prefill_token_ms * prefill_tokens
-                + st.per_context_token_ms * running * m.context)
-        active = np.minimum(S, busy)
-        compute = (base * (st.lora_factor_base + st.lora_factor_per_adapter * active)
-                   + st.lora_step_ms + st.lora_per_rank_ms * max_rank + st.lora_per_slot_ms * S
-                   + st.lora_per_adapter_ms * active + st.lora_per_seq_per_slot_ms * running * S)
-        overhead = np.maximum(0.0, so.intercept_ms + so.per_running_ms * running)
-        return compute + overhead
+        `busy` adapters in the batch, for max_loras S (vectors): `Profile.step_ms`, each request
+        holding the mean context of a decoding request."""
+        return profile.step_ms(running, prefill_tokens, running * m.context, np.minimum(S, busy), S, max_rank)
 
     def _fixed_point(self, rates, S, n_cap, max_rank, load_ms, profile, m, accelerate=True):
         """Step time τ, running requests, adapters in a step, the mean wait for a slot and the
