@@ -6,18 +6,25 @@
     result.summary["total_tok_s"], result.starved, result.starved_adapters
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from loratwin.errors import InfeasibleConfigError, InputError, LoratwinError
-from loratwin.profiles import Profile, builtin_profiles, load_profile
-from loratwin.twin import RunResult, ServerConfig, simulate
-from loratwin.workload import (
-    AdapterSpec,
-    RequestTable,
-    WorkloadSpec,
-    generate_requests,
-    load_trace,
-    load_workload_yaml,
-    reference_layout,
-)
+
+if TYPE_CHECKING:
+    from loratwin.profiles import Profile, builtin_profiles, load_profile
+    from loratwin.twin import RunResult, ServerConfig, simulate
+    from loratwin.workload import (
+        AdapterSpec,
+        RequestTable,
+        WorkloadSpec,
+        generate_requests,
+        load_trace,
+        load_workload_yaml,
+        reference_layout,
+    )
 
 __version__ = "0.1.0"
 
@@ -39,3 +46,34 @@ __all__ = [
     "reference_layout",
     "simulate",
 ]
+
+# The public names below are imported on first use: `import loratwin` (and with it every
+# `loratwin.<sub>` import, the CLI's included) does not load numpy, numba or pydantic.
+_LAZY = {
+    "Profile": "loratwin.profiles",
+    "builtin_profiles": "loratwin.profiles",
+    "load_profile": "loratwin.profiles",
+    "RunResult": "loratwin.twin",
+    "ServerConfig": "loratwin.twin",
+    "simulate": "loratwin.twin",
+    "AdapterSpec": "loratwin.workload",
+    "RequestTable": "loratwin.workload",
+    "WorkloadSpec": "loratwin.workload",
+    "generate_requests": "loratwin.workload",
+    "load_trace": "loratwin.workload",
+    "load_workload_yaml": "loratwin.workload",
+    "reference_layout": "loratwin.workload",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -8,11 +8,10 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-import typer
 from typer.testing import CliRunner
 
+from loratwin.cli import app
 from loratwin.learn.bundle import load_model_set
-from loratwin.learn.commands import register
 from loratwin.learn.train import train_profile
 from loratwin.plan.recommend import recommend
 from loratwin.sweep.execute import run_sweep
@@ -47,8 +46,6 @@ def test_train_writes_models_that_recommend_can_use(tmp_path):
     assert 1 <= rec.max_loras <= rec.served <= 24
 
     # the same through the command, with the margin tuned on the sweep
-    app = typer.Typer()
-    register(app)
     result = CliRunner().invoke(app, ["train", str(tmp_path / "sweep"), "--out", str(tmp_path / "cli-models"),
                                       "--families", "tree", "--folds", "3", "--json"])
     assert result.exit_code == 0, result.output

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from command_scripts import command_group_script
+from command_scripts import cli_script
 
-# The CLI with these commands, in a process where the learn extra cannot be imported.
-CLI = command_group_script("loratwin.learn.commands", prelude="""\
+# The CLI, in a process where the learn extra cannot be imported.
+CLI = cli_script(prelude="""\
 import sys
 for name in ("sklearn", "imodels", "interpret"):
     sys.modules[name] = None

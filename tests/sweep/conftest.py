@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from command_scripts import command_group_script
+from command_scripts import cli_script
 
 # A grid of 14 runs (two workloads, max_loras 8 and 16 over served 8..32), 5 simulated minutes each.
 SMALL_GRID = """\
@@ -30,8 +30,8 @@ ranks: [[8, 16]]
 server: {client_max_waiting: 25500}
 """
 
-# The `loratwin` CLI with the sweep commands, as a subprocess would run it.
-CLI_SCRIPT = command_group_script("loratwin.sweep.commands")
+# The `loratwin` CLI, as a subprocess would run it.
+CLI_SCRIPT = cli_script()
 
 
 def cli_command(*args: str) -> list[str]:

@@ -1,20 +1,16 @@
-"""The `sweep` and `labels` commands, on an app built the way the main CLI builds it."""
+"""The `sweep` and `labels` commands, on the main CLI's app."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from loratwin.cli import app
 from loratwin.errors import LoratwinError
-from loratwin.sweep.commands import register
 
 from .conftest import SMALL_GRID
-
-app = typer.Typer()
-register(app)
 
 
 def invoke(*args: str):

@@ -1,94 +1,27 @@
-"""The `train`, `explain`, `recommend` and `quickstart` commands, added to the main CLI with `register(app)`.
+"""`loratwin recommend` and `loratwin quickstart`: a configuration for one GPU from the shipped models,
+checked with the twin, and a walkthrough on a built-in example. They run on the core dependencies."""
 
-`train` needs the `learn` extra; the others run on the core dependencies, from the JSON models.
-"""
-
-from __future__ import annotations
-
-import json
-import shlex
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from loratwin.errors import InputError, LoratwinError
-from loratwin.plan.place_checks import DEFAULT_MAX_WAIT_S
+from loratwin.cli.app import app
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
 
-TARGETS = ("best_served", "best_max_loras", "best_total_tok_s", "total_tok_s", "starved")
+# loratwin.plan.place_checks.DEFAULT_MAX_WAIT_S, written out so that start-up does not import the planner
+# (numpy, the profiles, the workload models); tests/cli/test_startup.py checks that the two agree.
+DEFAULT_MAX_WAIT_S = 60.0
 QUICKSTART_EXAMPLE = "quickstart.csv"
 ADAPTERS_SHOWN = 6
 
 
-def train(
-    results: Annotated[Path, typer.Argument(help="Results directory of a sweep (its labels are computed from it).")],
-    out: Annotated[Path, typer.Option(help="Where to write the models (JSON), manifest.json and comparison.md.")] = ...,
-    profile: Annotated[str | None, typer.Option(help="Profile of the runs (default: the one the sweep used).")] = None,
-    families: Annotated[str, typer.Option(help="Model families, comma-separated: tree, figs, rulefit, ebm, linear, forest, gbm.")] = "tree,figs,rulefit,ebm,linear,forest,gbm",
-    folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by workload).")] = 5,
-    threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
-    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Choose recommend's safety margin on the sweep's workloads (simulates the points it needs).")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as one JSON document on stdout.")] = False,
-) -> None:
-    """Train the optimum and per-configuration models of a profile from a sweep; write them as JSON."""
-    try:
-        from loratwin.learn.train import train_profile
-        from loratwin.learn.zoo import FAMILIES
-    except ImportError as err:
-        raise LoratwinError(f"train needs the learn extra: pip install 'loratwin[learn]' ({err})") from None
-    chosen = [f.strip() for f in families.split(",") if f.strip()]
-    unknown = [f for f in chosen if f not in FAMILIES]
-    if unknown or not chosen:
-        raise InputError(f"--families: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(FAMILIES)})")
-    if folds < 2:
-        raise InputError(f"--folds: must be >= 2, got {folds}")
-    manifest = train_profile(results, out, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
-                             log=lambda message: stderr.print(message))
-    if tune:
-        from loratwin.plan.tune import tune_max_starved_p
-
-        manifest["recommend"] = tune_max_starved_p(results, out, n_folds=folds, threshold=threshold,
-                                                   log=lambda message: stderr.print(message))
-    if json_out:
-        print(json.dumps(manifest, indent=1, allow_nan=False))
-        return
-    stdout.print((Path(out) / "comparison.md").read_text(encoding="utf-8"))
-    stdout.print(f"default models: {', '.join(f'{k}: {v}' for k, v in manifest['defaults'].items())}")
-    if "recommend" in manifest:
-        stdout.print(f"recommend keeps configurations with P(starved) < {manifest['recommend']['max_starved_p']}")
-    stdout.print(f"wrote {len(manifest['models'])} models, manifest.json and comparison.md to {out}")
-
-
-def explain(
-    profile: Annotated[str, typer.Option(help="Profile whose shipped models to print.")] = "llama-3.1-8b-instruct",
-    model: Annotated[str | None, typer.Option("--model", help="Model family: tree, figs, rulefit, ebm, linear, gbm (default: the profile's default per target).")] = None,
-    target: Annotated[str | None, typer.Option(help="Only this target: best_served, best_max_loras, best_total_tok_s, total_tok_s, starved.")] = None,
-    models: Annotated[Path | None, typer.Option(help="A directory written by `loratwin train` instead of the shipped models.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the model documents as one JSON document on stdout.")] = False,
-) -> None:
-    """Print the trained models as rules a person can read."""
-    from loratwin.learn.bundle import load_model_set
-    from loratwin.learn.explain import describe_model
-
-    if target is not None and target not in TARGETS:
-        raise InputError(f"--target: unknown {target!r} (known: {', '.join(TARGETS)})")
-    model_set = load_model_set(models if models is not None else profile)
-    documents = {t: model_set.model(t, model) for t in ([target] if target else TARGETS)}
-    if json_out:
-        print(json.dumps(documents, allow_nan=False))
-        return
-    stdout.print(f"models of profile {model_set.profile} ({model_set.directory})")
-    for name, document in documents.items():
-        stdout.print(f"\n[bold]{name}[/bold]")
-        stdout.print(describe_model(document), markup=False)
-
-
 def _print_recommendation(rec: Any, command_out: Path | None) -> None:
+    import shlex
+
     from loratwin.plan.recommend import Recommendation
 
     assert isinstance(rec, Recommendation)
@@ -163,6 +96,7 @@ def _point_state(point: dict) -> str:
     return "WAITS TOO LONG" if point.get("waits_too_long") else "ok"
 
 
+@app.command("recommend")
 def recommend(
     workload: Annotated[Path, typer.Argument(help="Adapters CSV (adapter_id,rank,rate) or workload YAML.")],
     profile: Annotated[str, typer.Option(help="Built-in profile (model x GPU) whose models to use.")] = "llama-3.1-8b-instruct",
@@ -179,6 +113,8 @@ def recommend(
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
 ) -> None:
     """Recommend max_loras and how many of these adapters one GPU serves without starving."""
+    import json
+
     from loratwin.learn.bundle import load_model_set
     from loratwin.plan.recommend import read_workload
     from loratwin.plan.recommend import recommend as run_recommend
@@ -227,11 +163,15 @@ def _check_with_twin(rec: Any, spec: Any, profile: str, *, verify: bool, refine:
     return rec
 
 
+@app.command("quickstart")
 def quickstart(
     check: Annotated[bool, typer.Option("--check/--no-check", help="Check and refine the models' answer with the twin (a few seconds).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
 ) -> None:
     """Recommend a configuration for a built-in example of 240 adapters and place them all on GPUs, with a short walkthrough."""
+    import json
+    from importlib import resources
+
     from loratwin.plan.recommend import read_adapters_csv
     from loratwin.plan.recommend import recommend as run_recommend
 
@@ -306,11 +246,3 @@ def _print_quickstart_placement(placement, verification) -> None:
             line += (f"; the twin: {v.throughput_over_offered:.3f} of the offered load served{ttft}, "
                      + ("STARVED" if v.starved else "not starved"))
         stdout.print(line)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `train`, `explain`, `recommend` and `quickstart` to `app`."""
-    app.command("train")(train)
-    app.command("explain")(explain)
-    app.command("recommend")(recommend)
-    app.command("quickstart")(quickstart)

@@ -1,28 +1,23 @@
 """`loratwin place`: adapters over the fewest GPUs, one `vllm serve` command per GPU."""
 
-from __future__ import annotations
-
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from loratwin.cli.app import app
 from loratwin.errors import InputError
-from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES
 
+# loratwin.plan.place_search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
+# tests/cli/test_startup.py checks that the two agree.
+DEFAULT_SEARCH_MOVES = 50
 MAX_LISTED_ADAPTERS = 6
 OUT_SUFFIXES = (".json", ".yaml", ".yml")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `place` command to the loratwin CLI."""
-    app.command("place")(place_command)
-
-
+@app.command("place")
 def place_command(
     adapters: Annotated[Path, typer.Argument(help="CSV adapter_id,rank,rate (req/s), a workload YAML, or a trace directory.")],
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
@@ -40,6 +35,8 @@ def place_command(
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
 ) -> None:
     """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
+    import json
+
     from loratwin.plan.place_checks import make_check
     from loratwin.plan.place_inputs import load_adapters
     from loratwin.plan.placement import compare_algorithms, place, verify_placement
@@ -82,6 +79,8 @@ def place_command(
 
 
 def _write(doc: dict, path: Path) -> None:
+    import json
+
     from loratwin.files import atomic_write
 
     if path.suffix.lower() == ".json":
@@ -100,6 +99,8 @@ def _adapter_list(adapters) -> str:
 
 
 def _print_placement(placement, verification, console: Console, compared: dict | None = None) -> None:
+    from rich.table import Table
+
     console.print(
         f"[bold]{placement.gpu_count} GPUs[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "

@@ -1,16 +1,12 @@
-"""The `sweep` and `labels` commands, added to the main CLI with `register(app)`."""
+"""`loratwin sweep` and `loratwin labels`: grids of twin runs into a resumable store, and the optimum labels."""
 
-from __future__ import annotations
-
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
+from loratwin.cli.app import app
 from loratwin.errors import LoratwinError
 
 stdout = Console(highlight=False)
@@ -19,6 +15,7 @@ stderr = Console(stderr=True, highlight=False)
 LABEL_ROWS_SHOWN = 20
 
 
+@app.command("sweep")
 def sweep(
     grid: Annotated[str, typer.Argument(help="Grid YAML file, or the name of a built-in grid: paper.")],
     out: Annotated[Path, typer.Option(help="Results directory (created; rerun the same command to resume).")] = ...,
@@ -34,6 +31,10 @@ def sweep(
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the results here.")] = None,
 ) -> None:
     """Run a grid of twin simulations in parallel into a resumable results store."""
+    import json
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     from loratwin.sweep.execute import SweepProgress, run_sweep
     from loratwin.sweep.grid import expand, load_grid, parse_slice
 
@@ -100,6 +101,7 @@ def sweep(
     stdout.print(f"  stored: {summary.store_bytes / 1e6:.2f} MB;  next: loratwin labels {summary.out}")
 
 
+@app.command("labels")
 def labels(
     results: Annotated[Path, typer.Argument(help="Results directory of a sweep.")],
     threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
@@ -107,6 +109,10 @@ def labels(
     json_out: Annotated[bool, typer.Option("--json", help="Print the labels as one JSON document on stdout.")] = False,
 ) -> None:
     """Optimum labels: per workload and max_loras the largest served count before starvation, and the best overall."""
+    import json
+
+    from rich.table import Table
+
     from loratwin.sweep.labels import write_labels
 
     data = write_labels(results, threshold=threshold, out=out)
@@ -141,9 +147,3 @@ def labels(
 
 def _text(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the `sweep` and `labels` commands to `app`."""
-    app.command("sweep")(sweep)
-    app.command("labels")(labels)

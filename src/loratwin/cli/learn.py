@@ -1,0 +1,87 @@
+"""`loratwin train` and `loratwin explain`: interpretable models of a profile, trained from a sweep and read as rules.
+
+`train` needs the `learn` extra; `explain` runs on the core dependencies, from the JSON models.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from loratwin.cli.app import app
+from loratwin.errors import InputError, LoratwinError
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False)
+
+TARGETS = ("best_served", "best_max_loras", "best_total_tok_s", "total_tok_s", "starved")
+
+
+@app.command("train")
+def train(
+    results: Annotated[Path, typer.Argument(help="Results directory of a sweep (its labels are computed from it).")],
+    out: Annotated[Path, typer.Option(help="Where to write the models (JSON), manifest.json and comparison.md.")] = ...,
+    profile: Annotated[str | None, typer.Option(help="Profile of the runs (default: the one the sweep used).")] = None,
+    families: Annotated[str, typer.Option(help="Model families, comma-separated: tree, figs, rulefit, ebm, linear, forest, gbm.")] = "tree,figs,rulefit,ebm,linear,forest,gbm",
+    folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by workload).")] = 5,
+    threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
+    tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Choose recommend's safety margin on the sweep's workloads (simulates the points it needs).")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as one JSON document on stdout.")] = False,
+) -> None:
+    """Train the optimum and per-configuration models of a profile from a sweep; write them as JSON."""
+    import json
+
+    try:
+        from loratwin.learn.train import train_profile
+        from loratwin.learn.zoo import FAMILIES
+    except ImportError as err:
+        raise LoratwinError(f"train needs the learn extra: pip install 'loratwin[learn]' ({err})") from None
+    chosen = [f.strip() for f in families.split(",") if f.strip()]
+    unknown = [f for f in chosen if f not in FAMILIES]
+    if unknown or not chosen:
+        raise InputError(f"--families: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(FAMILIES)})")
+    if folds < 2:
+        raise InputError(f"--folds: must be >= 2, got {folds}")
+    manifest = train_profile(results, out, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
+                             log=lambda message: stderr.print(message))
+    if tune:
+        from loratwin.plan.tune import tune_max_starved_p
+
+        manifest["recommend"] = tune_max_starved_p(results, out, n_folds=folds, threshold=threshold,
+                                                   log=lambda message: stderr.print(message))
+    if json_out:
+        print(json.dumps(manifest, indent=1, allow_nan=False))
+        return
+    stdout.print((Path(out) / "comparison.md").read_text(encoding="utf-8"))
+    stdout.print(f"default models: {', '.join(f'{k}: {v}' for k, v in manifest['defaults'].items())}")
+    if "recommend" in manifest:
+        stdout.print(f"recommend keeps configurations with P(starved) < {manifest['recommend']['max_starved_p']}")
+    stdout.print(f"wrote {len(manifest['models'])} models, manifest.json and comparison.md to {out}")
+
+
+@app.command("explain")
+def explain(
+    profile: Annotated[str, typer.Option(help="Profile whose shipped models to print.")] = "llama-3.1-8b-instruct",
+    model: Annotated[str | None, typer.Option("--model", help="Model family: tree, figs, rulefit, ebm, linear, gbm (default: the profile's default per target).")] = None,
+    target: Annotated[str | None, typer.Option(help="Only this target: best_served, best_max_loras, best_total_tok_s, total_tok_s, starved.")] = None,
+    models: Annotated[Path | None, typer.Option(help="A directory written by `loratwin train` instead of the shipped models.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the model documents as one JSON document on stdout.")] = False,
+) -> None:
+    """Print the trained models as rules a person can read."""
+    import json
+
+    if target is not None and target not in TARGETS:
+        raise InputError(f"--target: unknown {target!r} (known: {', '.join(TARGETS)})")
+    from loratwin.learn.bundle import load_model_set
+    from loratwin.learn.explain import describe_model
+
+    model_set = load_model_set(models if models is not None else profile)
+    documents = {t: model_set.model(t, model) for t in ([target] if target else TARGETS)}
+    if json_out:
+        print(json.dumps(documents, allow_nan=False))
+        return
+    stdout.print(f"models of profile {model_set.profile} ({model_set.directory})")
+    for name, document in documents.items():
+        stdout.print(f"\n[bold]{name}[/bold]")
+        stdout.print(describe_model(document), markup=False)

@@ -1,0 +1,141 @@
+"""`loratwin simulate`: one vLLM replica serving LoRA adapters, through the twin."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from loratwin.cli.app import _out_console, _parse_list, _progress, app, err_console
+from loratwin.errors import LoratwinError
+
+
+@app.command()
+def simulate(
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
+    served: Annotated[Optional[int], typer.Option(help="Number of adapters served (reference layout).")] = None,
+    rates: Annotated[Optional[str], typer.Option(help="Per-adapter Poisson rate levels in req/s, assigned round-robin then shuffled, e.g. 1.6,0.8,0.4.")] = None,
+    ranks: Annotated[Optional[str], typer.Option(help="Adapter ranks, assigned round-robin then shuffled, e.g. 8,16.")] = None,
+    workload: Annotated[Optional[Path], typer.Option(help="Workload YAML file (instead of --served/--rates/--ranks).")] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="Directory with trace.csv and adapters.csv to replay.")] = None,
+    max_loras: Annotated[int, typer.Option("--max-loras", help="GPU adapter slots (vLLM --max-loras).")] = ...,
+    max_cpu_loras: Annotated[Optional[int], typer.Option("--max-cpu-loras", help="CPU adapter cache size. Default: the number of served adapters.")] = None,
+    max_lora_rank: Annotated[Optional[int], typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts. Default: the largest rank served.")] = None,
+    max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="Most requests running at once. Default 2048, as in the reference measurements.")] = 2048,
+    max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="Token budget per engine step (chunked prefill).")] = 2048,
+    client_max_waiting: Annotated[Optional[int], typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,
+    duration: Annotated[float, typer.Option(help="Simulated window in seconds.")] = 3600.0,
+    seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the adapter layout.")] = 0,
+    seeds: Annotated[int, typer.Option(help="Run this many seeds (seed, seed+1, ...) and report each and their mean.")] = 1,
+    engine: Annotated[str, typer.Option(help="fast (compiled) or reference (plain step-by-step Python, same results, slow).")] = "fast",
+    workers: Annotated[int, typer.Option(help="Processes for several seeds (0: all cores).")] = 0,
+    sample_interval: Annotated[float, typer.Option(help="Seconds between time-series samples.")] = 2.0,
+    starvation_threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
+) -> None:
+    """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
+    from loratwin.workload import load_trace, load_workload_yaml, reference_layout
+
+    sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
+                                        ("--workload", workload), ("--trace", trace)) if given]
+    if len(sources) != 1:
+        raise LoratwinError(
+            "give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, or --trace DIR"
+            + (f" (got {', '.join(sources)})" if sources else "")
+        )
+    if seeds < 1:
+        raise LoratwinError(f"--seeds must be >= 1, got {seeds}")
+    requests = None
+    if workload is not None:
+        spec = load_workload_yaml(workload)
+    elif trace is not None:
+        if seeds > 1:
+            raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
+        spec, requests = load_trace(trace)
+    else:
+        if served is None or rates is None or ranks is None:
+            raise LoratwinError("--served, --rates and --ranks go together: give all three")
+        spec = reference_layout(served, _parse_list(rates, "--rates", float), _parse_list(ranks, "--ranks", int), seed)
+    from loratwin.twin import ServerConfig
+
+    try:
+        server = ServerConfig(
+            max_loras=max_loras,
+            max_cpu_loras=max_cpu_loras,
+            max_lora_rank=max_lora_rank,
+            max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens,
+            client_max_waiting=client_max_waiting,
+        )
+    except ValueError as exc:  # pydantic's ValidationError
+        raise LoratwinError(_flag_errors(exc)) from None
+    if seeds > 1:
+        _simulate_seeds(spec, server, profile, duration, range(seed, seed + seeds), workers,
+                        sample_interval, starvation_threshold, json_out, out)
+        return
+    from loratwin.twin import simulate as run_simulation
+
+    result = run_simulation(
+        spec,
+        server,
+        profile,
+        duration_s=duration,
+        seed=seed,
+        requests=requests,
+        sample_interval_s=sample_interval,
+        starvation_threshold=starvation_threshold,
+        engine_mode=engine,
+    )
+    if out is not None:
+        paths = result.write(out)
+        err_console.print(f"wrote {len(paths)} files to {out}")
+    if report is not None:
+        from loratwin.report import write_simulation_report
+
+        err_console.print(f"wrote report {write_simulation_report(result, report)}")
+    if json_out:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        from loratwin.report.console import print_run_result
+
+        print_run_result(result, _out_console())
+
+
+def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sample_interval, threshold, json_out, out):
+    """The same configuration over several seeds, in parallel: each run and their mean."""
+    import json
+
+    from loratwin.profiles import load_profile
+    from loratwin.report.console import print_seed_runs
+    from loratwin.twin.batch import SimulationTask, simulate_many
+
+    profile_obj = load_profile(profile)
+    tasks = [SimulationTask(spec, server, profile_obj, duration, s, sample_interval, threshold) for s in seed_values]
+    progress, advance = _progress(len(tasks), f"simulating {len(tasks)} seeds")
+    with progress:
+        results = simulate_many(tasks, workers=workers or None, on_done=advance)
+    if out is not None:
+        for s, result in zip(seed_values, results, strict=True):
+            result.write(out / f"seed-{s}")
+        err_console.print(f"wrote {len(results)} runs to {out}")
+    numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}
+    mean["starved_share"] = sum(r.starved for r in results) / len(results)
+    if json_out:
+        doc = {"runs": [r.to_dict() for r in results], "mean": mean}
+        sys.stdout.write(json.dumps(doc, indent=2, default=float) + "\n")
+    else:
+        print_seed_runs(results, mean, _out_console())
+
+
+def _flag_errors(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    lines = []
+    for e in errors():
+        field = str(e["loc"][0]) if e["loc"] else "?"
+        lines.append(f"--{field.replace('_', '-')}: {e['msg']}, got {e.get('input')!r}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""`loratwin validate` and `loratwin calibrate`: the twin against real runs, and profiles fitted to measurements."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from loratwin.cli.app import _out_console, _progress, app, err_console
+from loratwin.errors import LoratwinError
+
+
+@app.command()
+def validate(
+    runs_file: Annotated[Path, typer.Argument(help="Real runs in the reference format (runs.csv).")],
+    source_set: Annotated[Optional[list[str]], typer.Option("--set", help="Only runs of this source set (repeatable).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(help="Only runs of this model (repeatable).")] = None,
+    profile: Annotated[Optional[str], typer.Option(help="Profile for every run. Default: the built-in profile named like each run's model.")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per run (arrivals and the rate layout were not recorded).")] = 3,
+    workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
+    client_max_waiting: Annotated[int, typer.Option("--client-max-waiting", help="The reference client's queue cap.")] = 25_500,
+    out: Annotated[Optional[Path], typer.Option(help="Write runs.csv, errors.md, errors.json and scatter.png here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report here.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the error table as JSON.")] = False,
+) -> None:
+    """Replay real vLLM runs through the twin and report its errors beside the published twin's."""
+    from loratwin.profiles import load_profile
+    from loratwin.report.console import print_error_table
+    from loratwin.validate import error_table, load_runs, replay_runs
+    from loratwin.validate.report import write_validation
+
+    runs = [r for r in load_runs(runs_file)
+            if (not source_set or r.source_set in source_set) and (not model or r.model in model)]
+    runs = [r for r in runs if r.start_known]
+    if not runs:
+        raise LoratwinError(f"{runs_file}: no runs match the --set/--model filters")
+    profiles: dict[str, object] = {}
+
+    def profile_for(name: str):
+        if name not in profiles:
+            profiles[name] = load_profile(profile or name)
+        return profiles[name]
+
+    for name in sorted({r.model for r in runs}):
+        profile_for(name)  # fail early on a missing profile
+    progress, advance = _progress(len(runs) * seeds, f"replaying {len(runs)} runs x {seeds} seeds")
+    with progress:
+        results = replay_runs(runs, profile_for, seeds=tuple(range(seeds)), workers=workers or None,
+                              client_max_waiting=client_max_waiting, on_done=advance)
+    table = error_table(results)
+    if out is not None:
+        paths = write_validation(results, table, out)
+        err_console.print(f"wrote {', '.join(p.name for p in paths)} to {out}")
+    if report is not None:
+        from loratwin.report import write_validation_report
+
+        err_console.print(f"wrote report {write_validation_report(results, table, report)}")
+    if json_out:
+        import json
+
+        sys.stdout.write(json.dumps(table, indent=2) + "\n")
+    else:
+        print_error_table(table, _out_console())
+
+
+@app.command()
+def calibrate(
+    model: Annotated[str, typer.Option(help="Model name as written in the measurement files.")],
+    calibration_dir: Annotated[Path, typer.Option("--calibration-dir", help="Directory with decode_latency.csv, scheduler_overhead.csv, adapter_loading.csv, kv_capacity.csv.")],
+    out: Annotated[Path, typer.Option(help="Profile YAML to write.")],
+    runs: Annotated[Optional[Path], typer.Option(help="Real runs (runs.csv) to fit the LoRA and prefill step terms on.")] = None,
+    fit_set: Annotated[Optional[list[str]], typer.Option("--fit-set", help="Only runs of this source set are fitted on (repeatable).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Profile name. Default: the model name.")] = None,
+    model_id: Annotated[Optional[str], typer.Option("--model-id", help="Model identifier, e.g. a Hugging Face id.")] = None,
+    gpu: Annotated[str, typer.Option(help="GPU description.")] = "unknown GPU",
+    rounds: Annotated[int, typer.Option(help="Rounds of the twin-in-the-loop fit.")] = 5,
+    workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
+) -> None:
+    """Fit a profile (cost model) from measurements and write it as YAML."""
+    import shlex
+
+    import yaml
+
+    from loratwin.validate import load_runs
+    from loratwin.validate.calibrate import calibrate as fit_profile
+
+    fit_runs = None
+    if runs is not None:
+        fit_runs = [r for r in load_runs(runs) if r.model == model and (not fit_set or r.source_set in fit_set)]
+        if not fit_runs:
+            raise LoratwinError(f"{runs}: no runs of model {model!r} in the --fit-set")
+
+    progress, advance = _progress(len(fit_runs or ()) * (rounds + 1), f"fitting on {len(fit_runs or ())} runs")
+
+    def on_round(i, fit_round):
+        progress.console.print(
+            f"round {i}: throughput err {fit_round.throughput_error:.2f}%, ITL err {fit_round.itl_error:.2f}%, "
+            f"starvation agreement {100 * fit_round.starvation_agreement:.1f}%"
+        )
+
+    with progress:
+        profile_obj, history = fit_profile(
+            model, calibration_dir, fit_runs, name=name, gpu=gpu, model_id=model_id, rounds=rounds,
+            workers=workers or None, on_round=on_round, on_replay_done=advance,
+        )
+    command = "loratwin " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    header = f"# Written by: {command}\n"
+    if history:
+        best = min(history, key=lambda r: r.score)
+        header += (f"# Fit on {len(fit_runs)} runs: throughput err {best.throughput_error:.2f}%, "
+                   f"ITL err {best.itl_error:.2f}%, starvation agreement {100 * best.starvation_agreement:.1f}%\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump(profile_obj.model_dump(mode="json"), sort_keys=False))
+    err_console.print(f"wrote {out}")

@@ -1,0 +1,47 @@
+"""`loratwin workload ...`: inspect workloads."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loratwin.cli.app import _out_console, app
+
+
+workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
+app.add_typer(workload_app, name="workload")
+
+
+@workload_app.command("describe")
+def workload_describe(
+    file: Annotated[Path, typer.Argument(help="Workload YAML file, or a trace directory (trace.csv + adapters.csv).")],
+    duration: Annotated[float, typer.Option(help="Window in seconds for expected counts.")] = 3600.0,
+    profile: Annotated[str, typer.Option(help="Profile whose tokenizer counts ShareGPT lengths.")] = "llama-3.1-8b-instruct",
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Summarise a workload: adapters, rate and rank mix, arrival processes, offered load, lengths."""
+    import json
+
+    from loratwin.profiles import load_profile
+    from loratwin.report.console import print_workload_summary
+    from loratwin.workload import load_trace, load_workload_yaml
+    from loratwin.workload.describe import describe_workload
+
+    prof = load_profile(profile)
+    if file.is_dir():
+        spec, requests = load_trace(file)
+        summary = describe_workload(spec, duration, model_name=prof.tokenizer or prof.name)
+        summary["trace"] = {
+            "requests": len(requests),
+            "span_s": float(requests.arrival_s[-1] - requests.arrival_s[0]) if len(requests) else 0.0,
+            "mean_prompt_tokens": float(requests.prompt_tokens.mean()) if len(requests) else None,
+            "mean_output_tokens": float(requests.output_tokens.mean()) if len(requests) else None,
+        }
+    else:
+        spec = load_workload_yaml(file)
+        summary = describe_workload(spec, duration, model_name=prof.tokenizer or prof.name)
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+    else:
+        print_workload_summary(summary, _out_console())
