@@ -8,9 +8,10 @@ import typer
 from rich.console import Console
 
 from loratwin.cli.app import app
+from loratwin.cli.judging import DEFAULT_MAX_WAIT_S, DEFAULT_STARVATION_THRESHOLD, DEFAULT_WINDOW_S, CheckFlag, MaxWaitFlag, ThresholdFlag, build_rule
 from loratwin.errors import InputError
 
-# loratwin.plan.place_search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
+# loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
 # tests/cli/test_startup.py checks that the two agree.
 DEFAULT_SEARCH_MOVES = 50
 MAX_LISTED_ADAPTERS = 6
@@ -23,11 +24,12 @@ def place_command(
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
     gpus: Annotated[int | None, typer.Option(help="Place on exactly this many GPUs (error if not enough). Default: as few as possible.")] = None,
     algorithm: Annotated[str, typer.Option(help="greedy, round-robin, least-loaded, rank-grouped or exact (at most 12 adapters).")] = "greedy",
-    check: Annotated[str, typer.Option(help="How a GPU is judged: auto (cost-model), cost-model, learned (the shipped models), twin (slow).")] = "auto",
-    verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and report starved GPUs and throughput.")] = False,
+    check: CheckFlag = "auto",
+    verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and judge its numbers by the same rule.")] = False,
     compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
-    verify_duration: Annotated[float, typer.Option(help="The window starvation is judged over: simulated seconds per GPU for --verify and per run of the twin check, and the cost-model check's window (the reference runs lasted an hour).")] = 3600.0,
-    max_wait: Annotated[float, typer.Option(help="Refuse a GPU whose requests would wait longer than this many seconds, on average, for a place in the batch or for KV admission (every check; the learned check takes the waits from the cost model; 'inf' for no limit: the starvation rule alone allows waits of minutes on GPUs with many quiet adapters).")] = 60.0,
+    window: Annotated[float, typer.Option("--window", "--verify-duration", help="The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (the reference runs lasted an hour).")] = DEFAULT_WINDOW_S,
+    max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
+    starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
@@ -37,19 +39,14 @@ def place_command(
     """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
     import json
 
-    from loratwin.plan.place_checks import make_check
-    from loratwin.plan.place_inputs import load_adapters
+    from loratwin.plan import load_adapters, make_check
     from loratwin.plan.placement import compare_algorithms, place, verify_placement
     from loratwin.profiles import load_profile
 
+    rule = build_rule(max_wait, starvation_threshold, window)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
-    if verify_duration <= 0:
-        raise InputError(f"--verify-duration must be > 0 seconds, got {verify_duration:g}")
-    if not max_wait >= 0:
-        raise InputError(f"--max-wait must be >= 0 seconds, got {max_wait:g}")
-    judge = make_check(check, loaded, workload.lengths, window_s=verify_duration, max_wait_s=max_wait,
-                       arrival=workload.arrival)
+    judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival)
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise InputError(f"--out {out}: expected a .yaml or .json file name")
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
@@ -61,8 +58,8 @@ def place_command(
         if out is not None:  # kept if the verification is interrupted
             _write(doc, out)
             Console(stderr=True).print(f"wrote {out} (the verification is added when it ends)")
-        Console(stderr=True).print(f"verifying {placement.gpu_count} GPUs with the twin ({verify_duration:g} s each)...")
-        verification = verify_placement(placement, loaded, duration_s=verify_duration, workers=workers or None)
+        Console(stderr=True).print(f"verifying {placement.gpu_count} GPUs with the twin ({window:g} s each)...")
+        verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None)
         doc["verification"] = verification.to_dict()
     if out is not None:
         _write(doc, out)
@@ -116,23 +113,23 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     for column, justify in (("GPU", "right"), ("adapters", "right"), ("ranks", "left"), ("req/s", "right"),
                             ("--max-loras", "right"), ("--max-cpu-loras", "right"), ("--max-lora-rank", "right"),
                             ("offered tok/s", "right"), ("predicted tok/s", "right"), ("wait s", "right"), ("KV queue s", "right"),
-                            ("risk", "right")):
+                            ("tightest limit of the rule", "left")):
         table.add_column(column, justify=justify)
     if verification is not None:
         table.add_column("twin tok/s", justify="right")
         table.add_column("twin TTFT s", justify="right")
         table.add_column("twin wait s", justify="right")
-        table.add_column("twin", justify="left")
+        table.add_column("twin, by the same rule", justify="left")
     verified = {g.index: g for g in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
-        risk = f"{g.starvation_risk:.2f}" + (" [red]starves[/]" if g.starved else "")
+        limit = g.deciding if g.accepted else f"[red]REFUSED: {g.deciding}[/]"
         row = [str(g.index), str(len(g.adapters)), ranks, f"{g.rate_req_s:.2f}", str(g.max_loras),
                str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", f"{g.wait_s:.1f}",
-               f"{g.queue_s:.1f}", risk]
+               f"{g.queue_s:.1f}", limit]
         if verification is not None:
             v = verified[g.index]
-            state = "[bold red]STARVED[/]" if v.starved else "[green]ok[/]"
+            state = f"[green]accepted[/] ({v.deciding})" if v.accepted else f"[bold red]REFUSED[/]: {v.deciding}"
             if v.starved_adapters:
                 state += f" ({len(v.starved_adapters)} adapters starve)"
             row += [f"{v.total_tok_s:,.0f}", _seconds_cell(v.mean_ttft_s), _seconds_cell(v.idle_start_ttft_s), state]
@@ -143,10 +140,13 @@ def _print_placement(placement, verification, console: Console, compared: dict |
         highlight=False,
     )
     if verification is not None:
-        starved = verification.starved_gpus
+        refused = verification.refused_gpus
         console.print(
             f"twin ({verification.duration_s:g} s per GPU): {verification.total_tok_s:,.0f} tok/s in total; "
-            + (f"[bold red]starved GPUs: {', '.join(map(str, starved))}[/]" if starved else "[green]no GPU starves[/]"),
+            + (f"[bold red]GPUs the rule refuses on the twin's numbers: {', '.join(map(str, refused))}[/]" if refused
+               else "[green]the rule accepts every GPU on the twin's numbers[/]")
+            + (f"; starved by the published rule: {', '.join(map(str, verification.starved_gpus))}"
+               if verification.starved_gpus else ""),
             highlight=False,
         )
     console.print("\n[bold]One command per GPU[/] (adapter paths are placeholders):")

@@ -1,0 +1,36 @@
+"""The flags every command that judges a GPU shares (recommend, place, quickstart): the estimator
+and the limits of the acceptance rule. Defaults are written out so that start-up does not import
+the planner; tests/cli/test_startup.py checks that they agree with `loratwin.plan.judge.rule`."""
+
+from typing import Annotated
+
+import typer
+
+DEFAULT_MAX_WAIT_S = 60.0
+DEFAULT_STARVATION_THRESHOLD = 0.1
+DEFAULT_WINDOW_S = 3600.0
+
+CheckFlag = Annotated[str, typer.Option(
+    "--check", help="What predicts a GPU's behaviour for the acceptance rule: auto (the cost model), cost-model, "
+                    "learned (the shipped models, waits from the cost model), twin (simulation, slow).")]
+MaxWaitFlag = Annotated[float, typer.Option(
+    help="Limit of the rule: the mean wait, in seconds, for a place in the batch, for KV admission or (twin) for "
+         "the first token ('inf': no wait limit, the published starvation rule alone, which allows waits of "
+         "minutes on GPUs with many quiet adapters).")]
+ThresholdFlag = Annotated[float, typer.Option(
+    "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
+
+
+def build_rule(max_wait: float, threshold: float, window_s: float):
+    """The acceptance rule of these flags (an InputError naming the flag for a value out of range)."""
+    from loratwin.errors import InputError
+    from loratwin.plan.judge import AcceptanceRule
+
+    if not (window_s > 0 and window_s != float("inf")):
+        raise InputError(f"--window must be a positive number of seconds, got {window_s:g}")
+    if not max_wait >= 0:
+        raise InputError(f"--max-wait must be >= 0 seconds (or inf), got {max_wait:g}")
+    if not 0 < threshold < 1:
+        raise InputError(f"--starvation-threshold must be between 0 and 1, got {threshold:g}")
+    return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,
+                          window_s=window_s)
