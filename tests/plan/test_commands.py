@@ -80,5 +80,7 @@ def test_mistakes_exit_2_with_one_message(tmp_path):
     assert proc.returncode == 2 and "--target" in proc.stderr
     csv = tmp_path / "x.csv"
     csv.write_text("adapter_id,rank,rate\na,8,0.1\n")
-    proc = run("recommend", str(csv), "--models", str(tmp_path / "nowhere"))
-    assert proc.returncode == 2 and "no trained models" in proc.stderr
+    proc = run("recommend", str(csv), "--check", "oracle")
+    assert proc.returncode == 2 and "--check" in proc.stderr
+    proc = run("recommend", str(csv), "--max-wait", "-1")
+    assert proc.returncode == 2 and "--max-wait" in proc.stderr

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from loratwin import InputError
-from loratwin.plan.place_inputs import load_adapters, write_adapters_csv
+from loratwin.plan.inputs import load_adapters, write_adapters_csv
 from loratwin.workload import zipf_layout
 
 
@@ -34,11 +34,12 @@ def invoke(app, *args):
 
 
 def test_place_prints_a_table_and_one_serve_command_per_gpu(app, adapters_csv):
-    result = invoke(app, adapters_csv, "--verify", "--verify-duration", "300", "--workers", "1")
+    result = invoke(app, adapters_csv, "--verify", "--window", "300", "--workers", "1")
     assert result.exit_code == 0, result.output
     out = result.output
     assert "GPUs for 30 adapters" in out and "lower bound" in out
-    assert "--max-loras" in out and "twin tok/s" in out and "twin TTFT s" in out and "twin wait s" in out and "no GPU starves" in out
+    assert "--max-loras" in out and "twin tok/s" in out and "twin TTFT s" in out and "twin wait s" in out
+    assert "the rule accepts every GPU on the twin's numbers" in out and "tightest limit" in out
     commands = [line for line in out.splitlines() if line.startswith("vllm serve ")]
     assert commands and all("--enable-lora" in c and "--lora-modules" in c for c in commands)
 
@@ -82,7 +83,7 @@ def test_an_interrupted_verification_keeps_the_placement_written(app, adapters_c
 
 @pytest.mark.slow
 def test_compare_gives_every_other_algorithms_fewest_gpus(app, adapters_csv):
-    from loratwin.plan.placement import place
+    from loratwin.plan import place
 
     result = invoke(app, adapters_csv, "--compare", "--json")
     assert result.exit_code == 0, result.output
@@ -155,7 +156,7 @@ def test_max_wait_is_reported_and_bounded(app, tmp_path):
     assert "wait s" in table.output
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--max-wait", "-1"), ("--verify-duration", "0"), ("--search-moves", "-1")])
+@pytest.mark.parametrize(("flag", "value"), [("--max-wait", "-1"), ("--window", "0"), ("--search-moves", "-1")])
 def test_bad_window_or_wait_is_refused(app, adapters_csv, flag, value):
     result = invoke(app, adapters_csv, flag, value)
     assert isinstance(result.exception, InputError)

@@ -46,7 +46,7 @@ def train(
     manifest = train_profile(results, out, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
                              log=lambda message: stderr.print(message))
     if tune:
-        from loratwin.plan.tune import tune_max_starved_p
+        from loratwin.learn.tune import tune_max_starved_p
 
         manifest["recommend"] = tune_max_starved_p(results, out, n_folds=folds, threshold=threshold,
                                                    log=lambda message: stderr.print(message))

@@ -113,28 +113,35 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     for column, justify in (("GPU", "right"), ("adapters", "right"), ("ranks", "left"), ("req/s", "right"),
                             ("--max-loras", "right"), ("--max-cpu-loras", "right"), ("--max-lora-rank", "right"),
                             ("offered tok/s", "right"), ("predicted tok/s", "right"), ("wait s", "right"), ("KV queue s", "right"),
-                            ("tightest limit of the rule", "left")):
-        table.add_column(column, justify=justify)
+                            ("tightest limit", "left")):
+        table.add_column(column, justify=justify, no_wrap=column == "tightest limit")
     if verification is not None:
         table.add_column("twin tok/s", justify="right")
         table.add_column("twin TTFT s", justify="right")
         table.add_column("twin wait s", justify="right")
-        table.add_column("twin, by the same rule", justify="left")
+        table.add_column("twin", justify="left")
     verified = {g.index: g for g in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
-        limit = g.deciding if g.accepted else f"[red]REFUSED: {g.deciding}[/]"
+        limit = f"{g.pressure:.2f} {g.tightest}" if g.accepted else f"[red]REFUSED {g.pressure:.2f} {g.tightest}[/]"
         row = [str(g.index), str(len(g.adapters)), ranks, f"{g.rate_req_s:.2f}", str(g.max_loras),
                str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", f"{g.wait_s:.1f}",
                f"{g.queue_s:.1f}", limit]
         if verification is not None:
             v = verified[g.index]
-            state = f"[green]accepted[/] ({v.deciding})" if v.accepted else f"[bold red]REFUSED[/]: {v.deciding}"
-            if v.starved_adapters:
-                state += f" ({len(v.starved_adapters)} adapters starve)"
+            state = "[green]accepted[/]" if v.accepted else "[bold red]REFUSED[/]"
             row += [f"{v.total_tok_s:,.0f}", _seconds_cell(v.mean_ttft_s), _seconds_cell(v.idle_start_ttft_s), state]
         table.add_row(*row)
     console.print(table)
+    console.print("Each GPU's tightest limit (pressure = value over limit; above 1 the rule refuses):", highlight=False)
+    for g in placement.gpus:
+        line = f"  GPU {g.index}: {g.deciding}"
+        if verification is not None:
+            v = verified[g.index]
+            line += f"; the twin: {v.deciding}"
+            if v.starved_adapters:
+                line += f" ({len(v.starved_adapters)} adapters starve by the per-adapter rule)"
+        console.print(line, highlight=False, markup=False)
     console.print(
         f"total offered {placement.offered_tok_s:,.0f} tok/s, predicted {placement.predicted_tok_s:,.0f} tok/s",
         highlight=False,

@@ -58,6 +58,7 @@ class Limit:
     limit: float
     unit: str = ""  # "s": seconds; "%": a share shown in percent
     refuse_at_limit: bool = False  # the published starvation rule refuses at equality
+    short: str = ""  # a name for narrow tables
 
     def ratio(self, value: float) -> float:
         """The value over the limit (> 1, or >= 1 with `refuse_at_limit`: refused)."""
@@ -93,6 +94,7 @@ class Judgement:
     pressure: float  # the largest value-over-limit ratio (0 when no limit applies)
     deciding: str  # that limit described with its value, e.g. "KV cache use 96.0% of 95.0% allowed"
     quantity: str | None = None  # the deciding limit's quantity
+    short: str = ""  # the deciding limit's short name
 
     @property
     def strain(self) -> float:
@@ -135,17 +137,21 @@ class AcceptanceRule:
     def limits(self, profile: Profile) -> tuple[Limit, ...]:
         """Every limit of the rule (each applies where its quantity is predicted)."""
         limits = [
-            Limit("shortfall", "share of the offered load not served", self.starvation_threshold, "%", True),
-            Limit("starved_probability", "predicted probability of starving", self.max_starved_probability, "", True),
-            Limit("late_share", "share of requests finishing after the window", self.max_late_share, "%"),
-            Limit("load_share", "share of time loading adapters", self.max_load_share, "%"),
-            Limit("utilisation", "use of KV cache, sequences or token budget", self.kv_use_limit(profile), "%"),
+            Limit("shortfall", "share of the offered load not served", self.starvation_threshold, "%", True,
+                  "load not served"),
+            Limit("starved_probability", "predicted probability of starving", self.max_starved_probability, "", True,
+                  "P(starved)"),
+            Limit("late_share", "share of requests finishing after the window", self.max_late_share, "%",
+                  short="late requests"),
+            Limit("load_share", "share of time loading adapters", self.max_load_share, "%", short="adapter loads"),
+            Limit("utilisation", "use of KV cache, sequences or token budget", self.kv_use_limit(profile), "%",
+                  short="KV/batch use"),
         ]
         if self.max_wait_s is not None:
             limits += [
-                Limit("slot_wait_s", "mean wait for a batch slot", self.max_wait_s, "s"),
-                Limit("kv_queue_s", "mean wait for KV cache admission", self.max_wait_s, "s"),
-                Limit("mean_ttft_s", "mean time to first token", self.max_wait_s, "s"),
+                Limit("slot_wait_s", "mean wait for a batch slot", self.max_wait_s, "s", short="batch-slot wait"),
+                Limit("kv_queue_s", "mean wait for KV cache admission", self.max_wait_s, "s", short="KV queue"),
+                Limit("mean_ttft_s", "mean time to first token", self.max_wait_s, "s", short="mean TTFT"),
             ]
         return tuple(limits)
 
@@ -168,5 +174,5 @@ class AcceptanceRule:
         if worst is None:
             return Judgement(True, 0.0, "no limit applies")
         ratio, limit, value = worst
-        return Judgement(not refused, ratio, limit.describe(value), limit.quantity)
+        return Judgement(not refused, ratio, limit.describe(value), limit.quantity, limit.short)
 

@@ -49,6 +49,11 @@ class SlotOption:
         return self.judgement.deciding
 
     @property
+    def tightest(self) -> str:
+        """The deciding limit's short name."""
+        return self.judgement.short
+
+    @property
     def wait_s(self) -> float:
         """The mean wait for a place in the batch (0 when not predicted)."""
         return self.prediction.slot_wait_s or 0.0

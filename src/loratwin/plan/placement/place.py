@@ -73,6 +73,7 @@ def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
         accepted=option.accepted,
         pressure=option.pressure,
         deciding=option.deciding,
+        tightest=option.tightest,
         wait_s=option.wait_s,
         queue_s=option.queue_s,
     )

@@ -24,6 +24,7 @@ class GpuPlan:
     accepted: bool  # by the acceptance rule, on the estimator's prediction
     pressure: float  # the largest value-over-limit ratio of the prediction (<= 1: accepted)
     deciding: str  # that limit with its value, e.g. "mean wait for a batch slot 55.0 s of 60.0 s allowed"
+    tightest: str = ""  # that limit's short name
     wait_s: float = 0.0  # predicted mean wait for a place in the batch
     queue_s: float = 0.0  # predicted mean wait of every request for KV admission
 
@@ -54,6 +55,7 @@ class GpuPlan:
             "accepted": self.accepted,
             "pressure": self.pressure,
             "deciding_limit": self.deciding,
+            "tightest": self.tightest,
             "predicted_wait_s": self.wait_s,
             "predicted_kv_queue_s": self.queue_s,
         }
