@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         reference_layout,
     )
 
-__version__ = "0.1.0"
+from loratwin.version import __version__
 
 __all__ = [
     "AdapterSpec",

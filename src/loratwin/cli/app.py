@@ -29,7 +29,7 @@ def _version() -> str:
     try:
         return version("loratwin")
     except PackageNotFoundError:
-        from loratwin import __version__
+        from loratwin.version import __version__
 
         return __version__
 
