@@ -92,8 +92,7 @@ def print_error_table(rows: list[dict], console: Console) -> None:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}%"
 
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.1f}%"
+    from loratwin.validate.errors import format_share as share
 
     table = Table(show_header=True, header_style="bold", title="twin vs real runs (error: 100·mean|y-p|/(|y|+|p|))")
     for col in ("model", "set", "runs", "throughput err\nours / published", "ITL err\nours / published",

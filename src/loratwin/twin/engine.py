@@ -187,7 +187,7 @@ def run_engine(
     # --- per-request state
     # (the hot state of running requests lives in the slot arrays below; these hold what a
     # request keeps while it waits, and its results)
-    state = np.zeros(n_req, np.int8)
+    state = np.full(n_req, NOT_ARRIVED, np.int8)
     generated = np.zeros(n_req, np.int32)  # outputs emitted so far
     key = np.zeros(n_req, np.int64)  # FCFS order in the waiting queue
     q_next = np.full(n_req, -1, np.int32)  # next request of the same adapter's waiting list

@@ -90,9 +90,6 @@ def error_table_markdown(rows: Sequence[dict]) -> str:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
 
-    def share(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.1f}%"
-
     lines = [
         "| model | set | runs | throughput err (ours / published) | throughput MAPE / bias | "
         "ITL err (ours / published) | ITL MAPE / bias | TTFT err (ours) | starvation agreement (ours / published) | "
@@ -106,7 +103,12 @@ def error_table_markdown(rows: Sequence[dict]) -> str:
             f"{pct(r['published_total_tok_s']['half_smape'])} | {pct(t['mape'])} / {pct(t['bias'])} | "
             f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])} | "
             f"{pct(i['mape'])} / {pct(i['bias'])} | {pct(f['half_smape'])} | "
-            f"{share(r['starvation_agreement'])} / {share(r['published_starvation_agreement'])} | "
-            f"{share(r['start_agreement'])} ({r['start_runs']} runs) |"
+            f"{format_share(r['starvation_agreement'])} / {format_share(r['published_starvation_agreement'])} | "
+            f"{format_share(r['start_agreement'])} ({r['start_runs']} runs) |"
         )
     return "\n".join(lines) + "\n"
+
+
+def format_share(value: float | None) -> str:
+    """A share (0-1) as a percentage with one decimal; "-" when missing."""
+    return "-" if value is None else f"{100 * value:.1f}%"
