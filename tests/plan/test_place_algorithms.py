@@ -8,28 +8,19 @@ import time
 import pytest
 
 from loratwin import AdapterSpec, InputError, load_profile
-from loratwin.plan.place_checks import (
-    CostModelCheck,
-    GpuCheck,
-    TwinCheck,
-    default_check,
-    make_check,
-)
+from loratwin.plan.judge import AcceptanceRule, CostModelCheck, GpuCheck, TwinCheck, make_check
 from loratwin.plan.placement import (
     ALGORITHMS,
     EXACT_MAX_ADAPTERS,
-    SPREAD_MAX_SCALE,
-    SPREAD_TOLERANCE,
-    _alternate_high_low,
-    _greedy,
-    _Judge,
-    _scaled_judge,
-    _spread_greedy,
+    ShareJudge,
     lower_bound,
     place,
     verify_placement,
 )
-from loratwin.workload import reference_layout, zipf_layout
+from loratwin.plan.placement.fill import alternate_high_low, greedy_bins
+from loratwin.plan.placement.place import default_check
+from loratwin.plan.placement.spread import SPREAD_MAX_SCALE, SPREAD_TOLERANCE, _spread_greedy
+from loratwin.workload import WorkloadSpec, reference_layout, zipf_layout
 
 from .conftest import load_at_kv_use, resident_share
 
@@ -63,7 +54,7 @@ def test_every_algorithm_places_each_adapter_once_without_predicted_starvation(a
     assert_valid(placement, zipf60)
     assert placement.algorithm == algorithm
     assert placement.check == "cost-model"
-    assert placement.predicted_starved_gpus == []
+    assert placement.refused_gpus == []
     assert placement.offered_tok_s == pytest.approx(
         CostModelCheck().offered_tok_s(zipf60.adapters, profile), rel=1e-9
     )
@@ -71,8 +62,8 @@ def test_every_algorithm_places_each_adapter_once_without_predicted_starvation(a
 
 def test_greedy_orders_each_rank_group_alternately_high_and_low():
     rates = [5.0, 1.0, 4.0, 2.0, 3.0]
-    assert _alternate_high_low(list(range(5)), rates) == [0, 1, 2, 3, 4]
-    assert [rates[i] for i in _alternate_high_low([0, 2, 4, 3, 1], rates)] == [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert alternate_high_low(list(range(5)), rates) == [0, 1, 2, 3, 4]
+    assert [rates[i] for i in alternate_high_low([0, 2, 4, 3, 1], rates)] == [5.0, 1.0, 4.0, 2.0, 3.0]
 
 
 def test_greedy_fills_the_largest_ranks_first(zipf60, profile):
@@ -95,37 +86,37 @@ def test_more_gpus_than_needed_spreads_the_load(zipf60, profile):
     spread = place(zipf60, profile, gpus=fewest.gpu_count + 2)
     assert_valid(spread, zipf60)
     assert spread.gpu_count == fewest.gpu_count + 2
-    assert max(g.starvation_risk for g in spread.gpus) <= max(g.starvation_risk for g in fewest.gpus)
+    assert max(g.pressure for g in spread.gpus) <= max(g.pressure for g in fewest.gpus)
     rr = place(zipf60, profile, gpus=fewest.gpu_count + 2, algorithm="round-robin")
     assert rr.gpu_count == fewest.gpu_count + 2
 
 
 def test_asking_for_the_fewest_gpus_spreads_the_load_over_them(zipf60, profile):
     fewest = place(zipf60, profile)
-    risks = [g.starvation_risk for g in fewest.gpus]
+    pressures = [g.pressure for g in fewest.gpus]
     # the greedy fills the first GPU to its limit and leaves the last the rest; it says so
-    assert max(risks) - min(risks) > 0.3
+    assert max(pressures) - min(pressures) > 0.3
     assert any(f"--gpus {fewest.gpu_count} spreads" in note for note in fewest.notes)
     even = place(zipf60, profile, gpus=fewest.gpu_count)
     assert_valid(even, zipf60)
     assert even.gpu_count == fewest.gpu_count
-    assert max(g.starvation_risk for g in even.gpus) < 0.5 * max(risks)
+    assert max(g.pressure for g in even.gpus) < 0.5 * max(pressures)
     assert any(note.startswith("spread over") for note in even.notes)
 
 
 @pytest.mark.parametrize("extra", [0, 2])
 def test_the_spread_finds_the_largest_rate_scale_that_fits_to_within_its_tolerance(zipf60, profile, extra):
-    judge = _Judge(CostModelCheck(), profile, zipf60.adapters)
-    bins = _greedy(judge, zipf60.adapters)
+    judge = ShareJudge(CostModelCheck(), profile, zipf60.adapters)
+    bins = greedy_bins(judge)
     gpus = len(bins) + extra
-    spread, scale = _spread_greedy(judge, zipf60.adapters, gpus, bins)
+    spread, scale = _spread_greedy(judge, gpus, bins)
     assert scale > 1.0 and 1 <= len(spread) <= gpus
     assert sorted(i for b in spread for i in b) == list(range(len(zipf60.adapters)))
     # the scale it returns fills at most `gpus` GPUs; one a tolerance step higher does not
-    assert spread == _greedy(_scaled_judge(judge, zipf60.adapters, scale), zipf60.adapters)
+    assert spread == greedy_bins(judge.scaled(scale))
     above = scale * SPREAD_TOLERANCE * 1.001
-    assert _greedy(_scaled_judge(judge, zipf60.adapters, above), zipf60.adapters, max_bins=gpus) is None
-    assert len(_greedy(_scaled_judge(judge, zipf60.adapters, above), zipf60.adapters)) > gpus
+    assert greedy_bins(judge.scaled(above), max_bins=gpus) is None
+    assert len(greedy_bins(judge.scaled(above))) > gpus
 
 
 @pytest.mark.parametrize("rate", [0.01, 6.0])
@@ -133,9 +124,9 @@ def test_the_spread_ends_at_its_largest_scale_whether_or_not_that_fits(profile, 
     # three adapters on three GPUs: quiet ones still fit one per GPU at the largest scale; busy
     # ones stop fitting on their own GPU before it
     adapters = [AdapterSpec(id=f"a{i}", rank=8, rate_req_s=rate) for i in range(3)]
-    judge = _Judge(CostModelCheck(), profile, adapters)
-    bins = _greedy(judge, adapters)
-    spread, scale = _spread_greedy(judge, adapters, 3, bins)
+    judge = ShareJudge(CostModelCheck(), profile, adapters)
+    bins = greedy_bins(judge)
+    spread, scale = _spread_greedy(judge, 3, bins)
     assert 1.0 < scale <= SPREAD_MAX_SCALE and len(spread) <= 3
     assert (scale == SPREAD_MAX_SCALE) == (rate == 0.01)
 
@@ -143,18 +134,27 @@ def test_the_spread_ends_at_its_largest_scale_whether_or_not_that_fits(profile, 
 def test_the_spread_stops_when_its_largest_scale_is_the_first_not_to_fit(profile):
     """A GPU takes up to 14.8 req/s: five adapters at 1 req/s on five GPUs climb to 5, 10 (one per
     GPU), then by tenths to 14.64 and the cap, 16, which does not fit; the bracket closes between."""
-    from loratwin.plan.place_checks import GpuVerdict, SlotOption
+    from loratwin.plan.judge import GpuVerdict, SlotOption
+    from loratwin.plan.judge.rule import Judgement, Prediction
+    from loratwin.plan.judge.verdict import judge_by_list
 
     class TotalRate:
         name = "total-rate"
+        rule = AcceptanceRule()
+        fast = True
 
         def evaluate(self, adapters, profile):
             total = sum(a.rate_req_s for a in adapters)
-            return GpuVerdict(len(adapters), 8, total, (SlotOption(1, total, total > 14.8, min(1.0, total / 14.8)),))
+            judgement = Judgement(total <= 14.8, total / 14.8, f"total rate {total:g} of 14.8 req/s allowed")
+            return GpuVerdict(len(adapters), 8, total, (SlotOption(Prediction(1, total), judgement),))
+
+        def share_judge(self, adapters, profile):
+            return judge_by_list(self, adapters, profile)
 
     adapters = [AdapterSpec(id=f"a{i}", rank=8, rate_req_s=1.0) for i in range(5)]
-    judge = _Judge(TotalRate(), profile, adapters)
-    spread, scale = _spread_greedy(judge, adapters, 5, _greedy(judge, adapters))
+    assert isinstance(TotalRate(), GpuCheck)
+    judge = ShareJudge(TotalRate(), profile, adapters)
+    spread, scale = _spread_greedy(judge, 5, greedy_bins(judge))
     assert len(spread) == 5 and 14.6 < scale <= 14.8
 
 
@@ -211,7 +211,7 @@ def test_serve_commands_and_dict(zipf60, profile):
 
 
 def test_default_check_is_a_gpu_check(profile):
-    check = default_check(profile)
+    check = default_check(profile, WorkloadSpec(adapters=(AdapterSpec(id="a", rank=8, rate_req_s=0.1),)))
     assert isinstance(check, GpuCheck)
     assert check.name in ("learned", "cost-model")
 
@@ -230,11 +230,11 @@ def test_two_thousand_adapters_are_placed_quickly(profile):
 
 def test_greedy_with_the_twin_check_is_verified_by_the_twin(profile):
     workload = reference_layout(8, [3.0, 1.0, 0.2], [8, 16], seed=0)
-    check = TwinCheck(duration_s=300.0, slot_grid=(1, 2, 4, 8))
+    check = TwinCheck(rule=AcceptanceRule(window_s=300.0), slot_grid=(1, 2, 4, 8))
     placement = place(workload, profile, check=check)
     assert_valid(placement, workload)
     assert placement.check == "twin"
-    assert placement.predicted_starved_gpus == []
+    assert placement.refused_gpus == []
     runs = check.simulations
     check.evaluate(list(reversed(placement.gpus[0].adapters)), profile)
     assert check.simulations == runs, "equal adapter multisets come from the cache"
@@ -245,7 +245,7 @@ def test_greedy_with_the_twin_check_is_verified_by_the_twin(profile):
 
 def test_cost_model_check_agrees_with_the_twin_on_clear_cases(profile):
     # a slot per adapter: only the load decides
-    twin = TwinCheck(duration_s=600.0, slot_grid=(16,))
+    twin = TwinCheck(rule=AcceptanceRule(window_s=600.0), slot_grid=(16,))
     model = CostModelCheck(slot_grid=(16,))
     calm = list(reference_layout(16, [0.8, 0.4], [8, 16], seed=0).adapters)
     flooded = list(reference_layout(16, [4.0, 2.0], [8, 16], seed=0).adapters)
@@ -255,7 +255,7 @@ def test_cost_model_check_agrees_with_the_twin_on_clear_cases(profile):
         assert len(predicted.options) == len(simulated.options) == 1
         for p, s in zip(predicted.options, simulated.options):
             assert p.max_loras == s.max_loras
-            assert p.starved is starves and s.starved is starves
+            assert p.accepted is not starves and s.accepted is not starves
             if not starves:
                 assert p.predicted_tok_s == pytest.approx(s.predicted_tok_s, rel=0.05)
 
@@ -263,11 +263,12 @@ def test_cost_model_check_agrees_with_the_twin_on_clear_cases(profile):
 def test_the_twin_check_refuses_long_waits_for_a_place_as_the_cost_model_does(profile):
     # 60 quiet adapters, 6 places: the GPU keeps up, but requests of idle adapters wait over a minute
     share = [AdapterSpec(id=f"q{i}", rank=8, rate_req_s=0.1) for i in range(60)]
-    guarded = TwinCheck(duration_s=600.0, slot_grid=(6,)).evaluate(share, profile).options[0]
-    unguarded = TwinCheck(duration_s=600.0, slot_grid=(6,), max_wait_s=None).evaluate(share, profile).options[0]
+    guarded = TwinCheck(rule=AcceptanceRule(window_s=600.0), slot_grid=(6,)).evaluate(share, profile).options[0]
+    unguarded = TwinCheck(rule=AcceptanceRule(window_s=600.0, max_wait_s=None),
+                          slot_grid=(6,)).evaluate(share, profile).options[0]
     assert guarded.wait_s == unguarded.wait_s > 60.0
-    assert guarded.starved and not unguarded.starved
-    assert CostModelCheck(slot_grid=(6,)).evaluate(share, profile).options[0].starved
+    assert not guarded.accepted and unguarded.accepted
+    assert not CostModelCheck(slot_grid=(6,)).evaluate(share, profile).options[0].accepted
 
 
 def test_the_twin_check_refuses_a_batch_that_outgrows_the_kv_cache(profile):
@@ -275,19 +276,19 @@ def test_the_twin_check_refuses_a_batch_that_outgrows_the_kv_cache(profile):
     # queues for KV and the queue keeps growing; at 32.4 req/s nothing queues
     def verdict(rate, max_wait_s):
         share = [AdapterSpec(id=f"b{i}", rank=8, rate_req_s=rate) for i in range(24)]
-        return TwinCheck(duration_s=900.0, slot_grid=(24,), max_wait_s=max_wait_s).evaluate(share, profile).options[0]
+        rule = AcceptanceRule(window_s=900.0, max_wait_s=max_wait_s)
+        return TwinCheck(rule=rule, slot_grid=(24,)).evaluate(share, profile).options[0]
 
-    assert verdict(1.5, 10.0).starved and not verdict(1.5, None).starved
-    assert not verdict(1.35, 10.0).starved
+    assert not verdict(1.5, 10.0).accepted and verdict(1.5, None).accepted
+    assert verdict(1.35, 10.0).accepted
 
 
 def test_the_twin_check_simulates_the_workloads_arrivals_and_wait_limit(profile):
-    from loratwin.plan.place_checks import make_check
     from loratwin.workload import GammaArrival
 
     bursty = GammaArrival(cv=3.0)
-    check = make_check("twin", profile, arrival=bursty, max_wait_s=30.0, window_s=1800.0)
-    assert check.arrival == bursty and check.max_wait_s == 30.0 and check.duration_s == 1800.0
+    check = make_check("twin", profile, arrival=bursty, rule=AcceptanceRule(max_wait_s=30.0, window_s=1800.0))
+    assert check.arrival == bursty and check.rule.max_wait_s == 30.0 and check.rule.window_s == 1800.0
     assert make_check("twin", profile).arrival.kind == "poisson"
 
 
@@ -301,6 +302,7 @@ def test_verification_flags_an_overloaded_gpu(profile, zipf60):
     squeezed = replace(overloaded, gpus=[merged])
     report = verify_placement(squeezed, profile, duration_s=300.0, workers=1)
     assert report.starved_gpus == [merged.index]
+    assert report.refused_gpus == [merged.index]
 
 
 def _linear_learned_models(directory, offered_coef: float = 1e-3) -> None:
@@ -330,7 +332,7 @@ def _linear_learned_models(directory, offered_coef: float = 1e-3) -> None:
 
 def test_learned_check_reads_learn_models_documents(tmp_path, profile):
     pytest.importorskip("loratwin.learn.evaluators")
-    from loratwin.plan.place_checks import LearnedCheck
+    from loratwin.plan.judge import LearnedCheck
 
     _linear_learned_models(tmp_path / profile.name)
     check = LearnedCheck.for_profile(profile, models_dir=tmp_path)
@@ -344,52 +346,59 @@ def test_learned_check_reads_learn_models_documents(tmp_path, profile):
 
 def test_learned_check_holds_the_wait_limit_with_the_cost_models_waits(tmp_path, profile):
     pytest.importorskip("loratwin.learn.evaluators")
-    from loratwin.plan.place_checks import LearnedCheck
+    from loratwin.plan.judge import LearnedCheck
 
     # models that never predict starvation: only the wait limit can refuse
     _linear_learned_models(tmp_path / profile.name, offered_coef=0.0)
     quiet = reference_layout(150, (0.1, 0.05, 0.025), ranks=(8, 16, 32), seed=0).adapters
-    unlimited = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=None).evaluate(quiet, profile)
-    waits = CostModelCheck(max_wait_s=None).evaluate(quiet, profile)
+    no_wait_limit = AcceptanceRule(max_wait_s=None)
+    unlimited = LearnedCheck.for_profile(profile, models_dir=tmp_path, rule=no_wait_limit).evaluate(quiet, profile)
+    waits = CostModelCheck(rule=no_wait_limit).evaluate(quiet, profile)
     assert [o.wait_s for o in unlimited.options] == [o.wait_s for o in waits.options]
     long_waits = [o for o in unlimited.options if o.wait_s > 10.0]
     short_waits = [o for o in unlimited.options if 0.0 < o.wait_s < 5.0]
-    assert long_waits and short_waits and not any(o.starved for o in unlimited.options)
-    limited = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=10.0).evaluate(quiet, profile)
+    assert long_waits and short_waits and all(o.accepted for o in unlimited.options)
+    limited = LearnedCheck.for_profile(profile, models_dir=tmp_path,
+                                       rule=AcceptanceRule(max_wait_s=10.0)).evaluate(quiet, profile)
     by_slots = {o.max_loras: o for o in limited.options}
-    assert all(by_slots[o.max_loras].starved and by_slots[o.max_loras].starvation_risk == 1.0 for o in long_waits)
-    assert not any(by_slots[o.max_loras].starved for o in short_waits)
+    assert all(not by_slots[o.max_loras].accepted and by_slots[o.max_loras].pressure > 1 for o in long_waits)
+    assert all(by_slots[o.max_loras].accepted for o in short_waits)
     # the CLI's check by name passes the limit on
-    named = make_check("learned", profile, max_wait_s=10.0)
-    assert named.max_wait_s == 10.0
+    named = make_check("learned", profile, rule=AcceptanceRule(max_wait_s=10.0))
+    assert named.rule.max_wait_s == 10.0
 
 
 def test_learned_check_refuses_a_kv_use_whose_queue_never_settles(tmp_path, profile):
     pytest.importorskip("loratwin.learn.evaluators")
-    from loratwin.plan.place_checks import STABLE_UTILISATION, LearnedCheck
+    from loratwin.plan.judge import LearnedCheck
 
+    stable = profile.placement.stable_kv_use
     _linear_learned_models(tmp_path / profile.name, offered_coef=0.0)  # never predicts starvation
-    check = LearnedCheck.for_profile(profile, models_dir=tmp_path, max_wait_s=None, slot_grid=(24,))
+    check = LearnedCheck.for_profile(profile, models_dir=tmp_path, rule=AcceptanceRule(max_wait_s=None),
+                                     slot_grid=(24,))
 
     def option(rate):
         return check.evaluate(resident_share(rate), profile).options[0]
 
-    over = option(load_at_kv_use(lambda rate: option(rate).kv_use, 0.99))
-    assert over.kv_use > STABLE_UTILISATION and over.starved
-    under = option(load_at_kv_use(lambda rate: option(rate).kv_use, 0.9))
-    assert under.kv_use < STABLE_UTILISATION and not under.starved
+    over = option(load_at_kv_use(lambda rate: option(rate).prediction.kv_use, 0.99))
+    assert over.prediction.kv_use > stable and not over.accepted
+    under = option(load_at_kv_use(lambda rate: option(rate).prediction.kv_use, 0.9))
+    assert under.prediction.kv_use < stable and under.accepted
 
 
 def test_a_starved_share_falls_back_to_its_least_strained_max_loras(profile):
-    from loratwin.plan.place_checks import GpuVerdict, SlotOption
+    from loratwin.plan.judge import Prediction
+    from loratwin.plan.judge.verdict import judged
 
     # equal predicted throughput (the share's capacity) at every max_loras: strain decides
-    options = tuple(SlotOption(s, 6000.0, True, 1.0, wait_s=w, pressure=w / 60) for s, w in ((1, 6000.0), (32, 230.0), (96, 160.0)))
-    assert GpuVerdict(3, 32, 6500.0, options).fallback().max_loras == 96
+    predictions = [Prediction(s, 6000.0, slot_wait_s=w) for s, w in ((1, 6000.0), (32, 230.0), (96, 160.0))]
+    refused = judged(3, 32, 6500.0, predictions, AcceptanceRule(max_wait_s=60.0), profile)
+    assert not refused.ok and all(o.pressure == pytest.approx(o.wait_s / 60) for o in refused.options)
+    assert refused.chosen().max_loras == 96
     # the cost model on 250 quiet adapters, too many for one GPU: every option starves
     many = reference_layout(250, (0.1, 0.05, 0.025), ranks=(8, 16, 32), seed=0).adapters
     many = [AdapterSpec(id=a.id, rank=a.rank, rate_req_s=a.rate_req_s * 1.2) for a in many]
     verdict = CostModelCheck().evaluate(many, profile)
     assert not verdict.ok
-    chosen = verdict.fallback()
+    chosen = verdict.chosen()
     assert chosen.strain == min(o.strain for o in verdict.options) and chosen.max_loras > 1

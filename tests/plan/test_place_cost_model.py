@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, load_profile
 from loratwin.errors import InputError
-from loratwin.plan import place_bound
-from loratwin.plan.busy_periods import MU_GRID, BatchStartBusyPeriods, batch_extra
-from loratwin.plan.place_checks import CostModelCheck, _LengthMoments, kv_tokens_or_none
+from loratwin.plan.bound import cost_model as place_bound
+from loratwin.plan.judge import DEFAULT_MAX_WAIT_S, AcceptanceRule, CostModelCheck, adapter_server_rank
+from loratwin.plan.judge.cost_model import kv_queue_share
+from loratwin.plan.judge.cost_model.busy_periods import MU_GRID, BatchStartBusyPeriods, batch_extra
+from loratwin.plan.judge.cost_model.lengths import LengthMoments
+from loratwin.plan.judge.slots import kv_tokens_or_none
 from loratwin.plan.placement import place
 from loratwin.twin import ServerConfig, simulate
 from loratwin.workload import LengthSpec, WorkloadSpec, reference_layout, zipf_layout
@@ -33,9 +36,21 @@ def same_adapters(n: int, rate: float, rank: int = 32) -> list[AdapterSpec]:
     return [AdapterSpec(id=f"a{i}", rank=rank, rate_req_s=rate) for i in range(n)]
 
 
+def cost_model(max_wait_s: float | None = DEFAULT_MAX_WAIT_S, window_s: float = 3600.0, **options) -> CostModelCheck:
+    """The cost model judged by a rule with this wait limit and window."""
+    return CostModelCheck(rule=AcceptanceRule(max_wait_s=max_wait_s, window_s=window_s), **options)
+
+
+def fractional_bound(check: CostModelCheck, adapters, profile) -> float:
+    """The cost model's fractional lower bound on the GPUs of any placement `check` accepts."""
+    need = np.array([adapter_server_rank(profile, a) for a in adapters], np.float64)
+    rates = np.array([a.rate_req_s for a in adapters], np.float64)
+    return place_bound.cost_model_lower_bound(check, rates, need, profile)
+
+
 # length moments where every busy period starts with one request (no batch-start extra): the
 # closed forms below hold for it; only the output length matters to the slot state
-Moments = _LengthMoments(prompt=223.0, output_asked=199.0, output=199.0, context=320.0)
+Moments = LengthMoments(prompt=223.0, output_asked=199.0, output=199.0, context=320.0)
 
 
 def test_slot_state_has_no_wait_while_places_suffice():
@@ -169,7 +184,7 @@ def test_saturated_batch_matches_the_twin(profile):
     """200 quiet rank-32 adapters on 96 places: the places stay full, requests wait for one, and
     the twin keeps up. The model's step time and wait follow the twin's ITL and TTFT."""
     share = same_adapters(200, 0.0625)
-    check = CostModelCheck(window_s=3600.0, max_wait_s=None)
+    check = cost_model(max_wait_s=None, window_s=3600.0)
     m = check.moments(profile)
     rates = np.array([a.rate_req_s for a in share])
     slots = np.array([96.0])
@@ -184,13 +199,15 @@ def test_saturated_batch_matches_the_twin(profile):
     # the wait of a request whose adapter holds no place: the twin's idle-start TTFT
     assert wait[0] == pytest.approx(result.idle_start_ttft_s, rel=0.25)
     option = next(o for o in check.evaluate(share, profile).options if o.max_loras == 96)
-    assert not option.starved and option.wait_s == pytest.approx(wait[0], rel=0.01)
+    assert option.accepted and option.wait_s == pytest.approx(wait[0], rel=0.01)
 
 
-def _resident_option(profile, total_req_s: float, **check_args):
-    """A `resident_share` and the cost model's option at max_loras = its adapter count."""
+def _resident_option(profile, total_req_s: float, **rule_args):
+    """A `resident_share` and the cost model's option at max_loras = its adapter count, judged by
+    the rule with `rule_args`."""
     share = resident_share(total_req_s)
-    return share, CostModelCheck(slot_grid=(len(share),), **check_args).evaluate(share, profile).options[0]
+    check = CostModelCheck(rule=AcceptanceRule(**rule_args), slot_grid=(len(share),))
+    return share, check.evaluate(share, profile).options[0]
 
 
 def _twin_mean_ttft_s(profile, share, hours: float) -> float:
@@ -205,63 +222,62 @@ def test_the_kv_queue_grows_towards_capacity_and_a_tight_wait_limit_refuses_it(p
     or less well below KV capacity, tens of percent of a run near it. Without the utilisation
     limit, --max-wait 10 refuses the latter where the default minute accepts it, and the twin's
     mean TTFT there is over 5 s."""
-    from loratwin.plan.place_checks import KV_QUEUE_SCALE, kv_queue_share
+    assert kv_queue_share(1.0, profile) == pytest.approx(profile.placement.kv_queue_scale)
+    assert np.all(np.diff(kv_queue_share(np.linspace(0.5, 1.0, 11), profile)) > 0)
 
-    assert kv_queue_share(1.0) == pytest.approx(KV_QUEUE_SCALE)
-    assert np.all(np.diff(kv_queue_share(np.linspace(0.5, 1.0, 11))) > 0)
-
-    def option(total, **check_args):
-        return _resident_option(profile, total, util_limit=1.0, **check_args)
+    def option(total, **rule_args):
+        return _resident_option(profile, total, max_kv_use=1.0, **rule_args)
 
     light = option(24.0)[1]
-    assert light.kv_use < 0.5 and light.queue_s < 0.1 and light.wait_s == 0.0
-    load = load_at_kv_use(lambda rate: option(rate)[1].kv_use, 0.99)
+    assert light.prediction.kv_use < 0.5 and light.queue_s < 0.1 and light.wait_s == 0.0
+    load = load_at_kv_use(lambda rate: option(rate)[1].prediction.kv_use, 0.99)
     share, near = option(load)
-    assert 0.985 < near.kv_use < 0.99 and near.queue_s > 10.0 and not near.starved
-    assert option(load, max_wait_s=10.0)[1].starved
+    assert 0.985 < near.prediction.kv_use < 0.99 and near.queue_s > 10.0 and near.accepted
+    assert not option(load, max_wait_s=10.0)[1].accepted
     assert _twin_mean_ttft_s(profile, share, 1) > 5.0
 
 
 @pytest.mark.slow
 def test_the_check_refuses_a_kv_use_whose_queue_never_settles(profile):
-    """Above STABLE_UTILISATION of the KV cache the twin's queue for KV admission grows for as long
-    as the load lasts (the hour's window hides it); just below it, the queue settles."""
-    from loratwin.plan.place_checks import STABLE_UTILISATION
+    """Above the profile's stable KV use (`profile.placement.stable_kv_use`) the twin's queue for KV
+    admission grows for as long as the load lasts (the hour's window hides it); just below it, the
+    queue settles."""
+    stable = profile.placement.stable_kv_use
 
     def kv_use_at(rate):
-        return _resident_option(profile, rate)[1].kv_use
+        return _resident_option(profile, rate)[1].prediction.kv_use
 
-    over, kept = load_at_kv_use(kv_use_at, 0.99), load_at_kv_use(kv_use_at, STABLE_UTILISATION)
+    over, kept = load_at_kv_use(kv_use_at, 0.99), load_at_kv_use(kv_use_at, stable)
     share, refused = _resident_option(profile, over)
-    assert refused.starved and refused.pressure == pytest.approx(refused.kv_use / STABLE_UTILISATION)
-    assert not _resident_option(profile, over, util_limit=1.0)[1].starved  # the hour's queue alone would pass it
+    assert not refused.accepted and refused.pressure == pytest.approx(refused.prediction.kv_use / stable)
+    assert _resident_option(profile, over, max_kv_use=1.0)[1].accepted  # the hour's queue alone would pass it
     short, long = (_twin_mean_ttft_s(profile, share, hours) for hours in (2, 8))
     assert long > 1.5 * short + 2.0
     share, accepted = _resident_option(profile, kept)
-    assert not accepted.starved and accepted.kv_use > STABLE_UTILISATION - 0.005
+    assert accepted.accepted and accepted.prediction.kv_use > stable - 0.005
     short, long = (_twin_mean_ttft_s(profile, share, hours) for hours in (2, 8))
     assert long < 1.5 * short + 2.0
 
 
 def test_a_longer_window_accepts_longer_waits_and_max_wait_caps_them(profile):
     share = same_adapters(150, 0.0625, rank=8)
-    hour = CostModelCheck(window_s=3600.0, max_wait_s=None).evaluate(share, profile)
-    quarter = CostModelCheck(window_s=900.0, max_wait_s=None).evaluate(share, profile)
-    capped = CostModelCheck(window_s=3600.0, max_wait_s=1.0).evaluate(share, profile)
+    hour = cost_model(max_wait_s=None, window_s=3600.0).evaluate(share, profile)
+    quarter = cost_model(max_wait_s=None, window_s=900.0).evaluate(share, profile)
+    capped = cost_model(max_wait_s=1.0, window_s=3600.0).evaluate(share, profile)
     for h, q, c in zip(hour.options, quarter.options, capped.options):
         assert h.wait_s == pytest.approx(q.wait_s) == pytest.approx(c.wait_s)
-        assert h.starvation_risk <= q.starvation_risk + 1e-12
-        if q.starved is False:
-            assert h.starved is False
+        assert min(1.0, h.pressure) <= min(1.0, q.pressure) + 1e-12
+        if q.accepted:
+            assert h.accepted
         if h.wait_s > 1.0:
-            assert c.starved
-    assert any(not o.starved and o.wait_s > 1.0 for o in hour.options), "the hour allows waits the cap refuses"
+            assert not c.accepted
+    assert any(o.accepted and o.wait_s > 1.0 for o in hour.options), "the hour allows waits the cap refuses"
 
 
 def test_max_wait_needs_more_gpus(profile):
     workload = zipf_layout(300, 40.0, 1.0, ranks=(8, 16), seed=0)
-    free = place(workload, profile, check=CostModelCheck(max_wait_s=None))
-    capped = place(workload, profile, check=CostModelCheck(max_wait_s=2.0))
+    free = place(workload, profile, check=cost_model(max_wait_s=None))
+    capped = place(workload, profile, check=cost_model(max_wait_s=2.0))
     assert capped.gpu_count >= free.gpu_count
     assert all(g.wait_s <= 2.0 for g in capped.gpus)
     assert max(g.wait_s for g in free.gpus) > 2.0
@@ -285,20 +301,20 @@ def test_a_share_the_check_accepts_never_needs_more_than_one_gpu_by_the_bound(n,
     """The bound's per-GPU conditions are necessary: any share the check accepts satisfies them,
     so its fractional bound is at most 1."""
     profile = load_profile(PROFILE)
-    check = CostModelCheck(max_wait_s=max_wait)
+    check = cost_model(max_wait_s=max_wait)
     share = list(zipf_layout(n, total, exponent, ranks=ranks, seed=seed).adapters)
     if check.evaluate(share, profile).ok:
-        assert check.lower_bound_gpus(share, profile) <= 1.0 + 1e-9
+        assert fractional_bound(check, share, profile) <= 1.0 + 1e-9
 
 
 def test_a_gpu_with_every_adapter_resident_off_the_candidate_grid_is_a_class_of_the_bound(profile):
     """max_loras may be the adapter count (36 here, between the candidates 32 and 48): the bound's
     classes must include such a GPU, or the relaxation rules out a share the check accepts."""
-    check = CostModelCheck(max_wait_s=None)
+    check = cost_model(max_wait_s=None)
     share = same_adapters(36, 0.8, rank=32)
     verdict = check.evaluate(share, profile)
     assert verdict.ok and verdict.best.max_loras == 36
-    assert check.lower_bound_gpus(share, profile) <= 1.0
+    assert fractional_bound(check, share, profile) <= 1.0
 
 
 @pytest.mark.slow
@@ -309,7 +325,7 @@ def test_every_gpu_of_a_greedy_placement_fits_the_bounds_conditions(n, total, ex
     """The greedy fills GPUs to the check's limit: the shares where a condition of the bound that
     is not necessary would show first."""
     profile = load_profile(PROFILE)
-    check = CostModelCheck(max_wait_s=max_wait)
+    check = cost_model(max_wait_s=max_wait)
     workload = zipf_layout(n, total, exponent, ranks=(8, 16, 32), seed=seed)
     by_id = {a.id: a for a in workload.adapters}
     try:
@@ -317,7 +333,7 @@ def test_every_gpu_of_a_greedy_placement_fits_the_bounds_conditions(n, total, ex
     except InputError:  # the busiest adapter fits no GPU: nothing to place
         assume(False)
     for gpu in placement.gpus:
-        assert check.lower_bound_gpus([by_id[a.id] for a in gpu.adapters], profile) <= 1.0 + 1e-9
+        assert fractional_bound(check, [by_id[a.id] for a in gpu.adapters], profile) <= 1.0 + 1e-9
 
 
 @pytest.mark.slow
@@ -380,7 +396,7 @@ def test_every_built_in_profile_places_with_a_bound_below_the_count(name):
     workload = zipf_layout(200, 40.0, 1.0, ranks=(8, 16, 32), seed=3)
     placement = place(workload, profile)
     assert 1 <= placement.lower_bound <= placement.gpu_count
-    assert placement.predicted_starved_gpus == []
+    assert placement.refused_gpus == []
     assert all(g.wait_s <= 60.0 for g in placement.gpus)
 
 

@@ -7,8 +7,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, InputError, load_profile
-from loratwin.plan.place_search import free_gpus
-from loratwin.plan.placement import _greedy, _Judge, place
+from loratwin.plan.placement import ShareJudge, place
+from loratwin.plan.placement.fill import greedy_bins
+from loratwin.plan.placement.search import free_gpus
 from loratwin.workload import WorkloadSpec, zipf_layout
 
 from .conftest import capacity_judge, is_partition
@@ -68,7 +69,7 @@ def test_place_frees_a_gpu_of_the_greedy_and_every_gpu_stays_accepted():
     assert (alone.gpu_count, searched.gpu_count) == (3, 2)
     assert searched.gpu_count == place(workload, profile, algorithm="exact").gpu_count
     assert any("freed 1" in note for note in searched.notes) and not any("freed" in note for note in alone.notes)
-    assert searched.predicted_starved_gpus == []
+    assert searched.refused_gpus == []
     assert sorted(a.id for g in searched.gpus for a in g.adapters) == sorted(a.id for a in workload.adapters)
     # deterministic: the same moves again, and --gpus 2 is reachable only with the search
     again = place(workload, profile, gpus=2)
@@ -86,10 +87,10 @@ def test_search_moves_must_be_a_count():
 def test_the_greedy_judge_memo_is_what_the_search_uses():
     profile = load_profile("llama-3.1-8b-instruct")
     items = list(zipf_layout(300, 40.0, 1.0, ranks=(8, 16), seed=2).adapters)
-    from loratwin.plan.place_checks import CostModelCheck
+    from loratwin.plan.judge import CostModelCheck
 
-    judge = _Judge(CostModelCheck(), profile, items)
-    bins = _greedy(judge, items)
+    judge = ShareJudge(CostModelCheck(), profile, items)
+    bins = greedy_bins(judge)
     found, _ = free_gpus(judge, [a.rate_req_s for a in items], bins, 30)
     assert all(judge(b).ok for b in found) and is_partition(found, len(items))
 
@@ -106,5 +107,5 @@ def test_place_with_the_search_never_needs_more_gpus_and_keeps_every_gpu_accepte
         assume(False)  # its busiest adapter does not fit on one GPU: refused before any placement
     searched = place(workload, profile)
     assert searched.gpu_count <= alone.gpu_count
-    assert searched.predicted_starved_gpus == []
+    assert searched.refused_gpus == []
     assert sorted(a.id for g in searched.gpus for a in g.adapters) == sorted(a.id for a in workload.adapters)

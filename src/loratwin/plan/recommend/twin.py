@@ -55,7 +55,7 @@ def refine(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, 
                 "point": _point(judge(sequence[: rec.served]), rec.max_loras),
                 "simulations": judge.check.simulations, "duration_s": rule.window_s, "seed": seed}
     verdict = judge(sequence[:served])
-    return {"served": served, "max_loras": verdict.best.max_loras, "holds": True,
+    return {"served": served, "max_loras": verdict.best.max_loras, "max_lora_rank": verdict.max_lora_rank, "holds": True,
             "point": _point(verdict, verdict.best.max_loras), "simulations": judge.check.simulations,
             "duration_s": rule.window_s, "seed": seed}
 
@@ -103,8 +103,8 @@ def apply_refinement(rec: Recommendation, refinement: dict[str, Any], workload: 
     if refinement["holds"] and (served, max_loras) != (rec.served, rec.max_loras):
         members = fill_sequence(workload, keep_order)[:served]
         ids = [workload.adapters[i].id for i in members]
-        rank = rec.max_lora_rank if served <= rec.served else max(
-            rec.max_lora_rank, max(workload.adapters[i].rank for i in members))
+        # the rank the twin ran at: the least the profile knows that admits the served adapters
+        rank = refinement["max_lora_rank"]
         changes.update(served=served, max_loras=max_loras, max_cpu_loras=served, served_adapter_ids=ids,
                        max_lora_rank=rank,
                        vllm_command=vllm_command(rec.model_id, ids, max_loras, rank, adapter_dir))
@@ -131,7 +131,9 @@ def verify(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, 
     if not holds:
         verdict_text = ("the recommended configuration cannot start" if here["status"] != "ok"
                         else f"the twin refuses it: {here['deciding_limit']}")
-    elif more is not None and more["status"] == "ok" and more["accepted"]:
+    elif more is None:
+        verdict_text = f"holds: the twin accepts it ({here['deciding_limit']}); every adapter given is served"
+    elif more["status"] == "ok" and more["accepted"]:
         verdict_text = (f"holds ({here['deciding_limit']}); conservative: the twin accepts one adapter more at "
                         f"max_loras {more['max_loras']}")
     else:
