@@ -1,28 +1,33 @@
-"""How the cost-model placement check compares with the twin on random GPU shares.
+"""How the cost-model estimator, judged by the acceptance rule, compares with the twin on random GPU shares.
 
-    python scripts/check_cost_model.py [--shares 200] [--profile llama-3.1-8b-instruct] [--seed 0] [--out rows.csv]
+    python scripts/check_cost_model.py [--shares 200] [--profile llama-3.1-8b-instruct] [--seed 0]
+        [--window 3600] [--max-wait 60] [--out rows.csv]
 
 Each share is a random set of adapters (3 to 600, Zipf or rate-triple popularity, one rank or
 8/16/32 mixed, total load from light to past what a GPU carries) served at one random max_loras.
-The twin runs it for 900 s and for 3,600 s; the check's verdict is compared with both. Prints the
-false accepts (the check says safe, the twin starves: what placement must avoid), the false
-rejects (capacity the check leaves unused) and the step-time error where both accept.
+The twin runs it for 900 s and for 3,600 s; the rule's verdict on the cost model's prediction
+(`CostModelCheck(rule=AcceptanceRule(window_s, max_wait_s))`, accepted or refused) is compared
+with the twin's starvation (published rule) over both windows. Prints the false accepts (the rule
+accepts, the twin starves: what placement must avoid), the false rejects (capacity the rule leaves
+unused) and the predicted wait for a place in the batch against the twin's.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
 
 import numpy as np
 
 from loratwin import load_profile
-from loratwin.plan.place_checks import CostModelCheck, kv_tokens_or_none, server_rank, slot_candidates, SLOT_CANDIDATES
+from loratwin.plan.judge import SLOT_CANDIDATES, AcceptanceRule, CostModelCheck
+from loratwin.plan.judge.slots import kv_tokens_or_none, server_rank, slot_candidates
 from loratwin.twin import ServerConfig
-from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.twin.batch import SimulationTask, simulate_many
+from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.workload import AdapterSpec, WorkloadSpec
 
 WINDOWS = (900.0, 3600.0)
@@ -47,12 +52,13 @@ def main() -> int:
     parser.add_argument("--profile", default="llama-3.1-8b-instruct")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--window", type=float, default=3600.0, help="the check's window_s")
-    parser.add_argument("--max-wait", type=float, default=60.0, help="the check's max_wait_s ('inf': none)")
+    parser.add_argument("--window", type=float, default=3600.0, help="the acceptance rule's window_s")
+    parser.add_argument("--max-wait", type=float, default=60.0, help="the acceptance rule's max_wait_s ('inf': none)")
     parser.add_argument("--out", default=None, help="write one row per share as CSV")
     args = parser.parse_args()
     profile = load_profile(args.profile)
-    check = CostModelCheck(window_s=args.window, max_wait_s=args.max_wait)
+    rule = AcceptanceRule(window_s=args.window, max_wait_s=None if math.isinf(args.max_wait) else args.max_wait)
+    check = CostModelCheck(rule=rule)
     rng = np.random.default_rng(args.seed)
     cases = []
     for i in range(args.shares):
@@ -75,7 +81,8 @@ def main() -> int:
         short, long_ = results[2 * k], results[2 * k + 1]
         rows.append({
             "adapters": len(workload.adapters), "rate_req_s": round(total, 3), "max_lora_rank": server.max_lora_rank,
-            "max_loras": server.max_loras, "check_starved": option.starved, "check_risk": round(option.starvation_risk, 3),
+            "max_loras": server.max_loras, "check_refused": not option.accepted,
+            "check_pressure": round(option.pressure, 3), "check_deciding": option.deciding,
             "check_tok_s": round(option.predicted_tok_s, 1),
             "twin_starved_900": short.starved, "twin_starved_3600": long_.starved,
             "twin_ratio_900": round(short.summary["throughput_over_offered"], 4),
@@ -86,11 +93,11 @@ def main() -> int:
             "twin_idle_start_ttft_s": _round(long_.idle_start_ttft_s),
         })
     print(f"{len(rows)} shares, {len(tasks)} twin runs in {time.perf_counter() - started:.0f} s")
-    accepted = [r for r in rows if not r["check_starved"]]
+    accepted = [r for r in rows if not r["check_refused"]]
     for window in (900, 3600):
         starved = [r for r in rows if r[f"twin_starved_{window}"]]
         false_accept = [r for r in accepted if r[f"twin_starved_{window}"]]
-        false_reject = [r for r in rows if r["check_starved"] and not r[f"twin_starved_{window}"]]
+        false_reject = [r for r in rows if r["check_refused"] and not r[f"twin_starved_{window}"]]
         print(f"twin {window} s: starved {len(starved)}; check accepts {len(accepted)}, of which the twin starves "
               f"{len(false_accept)}; check rejects {len(rows) - len(accepted)}, of which the twin does not starve {len(false_reject)}")
         for r in false_accept:

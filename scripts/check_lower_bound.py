@@ -1,5 +1,6 @@
-"""Check the placement lower bound the other way round: a GPU the check accepts must fit every
-condition of the bound, so the bound of its share alone is at most 1.
+"""Check the placement lower bound the other way round: a GPU the cost model's acceptance rule
+accepts must fit every condition of the bound, so the bound of its share alone (the relaxation
+`loratwin.plan.bound.cost_model`, before rounding up) is at most 1.
 
 Two families of shares that sit at the check's limit:
 - every GPU of greedy placements (the greedy fills each GPU up to the limit) of random workloads:
@@ -22,7 +23,8 @@ import numpy as np
 
 from loratwin import AdapterSpec, load_profile
 from loratwin.errors import InputError
-from loratwin.plan.place_checks import CostModelCheck
+from loratwin.plan.bound.cost_model import cost_model_lower_bound
+from loratwin.plan.judge import AcceptanceRule, CostModelCheck, adapter_server_rank
 from loratwin.plan.placement import place
 from loratwin.workload import reference_layout, zipf_layout
 
@@ -41,6 +43,13 @@ def random_workload(rng: np.random.Generator, k: int):
     levels = sorted(rng.choice(RATE_LEVELS, 3, replace=False), reverse=True)
     ranks = RANK_MIXES[int(rng.integers(len(RANK_MIXES)))]
     return reference_layout(n, tuple(float(x) for x in levels), ranks, seed=int(rng.integers(1_000_000)))
+
+
+def fractional_bound(check: CostModelCheck, share: list[AdapterSpec], profile) -> float:
+    """The cost model's lower bound on the GPUs of `share`, before rounding up."""
+    need = np.array([adapter_server_rank(profile, a) for a in share], np.float64)
+    rates = np.array([a.rate_req_s for a in share], np.float64)
+    return cost_model_lower_bound(check, rates, need, profile)
 
 
 def largest_accepted(check: CostModelCheck, profile, rank: int, rate: float) -> list[AdapterSpec] | None:
@@ -68,7 +77,7 @@ def main() -> int:
 
     def judge(check, share, profile, label):
         nonlocal largest, shares, over
-        bound = check.lower_bound_gpus(share, profile)
+        bound = fractional_bound(check, share, profile)
         shares += 1
         largest = max(largest, bound)
         if bound > 1 + 1e-9:
@@ -81,7 +90,7 @@ def main() -> int:
             rng = np.random.default_rng(seed)
             for k in range(args.workloads):
                 workload = random_workload(rng, k)
-                check = CostModelCheck(max_wait_s=WAIT_LIMITS[k % len(WAIT_LIMITS)])
+                check = CostModelCheck(rule=AcceptanceRule(max_wait_s=WAIT_LIMITS[k % len(WAIT_LIMITS)]))
                 try:
                     placement = place(workload, profile, check=check, search_moves=0)
                 except InputError:  # the busiest adapter fits no GPU
@@ -94,7 +103,7 @@ def main() -> int:
     for name in (PROFILES[0], PROFILES[2]):
         profile = load_profile(name)
         for max_wait in WAIT_LIMITS:
-            check = CostModelCheck(max_wait_s=max_wait)
+            check = CostModelCheck(rule=AcceptanceRule(max_wait_s=max_wait))
             for rank in (8, 16, 32):
                 for rate in SAME_RATES:
                     share = largest_accepted(check, profile, rank, rate)

@@ -1,16 +1,19 @@
-"""Fit the cost-model check's KV queue: how long requests wait for KV admission near capacity.
+"""Fit the cost model's KV queue: how long requests wait for KV admission near capacity.
 
     python scripts/fit_kv_queue.py [--shares 40] [--profile llama-3.1-8b-instruct] [--seed 0]
 
 A batch near its KV capacity keeps admitting requests only as others finish; at a KV use u (the
-check's running requests over what the cache holds) the twin's mean time to first token T,
+cost model's running requests over what the cache holds) the twin's mean time to first token T,
 against the run time R of a request, follows T / R ~ a exp(b (u - 1)) from about u = 0.88 up to
 1 over an hour's window (from about 0.95 the queue grows for as long as the load lasts, and the
-check refuses the GPU there: `check_kv_stability.py`).
+acceptance rule refuses the GPU there: `stable_kv_use`, `check_kv_stability.py`).
 Each share gives every adapter a place (max_loras = adapters, so no wait for a place); its load
-is set so that the check's KV use falls at a random point of [0.8, 1). Fits (a, b) by least
+is set so that the cost model's KV use falls at a random point of [0.8, 1). Fits (a, b) by least
 squares in log space on one set of shares, then prints twin / predicted on a second set (each
-share one hour in the twin). About four minutes on two cores.
+share one hour in the twin), with the profile's current constants and with the fitted ones.
+The constants are the profile's: a and b go in its `placement:` section as `kv_queue_scale` and
+`kv_queue_steepness` (`loratwin.profiles.model.PlacementModel`), which the script prints ready to
+paste. About four minutes on two cores.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import time
 import numpy as np
 
 from loratwin import load_profile
-from loratwin.plan.place_checks import KV_QUEUE_SCALE, KV_QUEUE_STEEPNESS, CostModelCheck, kv_queue_share
+from loratwin.plan.judge import CostModelCheck
+from loratwin.plan.judge.cost_model import kv_queue_share
 from loratwin.twin import ServerConfig
 from loratwin.twin.batch import SimulationTask, simulate_many
 from loratwin.workload import AdapterSpec, WorkloadSpec
@@ -39,7 +43,7 @@ def share_at(rng, profile, check, index):
     for _ in range(40):
         mid = (lo + hi) / 2
         option = _option(check, weights / weights.sum() * mid, ranks, n, profile)
-        lo, hi = (mid, hi) if option.kv_use < target else (lo, mid)
+        lo, hi = (mid, hi) if option.prediction.kv_use < target else (lo, mid)
     rates = weights / weights.sum() * lo
     option = _option(check, rates, ranks, n, profile)
     adapters = tuple(AdapterSpec(id=f"k{index}a{i}", rank=r, rate_req_s=float(x)) for i, (r, x) in enumerate(zip(ranks, rates)))
@@ -60,8 +64,9 @@ def measure(rng, profile, check, count, first_index, workers):
     for (option, _), result in zip(pairs, results):
         if result.mean_ttft_s is None:
             continue
-        run_s = option.queue_s / kv_queue_share(min(option.kv_use, 1.0))  # the check's run time
-        rows.append((option.kv_use, run_s, result.mean_ttft_s, option.queue_s))
+        kv_use = option.prediction.kv_use
+        run_s = option.queue_s / kv_queue_share(min(kv_use, 1.0), profile)  # the cost model's run time
+        rows.append((kv_use, run_s, result.mean_ttft_s, option.queue_s))
     return np.array(rows)
 
 
@@ -79,17 +84,28 @@ def main() -> int:
     fit = measure(rng, profile, check, args.shares, 0, args.workers)
     use, run, ttft = fit[:, 0], fit[:, 1], fit[:, 2]
     keep = (use >= FIT_FROM) & (use < 1)
+    if keep.sum() < 2:
+        print(f"only {keep.sum()} of {len(fit)} shares at KV use {FIT_FROM}-1: too few to fit (use more --shares)")
+        return 1
     slope, intercept = np.polyfit(use[keep] - 1, np.log(ttft[keep] / run[keep]), 1)
-    print(f"fit on {keep.sum()} of {len(fit)} shares (KV use {FIT_FROM}-1): T / R = {np.exp(intercept):.3f} exp({slope:.1f} (u - 1))"
-          f"; in use: {KV_QUEUE_SCALE} exp({KV_QUEUE_STEEPNESS} (u - 1))")
+    scale = float(np.exp(intercept))
+    current = profile.placement
+    print(f"fit on {keep.sum()} of {len(fit)} shares (KV use {FIT_FROM}-1): T / R = {scale:.3f} exp({slope:.1f} (u - 1)); "
+          f"profile {profile.name} now: {current.kv_queue_scale:g} exp({current.kv_queue_steepness:g} (u - 1))")
+    print(f"the fitted constants go in the profile's `placement:` section:\n"
+          f"placement:\n  kv_queue_scale: {scale:.3g}\n  kv_queue_steepness: {slope:.1f}")
     check_rows = measure(rng, profile, check, args.shares, args.shares, args.workers)
-    use, ttft, predicted = check_rows[:, 0], check_rows[:, 2], check_rows[:, 3]
+    use, run, ttft, predicted = check_rows[:, 0], check_rows[:, 1], check_rows[:, 2], check_rows[:, 3]
+    fitted = run * scale * np.exp(slope * (np.minimum(use, 1.0) - 1.0))
     for lo, hi in ((0.8, 0.88), (0.88, FIT_FROM), (FIT_FROM, 0.97), (0.97, 1.0)):
         band = (use >= lo) & (use < hi)
         if band.any():
-            ratio = ttft[band] / predicted[band]
+            ratio, ratio_fitted = ttft[band] / predicted[band], ttft[band] / fitted[band]
             print(f"check set, KV use {lo}-{hi}: {band.sum()} shares, twin mean TTFT {np.median(ttft[band]):.1f} s (median), "
-                  f"twin / predicted queue median {np.median(ratio):.2f}, quartiles {np.quantile(ratio, 0.25):.2f}-{np.quantile(ratio, 0.75):.2f}")
+                  f"twin / predicted queue with the profile's constants median {np.median(ratio):.2f}, quartiles "
+                  f"{np.quantile(ratio, 0.25):.2f}-{np.quantile(ratio, 0.75):.2f}; with the fitted ones median "
+                  f"{np.median(ratio_fitted):.2f}, quartiles {np.quantile(ratio_fitted, 0.25):.2f}-"
+                  f"{np.quantile(ratio_fitted, 0.75):.2f}")
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 

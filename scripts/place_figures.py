@@ -22,9 +22,9 @@ import time
 import numpy as np
 
 from loratwin import load_profile
-from loratwin.plan.place_checks import make_check
-from loratwin.plan.place_search import DEFAULT_SEARCH_MOVES
-from loratwin.plan.placement import place, verify_placement
+from loratwin.plan.bound import FLUID_BOUNDS
+from loratwin.plan.judge import AcceptanceRule, TwinCheck, make_check
+from loratwin.plan.placement import DEFAULT_SEARCH_MOVES, place, verify_placement
 from loratwin.workload import AdapterSpec, WorkloadSpec, reference_layout, zipf_layout
 
 RANKS = (8, 16, 32)
@@ -58,9 +58,9 @@ def timed_place(workload, profile, check, runs=TIMING_RUNS, **kwargs):
 
 
 def _fractional_bound(check, workload, profile) -> float | None:
-    """The check's own relaxation before rounding up, where it has one (the cost model)."""
-    relaxation = getattr(check, "lower_bound_gpus", None)
-    return None if relaxation is None else float(relaxation(list(workload.adapters), profile))
+    """The estimator's own relaxation before rounding up, where it has one (the cost model)."""
+    relaxation = FLUID_BOUNDS.get(type(check))
+    return None if relaxation is None else float(relaxation(check, list(workload.adapters), profile))
 
 
 def main() -> int:
@@ -69,18 +69,20 @@ def main() -> int:
     parser.add_argument("--verify-duration", type=float, default=3600.0)
     parser.add_argument("--short-duration", type=float, default=900.0, help="also verify with this shorter window")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--check", default="auto", help="the GPU check the algorithms use (auto, cost-model, learned, twin)")
-    parser.add_argument("--max-wait", type=float, default=60.0, help="the cost-model check's limit on the mean wait for a place in the batch (s)")
+    parser.add_argument("--check", default="auto", help="the estimator the algorithms use (auto, cost-model, learned, twin)")
+    parser.add_argument("--max-wait", type=float, default=60.0,
+                        help="the acceptance rule's limit on the mean waits (s): for a place in the batch, for KV admission")
     parser.add_argument("--out", default=None, help="also write every number as JSON here")
     args = parser.parse_args()
     profile = load_profile(args.profile)
-    limits = {"window_s": args.verify_duration, "max_wait_s": args.max_wait}
+    # one rule for every algorithm, the twin check and the verification: judged over the verified window
+    rule = AcceptanceRule(window_s=args.verify_duration, max_wait_s=args.max_wait)
     started = time.perf_counter()
     rows, exact_rows = [], []
 
     def verify(placement):
-        report = verify_placement(placement, profile, duration_s=args.verify_duration, workers=args.workers)
-        short = verify_placement(placement, profile, duration_s=args.short_duration, workers=args.workers)
+        report = verify_placement(placement, profile, duration_s=args.verify_duration, rule=rule, workers=args.workers)
+        short = verify_placement(placement, profile, duration_s=args.short_duration, rule=rule, workers=args.workers)
         waits = [g.idle_start_ttft_s for g in report.gpus if g.idle_start_ttft_s is not None]
         ttfts = [g.mean_ttft_s for g in report.gpus if g.mean_ttft_s is not None]
         return {"starved_gpus": len(report.starved_gpus), "gpus_with_starved_adapters": len(report.gpus_with_starved_adapters),
@@ -92,11 +94,11 @@ def main() -> int:
                 "starved_gpus_short": len(short.starved_gpus),
                 "gpus_with_starved_adapters_short": len(short.gpus_with_starved_adapters)}
 
-    warm = make_check(args.check, profile, **limits)
+    warm = make_check(args.check, profile, rule=rule)
     place(zipf_layout(20, 5.0, 1.0, RANKS, seed=0), profile, check=warm)  # length tables, imports
 
     for name, workload in workloads():
-        check = make_check(args.check, profile, workload.lengths, **limits)
+        check = make_check(args.check, profile, workload.lengths, rule=rule, arrival=workload.arrival)
         greedy, greedy_s = timed_place(workload, profile, check, search_moves=0)
         searched, searched_s = timed_place(workload, profile, check, search_moves=DEFAULT_SEARCH_MOVES)
         row = {"workload": name, "adapters": len(workload.adapters), "offered_tok_s": greedy.offered_tok_s,
@@ -127,7 +129,7 @@ def main() -> int:
         adapters = tuple(AdapterSpec(id=f"a{i}", rank=int(rng.choice(RANKS)), rate_req_s=float(min(r, 12.0)))
                          for i, r in enumerate(rates))
         workload = WorkloadSpec(adapters=adapters)
-        check = make_check(args.check, profile, **limits)
+        check = make_check(args.check, profile, rule=rule)
         greedy, _ = timed_place(workload, profile, check, runs=1, search_moves=0)
         searched, _ = timed_place(workload, profile, check, runs=1)
         exact, exact_s = timed_place(workload, profile, check, algorithm="exact")
@@ -137,13 +139,11 @@ def main() -> int:
                            "exact_time_s": exact_s, "exact_starved_gpus": verify(exact)["starved_gpus"]})
 
     # the reference: the same greedy judged by the twin itself, on instances small enough for it
-    from loratwin.plan.place_checks import TwinCheck
-
     twin_rows = []
     for name, workload in (("zipf n=40 30 req/s", zipf_layout(40, 30.0, 1.0, RANKS, seed=0)),
                            ("triple n=48 1.6/0.8/0.4", reference_layout(48, (1.6, 0.8, 0.4), RANKS, seed=0))):
         row = {"workload": name}
-        for label, check in (("cost-model", make_check(args.check, profile, **limits)), ("twin", TwinCheck(duration_s=args.verify_duration, max_wait_s=args.max_wait))):
+        for label, check in (("cost-model", make_check(args.check, profile, rule=rule)), ("twin", TwinCheck(rule=rule))):
             # one run: the twin check keeps its simulations, so a second run would take no time
             placement, seconds = timed_place(workload, profile, check, runs=1, search_moves=0)
             row[label] = {"gpus": placement.gpu_count, "time_s": seconds, **verify(placement)}
@@ -159,7 +159,7 @@ def main() -> int:
 
 
 def _forced(algorithm, workload, profile, check, count, like):
-    """`algorithm`'s placement on `count` GPUs, built even where the check refuses it (each GPU
+    """`algorithm`'s placement on `count` GPUs, built even where the rule refuses it (each GPU
     then runs its least strained max_loras), to simulate; `like`: a placement of the same
     workload whose other fields it shares."""
     from loratwin.errors import InputError
@@ -169,13 +169,15 @@ def _forced(algorithm, workload, profile, check, count, like):
     except InputError:
         from dataclasses import replace
 
-        from loratwin.plan.placement import _Judge, _least_loaded, _plan, _round_robin
+        from loratwin.plan.placement import ShareJudge
+        from loratwin.plan.placement.algorithms import least_loaded_bins, round_robin_bins
+        from loratwin.plan.placement.place import gpu_plan
 
         items = list(workload.adapters)
-        judge = _Judge(check, profile, items)
-        deal = _round_robin if algorithm == "round-robin" else _least_loaded
+        judge = ShareJudge(check, profile, items)
+        deal = round_robin_bins if algorithm == "round-robin" else least_loaded_bins
         bins = [b for b in deal(count, items) if b]
-        return replace(like, gpus=[_plan(i, b, items, judge) for i, b in enumerate(bins)], algorithm=algorithm)
+        return replace(like, gpus=[gpu_plan(i, b, judge) for i, b in enumerate(bins)], algorithm=algorithm)
 
 
 def _at_best_max_loras(placement, profile, duration_s, workers):
@@ -183,7 +185,7 @@ def _at_best_max_loras(placement, profile, duration_s, workers):
     from 1 to 384, and the GPU's adapter count) that starts, over `duration_s`: the GPU whose best
     max_loras serves the least of its load, and that best (does any max_loras rescue the split,
     whatever the check chose?)."""
-    from loratwin.plan.place_checks import SLOT_CANDIDATES, startable_slots
+    from loratwin.plan.judge import SLOT_CANDIDATES, startable_slots
     from loratwin.twin import ServerConfig
     from loratwin.twin.batch import SimulationTask, simulate_many
     from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING

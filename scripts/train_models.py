@@ -16,7 +16,7 @@ commands:
     loratwin sweep paper --profile P --search --workloads 0:840:3 --out data/sweeps/P
     loratwin sweep paper --profile P --workloads 0:840:42 --out data/sweeps/P
     loratwin labels data/sweeps/P
-    loratwin train data/sweeps/P --out src/loratwin/learn/models/P   (also tunes recommend's margin)
+    loratwin train data/sweeps/P --out src/loratwin/learn/models/P   (also tunes the P(starved) cut)
 
 Shipped models: src/loratwin/learn/models/<profile>/ (manifest.json, one JSON per model, comparison.md).
 """
@@ -76,15 +76,16 @@ def sweep(profile: str) -> None:
 
 def train(profile: str) -> None:
     from loratwin.learn.train import train_profile
-    from loratwin.plan.tune import tune_max_starved_p
+    from loratwin.learn.tune import tune_max_starved_p
 
     sweep_dir = ROOT / "data" / "sweeps" / profile
     models_dir = ROOT / "src" / "loratwin" / "learn" / "models" / profile
     manifest = train_profile(sweep_dir, models_dir, profile=profile, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"{profile}: trained in {manifest['train_s']} s; defaults {manifest['defaults']}", flush=True)
     margin = tune_max_starved_p(sweep_dir, models_dir, log=lambda m: print(m, file=sys.stderr, flush=True))
-    print(f"{profile}: recommend keeps candidates with P(starved) < {margin['max_starved_p']}: {margin['outcomes']}",
-          flush=True)
+    # the acceptance rule refuses the learned estimator's predictions at P(starved) >= the cut
+    print(f"{profile}: the learned estimator's cut: accepted while P(starved) < {margin['max_starved_p']}: "
+          f"{margin['outcomes']}", flush=True)
 
 
 def main() -> None:
