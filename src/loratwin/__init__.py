@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         reference_layout,
     )
 
-from loratwin.version import __version__
+from loratwin.version import __version__ as __version__
 
 __all__ = [
     "AdapterSpec",

@@ -10,6 +10,8 @@ command's signature twice to build `--help`, and string annotations are compiled
 """
 
 from loratwin.cli.app import app, main
-from loratwin.cli import simulate, report, workload, profiles, validate, sweep, learn, recommend, place  # noqa: F401
+
+# the order `--help` lists the commands in
+from loratwin.cli import simulate, report, workload, profiles, validate, sweep, learn, recommend, place  # isort: skip  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -62,7 +62,7 @@ def _parse_list(text: str, flag: str, kind: type) -> list:
             values.append(kind(part))
         except ValueError:
             what = "an integer" if kind is int else "a number"
-            raise LoratwinError(f"{flag}: {part!r} is not {what} (expected a comma-separated list, e.g. 1.6,0.8,0.4)")
+            raise LoratwinError(f"{flag}: {part!r} is not {what} (expected a comma-separated list, e.g. 1.6,0.8,0.4)") from None
     if not values:
         raise LoratwinError(f"{flag}: expected a comma-separated list of values, got {text!r}")
     return values

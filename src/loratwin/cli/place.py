@@ -8,7 +8,15 @@ import typer
 from rich.console import Console
 
 from loratwin.cli.app import app
-from loratwin.cli.judging import DEFAULT_MAX_WAIT_S, DEFAULT_STARVATION_THRESHOLD, DEFAULT_WINDOW_S, CheckFlag, MaxWaitFlag, ThresholdFlag, build_rule
+from loratwin.cli.judging import (
+    DEFAULT_MAX_WAIT_S,
+    DEFAULT_STARVATION_THRESHOLD,
+    DEFAULT_WINDOW_S,
+    CheckFlag,
+    MaxWaitFlag,
+    ThresholdFlag,
+    build_rule,
+)
 from loratwin.errors import InputError
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;

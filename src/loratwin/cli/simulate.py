@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,17 +13,17 @@ from loratwin.errors import LoratwinError
 @app.command()
 def simulate(
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
-    served: Annotated[Optional[int], typer.Option(help="Number of adapters served (reference layout).")] = None,
-    rates: Annotated[Optional[str], typer.Option(help="Per-adapter Poisson rate levels in req/s, assigned round-robin then shuffled, e.g. 1.6,0.8,0.4.")] = None,
-    ranks: Annotated[Optional[str], typer.Option(help="Adapter ranks, assigned round-robin then shuffled, e.g. 8,16.")] = None,
-    workload: Annotated[Optional[Path], typer.Option(help="Workload YAML file (instead of --served/--rates/--ranks).")] = None,
-    trace: Annotated[Optional[Path], typer.Option(help="Directory with trace.csv and adapters.csv to replay.")] = None,
+    served: Annotated[int | None, typer.Option(help="Number of adapters served (reference layout).")] = None,
+    rates: Annotated[str | None, typer.Option(help="Per-adapter Poisson rate levels in req/s, assigned round-robin then shuffled, e.g. 1.6,0.8,0.4.")] = None,
+    ranks: Annotated[str | None, typer.Option(help="Adapter ranks, assigned round-robin then shuffled, e.g. 8,16.")] = None,
+    workload: Annotated[Path | None, typer.Option(help="Workload YAML file (instead of --served/--rates/--ranks).")] = None,
+    trace: Annotated[Path | None, typer.Option(help="Directory with trace.csv and adapters.csv to replay.")] = None,
     max_loras: Annotated[int, typer.Option("--max-loras", help="GPU adapter slots (vLLM --max-loras).")] = ...,
-    max_cpu_loras: Annotated[Optional[int], typer.Option("--max-cpu-loras", help="CPU adapter cache size. Default: the number of served adapters.")] = None,
-    max_lora_rank: Annotated[Optional[int], typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts. Default: the largest rank served.")] = None,
+    max_cpu_loras: Annotated[int | None, typer.Option("--max-cpu-loras", help="CPU adapter cache size. Default: the number of served adapters.")] = None,
+    max_lora_rank: Annotated[int | None, typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts. Default: the largest rank served.")] = None,
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="Most requests running at once. Default 2048, as in the reference measurements.")] = 2048,
     max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="Token budget per engine step (chunked prefill).")] = 2048,
-    client_max_waiting: Annotated[Optional[int], typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,
+    client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,
     duration: Annotated[float, typer.Option(help="Simulated window in seconds.")] = 3600.0,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the adapter layout.")] = 0,
     seeds: Annotated[int, typer.Option(help="Run this many seeds (seed, seed+1, ...) and report each and their mean.")] = 1,
@@ -32,8 +32,8 @@ def simulate(
     sample_interval: Annotated[float, typer.Option(help="Seconds between time-series samples.")] = 2.0,
     starvation_threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
     from loratwin.workload import load_trace, load_workload_yaml, reference_layout

@@ -33,7 +33,14 @@ def sweep(
     """Run a grid of twin simulations in parallel into a resumable results store."""
     import json
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from loratwin.sweep.execute import SweepProgress, run_sweep
     from loratwin.sweep.grid import expand, load_grid, parse_slice

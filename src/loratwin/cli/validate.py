@@ -2,7 +2,7 @@
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,14 +13,14 @@ from loratwin.errors import LoratwinError
 @app.command()
 def validate(
     runs_file: Annotated[Path, typer.Argument(help="Real runs in the reference format (runs.csv).")],
-    source_set: Annotated[Optional[list[str]], typer.Option("--set", help="Only runs of this source set (repeatable).")] = None,
-    model: Annotated[Optional[list[str]], typer.Option(help="Only runs of this model (repeatable).")] = None,
-    profile: Annotated[Optional[str], typer.Option(help="Profile for every run. Default: the built-in profile named like each run's model.")] = None,
+    source_set: Annotated[list[str] | None, typer.Option("--set", help="Only runs of this source set (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only runs of this model (repeatable).")] = None,
+    profile: Annotated[str | None, typer.Option(help="Profile for every run. Default: the built-in profile named like each run's model.")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per run (arrivals and the rate layout were not recorded).")] = 3,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
     client_max_waiting: Annotated[int, typer.Option("--client-max-waiting", help="The reference client's queue cap.")] = 25_500,
-    out: Annotated[Optional[Path], typer.Option(help="Write runs.csv, errors.md, errors.json and scatter.png here.")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Also write an HTML report here.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write runs.csv, errors.md, errors.json and scatter.png here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the error table as JSON.")] = False,
 ) -> None:
     """Replay real vLLM runs through the twin and report its errors beside the published twin's."""
@@ -68,10 +68,10 @@ def calibrate(
     model: Annotated[str, typer.Option(help="Model name as written in the measurement files.")],
     calibration_dir: Annotated[Path, typer.Option("--calibration-dir", help="Directory with decode_latency.csv, scheduler_overhead.csv, adapter_loading.csv, kv_capacity.csv.")],
     out: Annotated[Path, typer.Option(help="Profile YAML to write.")],
-    runs: Annotated[Optional[Path], typer.Option(help="Real runs (runs.csv) to fit the LoRA and prefill step terms on.")] = None,
-    fit_set: Annotated[Optional[list[str]], typer.Option("--fit-set", help="Only runs of this source set are fitted on (repeatable).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Profile name. Default: the model name.")] = None,
-    model_id: Annotated[Optional[str], typer.Option("--model-id", help="Model identifier, e.g. a Hugging Face id.")] = None,
+    runs: Annotated[Path | None, typer.Option(help="Real runs (runs.csv) to fit the LoRA and prefill step terms on.")] = None,
+    fit_set: Annotated[list[str] | None, typer.Option("--fit-set", help="Only runs of this source set are fitted on (repeatable).")] = None,
+    name: Annotated[str | None, typer.Option(help="Profile name. Default: the model name.")] = None,
+    model_id: Annotated[str | None, typer.Option("--model-id", help="Model identifier, e.g. a Hugging Face id.")] = None,
     gpu: Annotated[str, typer.Option(help="GPU description.")] = "unknown GPU",
     rounds: Annotated[int, typer.Option(help="Rounds of the twin-in-the-loop fit.")] = 5,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,

@@ -8,7 +8,6 @@ import typer
 
 from loratwin.cli.app import _out_console, app
 
-
 workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
 app.add_typer(workload_app, name="workload")
 

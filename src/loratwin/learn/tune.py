@@ -19,8 +19,8 @@ import numpy as np
 
 from loratwin.learn.dataset import STARVATION_THRESHOLD, capacity_reference, config_table, load_sweep, profile_lengths
 from loratwin.learn.features import AdapterMix
-from loratwin.learn.zoo import fit, group_folds, to_document
 from loratwin.learn.score import candidate_counts, choose, score_candidates
+from loratwin.learn.zoo import fit, group_folds, to_document
 
 MARGINS = (0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 POOL_ADAPTERS = 384

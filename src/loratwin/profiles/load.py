@@ -38,7 +38,7 @@ def profile_from_yaml_text(text: str, source: str) -> Profile:
         raise InputError(_format_validation(source, exc)) from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _builtin(name: str) -> Profile:
     # profiles are immutable, so one parse per process serves every simulation
     text = resources.files(_DATA).joinpath(f"{name}.yaml").read_text()

@@ -194,7 +194,7 @@ class Profile(_Strict):
     placement: PlacementModel = PlacementModel()  # read by loratwin.plan's cost model, not the twin
 
     @model_validator(mode="after")
-    def _ranks_consistent(self) -> "Profile":
+    def _ranks_consistent(self) -> Profile:
         if not self.kv.capacity_tokens:
             raise ValueError("kv.capacity_tokens is empty")
         return self

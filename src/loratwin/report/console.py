@@ -24,7 +24,7 @@ def _ms_triplet(summary: dict, name: str) -> str:
     return " / ".join(_num(summary[f"{k}_{name}_ms"]) for k in ("mean", "p50", "p99"))
 
 
-def print_run_result(result: "RunResult", console: Console) -> None:
+def print_run_result(result: RunResult, console: Console) -> None:
     cfg, s = result.config, result.summary
     srv, wl = cfg["server"], cfg["workload"]
     console.print(
@@ -77,7 +77,7 @@ def print_run_result(result: "RunResult", console: Console) -> None:
         console.print(f"... and {len(starved) - MAX_LISTED_ADAPTERS} more (see --json or --out).")
 
 
-def print_profiles(profiles: list["Profile"], console: Console) -> None:
+def print_profiles(profiles: list[Profile], console: Console) -> None:
     table = Table(show_header=True, header_style="bold")
     for col in ("name", "model", "GPU", "engine", "fitted"):
         table.add_column(col)
@@ -111,7 +111,7 @@ def print_error_table(rows: list[dict], console: Console) -> None:
     console.print(table)
 
 
-def print_seed_runs(results: list["RunResult"], mean: dict, console: Console) -> None:
+def print_seed_runs(results: list[RunResult], mean: dict, console: Console) -> None:
     """One row per seed and their mean."""
     table = Table(show_header=True, header_style="bold", title=f"{len(results)} seeds")
     for col in ("seed", "tok/s", "served/offered", "starved", "TTFT ms", "ITL ms", "done", "preempt", "starved adapters"):

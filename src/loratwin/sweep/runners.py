@@ -160,7 +160,7 @@ class ProcessRunner:
                 records.append(_failed(config, "a worker process died (out of memory or killed?)"))
         if broken:
             # the pool is unusable: fail its other runs too and start afresh
-            for future, config in list(self._futures.items()):
+            for config in list(self._futures.values()):
                 records.append(_failed(config, "a worker process died (out of memory or killed?)"))
             self._futures.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -163,7 +163,7 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
     return float(values[order][min(idx, len(order) - 1)])
 
 
-def _itl_stats(out: "EngineOutput", completed: np.ndarray) -> dict[str, float | None]:
+def _itl_stats(out: EngineOutput, completed: np.ndarray) -> dict[str, float | None]:
     """Inter-token gaps pooled over completed requests, from the engine's streak log.
 
     A streak [a, b] of consecutive steps in which a request emitted a token contributes the
@@ -194,12 +194,12 @@ def _itl_stats(out: "EngineOutput", completed: np.ndarray) -> dict[str, float | 
 
 
 def build_result(
-    out: "EngineOutput",
+    out: EngineOutput,
     *,
-    workload: "WorkloadSpec",
-    requests: "RequestTable",
-    profile: "Profile",
-    server: "ResolvedServer",
+    workload: WorkloadSpec,
+    requests: RequestTable,
+    profile: Profile,
+    server: ResolvedServer,
     duration_s: float,
     seed: int,
     requested_output_tokens: np.ndarray,

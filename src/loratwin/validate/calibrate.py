@@ -42,9 +42,9 @@ from loratwin.profiles.model import (
     StepTimeModel,
 )
 from loratwin.validate.errors import half_smape
-from loratwin.workload.length_tables import available_tables
 from loratwin.validate.replay import STEP_TERM_FIELDS, ReplayResult, replay_runs
 from loratwin.validate.runs import RealRun
+from loratwin.workload.length_tables import available_tables
 
 # Terms of the step time fitted on the base-model decode runs, and on the real multi-LoRA runs.
 BASE_TERMS = ("base_ms", "per_seq_ms", "per_context_token_ms")
@@ -218,7 +218,7 @@ def fit_step_time_on_runs(
     history: list[FitRound] = []
     current = profile
     for i in range(rounds + 1):
-        results = replay_runs(runs, lambda _model: current, seeds=seeds, workers=workers,
+        results = replay_runs(runs, lambda _model, fitted=current: fitted, seeds=seeds, workers=workers,
                               duration_s=duration_s, on_done=on_replay_done)
         fit_round = _score(current, results)
         history.append(fit_round)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from loratwin.errors import InputError
-from loratwin.twin.config import ServerConfig
 from loratwin.profiles import Profile
+from loratwin.twin.config import ServerConfig
 from loratwin.workload import AdapterSpec, RequestTable, WorkloadSpec, generate_requests
 
 REQUIRED_COLUMNS = (

@@ -44,7 +44,7 @@ def available_tables() -> list[str]:
     return sorted(n[len(_PREFIX) : -len(_SUFFIX)] for n in names if n.startswith(_PREFIX) and n.endswith(_SUFFIX))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _read_table(model_name: str) -> tuple[np.ndarray, np.ndarray]:
     raw = resources.files(_DATA_PACKAGE).joinpath(f"{_PREFIX}{model_name}{_SUFFIX}").read_bytes()
     reader = csv.reader(io.StringIO(gzip.decompress(raw).decode("ascii")))

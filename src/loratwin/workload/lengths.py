@@ -111,10 +111,10 @@ def _fit(spec: LengthSpec) -> _FittedLogNormals:
 
     for _ in range(30):
         prompt_mu = _bisect_mu(
-            spec.mean_prompt_tokens, *prompt_range, lambda mu: _truncated_means(spec, mu, output_mu)[0]
+            spec.mean_prompt_tokens, *prompt_range, lambda mu, output_mu=output_mu: _truncated_means(spec, mu, output_mu)[0]
         )
         output_mu = _bisect_mu(
-            spec.mean_output_tokens, *output_range, lambda mu: _truncated_means(spec, prompt_mu, mu)[1]
+            spec.mean_output_tokens, *output_range, lambda mu, prompt_mu=prompt_mu: _truncated_means(spec, prompt_mu, mu)[1]
         )
         mean_prompt, mean_output, acceptance = _truncated_means(spec, prompt_mu, output_mu)
         if _close(mean_prompt, spec.mean_prompt_tokens) and _close(mean_output, spec.mean_output_tokens):

@@ -9,8 +9,8 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.workload.arrivals import generate_arrivals
-from loratwin.workload.lengths import sample_lengths
 from loratwin.workload.length_tables import resolve_table, sample_from_table
+from loratwin.workload.lengths import sample_lengths
 from loratwin.workload.spec import ShareGPTLengths, WorkloadSpec
 
 __all__ = ["RequestTable", "generate_requests"]
