@@ -3,7 +3,6 @@ the heavy libraries (numba, pyarrow, scipy, scikit-learn, matplotlib); the CLI s
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from loratwin.cli import app
 from loratwin.learn.bundle import load_model_set
 from loratwin.learn.train import train_profile
-from loratwin.plan.recommend import recommend
+from loratwin.plan import make_check, recommend
+from loratwin.profiles import load_profile
 from loratwin.sweep.execute import run_sweep
 from loratwin.sweep.grid import grid_from_yaml
 from loratwin.workload import reference_layout
@@ -41,9 +42,18 @@ def test_train_writes_models_that_recommend_can_use(tmp_path):
     document = json.loads((out / "total_tok_s.tree.json").read_text())
     assert document["output"]["multiply_by"] == "offered_tok_s" and document["cv"]["error_pct"] >= 0
 
-    models = load_model_set(out)
-    rec = recommend(reference_layout(24, [0.2, 0.1, 0.05], [8, 16], 0), "llama-3.1-8b-instruct", models=models)
-    assert 1 <= rec.max_loras <= rec.served <= 24
+    assert load_model_set(out).profile == "llama-3.1-8b-instruct"
+    profile = load_profile("llama-3.1-8b-instruct")
+    check = make_check("learned", profile, models_dir=out)
+    assert check.name == "learned" and check.models.source == str(out)
+    rec = recommend(reference_layout(24, [0.2, 0.1, 0.05], [8, 16], 0), profile, check=check, models=out)
+    assert 1 <= rec.max_loras <= rec.served <= 24 and rec.check == "learned"
+    assert rec.published_method["models"] == str(out)
+    csv = tmp_path / "adapters.csv"
+    csv.write_text("adapter_id,rank,rate\n" + "".join(f"a{i},8,0.1\n" for i in range(12)))
+    result = CliRunner().invoke(app, ["recommend", str(csv), "--check", "learned", "--models", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["check"] == "learned"
 
     # the same through the command, with the margin tuned on the sweep
     result = CliRunner().invoke(app, ["train", str(tmp_path / "sweep"), "--out", str(tmp_path / "cli-models"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ def test_evening_out_keeps_every_adapter_and_never_raises_the_highest_strain(rat
         assert moves == 0
 
 
+@pytest.mark.slow
 def test_place_on_a_fixed_count_leaves_no_remainder_gpu():
     # spread alone leaves one of the five GPUs at a pressure 0.16 below the others'
     workload = zipf_layout(400, 80.0, 1.0, ranks=(8, 16, 32), seed=2)

@@ -13,8 +13,8 @@ import pytest
 
 from loratwin.errors import InputError
 from loratwin.profiles import load_profile
-from loratwin.validate import error_table, half_smape, load_runs, replay_runs, run_workload
 from loratwin.profiles.model import PlacementModel
+from loratwin.validate import error_table, half_smape, load_runs, replay_runs, run_workload
 from loratwin.validate.calibrate import (
     calibrate,
     fit_adapter_loads,

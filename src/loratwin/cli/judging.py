@@ -2,6 +2,7 @@
 and the limits of the acceptance rule. Defaults are written out so that start-up does not import
 the planner; tests/cli/test_startup.py checks that they agree with `loratwin.plan.judge.rule`."""
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,9 @@ MaxWaitFlag = Annotated[float, typer.Option(
     help="Limit of the rule: the mean wait, in seconds, for a place in the batch, for KV admission or (twin) for "
          "the first token ('inf': no wait limit, the published starvation rule alone, which allows waits of "
          "minutes on GPUs with many quiet adapters).")]
+ModelsFlag = Annotated[Path | None, typer.Option(
+    help="A directory written by `loratwin train`: the models for --check learned (and recommend's published-method "
+         "answer) instead of the shipped ones.")]
 ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
 

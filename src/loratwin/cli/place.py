@@ -14,6 +14,7 @@ from loratwin.cli.judging import (
     DEFAULT_WINDOW_S,
     CheckFlag,
     MaxWaitFlag,
+    ModelsFlag,
     ThresholdFlag,
     build_rule,
 )
@@ -33,6 +34,7 @@ def place_command(
     gpus: Annotated[int | None, typer.Option(help="Place on exactly this many GPUs (error if not enough). Default: as few as possible.")] = None,
     algorithm: Annotated[str, typer.Option(help="greedy, round-robin, least-loaded, rank-grouped or exact (at most 12 adapters).")] = "greedy",
     check: CheckFlag = "auto",
+    models: ModelsFlag = None,
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and judge its numbers by the same rule.")] = False,
     compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
     window: Annotated[float, typer.Option("--window", "--verify-duration", help="The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (the reference runs lasted an hour).")] = DEFAULT_WINDOW_S,
@@ -54,7 +56,7 @@ def place_command(
     rule = build_rule(max_wait, starvation_threshold, window)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
-    judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival)
+    judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
     if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
         raise InputError(f"--out {out}: expected a .yaml or .json file name")
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)

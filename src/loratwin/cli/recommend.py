@@ -15,6 +15,7 @@ from loratwin.cli.judging import (
     DEFAULT_WINDOW_S,
     CheckFlag,
     MaxWaitFlag,
+    ModelsFlag,
     ThresholdFlag,
     build_rule,
 )
@@ -132,6 +133,7 @@ def recommend(
     workload: Annotated[Path, typer.Argument(help="Adapters CSV (adapter_id,rank,rate), workload YAML or trace directory.")],
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
     check: CheckFlag = "auto",
+    models: ModelsFlag = None,
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     window: Annotated[float, typer.Option("--window", "--duration", help="The window the rule judges starvation over: the cost model's window, and simulated seconds per run for --verify, --refine and the twin check.")] = DEFAULT_WINDOW_S,
@@ -154,8 +156,8 @@ def recommend(
     rule = build_rule(max_wait, starvation_threshold, window)
     spec = load_adapters(workload)
     loaded = load_profile(profile)
-    estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival)
-    rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir)
+    estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
+    rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models)
     rec = _check_with_twin(rec, spec, loaded, rule, verify=verify, refine=refine, seed=seed, keep_order=keep_order,
                            adapter_dir=adapter_dir)
     if report is not None:

@@ -1,4 +1,4 @@
-"""The lower bound's pricing loops, compiled (see `loratwin.plan.place_bound`).
+"""The lower bound's pricing loops, compiled (see `loratwin.plan.bound.cost_model`).
 
 Every class k has three costs per adapter group g (time, places, band; time is inf where the class
 cannot take the group). The bound prices each group at its cheapest class under per-class

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from loratwin.errors import InputError
 from loratwin.plan.judge.cost_model import CostModelCheck
@@ -29,18 +30,20 @@ from loratwin.profiles import Profile
 from loratwin.workload import LengthSpec, PoissonArrival, ShareGPTLengths
 
 
-def _cost_model(profile, lengths, rule, arrival) -> GpuCheck:
+def _cost_model(profile, lengths, rule, arrival, models_dir) -> GpuCheck:
     return CostModelCheck(lengths, rule)
 
 
-def _twin(profile, lengths, rule, arrival) -> GpuCheck:
+def _twin(profile, lengths, rule, arrival, models_dir) -> GpuCheck:
     return TwinCheck(rule=rule, lengths=lengths or ShareGPTLengths(), arrival=arrival or PoissonArrival())
 
 
-def _learned(profile, lengths, rule, arrival) -> GpuCheck:
-    check = LearnedCheck.for_profile(profile, lengths, rule=rule)
+def _learned(profile, lengths, rule, arrival, models_dir) -> GpuCheck:
+    check = LearnedCheck.for_profile(profile, lengths, models_dir, rule=rule)
     if check is None:
-        raise InputError(f"--check learned: no learned models for profile {profile.name} (see `loratwin train`)")
+        where = f"in {models_dir}" if models_dir is not None else "shipped"
+        raise InputError(f"--check learned: no learned models {where} for profile {profile.name} "
+                         "(`loratwin train` writes them; pass the directory with --models)")
     return check
 
 
@@ -55,13 +58,14 @@ CHECKS = tuple(ESTIMATORS)
 
 
 def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPTLengths | None = None,
-               *, rule: AcceptanceRule | None = None, arrival: object | None = None) -> GpuCheck:
+               *, rule: AcceptanceRule | None = None, arrival: object | None = None,
+               models_dir: str | Path | None = None) -> GpuCheck:
     """An estimator by name (auto, cost-model, learned, twin) judged by `rule` (default limits when
     None). The twin simulates over the rule's window with the workload's `arrival` process (the
-    cost model takes arrivals as Poisson)."""
+    cost model takes arrivals as Poisson); the learned models come from `models_dir` when given."""
     if kind not in ESTIMATORS:
         raise InputError(f"--check must be one of {', '.join(CHECKS)}, got {kind!r}")
-    return ESTIMATORS[kind](resolve_profile(profile), lengths, rule or AcceptanceRule(), arrival)
+    return ESTIMATORS[kind](resolve_profile(profile), lengths, rule or AcceptanceRule(), arrival, models_dir)
 
 
 __all__ = [

@@ -89,12 +89,13 @@ class LearnedCheck:
 
 
 def learned_models(profile_name: str, models_dir: str | Path | None = None) -> LearnedModels | None:
-    """The per-configuration models loratwin.learn ships for a profile (its
-    models/<profile>/manifest.json, or `models_dir`/<profile>), or None when missing."""
+    """The per-configuration models of a profile: those loratwin.learn ships (its
+    models/<profile>/manifest.json), or those in `models_dir` (a directory `loratwin train` wrote,
+    or one holding a subdirectory per profile); None when missing."""
     from loratwin.learn import evaluators
 
     root = Path(models_dir) if models_dir is not None else Path(evaluators.__file__).parent / "models"
-    directory = root / profile_name
+    directory = root if models_dir is not None and (root / "manifest.json").is_file() else root / profile_name
     manifest_path = directory / "manifest.json"
     if not manifest_path.is_file():
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loratwin.errors import InputError
@@ -97,10 +98,12 @@ def recommend(
     keep_order: bool = False,
     adapter_dir: str = "./adapters",
     published: bool = True,
+    models: str | Path | None = None,
 ) -> Recommendation:
     """How many of `workload`'s adapters one GPU of `profile` serves, at which max_loras: the most
     the rule accepts on `check`'s predictions (the cost model by default). With `published`, the
-    optimum models' answer comes beside it when they ship for the profile."""
+    optimum models' answer comes beside it when there are models for the profile (shipped, or in
+    `models`, a directory `loratwin train` wrote)."""
     workload = as_workload(workload)
     profile = resolve_profile(profile)
     check = check or make_check("auto", profile, workload.lengths, rule=rule, arrival=workload.arrival)
@@ -128,7 +131,7 @@ def recommend(
         next_up = {"adapter": nxt.id, "served": served + 1, "refused_by": _refusal(more)}
         why.append(f"not {served + 1}: with {nxt.id!r} (rank {nxt.rank}, {nxt.rate_req_s:g} req/s) {_refusal(more)}")
     notes = []
-    answer = _published(workload, profile) if published else None
+    answer = _published(workload, profile, models) if published else None
     return Recommendation(
         profile=profile.name,
         model_id=profile.model,
@@ -164,10 +167,12 @@ def _refusal(verdict: GpuVerdict) -> str:
     return f"every max_loras is refused; the closest, max_loras {option.max_loras}: {option.deciding}"
 
 
-def _published(workload: WorkloadSpec, profile: Profile) -> dict[str, Any] | None:
+def _published(workload: WorkloadSpec, profile: Profile, models: str | Path | None) -> dict[str, Any] | None:
     from loratwin.plan.recommend.published import published_answer
 
     try:
-        return published_answer(workload, profile)
-    except InputError:  # no models ship for this profile
-        return None
+        return published_answer(workload, profile, models)
+    except InputError:
+        if models is not None:  # the user named them: say what is wrong
+            raise
+        return None  # no models ship for this profile
