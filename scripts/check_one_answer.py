@@ -47,11 +47,11 @@ def main() -> None:
         check = make_check("cost-model", profile, workload.lengths, rule=rule)
         try:
             rec = recommend(workload, profile, check=check, keep_order=args.keep_order, published=False)
-        except InputError as err:  # an adapter too busy for one GPU: neither command places it
+            everything = place(workload, profile, check=check)
+        except InputError as err:  # an adapter too busy for one GPU: place refuses the list
             skipped += 1
             print(f"list {k}: skipped ({err})")
             continue
-        everything = place(workload, profile, check=check)
         fit_agree += (rec.served == len(workload.adapters)) == (everything.gpu_count == 1)
         served = set(rec.served_adapter_ids)
         alone = place([a for a in workload.adapters if a.id in served], profile, check=check)
