@@ -8,12 +8,13 @@ import pytest
 
 from loratwin.errors import InputError
 from loratwin.learn.bundle import load_model_set, shipped_profiles
-from loratwin.plan import AcceptanceRule, load_adapters, read_adapters_csv
+from loratwin.plan import AcceptanceRule, load_adapters, make_check, read_adapters_csv
 from loratwin.plan.inputs import QUICKSTART_CSV
 from loratwin.plan.judge import CostModelCheck
 from loratwin.plan.placement.fill import fill_order
 from loratwin.plan.recommend import apply_refinement, recommend, refine, verify, vllm_command
 from loratwin.plan.recommend.published import GRID_COUNTS
+from loratwin.profiles import load_profile
 from loratwin.workload import AdapterSpec, WorkloadSpec
 
 PROFILE = "llama-3.1-8b-instruct"
@@ -206,8 +207,14 @@ def test_refine_moves_the_recommendation_to_what_the_twin_accepts():
     refinement = refine(rec, spec, PROFILE, rule=SHORT, keep_order=True)
     assert refinement["holds"] and refinement["duration_s"] == 600.0
     assert refinement["point"]["accepted"] and refinement["point"]["served"] == refinement["served"]
-    refined = apply_refinement(rec, refinement, spec, keep_order=True)
+    check = make_check("cost-model", PROFILE, rule=SHORT)
+    refined = apply_refinement(rec, refinement, spec, PROFILE, check, keep_order=True)
     assert refined.refinement["estimator_answer"]["served"] == rec.served
+    # the header describes the refined point, not the estimator's first answer
+    priced = check.evaluate(adapters[: refined.served], load_profile(PROFILE))
+    assert refined.offered_tok_s == pytest.approx(priced.offered_tok_s)
+    assert refined.predicted_total_tok_s == pytest.approx(priced.option(refined.max_loras).predicted_tok_s)
+    assert refined.served > rec.served and refined.offered_tok_s > rec.offered_tok_s
     assert refined.source == "cost-model, refined with the twin"
     assert (refined.served, refined.max_loras) == (refinement["served"], refinement["max_loras"])
     assert refined.served_adapter_ids == [a.id for a in adapters[: refined.served]]

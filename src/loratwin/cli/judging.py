@@ -32,8 +32,8 @@ def build_rule(max_wait: float, threshold: float, window_s: float):
 
     if not (window_s > 0 and window_s != float("inf")):
         raise InputError(f"--window must be a positive number of seconds, got {window_s:g}")
-    if not max_wait >= 0:
-        raise InputError(f"--max-wait must be >= 0 seconds (or inf), got {max_wait:g}")
+    if not max_wait > 0:
+        raise InputError(f"--max-wait must be > 0 seconds (or inf), got {max_wait:g}")
     if not 0 < threshold < 1:
         raise InputError(f"--starvation-threshold must be between 0 and 1, got {threshold:g}")
     return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,

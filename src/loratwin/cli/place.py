@@ -109,9 +109,9 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     from rich.table import Table
 
     console.print(
-        f"[bold]{placement.gpu_count} GPUs[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
+        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
-        f"lower bound {placement.lower_bound} GPUs"
+        f"lower bound {placement.lower_bound} GPU{'s' if placement.lower_bound != 1 else ''}"
         f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile {placement.profile}",
         highlight=False,
     )
@@ -179,7 +179,7 @@ def _comparison(placement, compared: dict) -> str:
         if not isinstance(count, int):  # the algorithm could not place them: its reason
             parts.append(f"{algorithm}: {count}")
         elif count > mine:
-            parts.append(f"{algorithm} {count} GPUs ({placement.algorithm} uses {1 - mine / count:.0%} fewer)")
+            parts.append(f"{algorithm} {count} GPUs ({placement.algorithm} uses {1 - mine / count:.0%} fewer than {algorithm})")
         elif count < mine:
             parts.append(f"{algorithm} {count} GPUs ({1 - count / mine:.0%} fewer than {placement.algorithm})")
         else:

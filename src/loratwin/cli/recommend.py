@@ -97,16 +97,17 @@ def _point_line(p: dict, mark: str) -> str:
             f"{state}: {p['deciding_limit']}")
 
 
-def _check_with_twin(rec: Any, spec: Any, profile: Any, rule: Any, *, verify: bool, refine: bool, seed: int = 0,
+def _check_with_twin(rec: Any, spec: Any, profile: Any, check: Any, *, verify: bool, refine: bool, seed: int = 0,
                      keep_order: bool = False, adapter_dir: str = "./adapters") -> Any:
     from loratwin.plan.recommend import apply_refinement
     from loratwin.plan.recommend import refine as run_refine
     from loratwin.plan.recommend import verify as run_verify
 
+    rule = check.rule
     if refine:
         stderr.print(f"refining with the twin ({rule.window_s:g} s simulated per run) ...")
         refinement = run_refine(rec, spec, profile, rule=rule, seed=seed, keep_order=keep_order)
-        rec = apply_refinement(rec, refinement, spec, keep_order=keep_order, adapter_dir=adapter_dir)
+        rec = apply_refinement(rec, refinement, spec, profile, check, keep_order=keep_order, adapter_dir=adapter_dir)
     if verify:
         stderr.print(f"checking with the twin ({rule.window_s:g} s simulated per run) ...")
         rec.verification = run_verify(rec, spec, profile, rule=rule, seed=seed, keep_order=keep_order)
@@ -158,7 +159,7 @@ def recommend(
     loaded = load_profile(profile)
     estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
     rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models)
-    rec = _check_with_twin(rec, spec, loaded, rule, verify=verify, refine=refine, seed=seed, keep_order=keep_order,
+    rec = _check_with_twin(rec, spec, loaded, estimator, verify=verify, refine=refine, seed=seed, keep_order=keep_order,
                            adapter_dir=adapter_dir)
     if report is not None:
         from loratwin.report import write_plan_report
@@ -178,7 +179,7 @@ def quickstart(
     """Recommend a configuration for a built-in example of 240 adapters and place them all on GPUs, with a short walkthrough."""
     import json
 
-    from loratwin.plan import AcceptanceRule, read_adapters_csv
+    from loratwin.plan import AcceptanceRule, make_check, read_adapters_csv
     from loratwin.plan import recommend as run_recommend
     from loratwin.plan.inputs import QUICKSTART_CSV
     from loratwin.profiles import load_profile
@@ -187,9 +188,10 @@ def quickstart(
     spec = read_adapters_csv(QUICKSTART_CSV)
     example = str(QUICKSTART_CSV)
     rule = AcceptanceRule()
-    rec = run_recommend(spec, profile)
+    estimator = make_check("auto", profile, spec.lengths, rule=rule)
+    rec = run_recommend(spec, profile, check=estimator)
     if check:
-        rec = _check_with_twin(rec, spec, profile, rule, verify=True, refine=True)
+        rec = _check_with_twin(rec, spec, profile, estimator, verify=True, refine=True)
     placement, verification = _place_all(spec, profile, rule, verify=check) if rec.served < len(spec.adapters) else (None, None)
     if json_out:
         doc = rec.to_dict() | {"example": example}

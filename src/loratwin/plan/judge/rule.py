@@ -117,8 +117,9 @@ class AcceptanceRule:
     def __post_init__(self) -> None:
         if not 0 < self.starvation_threshold <= 1:
             raise InputError(f"--starvation-threshold must be in (0, 1], got {self.starvation_threshold:g}")
-        if self.max_wait_s is not None and not self.max_wait_s >= 0:
-            raise InputError(f"--max-wait must be >= 0 seconds, got {self.max_wait_s:g}")
+        # every request waits a little for KV admission: a zero limit would refuse every GPU
+        if self.max_wait_s is not None and not self.max_wait_s > 0:
+            raise InputError(f"--max-wait must be > 0 seconds (or inf), got {self.max_wait_s:g}")
         if self.max_kv_use is not None and not 0 < self.max_kv_use <= 1:
             raise InputError(f"max_kv_use must be in (0, 1], got {self.max_kv_use:g}")
         if not (self.window_s > 0 and math.isfinite(self.window_s)):

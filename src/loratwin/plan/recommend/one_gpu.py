@@ -109,36 +109,56 @@ def recommend(
     check = check or make_check("auto", profile, workload.lengths, rule=rule, arrival=workload.arrival)
     judge = ShareJudge(check, profile, list(workload.adapters))
     sequence = fill_sequence(workload, keep_order)
-    n = len(sequence)
     served = largest_prefix(sequence, judge.ok)
     if served == 0:
         first = workload.adapters[sequence[0]]
         verdict = judge(sequence[:1])
         raise InputError(f"adapter {first.id!r} (rank {first.rank}, {first.rate_req_s:g} req/s) does not fit on one "
-                         f"GPU of profile {profile.name}: {verdict.reason or verdict.explain()}")
+                         f"GPU of profile {profile.name}: {verdict.reason or verdict.explain()}. Serve it from several "
+                         "replicas (split its traffic) and list each replica as its own adapter.")
+    rec = describe_share(workload, profile, judge, sequence, served, keep_order=keep_order, adapter_dir=adapter_dir)
+    if published:
+        rec.published_method = _published(workload, profile, models)
+    return rec
+
+
+def describe_share(workload: WorkloadSpec, profile: Profile, judge: ShareJudge, sequence: list[int], served: int, *,
+                   max_loras: int | None = None, keep_order: bool = False,
+                   adapter_dir: str = "./adapters") -> Recommendation:
+    """The recommendation of the first `served` adapters of `sequence` on one GPU: at the best
+    accepted max_loras, or at `max_loras` when given (it must be one the estimator priced)."""
+    n = len(sequence)
+    check = judge.check
     members = sequence[:served]
     verdict = judge(members)
-    option = verdict.best
+    option = verdict.chosen() if max_loras is None else verdict.option(max_loras)
+    if option is None:
+        raise InputError(f"{served} adapters: no configuration starts at max_loras {max_loras} "
+                         f"({verdict.reason or 'not among the values priced'})")
     ids = [workload.adapters[i].id for i in members]
-    why = [f"{served} of the {n} adapters fit on one GPU ({FILL_ORDER if not keep_order else GIVEN_ORDER}): the "
-           f"{check.name} estimator's predictions, judged by the acceptance rule",
-           f"--max-loras {option.max_loras}: the accepted value with the highest predicted throughput; its tightest "
-           f"limit: {option.deciding}"]
+    order = GIVEN_ORDER if keep_order else FILL_ORDER
+    why = [f"{served} of the {n} adapters on one GPU ({order}): the {check.name} estimator's predictions, judged by "
+           "the acceptance rule"]
+    if option is verdict.best:
+        why.append(f"--max-loras {option.max_loras}: the accepted value with the highest predicted throughput; its "
+                   f"tightest limit: {option.deciding}")
+    else:
+        state = "accepts" if option.accepted else "refuses"
+        why.append(f"--max-loras {option.max_loras}: the {check.name} estimator's rule {state} it ({option.deciding})")
     next_up = None
     if served < n:
         nxt = workload.adapters[sequence[served]]
         more = judge(sequence[: served + 1])
         next_up = {"adapter": nxt.id, "served": served + 1, "refused_by": _refusal(more)}
-        why.append(f"not {served + 1}: with {nxt.id!r} (rank {nxt.rank}, {nxt.rate_req_s:g} req/s) {_refusal(more)}")
-    notes = []
-    answer = _published(workload, profile, models) if published else None
+        if not more.ok:
+            why.append(f"not {served + 1}: with {nxt.id!r} (rank {nxt.rank}, {nxt.rate_req_s:g} req/s) {_refusal(more)}")
     return Recommendation(
         profile=profile.name,
         model_id=profile.model,
         adapters_given=n,
         served=served,
         served_adapter_ids=ids,
-        selection_rule=GIVEN_ORDER if keep_order else FILL_ORDER,
+        selection_rule=order,
         max_loras=option.max_loras,
         max_cpu_loras=served,
         max_lora_rank=verdict.max_lora_rank,
@@ -153,9 +173,7 @@ def recommend(
         why=why,
         next_step_up=next_up,
         vllm_command=vllm_command(profile.model, ids, option.max_loras, verdict.max_lora_rank, adapter_dir),
-        published_method=answer,
         source=check.name,
-        notes=notes,
     )
 
 
@@ -164,6 +182,8 @@ def _refusal(verdict: GpuVerdict) -> str:
     option = verdict.chosen()
     if option is None:
         return verdict.reason or "no max_loras value starts"
+    if option.accepted:
+        return f"accepted too (max_loras {option.max_loras}: {option.deciding})"
     return f"every max_loras is refused; the closest, max_loras {option.max_loras}: {option.deciding}"
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from loratwin.plan.judge import SLOT_CANDIDATES, AcceptanceRule, GpuVerdict, TwinCheck, resolve_profile
+from loratwin.plan.judge import SLOT_CANDIDATES, AcceptanceRule, GpuCheck, GpuVerdict, TwinCheck, resolve_profile
 from loratwin.plan.placement import ShareJudge
-from loratwin.plan.recommend.one_gpu import Recommendation, fill_sequence, vllm_command
+from loratwin.plan.recommend.one_gpu import Recommendation, describe_share, fill_sequence
 from loratwin.profiles import Profile
 from loratwin.workload import WorkloadSpec
 
-# served counts the twin's search resolves, as a share of the count (each probe costs a few runs)
+# the twin's search steps from the recommended count, first by this share of it (each probe costs a few runs)
 RESOLUTION = 0.02
 
 
@@ -61,8 +61,8 @@ def refine(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, 
 
 
 def _local_largest(accepts, start: int, n: int, step: int) -> int:
-    """The largest k in [1, n] with accepts(k), searched from `start` in doubling steps, then
-    bisected to within `step` (acceptance taken as monotone); 0 when even 1 is refused."""
+    """The largest k in [1, n] with accepts(k), searched from `start` in steps doubling from
+    `step`, then bisected (acceptance taken as monotone); 0 when even 1 is refused."""
     jump = step
     if accepts(start):
         lo, hi = start, None
@@ -84,7 +84,7 @@ def _local_largest(accepts, start: int, n: int, step: int) -> int:
             hi, jump = probe, jump * 2
         if lo == 0:
             return 0
-    while hi - lo > step:
+    while hi - lo > 1:
         mid = (lo + hi) // 2
         if accepts(mid):
             lo = mid
@@ -93,22 +93,25 @@ def _local_largest(accepts, start: int, n: int, step: int) -> int:
     return lo
 
 
-def apply_refinement(rec: Recommendation, refinement: dict[str, Any], workload: WorkloadSpec, *,
-                     keep_order: bool = False, adapter_dir: str = "./adapters") -> Recommendation:
-    """The recommendation moved to the twin's answer; the estimator's answer stays in `refinement`."""
+def apply_refinement(rec: Recommendation, refinement: dict[str, Any], workload: WorkloadSpec, profile: str | Profile,
+                     check: GpuCheck, *, keep_order: bool = False, adapter_dir: str = "./adapters") -> Recommendation:
+    """The recommendation moved to the twin's answer, described with `check`'s predictions there as
+    any recommendation is (the twin's own numbers are in `refinement`); the estimator's answer
+    stays in `refinement`."""
     refinement = refinement | {"estimator_answer": {"served": rec.served, "max_loras": rec.max_loras,
                                                     "predicted_total_tok_s": rec.predicted_total_tok_s}}
-    changes: dict[str, Any] = {"refinement": refinement, "source": f"{rec.check}, refined with the twin"}
     served, max_loras = refinement["served"], refinement["max_loras"]
     if refinement["holds"] and (served, max_loras) != (rec.served, rec.max_loras):
-        members = fill_sequence(workload, keep_order)[:served]
-        ids = [workload.adapters[i].id for i in members]
-        # the rank the twin ran at: the least the profile knows that admits the served adapters
-        rank = refinement["max_lora_rank"]
-        changes.update(served=served, max_loras=max_loras, max_cpu_loras=served, served_adapter_ids=ids,
-                       max_lora_rank=rank,
-                       vllm_command=vllm_command(rec.model_id, ids, max_loras, rank, adapter_dir))
-    return replace(rec, **changes)
+        profile = resolve_profile(profile)
+        judge = ShareJudge(check, profile, list(workload.adapters))
+        moved = describe_share(workload, profile, judge, fill_sequence(workload, keep_order), served,
+                               max_loras=max_loras, keep_order=keep_order, adapter_dir=adapter_dir)
+        notes = list(rec.notes)
+        if not moved.accepted:
+            notes.append(f"the {check.name} estimator would refuse this point ({moved.deciding_limit}); the twin, "
+                         f"over {refinement['duration_s']:g} s, accepts it")
+        rec = replace(moved, published_method=rec.published_method, notes=notes)
+    return replace(rec, refinement=refinement, source=f"{rec.check}, refined with the twin")
 
 
 def verify(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, *, rule: AcceptanceRule | None = None,
