@@ -54,8 +54,10 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
     published = rec.published_method
     if published is not None:
         out(f"[bold]Published method[/bold] (its optimum models, {published['best_served_family']}, straight from the "
-            f"mix; judged by the starvation rule alone): served {published['served']}, max_loras "
-            f"{published['max_loras']}, {published['best_total_tok_s']:,.0f} tok/s")
+            f"whole list's mix; the starvation rule alone): served {published['served']} (the model says "
+            f"{published['best_served']:.0f}, snapped to the training grid and capped at the list), max_loras "
+            f"{published['max_loras']}; best throughput for such a mix {published['best_total_tok_s']:,.0f} tok/s "
+            f"({published['best_total_tok_s_family']}, at the model's own optimum, not for these adapters)")
     if rec.refinement is not None:
         _print_refinement(rec.refinement)
     if rec.verification is not None:
