@@ -41,18 +41,20 @@ def fill_order(adapters: Sequence[AdapterSpec]) -> list[int]:
     return sequence
 
 
-def largest_prefix(sequence: Sequence[int], accepts: Callable[[Sequence[int]], bool], hint: int = 1) -> int:
-    """The largest k with accepts(sequence[:k]): all of them when the whole is accepted, else
-    probing growing counts from `hint` then bisecting (acceptance is taken as monotone: more
-    adapters never make a GPU safer). 0 if not even one."""
+def largest_prefix(sequence: Sequence[int], accepts: Callable[[Sequence[int]], bool], hint: int = 1,
+                   whole_first: bool = True) -> int:
+    """The largest k with accepts(sequence[:k]), probing growing counts from `hint` then bisecting
+    (acceptance is taken as monotone: more adapters never make a GPU safer). 0 if not even one.
+    With `whole_first`, all of them when the whole is accepted, whatever the counts below: so one
+    GPU takes a list exactly when the rule accepts the list on one GPU."""
     n = len(sequence)
-    if n and accepts(sequence):
+    if whole_first and n and accepts(sequence):
         return n
     k = max(1, min(hint, n))
     if accepts(sequence[:k]):
-        good, bad = k, n
-        while good * 2 < bad:
-            probe = good * 2
+        good, bad = k, n if whole_first else n + 1  # bad: the least count known refused
+        while good < n and min(n, good * 2) < bad:
+            probe = min(n, good * 2)
             if accepts(sequence[:probe]):
                 good = probe
             else:
@@ -86,7 +88,9 @@ def greedy_bins(judge: ShareJudge, max_bins: int | None = None) -> list[list[int
         if max_bins is not None and len(bins) == max_bins:
             return None
         rest = sequence[start:]
-        k = largest_prefix(rest, judge.ok, hint)
+        # the whole rest is tried first on the first GPU only (a whole list accepted is one GPU);
+        # on later GPUs it is a large share that rarely fits
+        k = largest_prefix(rest, judge.ok, hint, whole_first=start == 0)
         if k == 0:
             a = judge.adapters[rest[0]]
             raise InputError(f"adapter {a.id!r} does not fit on one GPU under the {judge.check.name} check")
