@@ -7,10 +7,14 @@ from typing import Annotated
 
 import typer
 
+DEFAULT_ADAPTER_DIR = "./adapters"  # loratwin.plan.placement.result.DEFAULT_ADAPTER_DIR
 DEFAULT_MAX_WAIT_S = 60.0
 DEFAULT_STARVATION_THRESHOLD = 0.1
 DEFAULT_WINDOW_S = 3600.0
 
+AdapterDirFlag = Annotated[str, typer.Option(
+    help="Where the adapters lie, for the vllm serve commands (each adapter at DIR/its id; the default is a "
+         "placeholder).")]
 CheckFlag = Annotated[str, typer.Option(
     "--check", help="What predicts a GPU's behaviour for the acceptance rule: auto (the cost model), cost-model, "
                     "learned (the shipped models, waits from the cost model), twin (simulation, slow).")]
@@ -23,6 +27,19 @@ ModelsFlag = Annotated[Path | None, typer.Option(
          "answer) instead of the shipped ones.")]
 ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
+
+
+def check_models_dir(models: Path | None, flag: str = "--models") -> None:
+    """--models names a folder `loratwin train` wrote (its manifest.json)."""
+    from loratwin.errors import InputError
+
+    if models is None:
+        return
+    if not models.is_dir():
+        what = "is not a folder" if models.exists() else "does not exist"
+        raise InputError(f"{flag} {models}: {what} (expected a folder written by `loratwin train`)")
+    if not (models / "manifest.json").is_file():
+        raise InputError(f"{flag} {models}: no manifest.json there (expected a folder written by `loratwin train`)")
 
 
 def build_rule(max_wait: float, threshold: float, window_s: float):

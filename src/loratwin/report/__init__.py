@@ -38,8 +38,9 @@ def detect_kind(path: str | Path) -> str:
     raise InputError(
         f"{path} holds no result loratwin can report on: expected the --out directory of "
         "`simulate` (summary.json, requests.parquet, timeseries.parquet), of `validate` "
-        "(runs.csv, errors.json) or a sweep table (Parquet with workload_key, max_loras, served, "
-        "total_tok_s, starved) or a placement (YAML/JSON with a 'gpus' list)"
+        "(runs.csv, errors.json) or of `sweep` (manifest.json, parts/), a sweep table (Parquet with "
+        "workload_key, max_loras, served, total_tok_s, starved), a placement (YAML/JSON with a 'gpus' "
+        "list) or a saved `recommend --json`"
     )
 
 
