@@ -37,7 +37,7 @@ from loratwin.workload import (
     zipf_layout,
 )
 from loratwin.workload.spec import ArrivalSpec, describe_validation_error
-from loratwin.yamlfile import parse_yaml
+from loratwin.yamlfile import parse_yaml, read_user_text
 
 BUILTIN_GRIDS = ("paper",)
 
@@ -208,11 +208,11 @@ def load_grid(name_or_path: str | Path) -> tuple[GridSpec, str]:
     path = Path(text)
     if text in BUILTIN_GRIDS and not path.exists():
         return paper_grid(), text
-    if not path.is_file():
+    if not path.exists():
         raise InputError(
             f"{text}: no such grid file, and not a built-in grid (built-in: {', '.join(BUILTIN_GRIDS)})"
         )
-    return grid_from_yaml(path.read_text(encoding="utf-8"), str(path)), str(path)
+    return grid_from_yaml(read_user_text(path, "grid YAML file"), str(path)), str(path)
 
 
 def grid_from_yaml(text: str, source: str) -> GridSpec:
