@@ -58,7 +58,12 @@ def written_whole(path: str | Path, own: Sequence[str]) -> Iterator[Path]:
             tmp.mkdir()
         except OSError as exc:
             raise OutputError(f"{path}: cannot write the results folder ({_reason(exc)})") from None
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:  # a write into the folder failed (a full disk, ...): name the folder, not the temporary
+            if exc.filename is not None and not _inside(exc.filename, tmp):
+                raise  # something else, e.g. an input that could not be read
+            raise OutputError(f"{path}: cannot write the results folder ({_reason(exc)}); nothing was written") from None
         _sync_tree(tmp)
         _swap_in(tmp, path, own)
     finally:
@@ -90,11 +95,11 @@ def check_outputs(*outputs: Output, inputs: Iterable[Path | None] = ()) -> None:
     """The rule for output places (module docstring), before any work: an InputError naming the flag
     and the place for the first one that breaks it. Outputs whose path is None were not given."""
     given = [o for o in outputs if o.path is not None]
-    for output in given:
-        _check_one(output)
     for i, a in enumerate(given):
         for b in given[i + 1:]:
             _check_apart(a, b)
+    for output in given:
+        _check_one(output)
     for source in (Path(p) for p in inputs if p is not None):
         for output in given:
             if not output.folder and _same(output.path, source):
@@ -133,6 +138,11 @@ def _check_apart(a: Output, b: Output) -> None:
         if outer.folder and outer.own is not None and Path(outer.path).resolve() in Path(inner.path).resolve().parents:
             raise InputError(f"{inner.shown}: inside the folder of {outer.label}, which is written whole; "
                              "give it a place outside")
+
+
+def _inside(filename: str | bytes | os.PathLike, folder: Path) -> bool:
+    name = Path(os.fsdecode(filename))
+    return name == folder or folder in name.parents or folder.name in name.parts
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -95,8 +95,32 @@ def _parse_list(text: str, flag: str, kind: type) -> list:
     return values
 
 
+class _LazyProgress:
+    """A progress bar on stderr that appears at the first step done: a command that fails before any
+    (a missing input file, a refused store) prints its error line alone. Use as a context manager."""
+
+    def __init__(self, progress) -> None:
+        self._progress = progress
+
+    @property
+    def console(self) -> Console:
+        return self._progress.console
+
+    def __enter__(self) -> "_LazyProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        stop_progress(self._progress)
+
+
+def stop_progress(progress) -> None:
+    """Stop a rich Progress if it started (rich prints an empty line when stopping one that never did)."""
+    if progress.live.is_started:
+        progress.stop()
+
+
 def _progress(total: int, description: str):
-    """A progress bar on stderr; returns (context manager, advance callback)."""
+    """A progress bar on stderr, shown from the first step done; returns (context manager, advance callback)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -104,7 +128,12 @@ def _progress(total: int, description: str):
         console=err_console, transient=True,
     )
     task = progress.add_task(description, total=total)
-    return progress, lambda: progress.advance(task)
+
+    def advance() -> None:
+        progress.start()
+        progress.advance(task)
+
+    return _LazyProgress(progress), advance
 
 
 def check_threshold(value: float, flag: str) -> None:

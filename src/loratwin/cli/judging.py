@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from loratwin.cli.app import check_threshold
+
 DEFAULT_ADAPTER_DIR = "./adapters"  # loratwin.plan.placement.result.DEFAULT_ADAPTER_DIR
 DEFAULT_MAX_WAIT_S = 60.0
 DEFAULT_STARVATION_THRESHOLD = 0.1
@@ -51,7 +53,6 @@ def build_rule(max_wait: float, threshold: float, window_s: float):
         raise InputError(f"--window must be a positive number of seconds, got {window_s:g}")
     if not max_wait >= 0:
         raise InputError(f"--max-wait must be >= 0 seconds (or inf), got {max_wait:g}")
-    if not 0 < threshold < 1:
-        raise InputError(f"--starvation-threshold must be between 0 and 1, got {threshold:g}")
+    check_threshold(threshold, "--starvation-threshold")
     return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,
                           window_s=window_s)

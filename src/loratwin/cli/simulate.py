@@ -101,10 +101,11 @@ def simulate(
     )
     if out is not None:
         from loratwin.files import written_whole
+        from loratwin.twin.result import RESULT_FILES
 
         with written_whole(out, _out_files()) as tmp:  # replaces a previous result of one seed or several
-            paths = result.write(tmp)
-        err_console.print(f"wrote {len(paths)} files to {out}")
+            result.write_files(tmp)
+        err_console.print(f"wrote {len(RESULT_FILES)} files to {out}")
     if report is not None:
         from loratwin.report import write_simulation_report
 
@@ -135,7 +136,8 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
 
         with written_whole(out, _out_files()) as tmp:
             for s, result in zip(seed_values, results, strict=True):
-                result.write(tmp / f"seed-{s}")
+                (tmp / f"seed-{s}").mkdir()
+                result.write_files(tmp / f"seed-{s}")
         err_console.print(f"wrote {len(results)} runs to {out}")
     numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from loratwin.cli.app import app, check_threshold
+from loratwin.cli.app import app, check_threshold, stop_progress
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, check_outputs
 
@@ -94,7 +94,7 @@ def sweep(
                 address=address, max_configs=max_configs, on_progress=show, expansion=expansion,
             )
         finally:
-            progress.stop()
+            stop_progress(progress)
     except KeyboardInterrupt:
         stderr.print(f"interrupted: finished runs are stored in {out}; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -86,10 +86,16 @@ class RunResult:
         """Write summary.json, requests.parquet, adapters.parquet, timeseries.parquet, steps.parquet into
         `out_dir`, whole or not at all (see loratwin.files.written_whole: a folder holding anything but a
         previous result is refused)."""
+        from loratwin.files import written_whole
+
+        with written_whole(out_dir, RESULT_FILES) as tmp:
+            self.write_files(tmp)
+        return [Path(out_dir) / name for name in RESULT_FILES]
+
+    def write_files(self, folder: Path) -> None:
+        """The files of `write`, written into the existing `folder` one by one (`write` makes it whole)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from loratwin.files import written_whole
 
         tables = {
             "requests": pa.table(self.requests),
@@ -97,11 +103,9 @@ class RunResult:
             "timeseries": pa.table(self.timeseries),
             "steps": pa.table(self.steps),
         }
-        with written_whole(out_dir, RESULT_FILES) as tmp:
-            (tmp / "summary.json").write_text(self.to_json())
-            for name, table in tables.items():
-                pq.write_table(table, tmp / f"{name}.parquet")
-        return [Path(out_dir) / name for name in RESULT_FILES]
+        (folder / "summary.json").write_text(self.to_json())
+        for name, table in tables.items():
+            pq.write_table(table, folder / f"{name}.parquet")
 
 
 def idle_start_ttft_s(requests: dict[str, np.ndarray], sent_before_s: float | None = None) -> float | None:
