@@ -98,8 +98,12 @@ def check_outputs(*outputs: Output, inputs: Iterable[Path | None] = ()) -> None:
     for i, a in enumerate(given):
         for b in given[i + 1:]:
             _check_apart(a, b)
+    stores = {Path(o.path).resolve() for o in given if o.folder and o.own is None}  # made before what goes in them
     for output in given:
-        _check_one(output)
+        if Path(output.path).resolve().parent in stores:
+            _check_kind(output)
+        else:
+            _check_one(output)
     for source in (Path(p) for p in inputs if p is not None):
         for output in given:
             if not output.folder and _same(output.path, source):
@@ -115,6 +119,15 @@ def _check_one(output: Output) -> None:
         raise InputError(f"{shown}: the folder {parent} does not exist")
     if not parent.is_dir():
         raise InputError(f"{shown}: {parent} is not a folder")
+    _check_kind(output)
+    _probe_writable(parent, shown)
+    if output.folder and output.own is None and path.is_dir():
+        _probe_writable(path, shown)
+
+
+def _check_kind(output: Output) -> None:
+    """A file is not an existing folder, a folder not an existing file nor one holding the user's files."""
+    path, shown = Path(output.path), output.shown
     if output.folder:
         if path.exists() and not path.is_dir():
             raise InputError(f"{shown}: is a file; expected a folder")
@@ -125,9 +138,6 @@ def _check_one(output: Output) -> None:
                                  "give a new or empty folder")
     elif path.is_dir():
         raise InputError(f"{shown}: is a folder; expected a file name")
-    _probe_writable(parent, shown)
-    if output.folder and output.own is None and path.is_dir():
-        _probe_writable(path, shown)
 
 
 def _check_apart(a: Output, b: Output) -> None:

@@ -12,22 +12,18 @@ process, and writes that fail midway are checked to leave nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from loratwin.cli import main
+from .inprocess import run_main
 
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
@@ -233,26 +229,6 @@ CASES = [
     case("--starvation-threshold: must be between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
 ]
-
-
-def run_main(args: list[str]) -> tuple[int | str, str, str]:
-    """`loratwin ARGS` in this process: (exit status, stdout, stderr); an exception that escapes `main`
-    is reported in stderr with its traceback (which fails the case)."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["loratwin", *args]
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main()
-                code: int | str = 0
-            except SystemExit as exc:
-                code = exc.code
-            except BaseException:  # noqa: BLE001 - the case fails, showing what escaped
-                code = "uncaught"
-                err.write(traceback.format_exc())
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), re.sub(r"\x1b\[[0-9;]*m", "", err.getvalue())
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
