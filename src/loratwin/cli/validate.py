@@ -109,6 +109,9 @@ def calibrate(
         raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise LoratwinError(f"--out {out}: expected a .yaml file name (a profile is YAML)")
+    if not calibration_dir.is_dir():
+        what = "is not a folder" if calibration_dir.exists() else "does not exist"
+        raise LoratwinError(f"--calibration-dir {calibration_dir}: {what} (expected the folder of the measurement CSVs)")
     check_outputs(Output("--out", out), inputs=[runs, calibration_dir])
     fit_runs = None
     if runs is not None:
