@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from loratwin.cli.app import app, check_threshold
+from loratwin.cli.judging import check_models_dir
 from loratwin.errors import InputError, LoratwinError
 from loratwin.files import Output, check_outputs, written_whole
 
@@ -81,10 +82,8 @@ def explain(
 
     if target is not None and target not in TARGETS:
         raise InputError(f"--target: unknown {target!r} (known: {', '.join(TARGETS)})")
-    from loratwin.cli.judging import check_models_dir
-    from loratwin.learn.bundle import load_model_set
-
     check_models_dir(models)
+    from loratwin.learn.bundle import load_model_set
     from loratwin.learn.explain import describe_model
 
     model_set = load_model_set(models if models is not None else profile)

@@ -8,6 +8,7 @@ or a recommendation (what `loratwin recommend --json` prints: `Recommendation.to
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def plan_from_recommendation(doc: dict[str, Any]) -> dict[str, Any]:
     return {"profile": doc.get("profile"), "model": doc.get("model_id"),
             "algorithm": f"recommend ({doc.get('source', '?')})", "check": doc.get("check"), "gpus": [gpu],
             "predicted_tok_s": doc.get("predicted_total_tok_s"), "offered_tok_s": doc.get("offered_tok_s"),
-            "vllm_serve_commands": [" ".join(map(str, doc["vllm_command"]))]}
+            "vllm_serve_commands": [shlex.join(map(str, doc["vllm_command"]))]}
 
 
 def _load(path: Path) -> dict[str, Any] | None:
