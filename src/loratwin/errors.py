@@ -11,3 +11,7 @@ class InputError(LoratwinError):
 
 class InfeasibleConfigError(LoratwinError):
     """A server configuration that real vLLM would refuse to start (e.g. no KV cache memory left)."""
+
+
+class OutputError(LoratwinError):
+    """A result could not be written where the user asked (the message names the place and why)."""

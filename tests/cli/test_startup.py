@@ -122,6 +122,7 @@ def test_import_loratwin_is_light_and_its_public_names_still_import():
 def test_the_cli_defaults_written_out_agree_with_the_planner():
     from loratwin.cli import judging, place
     from loratwin.plan.judge import AcceptanceRule
+    from loratwin.plan.placement.result import DEFAULT_ADAPTER_DIR
     from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
 
     rule = AcceptanceRule()
@@ -129,3 +130,4 @@ def test_the_cli_defaults_written_out_agree_with_the_planner():
     assert judging.DEFAULT_STARVATION_THRESHOLD == rule.starvation_threshold
     assert judging.DEFAULT_WINDOW_S == rule.window_s
     assert place.DEFAULT_SEARCH_MOVES == DEFAULT_SEARCH_MOVES
+    assert judging.DEFAULT_ADAPTER_DIR == DEFAULT_ADAPTER_DIR

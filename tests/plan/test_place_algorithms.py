@@ -204,7 +204,7 @@ def test_serve_commands_and_dict(zipf60, profile):
         assert command.startswith(f"vllm serve {profile.model} --enable-lora --max-loras {g.max_loras} ")
         assert f"--max-cpu-loras {g.max_cpu_loras} --max-lora-rank {g.max_lora_rank}" in command
         for a in g.adapters:
-            assert f" {a.id}=/path/to/{a.id}" in command
+            assert f" {a.id}=./adapters/{a.id}" in command
     doc = json.loads(json.dumps(placement.to_dict()))
     assert doc["gpu_count"] == placement.gpu_count
     assert sum(len(g["adapters"]) for g in doc["gpus"]) == 60

@@ -156,7 +156,7 @@ def test_validation_report_is_the_same_from_memory_and_from_disk(validation_resu
 
 def test_missing_matplotlib_says_how_to_install_it(sim_result, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(LoratwinError, match=r"loratwin\[report\]"):
+    with pytest.raises(LoratwinError, match=r"pip install matplotlib"):
         write_simulation_report(sim_result, tmp_path)
 
 

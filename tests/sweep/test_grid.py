@@ -141,3 +141,19 @@ def test_parse_slice():
     for bad in ("a", "1:2:3:4", "::0"):
         with pytest.raises(InputError, match="--workloads"):
             parse_slice(bad)
+
+
+def test_an_empty_workload_slice_names_the_flag():
+    grid = grid_from_yaml(SMALL_GRID, "small.yaml")  # 2 workloads
+    for part, shown in ((slice(5, 2), "5:2"), (slice(5, None), "5:"), (slice(None, 0), ":0")):
+        with pytest.raises(InputError, match=f"--workloads {shown} selects none of the grid's 2 workloads"):
+            expand(grid, "small.yaml", workload_slice=part)
+
+
+def test_skipped_configurations_are_counted_among_those_considered():
+    # per workload: max_loras 16 serves 16 and 256 (2 runs), max_loras 256 cannot start at rank 32 (1 skipped)
+    grid = grid_from_yaml("served: [16, 256]\nmax_loras: [16, 256]\nranks: [[16, 32]]\nrates: [[0.1], [0.2]]\n",
+                          "g.yaml")
+    expansion = expand(grid, "g.yaml")
+    assert len(expansion.runs) == 4 and expansion.skipped_infeasible == 2
+    assert [expansion.skipped_within(n) for n in (None, 1, 2, 3, 4, 100)] == [2, 0, 0, 1, 2, 2]

@@ -1,5 +1,9 @@
-"""The `loratwin` Typer app, the helpers its commands share, and `main`, which turns user mistakes into
-one `error:` line and exit status 2.
+"""The `loratwin` Typer app, the helpers its commands share, and `main`, which turns user mistakes (a
+flag typer refuses, a LoratwinError, a file that cannot be read or written) into one `error:` line on
+stderr and exit status 2.
+
+Messages print literally: text a user gave (paths, adapter ids, notes) may hold square brackets, which
+rich would read as markup. `err_console` has markup off; consoles that style text escape what they quote.
 
 Start-up stays light: this module and the command modules import typer, rich's console and the
 standard library only; each command imports the stages it runs (numpy, numba, pyarrow, ...) when it runs.
@@ -10,16 +14,39 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from loratwin.errors import LoratwinError
+from loratwin.errors import InputError, LoratwinError
 
+
+def _flags_without_metavar() -> None:
+    """typer 0.2x's help shows a type beside every option, `<bool>` beside flags (--json, --verify, --help)
+    included, as if they took a value. Flags take none: show nothing there. (Older typers show none.)"""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # pragma: no cover - a typer without it
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "flags_bare", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich.flags_bare = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_without_metavar()
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="A digital twin of multi-LoRA vLLM serving: how many adapters per GPU, with how many slots.",
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, markup=False, highlight=False)
+# click's exception classes, found through typer's so that this works whether typer vendors click or not
+_CLICK_ERROR = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def _version() -> str:
@@ -68,8 +95,32 @@ def _parse_list(text: str, flag: str, kind: type) -> list:
     return values
 
 
+class _LazyProgress:
+    """A progress bar on stderr that appears at the first step done: a command that fails before any
+    (a missing input file, a refused store) prints its error line alone. Use as a context manager."""
+
+    def __init__(self, progress) -> None:
+        self._progress = progress
+
+    @property
+    def console(self) -> Console:
+        return self._progress.console
+
+    def __enter__(self) -> "_LazyProgress":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        stop_progress(self._progress)
+
+
+def stop_progress(progress) -> None:
+    """Stop a rich Progress if it started (rich prints an empty line when stopping one that never did)."""
+    if progress.live.is_started:
+        progress.stop()
+
+
 def _progress(total: int, description: str):
-    """A progress bar on stderr; returns (context manager, advance callback)."""
+    """A progress bar on stderr, shown from the first step done; returns (context manager, advance callback)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -77,13 +128,45 @@ def _progress(total: int, description: str):
         console=err_console, transient=True,
     )
     task = progress.add_task(description, total=total)
-    return progress, lambda: progress.advance(task)
+
+    def advance() -> None:
+        progress.start()
+        progress.advance(task)
+
+    return _LazyProgress(progress), advance
+
+
+def check_threshold(value: float, flag: str) -> None:
+    """A starvation threshold (`1 - throughput/offered >= value` starves) lies strictly between 0 and 1."""
+    if not 0 < value < 1:
+        raise InputError(f"{flag}: must be between 0 and 1, got {value:g}")
+
+
+def print_error(message: str) -> None:
+    """One `error:` line on stderr, the message printed as it is (no markup, no wrapping)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.splitlines())), soft_wrap=True)
+
+
+def _usage_message(exc: Exception) -> str:
+    """A click usage error (unknown flag, a value of the wrong type, a missing argument) in one line."""
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    return exc.format_message() + hint
 
 
 def main() -> None:
-    """Entry point: user mistakes print one clear message and exit 2, without a traceback."""
+    """Entry point: user mistakes print one clear line and exit 2, without a traceback."""
     try:
-        app(standalone_mode=True)
+        status = app(standalone_mode=False)
+    except _CLICK_ERROR as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            print_error(_usage_message(exc))
+        sys.exit(exc.exit_code)
     except LoratwinError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         sys.exit(2)
+    except OSError as exc:  # a file that could not be read or written, named by the error
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{where}{exc.strerror or exc}")
+        sys.exit(2)
+    sys.exit(status if isinstance(status, int) else 0)

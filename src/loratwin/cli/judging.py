@@ -7,10 +7,16 @@ from typing import Annotated
 
 import typer
 
+from loratwin.cli.app import check_threshold
+
+DEFAULT_ADAPTER_DIR = "./adapters"  # loratwin.plan.placement.result.DEFAULT_ADAPTER_DIR
 DEFAULT_MAX_WAIT_S = 60.0
 DEFAULT_STARVATION_THRESHOLD = 0.1
 DEFAULT_WINDOW_S = 3600.0
 
+AdapterDirFlag = Annotated[str, typer.Option(
+    help="Where the adapters lie, for the vllm serve commands (each adapter at DIR/its id; the default is a "
+         "placeholder).")]
 CheckFlag = Annotated[str, typer.Option(
     "--check", help="What predicts a GPU's behaviour for the acceptance rule: auto (the cost model), cost-model, "
                     "learned (the shipped models, waits from the cost model), twin (simulation, slow).")]
@@ -25,6 +31,19 @@ ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
 
 
+def check_models_dir(models: Path | None, flag: str = "--models") -> None:
+    """--models names a folder `loratwin train` wrote (its manifest.json)."""
+    from loratwin.errors import InputError
+
+    if models is None:
+        return
+    if not models.is_dir():
+        what = "is not a folder" if models.exists() else "does not exist"
+        raise InputError(f"{flag} {models}: {what} (expected a folder written by `loratwin train`)")
+    if not (models / "manifest.json").is_file():
+        raise InputError(f"{flag} {models}: no manifest.json there (expected a folder written by `loratwin train`)")
+
+
 def build_rule(max_wait: float, threshold: float, window_s: float):
     """The acceptance rule of these flags (an InputError naming the flag for a value out of range)."""
     from loratwin.errors import InputError
@@ -34,7 +53,6 @@ def build_rule(max_wait: float, threshold: float, window_s: float):
         raise InputError(f"--window must be a positive number of seconds, got {window_s:g}")
     if not max_wait > 0:
         raise InputError(f"--max-wait must be > 0 seconds (or inf), got {max_wait:g}")
-    if not 0 < threshold < 1:
-        raise InputError(f"--starvation-threshold must be between 0 and 1, got {threshold:g}")
+    check_threshold(threshold, "--starvation-threshold")
     return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,
                           window_s=window_s)

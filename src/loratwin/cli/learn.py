@@ -9,11 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, check_threshold
+from loratwin.cli.judging import check_models_dir
 from loratwin.errors import InputError, LoratwinError
+from loratwin.files import Output, check_outputs, written_whole
 
-stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+# user text (paths, model documents) prints literally
+stdout = Console(highlight=False, soft_wrap=True, markup=False)
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 TARGETS = ("best_served", "best_max_loras", "best_total_tok_s", "total_tok_s", "starved")
 
@@ -33,7 +36,7 @@ def train(
     import json
 
     try:
-        from loratwin.learn.train import train_profile
+        from loratwin.learn.train import MODEL_FILES, train_profile
         from loratwin.learn.zoo import FAMILIES
     except ImportError as err:
         raise LoratwinError(f"train needs the learn extra: pip install 'loratwin[learn]' ({err})") from None
@@ -43,13 +46,19 @@ def train(
         raise InputError(f"--families: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(FAMILIES)})")
     if folds < 2:
         raise InputError(f"--folds: must be >= 2, got {folds}")
-    manifest = train_profile(results, out, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
-                             log=lambda message: stderr.print(message))
-    if tune:
-        from loratwin.learn.tune import tune_max_starved_p
+    check_threshold(threshold, "--threshold")
+    if not results.is_dir():
+        what = "not a folder" if results.exists() else "does not exist"
+        raise InputError(f"{results}: {what} (expected the --out folder of a sweep)")
+    check_outputs(Output("--out", out, folder=True, own=MODEL_FILES), inputs=[results])
+    with written_whole(out, MODEL_FILES) as tmp:  # the models appear together, or not at all
+        manifest = train_profile(results, tmp, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
+                                 log=lambda message: stderr.print(message))
+        if tune:
+            from loratwin.learn.tune import tune_max_starved_p
 
-        manifest["recommend"] = tune_max_starved_p(results, out, n_folds=folds, threshold=threshold,
-                                                   log=lambda message: stderr.print(message))
+            manifest["recommend"] = tune_max_starved_p(results, tmp, n_folds=folds, threshold=threshold,
+                                                       log=lambda message: stderr.print(message))
     if json_out:
         print(json.dumps(manifest, indent=1, allow_nan=False))
         return
@@ -73,6 +82,7 @@ def explain(
 
     if target is not None and target not in TARGETS:
         raise InputError(f"--target: unknown {target!r} (known: {', '.join(TARGETS)})")
+    check_models_dir(models)
     from loratwin.learn.bundle import load_model_set
     from loratwin.learn.explain import describe_model
 
@@ -83,5 +93,5 @@ def explain(
         return
     stdout.print(f"models of profile {model_set.profile} ({model_set.directory})")
     for name, document in documents.items():
-        stdout.print(f"\n[bold]{name}[/bold]")
-        stdout.print(describe_model(document), markup=False)
+        stdout.print(f"\n[bold]{name}[/bold]", markup=True)
+        stdout.print(describe_model(document))

@@ -6,17 +6,21 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, err_console
 from loratwin.cli.judging import (
+    DEFAULT_ADAPTER_DIR,
     DEFAULT_MAX_WAIT_S,
     DEFAULT_STARVATION_THRESHOLD,
     DEFAULT_WINDOW_S,
+    AdapterDirFlag,
     CheckFlag,
     MaxWaitFlag,
     ModelsFlag,
     ThresholdFlag,
     build_rule,
+    check_models_dir,
 )
 from loratwin.errors import InputError
 
@@ -42,6 +46,7 @@ def place_command(
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
+    adapter_dir: AdapterDirFlag = DEFAULT_ADAPTER_DIR,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
@@ -54,12 +59,14 @@ def place_command(
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
+    check_models_dir(models)
+    _check_flags(gpus, search_moves, workers)
+    _check_output_places(out, report, adapters)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
-    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
-        raise InputError(f"--out {out}: expected a .yaml or .json file name")
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
+    placement.adapter_dir = adapter_dir
     doc = placement.to_dict()
     if compare:
         doc["compare"] = compare_algorithms(workload, loaded, check=judge, skip=algorithm)
@@ -67,22 +74,40 @@ def place_command(
     if verify:
         if out is not None:  # kept if the verification is interrupted
             _write(doc, out)
-            Console(stderr=True).print(f"wrote {out} (the verification is added when it ends)")
-        Console(stderr=True).print(f"verifying {placement.gpu_count} GPUs with the twin ({window:g} s each)...")
+            err_console.print(f"wrote {out} (the verification is added when it ends)")
+        err_console.print(f"verifying {placement.gpu_count} GPUs with the twin ({window:g} s each)...")
         verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None)
         doc["verification"] = verification.to_dict()
     if out is not None:
         _write(doc, out)
-        Console(stderr=True).print(f"wrote {out}")
+        err_console.print(f"wrote {out}")
     if report is not None:
         from loratwin.report import write_plan_report
 
-        Console(stderr=True).print(f"wrote report {write_plan_report(doc, report)}")
+        err_console.print(f"wrote report {write_plan_report(doc, report)}")
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     console = Console() if sys.stdout.isatty() else Console(width=200)
     _print_placement(placement, verification, console, doc.get("compare"))
+
+
+def _check_flags(gpus: int | None, search_moves: int, workers: int) -> None:
+    if gpus is not None and gpus < 1:
+        raise InputError(f"--gpus must be >= 1, got {gpus}")
+    if search_moves < 0:
+        raise InputError(f"--search-moves must be >= 0 (0: the greedy alone), got {search_moves}")
+    if workers < 0:
+        raise InputError(f"--workers must be >= 0, got {workers}")
+
+
+def _check_output_places(out: Path | None, report: Path | None, adapters: Path) -> None:
+    from loratwin.files import Output, check_outputs
+    from loratwin.report.html import REPORT_FILES
+
+    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
+        raise InputError(f"--out {out}: expected a .yaml or .json file name")
+    check_outputs(Output("--out", out), Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
 
 
 def _write(doc: dict, path: Path) -> None:
@@ -112,13 +137,14 @@ def _print_placement(placement, verification, console: Console, compared: dict |
         f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
         f"lower bound {placement.lower_bound} GPU{'s' if placement.lower_bound != 1 else ''}"
-        f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile {placement.profile}",
+        f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile "
+        f"{escape(placement.profile)}",
         highlight=False,
     )
     if compared:
-        console.print(_comparison(placement, compared), highlight=False)
+        console.print(_comparison(placement, compared), highlight=False, markup=False)
     for note in placement.notes:
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
     table = Table(show_header=True, header_style="bold")
     for column, justify in (("GPU", "right"), ("adapters", "right"), ("ranks", "left"), ("req/s", "right"),
                             ("--max-loras", "right"), ("--max-cpu-loras", "right"), ("--max-lora-rank", "right"),
@@ -133,7 +159,7 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     verified = {g.index: g for g in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
-        limit = f"{g.pressure:.2f} {g.tightest}" if g.accepted else f"[red]REFUSED {g.pressure:.2f} {g.tightest}[/]"
+        limit = escape(f"{g.pressure:.2f} {g.tightest}") if g.accepted else f"[red]REFUSED {escape(f'{g.pressure:.2f} {g.tightest}')}[/]"
         row = [str(g.index), str(len(g.adapters)), ranks, f"{g.rate_req_s:.2f}", str(g.max_loras),
                str(g.max_cpu_loras), str(g.max_lora_rank), f"{g.offered_tok_s:,.0f}", f"{g.predicted_tok_s:,.0f}", f"{g.wait_s:.1f}",
                f"{g.queue_s:.1f}", limit]
@@ -166,10 +192,12 @@ def _print_placement(placement, verification, console: Console, compared: dict |
                if verification.starved_gpus else ""),
             highlight=False,
         )
-    console.print("\n[bold]One command per GPU[/] (adapter paths are placeholders):")
+    where = ("adapter paths are placeholders: --adapter-dir DIR gives yours" if placement.adapter_dir == DEFAULT_ADAPTER_DIR
+             else f"adapters in {escape(placement.adapter_dir)}")
+    console.print(f"\n[bold]One command per GPU[/] ({where}):")
     for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
-        console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False)
-        console.print(command, highlight=False, soft_wrap=True)
+        console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False, markup=False)
+        console.print(command, highlight=False, soft_wrap=True, markup=False)
 
 
 def _comparison(placement, compared: dict) -> str:

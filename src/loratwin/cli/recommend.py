@@ -10,15 +10,19 @@ from rich.console import Console
 
 from loratwin.cli.app import app
 from loratwin.cli.judging import (
+    DEFAULT_ADAPTER_DIR,
     DEFAULT_MAX_WAIT_S,
     DEFAULT_STARVATION_THRESHOLD,
     DEFAULT_WINDOW_S,
+    AdapterDirFlag,
     CheckFlag,
     MaxWaitFlag,
     ModelsFlag,
     ThresholdFlag,
     build_rule,
+    check_models_dir,
 )
+from loratwin.errors import InputError
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -34,7 +38,8 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
 
     shown = ", ".join(rec.served_adapter_ids[:ADAPTERS_SHOWN]) + (", ..." if rec.served > ADAPTERS_SHOWN else "")
     out = stdout.print
-    out(f"[bold]Recommendation[/bold] for {rec.adapters_given} adapters on {rec.profile} ({rec.model_id}):")
+    out(f"[bold]Recommendation[/bold] for {rec.adapters_given} adapters on {escape(rec.profile)} "
+        f"({escape(rec.model_id)}):")
     out(f"  serve {rec.served} of the {rec.adapters_given} adapters on one GPU ({rec.selection_rule}: {shown})",
         markup=False)
     out(f"  --max-loras {rec.max_loras}  --max-cpu-loras {rec.max_cpu_loras}  --max-lora-rank {rec.max_lora_rank}")
@@ -69,10 +74,6 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
     modules = rec.vllm_command[rec.vllm_command.index("--lora-modules") + 1 :]
     out("[bold]Serve it[/bold]:")
     if command_out is not None:
-        from loratwin.files import atomic_write
-
-        text = "#!/bin/sh\n" + shlex.join(rec.vllm_command) + "\n"
-        atomic_write(command_out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         out(f"  {command} ... ({len(modules)} adapters; full command written to {command_out})", markup=False)
     elif len(modules) <= ADAPTERS_SHOWN:
         out(f"  {shlex.join(rec.vllm_command)}", markup=False)
@@ -100,7 +101,7 @@ def _point_line(p: dict, mark: str) -> str:
 
 
 def _check_with_twin(rec: Any, spec: Any, profile: Any, check: Any, *, verify: bool, refine: bool, seed: int = 0,
-                     keep_order: bool = False, adapter_dir: str = "./adapters") -> Any:
+                     keep_order: bool = False, adapter_dir: str = DEFAULT_ADAPTER_DIR) -> Any:
     from loratwin.plan.recommend import apply_refinement
     from loratwin.plan.recommend import refine as run_refine
     from loratwin.plan.recommend import verify as run_verify
@@ -116,19 +117,14 @@ def _check_with_twin(rec: Any, spec: Any, profile: Any, check: Any, *, verify: b
     return rec
 
 
-def _plan_doc(rec: Any) -> dict:
-    """The recommendation as a one-GPU plan, for the HTML report."""
-    doc = rec.to_dict()
-    gpu = {
-        "gpu": 0, "adapters": doc["served_adapter_ids"], "served": doc["served"], "max_loras": doc["max_loras"],
-        "max_cpu_loras": doc["max_cpu_loras"], "max_lora_rank": doc["max_lora_rank"],
-        "offered_tok_s": doc["offered_tok_s"], "predicted_tok_s": doc["predicted_total_tok_s"],
-        "accepted": doc["accepted"], "deciding_limit": doc["deciding_limit"],
-        "predicted_wait_s": doc["predicted_wait_s"], "predicted_kv_queue_s": doc["predicted_kv_queue_s"],
-    }
-    return {"profile": doc["profile"], "model": doc["model_id"], "algorithm": f"recommend ({doc['source']})",
-            "check": doc["check"], "gpus": [gpu], "predicted_tok_s": doc["predicted_total_tok_s"],
-            "offered_tok_s": doc["offered_tok_s"], "vllm_serve_commands": [" ".join(doc["vllm_command"])]}
+def _write_command(rec: Any, command_out: Path) -> None:
+    """The full `vllm serve` command as a shell script, written whole (a file the user had is replaced at once)."""
+    import shlex
+
+    from loratwin.files import atomic_write
+
+    text = "#!/bin/sh\n" + shlex.join(rec.vllm_command) + "\n"
+    atomic_write(command_out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 @app.command("recommend")
@@ -144,7 +140,7 @@ def recommend(
     verify: Annotated[bool, typer.Option("--verify", help="Run the twin at the recommendation and with one adapter more, judged by the same rule.")] = False,
     refine: Annotated[bool, typer.Option("--refine", help="Move the recommendation to the most adapters the twin accepts near it, at the best max_loras nearby.")] = False,
     seed: Annotated[int, typer.Option(help="With --verify/--refine/--check twin: the twin's seed.")] = 0,
-    adapter_dir: Annotated[str, typer.Option(help="Where the adapters lie, for the vllm serve command.")] = "./adapters",
+    adapter_dir: AdapterDirFlag = DEFAULT_ADAPTER_DIR,
     command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
@@ -157,20 +153,35 @@ def recommend(
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
+    check_models_dir(models)
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
+    _check_output_places(command_out, report, workload)
     spec = load_adapters(workload)
     loaded = load_profile(profile)
     estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
     rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models)
     rec = _check_with_twin(rec, spec, loaded, estimator, verify=verify, refine=refine, seed=seed, keep_order=keep_order,
                            adapter_dir=adapter_dir)
+    if command_out is not None:
+        _write_command(rec, command_out)
     if report is not None:
         from loratwin.report import write_plan_report
+        from loratwin.report.plan import plan_from_recommendation
 
-        typer.echo(f"wrote report {write_plan_report(_plan_doc(rec), report)}", err=True)
+        stderr.print(f"wrote report {write_plan_report(plan_from_recommendation(rec.to_dict()), report)}", markup=False)
     if json_out:
         print(json.dumps(rec.to_dict(), indent=1, allow_nan=False))
         return
     _print_recommendation(rec, command_out)
+
+
+def _check_output_places(command_out: Path | None, report: Path | None, workload: Path) -> None:
+    from loratwin.files import Output, check_outputs
+    from loratwin.report.html import REPORT_FILES
+
+    check_outputs(Output("--command-out", command_out), Output("--report", report, folder=True, own=REPORT_FILES),
+                  inputs=[workload])
 
 
 @app.command("quickstart")

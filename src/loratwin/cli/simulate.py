@@ -6,8 +6,12 @@ from typing import Annotated
 
 import typer
 
-from loratwin.cli.app import _out_console, _parse_list, _progress, app, err_console
+from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
 from loratwin.errors import LoratwinError
+
+ENGINES = ("fast", "reference")
+# what `--seeds N --out DIR` writes: one results folder per seed
+SEEDS_FILES = ("seed-*",)
 
 
 @app.command()
@@ -45,19 +49,18 @@ def simulate(
             "give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, or --trace DIR"
             + (f" (got {', '.join(sources)})" if sources else "")
         )
-    if seeds < 1:
-        raise LoratwinError(f"--seeds must be >= 1, got {seeds}")
-    requests = None
-    if workload is not None:
-        spec = load_workload_yaml(workload)
-    elif trace is not None:
-        if seeds > 1:
-            raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
-        spec, requests = load_trace(trace)
-    else:
+    _check_flags(seeds, duration, sample_interval, starvation_threshold, engine, workers)
+    if seeds > 1 and trace is not None:
+        raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
+    if seeds > 1 and report is not None:
+        raise LoratwinError("--report reports on one run: use it without --seeds (each seed's results: --out)")
+    if seeds > 1 and engine != "fast":
+        raise LoratwinError("--engine reference runs one seed: use it without --seeds")
+    layout = None
+    if workload is None and trace is None:
         if served is None or rates is None or ranks is None:
             raise LoratwinError("--served, --rates and --ranks go together: give all three")
-        spec = reference_layout(served, _parse_list(rates, "--rates", float), _parse_list(ranks, "--ranks", int), seed)
+        layout = (_parse_list(rates, "--rates", float), _parse_list(ranks, "--ranks", int))
     from loratwin.twin import ServerConfig
 
     try:
@@ -71,6 +74,14 @@ def simulate(
         )
     except ValueError as exc:  # pydantic's ValidationError
         raise LoratwinError(_flag_errors(exc)) from None
+    _check_output_places(out, report, inputs=(workload, trace))
+    requests = None
+    if workload is not None:
+        spec = load_workload_yaml(workload)
+    elif trace is not None:
+        spec, requests = load_trace(trace)
+    else:
+        spec = reference_layout(served, *layout, seed)
     if seeds > 1:
         _simulate_seeds(spec, server, profile, duration, range(seed, seed + seeds), workers,
                         sample_interval, starvation_threshold, json_out, out)
@@ -89,8 +100,12 @@ def simulate(
         engine_mode=engine,
     )
     if out is not None:
-        paths = result.write(out)
-        err_console.print(f"wrote {len(paths)} files to {out}")
+        from loratwin.files import written_whole
+        from loratwin.twin.result import RESULT_FILES
+
+        with written_whole(out, _out_files()) as tmp:  # replaces a previous result of one seed or several
+            result.write_files(tmp)
+        err_console.print(f"wrote {len(RESULT_FILES)} files to {out}")
     if report is not None:
         from loratwin.report import write_simulation_report
 
@@ -117,8 +132,12 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
     with progress:
         results = simulate_many(tasks, workers=workers or None, on_done=advance)
     if out is not None:
-        for s, result in zip(seed_values, results, strict=True):
-            result.write(out / f"seed-{s}")
+        from loratwin.files import written_whole
+
+        with written_whole(out, _out_files()) as tmp:
+            for s, result in zip(seed_values, results, strict=True):
+                (tmp / f"seed-{s}").mkdir()
+                result.write_files(tmp / f"seed-{s}")
         err_console.print(f"wrote {len(results)} runs to {out}")
     numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}
@@ -130,6 +149,36 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
         print_seed_runs(results, mean, _out_console())
 
 
+def _check_flags(seeds: int, duration: float, sample_interval: float, threshold: float, engine: str,
+                 workers: int) -> None:
+    if seeds < 1:
+        raise LoratwinError(f"--seeds must be >= 1, got {seeds}")
+    if not 0 < duration < float("inf"):
+        raise LoratwinError(f"--duration must be a positive number of seconds, got {duration:g}")
+    if not 0 < sample_interval < float("inf"):
+        raise LoratwinError(f"--sample-interval must be a positive number of seconds, got {sample_interval:g}")
+    check_threshold(threshold, "--starvation-threshold")
+    if engine not in ENGINES:
+        raise LoratwinError(f"--engine: unknown {engine!r} (known: {', '.join(ENGINES)})")
+    if workers < 0:
+        raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
+
+
+def _check_output_places(out: Path | None, report: Path | None, inputs) -> None:
+    from loratwin.files import Output, check_outputs
+    from loratwin.report.html import REPORT_FILES
+
+    check_outputs(Output("--out", out, folder=True, own=_out_files()),
+                  Output("--report", report, folder=True, own=REPORT_FILES), inputs=inputs)
+
+
+def _out_files() -> tuple[str, ...]:
+    """What --out may replace: a previous run's results, of one seed or of several."""
+    from loratwin.twin.result import RESULT_FILES
+
+    return RESULT_FILES + SEEDS_FILES
+
+
 def _flag_errors(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if not callable(errors):
@@ -138,4 +187,4 @@ def _flag_errors(exc: Exception) -> str:
     for e in errors():
         field = str(e["loc"][0]) if e["loc"] else "?"
         lines.append(f"--{field.replace('_', '-')}: {e['msg']}, got {e.get('input')!r}")
-    return "\n".join(lines)
+    return "; ".join(lines)

@@ -6,11 +6,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from loratwin.cli.app import app
+from loratwin.cli.app import app, check_threshold, stop_progress
 from loratwin.errors import LoratwinError
+from loratwin.files import Output, check_outputs
 
-stdout = Console(highlight=False)
-stderr = Console(stderr=True, highlight=False)
+# user text (grid names, paths) prints literally; the tables style their own cells
+stdout = Console(highlight=False, markup=False)
+stderr = Console(stderr=True, highlight=False, markup=False)
 
 LABEL_ROWS_SHOWN = 20
 
@@ -42,13 +44,20 @@ def sweep(
         TimeRemainingColumn,
     )
 
-    from loratwin.sweep.execute import SweepProgress, run_sweep
+    from loratwin.report.html import REPORT_FILES
+    from loratwin.sweep.execute import SweepProgress, check_sweep_args, run_sweep
     from loratwin.sweep.grid import expand, load_grid, parse_slice
+    from loratwin.sweep.runners import check_runner_args
 
+    check_sweep_args(search, threshold, max_configs)
+    check_runner_args(backend, workers, address)
+    workload_slice = parse_slice(workloads) if workloads else None
+    # the store is written in place (a rerun resumes it); a report may go inside it
+    check_outputs(Output("--out", out, folder=True, own=None), Output("--report", report, folder=True, own=REPORT_FILES))
     spec, source = load_grid(grid)
     if profile is not None:
         spec = spec.model_copy(update={"profile": profile})
-    expansion = expand(spec, source, workload_slice=parse_slice(workloads) if workloads else None)
+    expansion = expand(spec, source, workload_slice=workload_slice)
     if not expansion.runs:
         raise LoratwinError(
             f"{source}: no run to do ({expansion.skipped_infeasible} configurations cannot start on profile "
@@ -68,6 +77,7 @@ def sweep(
     task = progress.add_task("sweep", total=None, runs=0, failed=0)
 
     def show(state: SweepProgress) -> None:
+        progress.start()  # at the first report, once the store has accepted the grid: a refusal prints alone
         progress.update(
             task,
             description=f"sweep ({state.unit_name})",
@@ -78,11 +88,13 @@ def sweep(
         )
 
     try:
-        with progress:
+        try:
             summary = run_sweep(
                 spec, out, source=source, search=search, threshold=threshold, backend=backend, workers=workers,
                 address=address, max_configs=max_configs, on_progress=show, expansion=expansion,
             )
+        finally:
+            stop_progress(progress)
     except KeyboardInterrupt:
         stderr.print(f"interrupted: finished runs are stored in {out}; run the same command again to resume")
         raise typer.Exit(130) from None
@@ -98,8 +110,9 @@ def sweep(
         return
     what = "search" if search else "sweep"
     stdout.print(f"{what} of grid {summary.grid} ({summary.profile}) into {summary.out}")
+    considered = "runs in the grid" if max_configs is None else f"runs in the first {max_configs} of the grid"
     stdout.print(
-        f"  runs in the grid: {summary.configs}  (configurations that cannot start, skipped: "
+        f"  {considered}: {summary.configs}  (configurations that cannot start, skipped: "
         f"{summary.skipped_infeasible})"
     )
     stdout.print(f"  already stored: {summary.already_done}  run now: {summary.ran}  failed: {summary.failed}")
@@ -120,8 +133,14 @@ def labels(
 
     from rich.table import Table
 
-    from loratwin.sweep.labels import write_labels
+    from loratwin.sweep.labels import LABEL_FILES, write_labels
 
+    check_threshold(threshold, "--threshold")
+    if not results.is_dir():
+        what = "not a folder" if results.exists() else "does not exist"
+        raise LoratwinError(f"{results}: {what} (expected the --out folder of a sweep)")
+    check_outputs(Output("--out", out if out is not None else results / "labels", folder=True, own=LABEL_FILES),
+                  inputs=[results])
     data = write_labels(results, threshold=threshold, out=out)
     if json_out:
         print(json.dumps(data, indent=2, allow_nan=False))

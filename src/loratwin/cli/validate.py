@@ -8,6 +8,7 @@ import typer
 
 from loratwin.cli.app import _out_console, _progress, app, err_console
 from loratwin.errors import LoratwinError
+from loratwin.files import Output, atomic_write, check_outputs
 
 
 @app.command()
@@ -27,8 +28,11 @@ def validate(
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_error_table
     from loratwin.validate import error_table, load_runs, replay_runs
-    from loratwin.validate.report import write_validation
+    from loratwin.validate.report import VALIDATION_FILES, write_validation
 
+    _check_validate_flags(seeds, workers, client_max_waiting)
+    check_outputs(Output("--out", out, folder=True, own=VALIDATION_FILES),
+                  Output("--report", report, folder=True, own=_report_files()), inputs=[runs_file])
     runs = [r for r in load_runs(runs_file)
             if (not source_set or r.source_set in source_set) and (not model or r.model in model)]
     runs = [r for r in runs if r.start_known]
@@ -63,6 +67,21 @@ def validate(
         print_error_table(table, _out_console())
 
 
+def _check_validate_flags(seeds: int, workers: int, client_max_waiting: int) -> None:
+    if seeds < 1:
+        raise LoratwinError(f"--seeds must be >= 1, got {seeds}")
+    if workers < 0:
+        raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
+    if client_max_waiting < 1:
+        raise LoratwinError(f"--client-max-waiting must be >= 1, got {client_max_waiting}")
+
+
+def _report_files() -> tuple[str, ...]:
+    from loratwin.report.html import REPORT_FILES
+
+    return REPORT_FILES
+
+
 @app.command()
 def calibrate(
     model: Annotated[str, typer.Option(help="Model name as written in the measurement files.")],
@@ -84,6 +103,16 @@ def calibrate(
     from loratwin.validate import load_runs
     from loratwin.validate.calibrate import calibrate as fit_profile
 
+    if rounds < 1:
+        raise LoratwinError(f"--rounds must be >= 1, got {rounds}")
+    if workers < 0:
+        raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise LoratwinError(f"--out {out}: expected a .yaml file name (a profile is YAML)")
+    if not calibration_dir.is_dir():
+        what = "is not a folder" if calibration_dir.exists() else "does not exist"
+        raise LoratwinError(f"--calibration-dir {calibration_dir}: {what} (expected the folder of the measurement CSVs)")
+    check_outputs(Output("--out", out), inputs=[runs, calibration_dir])
     fit_runs = None
     if runs is not None:
         fit_runs = [r for r in load_runs(runs) if r.model == model and (not fit_set or r.source_set in fit_set)]
@@ -109,6 +138,6 @@ def calibrate(
         best = min(history, key=lambda r: r.score)
         header += (f"# Fit on {len(fit_runs)} runs: throughput err {best.throughput_error:.2f}%, "
                    f"ITL err {best.itl_error:.2f}%, starvation agreement {100 * best.starvation_agreement:.1f}%\n")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + yaml.safe_dump(profile_obj.model_dump(mode="json"), sort_keys=False))
+    text = header + yaml.safe_dump(profile_obj.model_dump(mode="json"), sort_keys=False)
+    atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     err_console.print(f"wrote {out}")

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, app
+from loratwin.errors import LoratwinError
 
 workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
 app.add_typer(workload_app, name="workload")
@@ -27,6 +28,8 @@ def workload_describe(
     from loratwin.workload import load_trace, load_workload_yaml
     from loratwin.workload.describe import describe_workload
 
+    if not 0 < duration < float("inf"):
+        raise LoratwinError(f"--duration must be a positive number of seconds, got {duration:g}")
     prof = load_profile(profile)
     if file.is_dir():
         spec, requests = load_trace(file)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from loratwin.errors import InputError
 from loratwin.learn.features import (
     CONFIG_FEATURES,
     WORKLOAD_FEATURES,
@@ -128,7 +129,7 @@ def load_sweep(results_dir: str | Path, profile: str | Profile | None = None, th
     if profile is None:
         names = {r["profile"] for r in runs}
         if len(names) != 1:
-            raise ValueError(f"{results_dir}: expected runs of one profile, found {sorted(names)}")
+            raise InputError(f"{results_dir}: expected runs of one profile, found {sorted(names)}")
         profile = names.pop()
     if isinstance(profile, str):
         profile = load_profile(profile)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from loratwin.errors import InputError
 from loratwin.learn.dataset import POOL_ADAPTERS, STARVATION_THRESHOLD, Table, config_table, load_sweep, optimum_table
 from loratwin.learn.evaluators import predict_target, save_model
 from loratwin.learn.zoo import (
@@ -37,6 +38,9 @@ MANIFEST_FORMAT = "loratwin-models/1"
 # Shipped with the package: the interpretable families (the references take 0.3-0.4 MB each).
 SHIPPED_FAMILIES = ("tree", "figs", "rulefit", "ebm", "linear")
 GRID_COUNTS = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384]
+
+# what train_profile (and tune) put in a models folder
+MODEL_FILES = ("*.json", "comparison.md")
 
 
 def snap_to(values: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
@@ -90,7 +94,7 @@ def train_profile(
     prof, runs, labels = load_sweep(results_dir, profile, threshold)
     tables = {"config": config_table(runs, prof, threshold), "optimum": optimum_table(labels, prof)}
     if len(tables["optimum"]) < n_folds or len(tables["config"]) < n_folds:
-        raise ValueError(f"{results_dir}: too few workloads with a known optimum to cross-validate ({len(tables['optimum'])})")
+        raise InputError(f"{results_dir}: too few workloads with a known optimum to cross-validate ({len(tables['optimum'])})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("*.json"):

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from loratwin.errors import InputError
 from loratwin.profiles.model import Profile
-from loratwin.yamlfile import parse_yaml
+from loratwin.yamlfile import parse_yaml, read_user_text
 
 _DATA = "loratwin.profiles.data"
 
@@ -52,7 +52,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         return _builtin(name)
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
+        if not path.exists():
             raise InputError(f"profile file {path} does not exist")
-        return profile_from_yaml_text(path.read_text(), str(path))
+        return profile_from_yaml_text(read_user_text(path, "profile YAML file"), str(path))
     raise InputError(f"unknown profile {name!r}; built-in profiles: {', '.join(builtin_profiles())}, or give a YAML file")

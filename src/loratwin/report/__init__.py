@@ -38,8 +38,9 @@ def detect_kind(path: str | Path) -> str:
     raise InputError(
         f"{path} holds no result loratwin can report on: expected the --out directory of "
         "`simulate` (summary.json, requests.parquet, timeseries.parquet), of `validate` "
-        "(runs.csv, errors.json) or a sweep table (Parquet with workload_key, max_loras, served, "
-        "total_tok_s, starved) or a placement (YAML/JSON with a 'gpus' list)"
+        "(runs.csv, errors.json) or of `sweep` (manifest.json, parts/), a sweep table (Parquet with "
+        "workload_key, max_loras, served, total_tok_s, starved), a placement (YAML/JSON with a 'gpus' "
+        "list) or a saved `recommend --json`"
     )
 
 
@@ -47,7 +48,10 @@ def write_report(path: str | Path, out_dir: str | Path) -> Path:
     """Report on the result saved at `path` (its kind detected from the files); returns index.html."""
     kind = detect_kind(path)
     module = next(_kind(n) for n in KIND_MODULES if _kind(n).KIND == kind)
-    return module.write_from_path(Path(path), Path(out_dir))
+    try:
+        return module.write_from_path(Path(path), Path(out_dir))
+    except (ValueError, KeyError) as err:  # a damaged file of the result: JSON, CSV or Parquet (pyarrow's are ValueErrors)
+        raise InputError(f"{path}: cannot read the {kind} result ({type(err).__name__}: {err})") from None
 
 
 def write_simulation_report(result: RunResult, out_dir: str | Path) -> Path:

@@ -54,7 +54,8 @@ def pyplot():
         import matplotlib
     except ImportError:
         raise LoratwinError(
-            "reports draw their charts with matplotlib: pip install 'loratwin[report]'"
+            "reports draw their charts with matplotlib, a dependency of loratwin that is missing here: "
+            "pip install matplotlib (or reinstall loratwin)"
         ) from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -1,11 +1,16 @@
-"""Terminal rendering of results with rich."""
+"""Terminal rendering of results with rich.
+
+Text that comes from the user's files (adapter ids, model and GPU names, paths) is printed literally:
+cells get it as `Text`, styled lines `escape` it, so square brackets in it are never read as markup."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from loratwin.profiles import Profile
@@ -28,9 +33,9 @@ def print_run_result(result: RunResult, console: Console) -> None:
     cfg, s = result.config, result.summary
     srv, wl = cfg["server"], cfg["workload"]
     console.print(
-        f"[bold]{cfg['profile']}[/] on {cfg['gpu']}\n"
+        f"[bold]{escape(str(cfg['profile']))}[/] on {escape(str(cfg['gpu']))}\n"
         f"{wl['served_adapters']} adapters (ranks {', '.join(map(str, wl['ranks']))}), "
-        f"{wl['aggregate_rate_req_s']:.2f} req/s offered; request lengths: {wl['request_lengths']}\n"
+        f"{wl['aggregate_rate_req_s']:.2f} req/s offered; request lengths: {escape(str(wl['request_lengths']))}\n"
         f"--max-loras {srv['max_loras']} --max-cpu-loras {srv['max_cpu_loras']} "
         f"--max-lora-rank {srv['max_lora_rank']} --max-num-seqs {srv['max_num_seqs']} "
         f"--max-num-batched-tokens {srv['max_num_batched_tokens']}"
@@ -70,7 +75,7 @@ def print_run_result(result: RunResult, console: Console) -> None:
     for col in ("adapter", "rank", "rate (req/s)", "arrived", "completed", "mean TTFT (ms)"):
         shown.add_column(col, justify="right")
     for a in sorted(starved, key=lambda a: a["completion_ratio"])[:MAX_LISTED_ADAPTERS]:
-        shown.add_row(a["adapter_id"], str(a["rank"]), f"{a['rate_req_s']:g}", f"{a['arrived']:,}",
+        shown.add_row(Text(str(a["adapter_id"])), str(a["rank"]), f"{a['rate_req_s']:g}", f"{a['arrived']:,}",
                       f"{a['completed']:,}", _num(a["mean_ttft_ms"], 0))
     console.print(shown)
     if len(starved) > MAX_LISTED_ADAPTERS:
@@ -78,11 +83,13 @@ def print_run_result(result: RunResult, console: Console) -> None:
 
 
 def print_profiles(profiles: list[Profile], console: Console) -> None:
+    """The profiles, their names whole (they are typed as --profile) however narrow the terminal."""
     table = Table(show_header=True, header_style="bold")
-    for col in ("name", "model", "GPU", "engine", "fitted"):
+    table.add_column("name", no_wrap=True, overflow="fold", min_width=max((len(p.name) for p in profiles), default=4))
+    for col in ("model", "GPU", "engine", "fitted"):
         table.add_column(col)
     for p in profiles:
-        table.add_row(p.name, p.model, p.gpu, p.engine, p.fitted)
+        table.add_row(*(Text(str(v)) for v in (p.name, p.model, p.gpu, p.engine, p.fitted)))
     console.print(table)
 
 
@@ -101,7 +108,7 @@ def print_error_table(rows: list[dict], console: Console) -> None:
     for r in rows:
         t, i, f = r["total_tok_s"], r["mean_itl_ms"], r["mean_ttft_ms"]
         table.add_row(
-            r["model"], r["source_set"], str(t["n"]),
+            Text(str(r["model"])), Text(str(r["source_set"])), str(t["n"]),
             f"{pct(t['half_smape'])} / {pct(r['published_total_tok_s']['half_smape'])}",
             f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])}",
             pct(f["half_smape"]),
@@ -138,10 +145,10 @@ def print_workload_summary(summary: dict, console: Console) -> None:
     table.add_row("expected rate over the window (req/s)", f"{summary['expected_aggregate_rate_req_s']:.3f}")
     table.add_row("per-adapter rate min / median / mean / max",
                   f"{rates['min']:g} / {rates['median']:g} / {rates['mean']:.4g} / {rates['max']:g}")
-    table.add_row("ranks", ", ".join(f"{k}: {v}" for k, v in summary["ranks"].items()))
-    table.add_row("arrival processes", ", ".join(f"{k}: {v}" for k, v in summary["arrival_processes"].items()))
+    table.add_row("ranks", Text(", ".join(f"{k}: {v}" for k, v in summary["ranks"].items())))
+    table.add_row("arrival processes", Text(", ".join(f"{k}: {v}" for k, v in summary["arrival_processes"].items())))
     lengths = summary["lengths"]
-    table.add_row("request lengths", str(lengths["name"]))
+    table.add_row("request lengths", Text(str(lengths["name"])))
     table.add_row("mean prompt / output tokens", f"{_num(lengths['mean_prompt_tokens'])} / {_num(lengths['mean_output_tokens'])}")
     table.add_row("offered load (tok/s)", _num(summary["offered_tok_s"]))
     table.add_row(f"expected requests in {summary['duration_s']:g} s", f"{summary['expected_requests']:,.0f}")

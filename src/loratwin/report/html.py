@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# what Page.write puts in a report folder
+REPORT_FILES = ("index.html", "*.png")
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 _CSS = """
@@ -167,14 +169,16 @@ class Page:
         )
 
     def write(self, out_dir: str | Path) -> Path:
-        """Write index.html and one PNG per chart; returns the path of index.html."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        for name, png in self._charts.items():
-            (out / f"{name}.png").write_bytes(png)
-        index = out / "index.html"
-        index.write_text(self.render(), encoding="utf-8")
-        return index
+        """Write index.html and one PNG per chart, whole or not at all (loratwin.files.written_whole:
+        a folder holding anything but a previous report is refused); returns the path of index.html."""
+        from loratwin.files import written_whole
+
+        html_text = self.render()
+        with written_whole(out_dir, REPORT_FILES) as tmp:
+            for name, png in self._charts.items():
+                (tmp / f"{name}.png").write_bytes(png)
+            (tmp / "index.html").write_text(html_text, encoding="utf-8")
+        return Path(out_dir) / "index.html"
 
 
 def _version() -> str:

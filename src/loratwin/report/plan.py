@@ -1,12 +1,14 @@
 """Report on a plan: a placement of adapters over GPUs (one GPU for a recommendation).
 
 Input: the dict of `Placement.to_dict()` (what `loratwin place --out FILE` writes, YAML or JSON),
-or a recommendation dict with the same per-GPU shape under "gpus".
+or a recommendation (what `loratwin recommend --json` prints: `Recommendation.to_dict()`), which
+`plan_from_recommendation` turns into a plan of one GPU.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +22,42 @@ from loratwin.report.html import Page, integer, num
 KIND = "plan"
 
 
+# the keys that tell a recommendation (`recommend --json`) from other JSON
+RECOMMENDATION_KEYS = ("served_adapter_ids", "max_loras", "vllm_command")
+
+
+def plan_from_recommendation(doc: dict[str, Any]) -> dict[str, Any]:
+    """A recommendation (`Recommendation.to_dict()`, as `recommend --json` prints it) as a plan of one GPU."""
+    gpu = {
+        "gpu": 0, "adapters": doc["served_adapter_ids"], "served": doc.get("served"), "max_loras": doc["max_loras"],
+        "max_cpu_loras": doc.get("max_cpu_loras"), "max_lora_rank": doc.get("max_lora_rank"),
+        "offered_tok_s": doc.get("offered_tok_s"), "predicted_tok_s": doc.get("predicted_total_tok_s"),
+        "accepted": doc.get("accepted"), "deciding_limit": doc.get("deciding_limit"),
+        "predicted_wait_s": doc.get("predicted_wait_s"), "predicted_kv_queue_s": doc.get("predicted_kv_queue_s"),
+    }
+    return {"profile": doc.get("profile"), "model": doc.get("model_id"),
+            "algorithm": f"recommend ({doc.get('source', '?')})", "check": doc.get("check"), "gpus": [gpu],
+            "predicted_tok_s": doc.get("predicted_total_tok_s"), "offered_tok_s": doc.get("offered_tok_s"),
+            "vllm_serve_commands": [shlex.join(map(str, doc["vllm_command"]))]}
+
+
 def _load(path: Path) -> dict[str, Any] | None:
-    if not path.is_file() or path.suffix not in (".yaml", ".yml", ".json"):
+    """The plan in `path`: a placement, or a recommendation as a plan of one GPU; None for anything else."""
+    if not path.is_file() or path.suffix.lower() not in (".yaml", ".yml", ".json"):
         return None
     try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError):
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("gpus"), list) else None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("gpus"), list):
+        return data
+    if all(k in data for k in RECOMMENDATION_KEYS) and isinstance(data["served_adapter_ids"], list) \
+            and isinstance(data["vllm_command"], list):
+        return plan_from_recommendation(data)
+    return None
 
 
 def matches(path: Path) -> bool:
@@ -38,7 +67,8 @@ def matches(path: Path) -> bool:
 def write_from_path(path: Path, out_dir: Path) -> Path:
     data = _load(path)
     if data is None:
-        raise InputError(f"{path}: expected a placement (YAML or JSON with a 'gpus' list)")
+        raise InputError(f"{path}: expected a placement (YAML or JSON with a 'gpus' list) or a recommendation "
+                         "(`recommend --json`)")
     return write_plan_report(data, out_dir)
 
 

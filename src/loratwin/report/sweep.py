@@ -2,7 +2,8 @@
 
 Input: a table with columns workload_key, max_loras, served, total_tok_s, starved (one row per
 simulated point; repeated points, e.g. seeds, are averaged and count as starved when most repeats
-starve).
+starve): a sweep's results folder (`loratwin sweep --out`), a Parquet file, or a folder of them (its
+`parts/`).
 """
 
 from __future__ import annotations
@@ -72,11 +73,22 @@ def _parquet_in(path: Path) -> Path | None:
     return None
 
 
+def _is_store(path: Path) -> bool:
+    """A sweep's results folder (`sweep --out`): a manifest listing its part files."""
+    from loratwin.sweep.store import MANIFEST
+
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
 def matches(path: Path) -> bool:
-    return _parquet_in(path) is not None
+    return _is_store(path) or _parquet_in(path) is not None
 
 
 def write_from_path(path: Path, out_dir: Path) -> Path:
+    if _is_store(path):
+        from loratwin.sweep.store import read_results
+
+        return write_sweep_report(read_results(path), out_dir)
     file = _parquet_in(path)
     if file is None:
         raise InputError(f"{path}: no Parquet table with columns {', '.join(COLUMNS)}")

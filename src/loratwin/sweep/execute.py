@@ -14,7 +14,7 @@ from typing import Any
 
 from loratwin.errors import LoratwinError
 from loratwin.sweep.grid import Expansion, GridSpec, RunConfig, expand
-from loratwin.sweep.runners import Runner, make_runner
+from loratwin.sweep.runners import Runner, check_runner_args, make_runner
 from loratwin.sweep.search import SearchPlan
 from loratwin.sweep.store import ResultStore, store_bytes
 
@@ -40,7 +40,7 @@ class SweepSummary:
     workers: int
     configs: int  # feasible runs of the selected grid
     workloads: int
-    skipped_infeasible: int
+    skipped_infeasible: int  # configurations that cannot start, among those considered (--max-configs)
     already_done: int  # found in the store, not rerun
     ran: int
     failed: int  # of those run now
@@ -71,6 +71,16 @@ class _GridPlan:
         return not self._todo
 
 
+def check_sweep_args(search: bool, threshold: float, max_configs: int | None) -> None:
+    """run_sweep's arguments (the CLI's flags), checked before anything runs or is written."""
+    if search and max_configs is not None:
+        raise LoratwinError("--max-configs limits a full sweep; with --search, select workloads with --workloads")
+    if max_configs is not None and max_configs < 1:
+        raise LoratwinError(f"--max-configs: must be >= 1, got {max_configs}")
+    if not 0 < threshold < 1:
+        raise LoratwinError(f"--threshold: must be between 0 and 1, got {threshold}")
+
+
 def run_sweep(
     grid: GridSpec,
     out: str | Path,
@@ -90,12 +100,8 @@ def run_sweep(
 
     A KeyboardInterrupt stops it after storing every finished run; rerunning resumes it.
     """
-    if search and max_configs is not None:
-        raise LoratwinError("--max-configs limits a full sweep; with --search, select workloads with --workloads")
-    if max_configs is not None and max_configs < 1:
-        raise LoratwinError(f"--max-configs: must be >= 1, got {max_configs}")
-    if not 0 < threshold < 1:
-        raise LoratwinError(f"--threshold: must be between 0 and 1, got {threshold}")
+    check_sweep_args(search, threshold, max_configs)
+    check_runner_args(backend, workers, address)
     if expansion is None:
         expansion = expand(grid, source, workload_slice=workload_slice)
     runs = expansion.runs if max_configs is None else expansion.runs[:max_configs]
@@ -114,7 +120,7 @@ def run_sweep(
         summary = SweepSummary(
             out=str(out), grid=grid.name, profile=expansion.profile.name, mode="search" if search else "full",
             backend=backend, workers=runner.workers, configs=len(runs), workloads=len(expansion.workloads),
-            skipped_infeasible=expansion.skipped_infeasible, already_done=already, ran=0, failed=0,
+            skipped_infeasible=expansion.skipped_within(max_configs), already_done=already, ran=0, failed=0,
             frontiers=len(expansion.frontiers), wall_s=0.0, runs_per_s=None, store_bytes=0,
         )
         try:

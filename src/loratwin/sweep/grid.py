@@ -37,7 +37,7 @@ from loratwin.workload import (
     zipf_layout,
 )
 from loratwin.workload.spec import ArrivalSpec, describe_validation_error
-from loratwin.yamlfile import parse_yaml
+from loratwin.yamlfile import parse_yaml, read_user_text
 
 BUILTIN_GRIDS = ("paper",)
 
@@ -208,11 +208,11 @@ def load_grid(name_or_path: str | Path) -> tuple[GridSpec, str]:
     path = Path(text)
     if text in BUILTIN_GRIDS and not path.exists():
         return paper_grid(), text
-    if not path.is_file():
+    if not path.exists():
         raise InputError(
             f"{text}: no such grid file, and not a built-in grid (built-in: {', '.join(BUILTIN_GRIDS)})"
         )
-    return grid_from_yaml(path.read_text(encoding="utf-8"), str(path)), str(path)
+    return grid_from_yaml(read_user_text(path, "grid YAML file"), str(path)), str(path)
 
 
 def grid_from_yaml(text: str, source: str) -> GridSpec:
@@ -364,6 +364,15 @@ class Expansion:
     skipped_infeasible: int
     # (workload index, max_loras) -> runs in ascending served order
     frontiers: dict[tuple[int, int], list[RunConfig]] = field(default_factory=dict)
+    # where the skipped configurations lie in grid order: (runs before them, how many)
+    skipped_at: list[tuple[int, int]] = field(default_factory=list)
+
+    def skipped_within(self, max_runs: int | None) -> int:
+        """The configurations skipped (they cannot start) among those considered to take the first
+        `max_runs` runs in grid order (all of them when None)."""
+        if max_runs is None or max_runs >= len(self.runs):
+            return self.skipped_infeasible
+        return sum(count for before, count in self.skipped_at if before < max_runs)
 
 
 def grid_workloads(grid: GridSpec) -> list[WorkloadPoint]:
@@ -410,12 +419,17 @@ def expand(
     p_hash = profile_hash(profile)
     workloads = grid_workloads(grid)
     if workload_slice is not None:
-        workloads = workloads[workload_slice]
+        selected = workloads[workload_slice]
+        if not selected:
+            raise InputError(f"--workloads {_slice_text(workload_slice)} selects none of the grid's {len(workloads)} "
+                             "workloads (START:STOP counts from 0, STOP excluded)")
+        workloads = selected
     served_values, max_loras_values = grid.served_values(), grid.max_loras_values()
     feasible: dict[tuple[int, int], bool] = {}
     runs: list[RunConfig] = []
     frontiers: dict[tuple[int, int], list[RunConfig]] = {}
     skipped = 0
+    skipped_at: list[tuple[int, int]] = []
     for w in workloads:
         rank = grid.server.max_lora_rank or max(w.rank_levels)
         for max_loras in max_loras_values:
@@ -426,6 +440,7 @@ def expand(
                 feasible[(max_loras, rank)] = _starts(profile, max_loras, rank, source)
             if not feasible[(max_loras, rank)]:
                 skipped += len(served_ok)
+                skipped_at.append((len(runs), len(served_ok)))
                 continue
             frontier = [
                 RunConfig(
@@ -444,7 +459,7 @@ def expand(
             ]
             frontiers[(w.index, max_loras)] = frontier
             runs.extend(frontier)
-    return Expansion(grid, profile, workloads, runs, skipped, frontiers)
+    return Expansion(grid, profile, workloads, runs, skipped, frontiers, skipped_at)
 
 
 def _starts(profile: Profile, max_loras: int, max_lora_rank: int, source: str) -> bool:
@@ -455,6 +470,11 @@ def _starts(profile: Profile, max_loras: int, max_lora_rank: int, source: str) -
     except InputError as err:
         raise InputError(f"{source}: max_loras {max_loras} with max_lora_rank {max_lora_rank}: {err}") from None
     return True
+
+
+def _slice_text(part: slice) -> str:
+    text = ":".join("" if v is None else str(v) for v in (part.start, part.stop, part.step))
+    return text.removesuffix(":")
 
 
 def parse_slice(text: str) -> slice:

@@ -18,10 +18,12 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loratwin.errors import LoratwinError
-from loratwin.files import atomic_write
+from loratwin.files import written_whole
 from loratwin.sweep.store import IDENTITY_FIELDS, read_results
 
 DEFAULT_THRESHOLD = 0.1
+# what write_labels puts in its folder, in the order it lists them
+LABEL_FILES = ("labels.parquet", "labels.csv", "frontiers.parquet", "frontiers.csv")
 
 # The workload part of the store's schema: everything before the server configuration, less the
 # run's own keys.
@@ -157,13 +159,11 @@ def write_labels(
     results = read_results(results_dir)
     frontiers, labels = compute_labels(results, threshold)
     out_dir = Path(out) if out is not None else Path(results_dir) / "labels"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for name, table in (("labels", labels), ("frontiers", frontiers)):
-        parquet_path, csv_path = out_dir / f"{name}.parquet", out_dir / f"{name}.csv"
-        atomic_write(parquet_path, lambda tmp, t=table: pq.write_table(t, tmp))
-        atomic_write(csv_path, lambda tmp, t=table: pacsv.write_csv(_csv_ready(t), tmp))
-        files += [str(parquet_path), str(csv_path)]
+    with written_whole(out_dir, LABEL_FILES) as tmp:
+        for name, table in (("labels", labels), ("frontiers", frontiers)):
+            pq.write_table(table, tmp / f"{name}.parquet")
+            pacsv.write_csv(_csv_ready(table), tmp / f"{name}.csv")
+    files = [str(out_dir / name) for name in LABEL_FILES]
     statuses = frontiers.column("status").to_pylist()
     return {
         "results": str(results_dir),

@@ -263,15 +263,20 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise LoratwinError(f"--address {address}: no Ray cluster answers there ({err})") from None
 
 
-def make_runner(
-    profile: Profile, *, backend: str = "local", workers: int | None = None, address: str | None = None
-) -> Runner:
+def check_runner_args(backend: str, workers: int | None, address: str | None) -> None:
+    """The runner's arguments (the CLI's flags), checked before anything runs."""
     if backend not in BACKENDS:
         raise LoratwinError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if workers is not None and workers < 1:
         raise LoratwinError(f"--workers: must be >= 1, got {workers}")
     if address is not None and backend != "ray":
         raise LoratwinError("--address is for --backend ray")
+
+
+def make_runner(
+    profile: Profile, *, backend: str = "local", workers: int | None = None, address: str | None = None
+) -> Runner:
+    check_runner_args(backend, workers, address)
     if backend == "ray":
         return RayRunner(profile, address=address, workers=workers)
     workers = workers if workers is not None else default_workers()

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from loratwin.twin.engine import EngineOutput
     from loratwin.workload import RequestTable, WorkloadSpec
 
+# what RunResult.write puts in a results folder (summary first)
+RESULT_FILES = ("summary.json", "requests.parquet", "adapters.parquet", "timeseries.parquet", "steps.parquet")
 NS_PER_S = 1e9
 NS_PER_MS = 1e6
 # Requests that arrive this close to the end of the window cannot be expected to finish; the
@@ -81,27 +83,29 @@ class RunResult:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False, default=_json_default)
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write summary.json, requests.parquet, adapters.parquet, timeseries.parquet, steps.parquet."""
+        """Write summary.json, requests.parquet, adapters.parquet, timeseries.parquet, steps.parquet into
+        `out_dir`, whole or not at all (see loratwin.files.written_whole: a folder holding anything but a
+        previous result is refused)."""
+        from loratwin.files import written_whole
+
+        with written_whole(out_dir, RESULT_FILES) as tmp:
+            self.write_files(tmp)
+        return [Path(out_dir) / name for name in RESULT_FILES]
+
+    def write_files(self, folder: Path) -> None:
+        """The files of `write`, written into the existing `folder` one by one (`write` makes it whole)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        summary_path = out / "summary.json"
-        summary_path.write_text(self.to_json())
-        paths.append(summary_path)
         tables = {
             "requests": pa.table(self.requests),
             "adapters": pa.Table.from_pylist(self.adapters),
             "timeseries": pa.table(self.timeseries),
             "steps": pa.table(self.steps),
         }
+        (folder / "summary.json").write_text(self.to_json())
         for name, table in tables.items():
-            path = out / f"{name}.parquet"
-            pq.write_table(table, path)
-            paths.append(path)
-        return paths
+            pq.write_table(table, folder / f"{name}.parquet")
 
 
 def idle_start_ttft_s(requests: dict[str, np.ndarray], sent_before_s: float | None = None) -> float | None:

@@ -10,6 +10,8 @@ from pathlib import Path
 from loratwin.validate.errors import error_table_markdown
 from loratwin.validate.replay import ReplayResult
 
+# what write_validation puts in its folder
+VALIDATION_FILES = ("runs.csv", "errors.md", "errors.json", "scatter.png")
 RUN_COLUMNS = (
     "run_id", "model", "source_set", "status", "max_loras", "served_adapters", "max_lora_rank",
     "twin_started", "measured_total_tok_s", "twin_total_tok_s", "measured_mean_itl_ms", "twin_mean_itl_ms",
@@ -73,17 +75,16 @@ def write_scatter(results: Sequence[ReplayResult], path: Path) -> bool:
 
 
 def write_validation(results: Sequence[ReplayResult], table: list[dict], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    runs_path = out / "runs.csv"
-    with runs_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
-        writer.writeheader()
-        writer.writerows(run_rows(results))
-    written.append(runs_path)
-    (out / "errors.md").write_text(error_table_markdown(table))
-    (out / "errors.json").write_text(json.dumps(table, indent=2))
-    written += [out / "errors.md", out / "errors.json"]
-    if write_scatter(results, out / "scatter.png"):
-        written.append(out / "scatter.png")
-    return written
+    """runs.csv, errors.md, errors.json and (with matplotlib) scatter.png in `out`, whole or not at all
+    (loratwin.files.written_whole)."""
+    from loratwin.files import written_whole
+
+    with written_whole(out, VALIDATION_FILES) as tmp:
+        with (tmp / "runs.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS)
+            writer.writeheader()
+            writer.writerows(run_rows(results))
+        (tmp / "errors.md").write_text(error_table_markdown(table))
+        (tmp / "errors.json").write_text(json.dumps(table, indent=2))
+        scatter = write_scatter(results, tmp / "scatter.png")
+    return [Path(out) / name for name in VALIDATION_FILES if name != "scatter.png" or scatter]

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
 from loratwin.twin.config import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from loratwin.workload import AdapterSpec, LengthSpec, PoissonArrival, ShareGPTLengths
+
+# where the adapters lie when the user does not say (recommend and place --adapter-dir): a placeholder
+DEFAULT_ADAPTER_DIR = "./adapters"
+
+
+def vllm_command(model_id: str, adapter_ids: list[str], max_loras: int, max_lora_rank: int,
+                 adapter_dir: str = DEFAULT_ADAPTER_DIR) -> list[str]:
+    """`vllm serve` with these flags and adapters (each at `adapter_dir`/its id), as a list of arguments;
+    max_num_seqs and max_num_batched_tokens as the prediction assumed. --max-cpu-loras: all the adapters."""
+    command = [
+        "vllm", "serve", model_id, "--enable-lora",
+        "--max-loras", str(max_loras), "--max-cpu-loras", str(len(adapter_ids)), "--max-lora-rank", str(max_lora_rank),
+        "--max-num-seqs", str(DEFAULT_MAX_NUM_SEQS), "--max-num-batched-tokens", str(DEFAULT_MAX_NUM_BATCHED_TOKENS),
+        "--no-enable-prefix-caching", "--lora-modules",
+    ]
+    return command + [f"{a}={adapter_dir.rstrip('/')}/{a}" for a in adapter_ids]
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,7 @@ class Placement:
     notes: list[str] = field(default_factory=list)
     lengths: LengthSpec | ShareGPTLengths = field(default_factory=ShareGPTLengths)
     arrival: Any = field(default_factory=PoissonArrival)
+    adapter_dir: str = DEFAULT_ADAPTER_DIR  # where the adapters lie, for the vllm serve commands
 
     @property
     def gpu_count(self) -> int:
@@ -104,18 +122,12 @@ class Placement:
         """Adapter id -> GPU index."""
         return {a.id: g.index for g in self.gpus for a in g.adapters}
 
-    def vllm_serve_commands(self, model: str | None = None, path_template: str = "/path/to/{adapter_id}") -> list[str]:
-        """One `vllm serve` command line per GPU, adapter paths built from `path_template`; the queue
-        and batch flags are those the prediction assumed."""
-        commands = []
-        for g in self.gpus:
-            modules = " ".join(f"{a.id}={path_template.format(adapter_id=a.id)}" for a in g.adapters)
-            commands.append(
-                f"vllm serve {model or self.model} --enable-lora {g.lora_flags} "
-                f"--max-num-seqs {DEFAULT_MAX_NUM_SEQS} --max-num-batched-tokens {DEFAULT_MAX_NUM_BATCHED_TOKENS} "
-                f"--no-enable-prefix-caching --lora-modules {modules}"
-            )
-        return commands
+    def vllm_serve_commands(self, model: str | None = None, adapter_dir: str | None = None) -> list[str]:
+        """One `vllm serve` command line per GPU (shell-quoted), each adapter at `adapter_dir`/its id
+        (default: the placement's `adapter_dir`); the queue and batch flags are those the prediction assumed."""
+        where = self.adapter_dir if adapter_dir is None else adapter_dir
+        return [shlex.join(vllm_command(model or self.model, [a.id for a in g.adapters], g.max_loras, g.max_lora_rank,
+                                        where)) for g in self.gpus]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -19,8 +19,8 @@ from loratwin.errors import InputError
 from loratwin.plan.judge import AcceptanceRule, GpuCheck, GpuVerdict, make_check, resolve_profile
 from loratwin.plan.placement import ShareJudge, as_workload
 from loratwin.plan.placement.fill import fill_order, largest_prefix
+from loratwin.plan.placement.result import DEFAULT_ADAPTER_DIR, vllm_command
 from loratwin.profiles import Profile
-from loratwin.twin.config import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from loratwin.workload import WorkloadSpec
 
 FILL_ORDER = "as place fills a GPU: the largest rank first, busy and quiet adapters alternately"
@@ -63,19 +63,6 @@ class Recommendation:
         return shlex.join(self.vllm_command)
 
 
-def vllm_command(model_id: str, adapter_ids: list[str], max_loras: int, max_lora_rank: int,
-                 adapter_dir: str = "./adapters") -> list[str]:
-    """`vllm serve` with the recommended flags and the served adapters (paths under `adapter_dir`);
-    max_num_seqs and max_num_batched_tokens as the prediction assumed."""
-    command = [
-        "vllm", "serve", model_id, "--enable-lora",
-        "--max-loras", str(max_loras), "--max-cpu-loras", str(len(adapter_ids)), "--max-lora-rank", str(max_lora_rank),
-        "--max-num-seqs", str(DEFAULT_MAX_NUM_SEQS), "--max-num-batched-tokens", str(DEFAULT_MAX_NUM_BATCHED_TOKENS),
-        "--no-enable-prefix-caching", "--lora-modules",
-    ]
-    return command + [f"{a}={adapter_dir.rstrip('/')}/{a}" for a in adapter_ids]
-
-
 def rule_limits(rule: AcceptanceRule, profile: Profile) -> dict[str, Any]:
     return {
         "starvation_threshold": rule.starvation_threshold,
@@ -96,7 +83,7 @@ def recommend(
     check: GpuCheck | None = None,
     rule: AcceptanceRule | None = None,
     keep_order: bool = False,
-    adapter_dir: str = "./adapters",
+    adapter_dir: str = DEFAULT_ADAPTER_DIR,
     published: bool = True,
     models: str | Path | None = None,
 ) -> Recommendation:
