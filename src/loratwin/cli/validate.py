@@ -27,8 +27,10 @@ def validate(
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_error_table
     from loratwin.validate import error_table, load_runs, replay_runs
+    from loratwin.validate.replay import check_replay_options
     from loratwin.validate.report import write_validation
 
+    check_replay_options(tuple(range(seeds)), workers or None, client_max_waiting)
     runs = [r for r in load_runs(runs_file)
             if (not source_set or r.source_set in source_set) and (not model or r.model in model)]
     runs = [r for r in runs if r.start_known]
@@ -43,10 +45,12 @@ def validate(
 
     for name in sorted({r.model for r in runs}):
         profile_for(name)  # fail early on a missing profile
-    progress, advance = _progress(len(runs) * seeds, f"replaying {len(runs)} runs x {seeds} seeds")
+    what = f"replaying {len(runs)} runs x {seeds} seeds"
+    progress, advance = _progress(len(runs) * seeds, what)
     with progress:
         results = replay_runs(runs, profile_for, seeds=tuple(range(seeds)), workers=workers or None,
-                              client_max_waiting=client_max_waiting, on_done=advance)
+                              client_max_waiting=client_max_waiting,
+                              on_done=_lines_unless_terminal(advance, len(runs) * seeds, what))
     table = error_table(results)
     if out is not None:
         paths = write_validation(results, table, out)
@@ -61,6 +65,23 @@ def validate(
         sys.stdout.write(json.dumps(table, indent=2) + "\n")
     else:
         print_error_table(table, _out_console())
+
+
+def _lines_unless_terminal(advance, total: int, what: str):
+    """rich draws no bar when stderr is not a terminal (a log file, a pipe): there, print a line
+    at the start and at every tenth of the work instead, so a long replay is never silent."""
+    if err_console.is_terminal or total < 1:
+        return advance
+    err_console.print(f"{what}: 0/{total}", highlight=False)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if done * 10 // total > (done - 1) * 10 // total:
+            err_console.print(f"{what}: {done}/{total}", highlight=False)
+
+    return step
 
 
 @app.command()
