@@ -82,6 +82,7 @@ def sweep(
             summary = run_sweep(
                 spec, out, source=source, search=search, threshold=threshold, backend=backend, workers=workers,
                 address=address, max_configs=max_configs, on_progress=show, expansion=expansion,
+                on_warning=lambda line: stderr.print(f"warning: {line}", markup=False, soft_wrap=True),
             )
     except KeyboardInterrupt:
         stderr.print(f"interrupted: finished runs are stored in {out}; run the same command again to resume")
@@ -123,6 +124,8 @@ def labels(
     from loratwin.sweep.labels import write_labels
 
     data = write_labels(results, threshold=threshold, out=out)
+    for line in data["warnings"]:
+        stderr.print(f"warning: {line}", markup=False, soft_wrap=True)
     if json_out:
         print(json.dumps(data, indent=2, allow_nan=False))
         return
