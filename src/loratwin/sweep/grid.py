@@ -29,6 +29,7 @@ from pydantic import (
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
+from loratwin.textfile import read_user_text
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING, ServerConfig
 from loratwin.workload import (
     PoissonArrival,
@@ -208,11 +209,11 @@ def load_grid(name_or_path: str | Path) -> tuple[GridSpec, str]:
     path = Path(text)
     if text in BUILTIN_GRIDS and not path.exists():
         return paper_grid(), text
-    if not path.is_file():
+    if not path.exists():
         raise InputError(
             f"{text}: no such grid file, and not a built-in grid (built-in: {', '.join(BUILTIN_GRIDS)})"
         )
-    return grid_from_yaml(path.read_text(encoding="utf-8"), str(path)), str(path)
+    return grid_from_yaml(read_user_text(path, "a grid YAML file", encoding="utf-8"), str(path)), str(path)
 
 
 def grid_from_yaml(text: str, source: str) -> GridSpec:
