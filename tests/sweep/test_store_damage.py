@@ -120,6 +120,12 @@ def test_a_changed_grid_is_refused_naming_what_changed(tmp_path):
     with pytest.raises(StoreError, match=r"changed: served \(\[8, 16\] -> \[8, 16, 24\]\), "
                                          r"server\.max_num_seqs \(2048 -> 256\); give a new --out"):
         ResultStore(root, changed)
+    # lists are compared item by item; a field only one side has is "absent" on the other
+    arrival = {"name": "g", "arrival": [{"kind": "poisson"}, {"kind": "unpredictable", "period_s": 300}]}
+    ResultStore(tmp_path / "other", arrival).close()
+    newer = {"name": "g", "arrival": [{"kind": "poisson"}, {"kind": "unpredictable", "period_s": 300, "schedule": None}]}
+    with pytest.raises(StoreError, match=r"changed: arrival\[1\]\.schedule \(absent -> null\)"):
+        ResultStore(tmp_path / "other", newer)
 
 
 @pytest.mark.parametrize(

@@ -149,18 +149,24 @@ def _set_aside(path: Path) -> Path:
     return target
 
 
+_ABSENT = object()
+
+
 def _changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
     """The fields that differ between two canonical grids, as `path (old -> new)`."""
     if isinstance(old, dict) and isinstance(new, dict):
         changed = []
         for key in sorted(set(old) | set(new), key=str):
-            changed += _changed_fields(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key))
+            path = f"{prefix}.{key}" if prefix else str(key)
+            changed += _changed_fields(old.get(key, _ABSENT), new.get(key, _ABSENT), path)
         return changed
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [line for i, (a, b) in enumerate(zip(old, new)) for line in _changed_fields(a, b, f"{prefix}[{i}]")]
     if old == new:
         return []
 
     def short(value: Any) -> str:
-        text = json.dumps(value)
+        text = "absent" if value is _ABSENT else json.dumps(value)
         return text if len(text) <= 40 else text[:37] + "..."
 
     return [f"{prefix or 'the grid'} ({short(old)} -> {short(new)})"]
