@@ -24,7 +24,7 @@ def simulate(
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="Most requests running at once. Default 2048, as in the reference measurements.")] = 2048,
     max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="Token budget per engine step (chunked prefill).")] = 2048,
     client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,
-    duration: Annotated[float, typer.Option(help="Simulated window in seconds.")] = 3600.0,
+    duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a replayed trace's own span.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the adapter layout.")] = 0,
     seeds: Annotated[int, typer.Option(help="Run this many seeds (seed, seed+1, ...) and report each and their mean.")] = 1,
     engine: Annotated[str, typer.Option(help="fast (compiled) or reference (plain step-by-step Python, same results, slow).")] = "fast",
@@ -37,6 +37,7 @@ def simulate(
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
     from loratwin.workload import load_trace, load_workload_yaml, reference_layout
+    from loratwin.workload.trace import replay_window, with_trace_rates
 
     sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
                                         ("--workload", workload), ("--trace", trace)) if given]
@@ -54,6 +55,10 @@ def simulate(
         if seeds > 1:
             raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
         spec, requests = load_trace(trace)
+        duration, note = replay_window(requests, duration)
+        spec = with_trace_rates(spec, requests, duration)  # offered: what the trace holds, not adapters.csv's rates
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     else:
         if served is None or rates is None or ranks is None:
             raise LoratwinError("--served, --rates and --ranks go together: give all three")
@@ -71,6 +76,8 @@ def simulate(
         )
     except ValueError as exc:  # pydantic's ValidationError
         raise LoratwinError(_flag_errors(exc)) from None
+    if duration is None:
+        duration = 3600.0
     if seeds > 1:
         _simulate_seeds(spec, server, profile, duration, range(seed, seed + seeds), workers,
                         sample_interval, starvation_threshold, json_out, out)

@@ -13,7 +13,10 @@ from loratwin.twin.config import ResolvedServer, ServerConfig, resolve_server
 from loratwin.twin.result import RunResult, build_result
 from loratwin.workload import RequestTable, ShareGPTLengths, WorkloadSpec, generate_requests
 from loratwin.workload.length_tables import resolve_table
+from loratwin.workload.trace import trace_window_s
 
+# The reference runs' window: an hour.
+DEFAULT_DURATION_S = 3600.0
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 
@@ -123,7 +126,7 @@ def simulate(
     server: ServerConfig,
     profile: Profile | str,
     *,
-    duration_s: float = 3600.0,
+    duration_s: float | None = None,
     seed: int = 0,
     requests: RequestTable | None = None,
     outputs_requested: bool | None = None,
@@ -131,7 +134,8 @@ def simulate(
     starvation_threshold: float = 0.1,
     engine_mode: Literal["fast", "reference"] = "fast",
 ) -> RunResult:
-    """Simulate one vLLM replica serving `workload` for `duration_s` seconds.
+    """Simulate one vLLM replica serving `workload` for `duration_s` seconds (default: an hour, as
+    the reference runs; for replayed `requests`, the trace's own window, `trace_window_s`).
 
     `requests` replays given requests (e.g. a trace) instead of drawing them from the workload's
     arrival processes with `seed`. `outputs_requested` says whether their output lengths are what
@@ -143,6 +147,8 @@ def simulate(
     """
     if isinstance(profile, str):
         profile = load_profile(profile)
+    if duration_s is None:
+        duration_s = DEFAULT_DURATION_S if requests is None else trace_window_s(requests)
     if not duration_s > 0:
         raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
     _check_clock(duration_s)

@@ -10,10 +10,12 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.workload.arrivals import schedule_pieces
+from loratwin.workload.requests import RequestTable
 from loratwin.workload.spec import ARRIVAL_KINDS, ShareGPTLengths, UnpredictableArrival, WorkloadSpec
+from loratwin.workload.trace import replay_window, with_trace_rates
 from loratwin.workload.unpredictable import expected_multipliers
 
-__all__ = ["describe_workload", "expected_mean_rates"]
+__all__ = ["describe_trace", "describe_workload", "expected_mean_rates"]
 
 
 def _mean_factor(arrival: object, duration_s: float) -> float:
@@ -96,3 +98,26 @@ def describe_workload(
         },
         "offered_tok_s": expected_total * tokens_per_request if tokens_per_request is not None else None,
     }
+
+
+def describe_trace(workload: WorkloadSpec, requests: RequestTable, duration_s: float | None = None) -> dict[str, Any]:
+    """`describe_workload` of a trace over `duration_s` (default: the trace's own window): rates,
+    lengths and offered load are those of the requests it holds in the window, whatever the `rate`
+    column of adapters.csv says (that rate is kept under "trace" as "rate_column_req_s")."""
+    window, note = replay_window(requests, duration_s)
+    summary = describe_workload(with_trace_rates(workload, requests, window), window)
+    inside = requests.arrival_s < window
+    prompt, output = requests.prompt_tokens[inside], requests.output_tokens[inside]
+    mean_prompt = float(prompt.mean()) if prompt.size else None
+    mean_output = float(output.mean()) if output.size else None
+    summary["lengths"] = {"name": "replayed from the trace", "mean_prompt_tokens": mean_prompt, "mean_output_tokens": mean_output}
+    summary["offered_tok_s"] = float(prompt.sum(dtype=np.int64) + output.sum(dtype=np.int64)) / window
+    summary["trace"] = {
+        "requests": len(requests),
+        "span_s": float(requests.arrival_s[-1] - requests.arrival_s[0]) if len(requests) else 0.0,
+        "mean_prompt_tokens": mean_prompt,
+        "mean_output_tokens": mean_output,
+        "rate_column_req_s": workload.aggregate_rate_req_s,
+        "note": note,
+    }
+    return summary
