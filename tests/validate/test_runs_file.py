@@ -109,7 +109,14 @@ def test_replay_options_are_checked_before_any_work(tmp_path, options, expected)
 
 def test_validate_command_refuses_bad_files_in_one_line(tmp_path):
     short = write(tmp_path, HEADER, ",".join(ROW.split(",")[:10]), name="short.csv")
-    for target, expected in ((short, "missing columns total_tok_s, starved_approx"), (tmp_path, "is a folder")):
+    empty = write(tmp_path, HEADER, name="empty.csv")
+    unknown = write(tmp_path, HEADER, ROW.replace("llama-3.1-8b-instruct", "mystery"), name="unknown.csv")
+    for target, expected in (
+        (short, "missing columns total_tok_s, starved_approx"),
+        (tmp_path, "is a folder"),
+        (empty, "no runs to replay: none ran or failed to start"),
+        (unknown, "runs of model 'mystery': unknown profile 'mystery'"),
+    ):
         proc = subprocess.run([sys.executable, "-m", "loratwin.cli", "validate", str(target)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2

@@ -35,7 +35,8 @@ def validate(
             if (not source_set or r.source_set in source_set) and (not model or r.model in model)]
     runs = [r for r in runs if r.start_known]
     if not runs:
-        raise LoratwinError(f"{runs_file}: no runs match the --set/--model filters")
+        which = "match the --set/--model filters" if source_set or model else "ran or failed to start (by their status)"
+        raise LoratwinError(f"{runs_file}: no runs to replay: none {which}")
     profiles: dict[str, object] = {}
 
     def profile_for(name: str):
@@ -44,7 +45,12 @@ def validate(
         return profiles[name]
 
     for name in sorted({r.model for r in runs}):
-        profile_for(name)  # fail early on a missing profile
+        try:
+            profile_for(name)  # fail early on a missing profile
+        except LoratwinError as err:
+            if profile is not None:
+                raise
+            raise LoratwinError(f"{runs_file}: runs of model {name!r}: {err}; --profile sets one for every run") from None
     what = f"replaying {len(runs)} runs x {seeds} seeds"
     progress, advance = _progress(len(runs) * seeds, what)
     with progress:
