@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from loratwin.errors import InputError
 from loratwin.twin import ServerConfig, simulate
 from loratwin.workload import RequestTable, load_trace
 from loratwin.workload.describe import describe_trace
@@ -42,6 +43,9 @@ def test_what_the_window_means_is_said():
     assert window == 3600.0 and "averaged over the whole 3600 s window" in note
     window, note = replay_window(requests, 300.0)
     assert window == 300.0 and "1 of the trace's 3 requests arrive after the 300 s window" in note
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="--duration must be a finite number of seconds > 0"):
+            replay_window(requests, bad)
 
 
 def _trace_dir(tmp_path, rate_column: float):
@@ -96,3 +100,7 @@ def test_the_commands_use_the_trace_window_and_say_so(tmp_path):
     assert proc.returncode == 0, proc.stderr
     described = json.loads(proc.stdout)
     assert described["duration_s"] == 600.0 and described["aggregate_rate_req_s"] == pytest.approx(5.0)
+
+    for command in (["simulate", "--trace", str(trace), "--max-loras", "5"], ["workload", "describe", str(trace)]):
+        proc = run_cli(*command, "--duration", "0")
+        assert proc.returncode == 2 and proc.stderr.strip() == "error: --duration must be a finite number of seconds > 0, got 0"

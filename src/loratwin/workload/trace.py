@@ -95,6 +95,8 @@ def trace_window_s(requests: RequestTable) -> float:
 def replay_window(requests: RequestTable, duration_s: float | None) -> tuple[float, str | None]:
     """The window to replay `requests` over (`duration_s`, or the trace's own when None) and a line
     saying what that means for the results, or None when there is nothing to say."""
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise InputError(f"--duration must be a finite number of seconds > 0, got {duration_s:g}")
     own = trace_window_s(requests)
     last = float(requests.arrival_s[-1]) if len(requests) else 0.0
     if duration_s is None:
