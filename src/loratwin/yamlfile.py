@@ -3,7 +3,6 @@ that cannot be read, or is not text, an InputError naming the file."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,16 +25,3 @@ def parse_yaml(text: str, source: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise InputError(f"{source}: {describe_yaml_error(err)}") from None
-
-
-def read_user_text(path: Path, what: str) -> str:
-    """The UTF-8 text of a file the user gave; an InputError naming it (and `what` it should be) for a
-    folder, a file that cannot be read or one that is not text."""
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; expected a {what}")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not a {what}: not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read the {what} ({err.strerror or err})") from None

@@ -75,7 +75,7 @@ def test_explain_prints_rules_of_a_chosen_model():
 
 def test_mistakes_exit_2_with_one_message(tmp_path):
     proc = run("recommend", str(tmp_path / "missing.csv"))
-    assert proc.returncode == 2 and "not found" in proc.stderr
+    assert proc.returncode == 2 and "missing.csv does not exist" in proc.stderr
     proc = run("explain", "--target", "nonsense")
     assert proc.returncode == 2 and "--target" in proc.stderr
     csv = tmp_path / "x.csv"

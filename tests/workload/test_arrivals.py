@@ -318,9 +318,10 @@ ADAPTER = "adapters:\n  - {id: a, rank: 8, rate_req_s: 1}\n  - {id: b, rank: 8, 
         ("{kind: unpredictable, period_s: 0}", "adapters[1].arrival.period_s: must be > 0, got 0"),
         ("{kind: unpredictable, sigma: -0.5}", "adapters[1].arrival.sigma: must be > 0, got -0.5"),
         (
-            "{kind: unpredictable, schedule: [{scale: 1}]}",
-            "adapters[1].arrival.schedule: unknown field; expected one of: kind, period_s, sigma",
+            "{kind: unpredictable, cv: 2}",
+            "adapters[1].arrival.cv: unknown field; expected one of: kind, period_s, sigma, schedule",
         ),
+        ("{kind: unpredictable, schedule: []}", "adapters[1].arrival.schedule: must not be empty"),
         ("7", "adapters[1].arrival: must be a mapping with a 'kind', got 7"),
         ("{schedule: []}", "adapters[1].arrival.schedule: must not be empty"),
         (
@@ -370,7 +371,7 @@ def test_python_models_name_the_bad_field():
     [
         (PoissonArrival(schedule=[{"until_s": 10, "scale": 1e12}]), "lower the rates or duration_s"),
         (GammaArrival(cv=2.0, schedule=[{"until_s": 10, "scale": 1.0}, {"scale": 1e9}]), "lower the rates or duration_s"),
-        (UnpredictableArrival(period_s=0.5), "many short periods"),
+        (UnpredictableArrival(schedule=[{"until_s": 10, "scale": 1.0}, {"scale": 1e9}]), "rise up to 7.5 times"),
     ],
 )
 def test_runaway_volumes_are_refused_before_drawing(arrival, hint):

@@ -228,5 +228,5 @@ def test_yaml_mistakes_name_file_and_field(tmp_path, text, expected):
 
 
 def test_yaml_missing_file(tmp_path):
-    with pytest.raises(InputError, match="workload file not found"):
+    with pytest.raises(InputError, match="nope.yaml does not exist; expected a workload YAML file"):
         load_workload_yaml(tmp_path / "nope.yaml")

@@ -28,7 +28,7 @@ def simulate(
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="Most requests running at once. Default 2048, as in the reference measurements.")] = 2048,
     max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="Token budget per engine step (chunked prefill).")] = 2048,
     client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,
-    duration: Annotated[float, typer.Option(help="Simulated window in seconds.")] = 3600.0,
+    duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a replayed trace's own span.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the adapter layout.")] = 0,
     seeds: Annotated[int, typer.Option(help="Run this many seeds (seed, seed+1, ...) and report each and their mean.")] = 1,
     engine: Annotated[str, typer.Option(help="fast (compiled) or reference (plain step-by-step Python, same results, slow).")] = "fast",
@@ -41,6 +41,7 @@ def simulate(
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
     from loratwin.workload import load_trace, load_workload_yaml, reference_layout
+    from loratwin.workload.trace import replay_window, with_trace_rates
 
     sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
                                         ("--workload", workload), ("--trace", trace)) if given]
@@ -80,8 +81,14 @@ def simulate(
         spec = load_workload_yaml(workload)
     elif trace is not None:
         spec, requests = load_trace(trace)
+        duration, note = replay_window(requests, duration)
+        spec = with_trace_rates(spec, requests, duration)  # offered: what the trace holds, not adapters.csv's rates
+        if note:
+            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
     else:
         spec = reference_layout(served, *layout, seed)
+    if duration is None:
+        duration = 3600.0
     if seeds > 1:
         _simulate_seeds(spec, server, profile, duration, range(seed, seed + seeds), workers,
                         sample_interval, starvation_threshold, json_out, out)
@@ -149,11 +156,11 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
         print_seed_runs(results, mean, _out_console())
 
 
-def _check_flags(seeds: int, duration: float, sample_interval: float, threshold: float, engine: str,
+def _check_flags(seeds: int, duration: float | None, sample_interval: float, threshold: float, engine: str,
                  workers: int) -> None:
     if seeds < 1:
         raise LoratwinError(f"--seeds must be >= 1, got {seeds}")
-    if not 0 < duration < float("inf"):
+    if duration is not None and not 0 < duration < float("inf"):
         raise LoratwinError(f"--duration must be a positive number of seconds, got {duration:g}")
     if not 0 < sample_interval < float("inf"):
         raise LoratwinError(f"--sample-interval must be a positive number of seconds, got {sample_interval:g}")

@@ -92,6 +92,7 @@ def sweep(
             summary = run_sweep(
                 spec, out, source=source, search=search, threshold=threshold, backend=backend, workers=workers,
                 address=address, max_configs=max_configs, on_progress=show, expansion=expansion,
+                on_warning=lambda line: stderr.print(f"warning: {line}", markup=False, soft_wrap=True),
             )
         finally:
             stop_progress(progress)
@@ -142,6 +143,8 @@ def labels(
     check_outputs(Output("--out", out if out is not None else results / "labels", folder=True, own=LABEL_FILES),
                   inputs=[results])
     data = write_labels(results, threshold=threshold, out=out)
+    for line in data["warnings"]:
+        stderr.print(f"warning: {line}", markup=False, soft_wrap=True)
     if json_out:
         print(json.dumps(data, indent=2, allow_nan=False))
         return

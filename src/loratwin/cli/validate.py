@@ -28,16 +28,18 @@ def validate(
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_error_table
     from loratwin.validate import error_table, load_runs, replay_runs
+    from loratwin.validate.replay import check_replay_options
     from loratwin.validate.report import VALIDATION_FILES, write_validation
 
-    _check_validate_flags(seeds, workers, client_max_waiting)
+    check_replay_options(tuple(range(seeds)), workers or None, client_max_waiting)
     check_outputs(Output("--out", out, folder=True, own=VALIDATION_FILES),
                   Output("--report", report, folder=True, own=_report_files()), inputs=[runs_file])
     runs = [r for r in load_runs(runs_file)
             if (not source_set or r.source_set in source_set) and (not model or r.model in model)]
     runs = [r for r in runs if r.start_known]
     if not runs:
-        raise LoratwinError(f"{runs_file}: no runs match the --set/--model filters")
+        which = "match the --set/--model filters" if source_set or model else "ran or failed to start (by their status)"
+        raise LoratwinError(f"{runs_file}: no runs to replay: none {which}")
     profiles: dict[str, object] = {}
 
     def profile_for(name: str):
@@ -46,11 +48,18 @@ def validate(
         return profiles[name]
 
     for name in sorted({r.model for r in runs}):
-        profile_for(name)  # fail early on a missing profile
-    progress, advance = _progress(len(runs) * seeds, f"replaying {len(runs)} runs x {seeds} seeds")
+        try:
+            profile_for(name)  # fail early on a missing profile
+        except LoratwinError as err:
+            if profile is not None:
+                raise
+            raise LoratwinError(f"{runs_file}: runs of model {name!r}: {err}; --profile sets one for every run") from None
+    what = f"replaying {len(runs)} runs x {seeds} seeds"
+    progress, advance = _progress(len(runs) * seeds, what)
     with progress:
         results = replay_runs(runs, profile_for, seeds=tuple(range(seeds)), workers=workers or None,
-                              client_max_waiting=client_max_waiting, on_done=advance)
+                              client_max_waiting=client_max_waiting,
+                              on_done=_lines_unless_terminal(advance, len(runs) * seeds, what))
     table = error_table(results)
     if out is not None:
         paths = write_validation(results, table, out)
@@ -67,19 +76,27 @@ def validate(
         print_error_table(table, _out_console())
 
 
-def _check_validate_flags(seeds: int, workers: int, client_max_waiting: int) -> None:
-    if seeds < 1:
-        raise LoratwinError(f"--seeds must be >= 1, got {seeds}")
-    if workers < 0:
-        raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
-    if client_max_waiting < 1:
-        raise LoratwinError(f"--client-max-waiting must be >= 1, got {client_max_waiting}")
-
-
 def _report_files() -> tuple[str, ...]:
     from loratwin.report.html import REPORT_FILES
 
     return REPORT_FILES
+
+
+def _lines_unless_terminal(advance, total: int, what: str):
+    """rich draws no bar when stderr is not a terminal (a log file, a pipe): there, print a line
+    at the start and at every tenth of the work instead, so a long replay is never silent."""
+    if err_console.is_terminal or total < 1:
+        return advance
+    err_console.print(f"{what}: 0/{total}", highlight=False)
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if done * 10 // total > (done - 1) * 10 // total:
+            err_console.print(f"{what}: {done}/{total}", highlight=False)
+
+    return step
 
 
 @app.command()

@@ -16,7 +16,7 @@ app.add_typer(workload_app, name="workload")
 @workload_app.command("describe")
 def workload_describe(
     file: Annotated[Path, typer.Argument(help="Workload YAML file, or a trace directory (trace.csv + adapters.csv).")],
-    duration: Annotated[float, typer.Option(help="Window in seconds for expected counts.")] = 3600.0,
+    duration: Annotated[float | None, typer.Option(help="Window in seconds for expected counts. Default: 3600, or a trace's own span.")] = None,
     profile: Annotated[str, typer.Option(help="Profile whose tokenizer counts ShareGPT lengths.")] = "llama-3.1-8b-instruct",
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
@@ -26,23 +26,17 @@ def workload_describe(
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_workload_summary
     from loratwin.workload import load_trace, load_workload_yaml
-    from loratwin.workload.describe import describe_workload
+    from loratwin.workload.describe import describe_trace, describe_workload
 
-    if not 0 < duration < float("inf"):
+    if duration is not None and not 0 < duration < float("inf"):
         raise LoratwinError(f"--duration must be a positive number of seconds, got {duration:g}")
     prof = load_profile(profile)
     if file.is_dir():
         spec, requests = load_trace(file)
-        summary = describe_workload(spec, duration, model_name=prof.tokenizer or prof.name)
-        summary["trace"] = {
-            "requests": len(requests),
-            "span_s": float(requests.arrival_s[-1] - requests.arrival_s[0]) if len(requests) else 0.0,
-            "mean_prompt_tokens": float(requests.prompt_tokens.mean()) if len(requests) else None,
-            "mean_output_tokens": float(requests.output_tokens.mean()) if len(requests) else None,
-        }
+        summary = describe_trace(spec, requests, duration)
     else:
         spec = load_workload_yaml(file)
-        summary = describe_workload(spec, duration, model_name=prof.tokenizer or prof.name)
+        summary = describe_workload(spec, 3600.0 if duration is None else duration, model_name=prof.tokenizer or prof.name)
     if json_out:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     else:

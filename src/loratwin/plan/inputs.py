@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from loratwin.errors import InputError
+from loratwin.textfile import read_user_text
 from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace, load_workload_yaml
 
 CSV_HEADER = ("adapter_id", "rank", "rate")
@@ -34,13 +35,15 @@ def load_adapters(path: str | Path) -> WorkloadSpec:
 def read_adapters_csv(path: str | Path) -> WorkloadSpec:
     """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not data
-    except FileNotFoundError:
-        raise InputError(f"{path}: adapters file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read the adapters file ({err})") from None
+    text = read_user_text(path, f"an adapters file (CSV with the header {','.join(CSV_HEADER)})")
     reader = csv.reader(text.splitlines())
+    try:
+        return _adapters_from_rows(reader, path)
+    except csv.Error as err:  # e.g. a field longer than the csv module's limit
+        raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
+
+
+def _adapters_from_rows(reader, path: Path) -> WorkloadSpec:
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise InputError(f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {','.join(header or [])!r}")

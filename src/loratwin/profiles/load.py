@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from loratwin.errors import InputError
 from loratwin.profiles.model import Profile
-from loratwin.yamlfile import parse_yaml, read_user_text
+from loratwin.textfile import read_user_text
+from loratwin.yamlfile import parse_yaml
 
 _DATA = "loratwin.profiles.data"
 
@@ -24,7 +25,7 @@ def _format_validation(source: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"{source}: {loc}: {e['msg']}")
+        lines.append(f"{source}: {loc}: {e['msg'].removeprefix('Value error, ')}")
     return "\n".join(lines)
 
 
@@ -52,7 +53,5 @@ def load_profile(name_or_path: str | Path) -> Profile:
         return _builtin(name)
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.exists():
-            raise InputError(f"profile file {path} does not exist")
-        return profile_from_yaml_text(read_user_text(path, "profile YAML file"), str(path))
+        return profile_from_yaml_text(read_user_text(path, "a profile YAML file"), str(path))
     raise InputError(f"unknown profile {name!r}; built-in profiles: {', '.join(builtin_profiles())}, or give a YAML file")

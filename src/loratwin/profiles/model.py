@@ -7,15 +7,52 @@ so a profile fitted on another GPU or model drops in without code changes.
 from __future__ import annotations
 
 import bisect
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles.step_cost import StepCost
 
 Values = float | np.ndarray  # a number, or numpy arrays that broadcast together
+
+# Bounds on a profile's values, checked when it loads so that a mistake names its field there and
+# not mid-run. Every number must be finite.
+# A step term or a load is at most an hour: far beyond any GPU step (tens of ms) or adapter load
+# (tens to hundreds of ms), so a larger value is a unit mistake; and the twin counts time in int64
+# nanoseconds (292 years), which a step of 1e13 ms overflows into a step of no time at all.
+MAX_TERM_MS = 3_600_000.0
+# The LoRA factor multiplies the base step (the published model's is about 2, its per-adapter
+# slope about 0.02): a hundred is beyond any measurement.
+MAX_LORA_FACTOR = 100.0
+# KV capacity per server, in tokens: today's largest GPUs hold a few million; a billion is a
+# mistake (and keeps block counts far inside the engine's integers).
+MAX_KV_TOKENS = 1_000_000_000
+# vLLM's KV block sizes are 8 to 128 tokens.
+MAX_BLOCK_SIZE = 1024
+
+
+def _within(low: float, high: float, described: str) -> AfterValidator:
+    """Refuses a float outside [low, high] or not finite, saying the range as `described`."""
+
+    def check(value: float) -> float:
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"must be a finite number {described}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
+TermMs = Annotated[float, _within(0, MAX_TERM_MS, "of ms from 0 to 3,600,000 (an hour; the terms are in ms)")]
+SignedTermMs = Annotated[
+    float, _within(-MAX_TERM_MS, MAX_TERM_MS, "of ms from -3,600,000 to 3,600,000 (an hour; the terms are in ms)")
+]
+LoraFactor = Annotated[float, _within(0, MAX_LORA_FACTOR, "from 0 to 100 (a factor on the base step)")]
+Rank = Annotated[int, Field(gt=0)]
+Slots = Annotated[int, Field(gt=0)]
+KVTokens = Annotated[int, Field(gt=0, le=MAX_KV_TOKENS)]
 
 
 class _Strict(BaseModel):
@@ -36,17 +73,17 @@ class StepTimeModel(_Strict):
     (`Profile.step_ms` evaluates it; `StepCost` writes it out).
     """
 
-    base_ms: float = Field(ge=0)
-    per_seq_ms: float = Field(ge=0)
-    per_prefill_token_ms: float = Field(default=0.0, ge=0)
-    per_context_token_ms: float = Field(default=0.0, ge=0)
-    lora_factor_base: float = Field(default=1.0, gt=0)
-    lora_factor_per_adapter: float = Field(default=0.0, ge=0)
-    lora_step_ms: float = Field(default=0.0, ge=0)
-    lora_per_rank_ms: float = Field(default=0.0, ge=0)
-    lora_per_slot_ms: float = Field(default=0.0, ge=0)
-    lora_per_adapter_ms: float = Field(default=0.0, ge=0)
-    lora_per_seq_per_slot_ms: float = Field(default=0.0, ge=0)
+    base_ms: TermMs
+    per_seq_ms: TermMs
+    per_prefill_token_ms: TermMs = 0.0
+    per_context_token_ms: TermMs = 0.0
+    lora_factor_base: Annotated[LoraFactor, Field(gt=0)] = 1.0  # 0 would price a LoRA step at nothing
+    lora_factor_per_adapter: LoraFactor = 0.0
+    lora_step_ms: TermMs = 0.0
+    lora_per_rank_ms: TermMs = 0.0
+    lora_per_slot_ms: TermMs = 0.0
+    lora_per_adapter_ms: TermMs = 0.0
+    lora_per_seq_per_slot_ms: TermMs = 0.0
 
 
 class SchedulerOverheadModel(_Strict):
@@ -56,17 +93,19 @@ class SchedulerOverheadModel(_Strict):
     B running, W waiting, G max_loras, C max_cpu_loras.
     """
 
-    intercept_ms: float = 0.0
-    per_running_ms: float = 0.0
-    per_waiting_ms: float = 0.0
-    per_waiting_slot_share_ms: float = 0.0
+    # signed: a least-squares fit (the intercept and the slot-share slope come out negative)
+    intercept_ms: SignedTermMs = 0.0
+    per_running_ms: SignedTermMs = 0.0
+    per_waiting_ms: SignedTermMs = 0.0
+    per_waiting_slot_share_ms: SignedTermMs = 0.0
 
 
 class AdapterLoadModel(_Strict):
     """Adapter load times in ms, indexed by the server's max_lora_rank, then the adapter's rank."""
 
-    cpu_to_gpu_ms: dict[int, dict[int, float]]
-    disk_to_cpu_ms: dict[int, dict[int, float]]
+    # a table per max_lora_rank, each with at least one rank: a lookup needs a neighbour
+    cpu_to_gpu_ms: Annotated[dict[Rank, Annotated[dict[Rank, TermMs], Field(min_length=1)]], Field(min_length=1)]
+    disk_to_cpu_ms: Annotated[dict[Rank, Annotated[dict[Rank, TermMs], Field(min_length=1)]], Field(min_length=1)]
 
     def _lookup(self, table: dict[int, dict[int, float]], what: str, max_rank: int, rank: int) -> float:
         by_rank = table.get(max_rank)
@@ -98,9 +137,12 @@ class KVCapacityModel(_Strict):
     an infeasible one is treated as infeasible.
     """
 
-    block_size: int = Field(default=16, gt=0)
-    measured_max_num_seqs: int = 2048
-    capacity_tokens: dict[int, dict[int, int | None]]
+    block_size: int = Field(default=16, gt=0, le=MAX_BLOCK_SIZE)
+    measured_max_num_seqs: int = Field(default=2048, gt=0)
+    # per max_lora_rank, at least one measured max_loras: interpolation needs a point
+    capacity_tokens: Annotated[
+        dict[Rank, Annotated[dict[Slots, KVTokens | None], Field(min_length=1)]], Field(min_length=1)
+    ]
     infeasible_reason: dict[int, dict[int, str]] = Field(default_factory=dict)
 
     def tokens(self, max_loras: int, max_lora_rank: int) -> int:
@@ -150,7 +192,7 @@ class GenerationModel(_Strict):
     traces already hold the tokens that were generated.
     """
 
-    output_tokens_ratio: float = Field(default=1.0, gt=0, le=1)
+    output_tokens_ratio: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
 
 
 class PlacementModel(_Strict):
@@ -193,11 +235,6 @@ class Profile(_Strict):
     generation: GenerationModel = GenerationModel()
     placement: PlacementModel = PlacementModel()  # read by loratwin.plan's cost model, not the twin
 
-    @model_validator(mode="after")
-    def _ranks_consistent(self) -> Profile:
-        if not self.kv.capacity_tokens:
-            raise ValueError("kv.capacity_tokens is empty")
-        return self
 
     def step_cost(self, max_loras: Values, max_lora_rank: Values) -> StepCost:
         """The step terms with max_loras and max_lora_rank folded in (scalars or arrays)."""

@@ -8,7 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ class SweepSummary:
     wall_s: float
     runs_per_s: float | None
     store_bytes: int
+    set_aside: list[str] = field(default_factory=list)  # damaged part files moved aside; their runs reran
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,10 +96,12 @@ def run_sweep(
     max_configs: int | None = None,
     on_progress: Callable[[SweepProgress], None] | None = None,
     expansion: Expansion | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> SweepSummary:
     """Run (or resume) the sweep of `grid` into the results store at `out`.
 
     A KeyboardInterrupt stops it after storing every finished run; rerunning resumes it.
+    `on_warning` hears, as the store opens, of each damaged part set aside (its runs are rerun).
     """
     check_sweep_args(search, threshold, max_configs)
     check_runner_args(backend, workers, address)
@@ -108,6 +111,9 @@ def run_sweep(
     started = time.monotonic()
     progress = SweepProgress()
     with ResultStore(out, grid.canonical()) as store:
+        for line in store.set_aside:
+            if on_warning:
+                on_warning(line)
         already = sum(1 for r in runs if r.key in store.done)
         if search:
             plan: Any = SearchPlan(expansion, store.done, threshold)
@@ -122,6 +128,7 @@ def run_sweep(
             backend=backend, workers=runner.workers, configs=len(runs), workloads=len(expansion.workloads),
             skipped_infeasible=expansion.skipped_within(max_configs), already_done=already, ran=0, failed=0,
             frontiers=len(expansion.frontiers), wall_s=0.0, runs_per_s=None, store_bytes=0,
+            set_aside=list(store.set_aside),
         )
         try:
             with _interrupts_deferred() as stop:

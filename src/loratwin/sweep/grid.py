@@ -29,6 +29,7 @@ from pydantic import (
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
+from loratwin.textfile import read_user_text
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING, ServerConfig
 from loratwin.workload import (
     PoissonArrival,
@@ -37,7 +38,7 @@ from loratwin.workload import (
     zipf_layout,
 )
 from loratwin.workload.spec import ArrivalSpec, describe_validation_error
-from loratwin.yamlfile import parse_yaml, read_user_text
+from loratwin.yamlfile import parse_yaml
 
 BUILTIN_GRIDS = ("paper",)
 
@@ -212,7 +213,7 @@ def load_grid(name_or_path: str | Path) -> tuple[GridSpec, str]:
         raise InputError(
             f"{text}: no such grid file, and not a built-in grid (built-in: {', '.join(BUILTIN_GRIDS)})"
         )
-    return grid_from_yaml(read_user_text(path, "grid YAML file"), str(path)), str(path)
+    return grid_from_yaml(read_user_text(path, "a grid YAML file", encoding="utf-8"), str(path)), str(path)
 
 
 def grid_from_yaml(text: str, source: str) -> GridSpec:

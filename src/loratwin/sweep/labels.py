@@ -155,8 +155,10 @@ def write_labels(
     results_dir: str | Path, threshold: float = DEFAULT_THRESHOLD, out: str | Path | None = None
 ) -> dict[str, Any]:
     """Compute labels from the store in `results_dir`; write labels and frontiers as Parquet and CSV
-    into `out` (default: results_dir/labels). Returns counts, file paths and the label rows."""
-    results = read_results(results_dir)
+    into `out` (default: results_dir/labels). Returns counts, file paths, the label rows and a
+    line per damaged part file left out ("warnings")."""
+    skipped: list[str] = []
+    results = read_results(results_dir, skipped=skipped)
     frontiers, labels = compute_labels(results, threshold)
     out_dir = Path(out) if out is not None else Path(results_dir) / "labels"
     with written_whole(out_dir, LABEL_FILES) as tmp:
@@ -174,4 +176,5 @@ def write_labels(
         "frontier_status": {s: statuses.count(s) for s in (FOUND, STARVED_AT_SMALLEST, NOT_STARVED_IN_GRID, FAILED)},
         "files": files,
         "labels": labels.to_pylist(),
+        "warnings": skipped,  # damaged part files left out
     }

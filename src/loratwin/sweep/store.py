@@ -15,14 +15,21 @@ replaced. A kill between the two leaves a complete part that the manifest does n
 next open it is adopted if none of its runs is already committed, deleted otherwise (the case of
 a compaction cut short). Temp files are always deleted. So a kill at any moment loses at most the
 runs not yet flushed (a couple of seconds' worth) and never duplicates one.
+
+Damage from outside (a disk error, a copy cut short): a listed part that cannot be read whole is
+renamed to `<name>.corrupt` by the next sweep that opens the store, dropped from the manifest, and
+its runs are rerun; every other result is kept. Readers (`read_results`, hence `labels`) leave the
+store as it is and skip such a part with a warning.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import re
 import secrets
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
@@ -95,17 +102,74 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n"))
 
 
+_PART_NAME = re.compile(r"part-(\d+)-[0-9a-f]+\.parquet")
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise StoreError(f"{path}: unreadable {what} ({err}); it was not written by loratwin or is damaged") from None
+
+
 def _read_manifest(root: Path) -> list[dict[str, Any]]:
     path = root / MANIFEST
     if not path.exists():
         return []
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise StoreError(f"{path}: unreadable manifest ({err})") from None
-    if data.get("format") != FORMAT:
-        raise StoreError(f"{path}: not a loratwin sweep manifest (format {data.get('format')!r})")
-    return list(data["parts"])
+    data = _read_json(path, "manifest")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise StoreError(f"{path}: not a loratwin sweep manifest (format {found!r})")
+    parts = data.get("parts")
+    if not isinstance(parts, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("file"), str) and _PART_NAME.fullmatch(p["file"]) for p in parts
+    ):
+        raise StoreError(f"{path}: damaged manifest (expected a list of part files named part-NNNNNN-xxxx.parquet)")
+    return list(parts)
+
+
+def _read_part(root: Path, name: str) -> pa.Table:
+    """A part file, read whole (every column decoded): damage anywhere in it shows here."""
+    return pq.read_table(root / PARTS / name, schema=SCHEMA)
+
+
+def _unreadable(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}".splitlines()[0]
+
+
+def _set_aside(path: Path) -> Path:
+    """Rename a damaged part to `<name>.corrupt` (`.corrupt.1`, ... if taken); it stays for inspection."""
+    target = path.with_name(path.name + CORRUPT_SUFFIX)
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{CORRUPT_SUFFIX}.{n}")
+    path.rename(target)
+    return target
+
+
+_ABSENT = object()
+
+
+def _changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The fields that differ between two canonical grids, as `path (old -> new)`."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changed = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            changed += _changed_fields(old.get(key, _ABSENT), new.get(key, _ABSENT), path)
+        return changed
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [line for i, (a, b) in enumerate(zip(old, new)) for line in _changed_fields(a, b, f"{prefix}[{i}]")]
+    if old == new:
+        return []
+
+    def short(value: Any) -> str:
+        text = "absent" if value is _ABSENT else json.dumps(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    return [f"{prefix or 'the grid'} ({short(old)} -> {short(new)})"]
 
 
 def rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
@@ -141,27 +205,31 @@ class ResultStore:
         except BlockingIOError:
             self._lock.close()
             raise StoreError(f"{self.root}: another sweep is writing to this directory") from None
+        # one line per damaged part set aside on opening (its runs are not in `done`: they rerun)
+        self.set_aside: list[str] = []
+        self.done: dict[str, dict[str, Any]] = {}
         try:
             self._check_grid(grid)
             self._parts = self._recover()
-            self.done: dict[str, dict[str, Any]] = self._load_done()
         except BaseException:
             self._lock.close()
             raise
         self._pending: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
-        self._seq = 1 + max((int(p["file"].split("-")[1]) for p in self._parts), default=0)
+        self._seq = 1 + max((int(_PART_NAME.fullmatch(p["file"]).group(1)) for p in self._parts), default=0)
 
     # --- opening ----------------------------------------------------------------------------
 
     def _check_grid(self, grid: dict[str, Any] | None) -> None:
         path = self.root / GRID_FILE
         if path.exists():
-            stored = json.loads(path.read_text())
+            stored = _read_json(path, "grid file")
             if grid is not None and stored != grid:
+                about = stored if isinstance(stored, dict) else {}
+                name, profile = about.get("name", "?"), about.get("profile", "?")
                 raise StoreError(
-                    f"{self.root} holds results of another grid ({stored.get('name', '?')}, "
-                    f"profile {stored.get('profile', '?')}); give a new --out directory"
+                    f"{self.root} holds results of another grid ({name}, profile {profile}); changed: "
+                    f"{', '.join(_changed_fields(stored, grid))}; give a new --out directory, or the grid it was run with"
                 )
         elif grid is not None:
             _write_json(path, grid)
@@ -171,48 +239,57 @@ class ResultStore:
         for folder in (self.root, self.root / PARTS):
             for tmp in folder.glob(".*.tmp"):
                 tmp.unlink(missing_ok=True)
-        parts = _read_manifest(self.root)
-        listed = {p["file"] for p in parts}
+        listed_parts = _read_manifest(self.root)
+        listed = {p["file"] for p in listed_parts}
         missing = [name for name in listed if not (self.root / PARTS / name).exists()]
         if missing:
             raise StoreError(f"{self.root}: part files listed in the manifest are missing: {', '.join(sorted(missing))}")
         keys: set[str] = set()
-        for p in parts:
-            keys.update(self._part_keys(p["file"]))
+        parts: list[dict[str, Any]] = []
         changed = False
+        for p in listed_parts:
+            # read whole, so that damage anywhere in it shows now and not in a later compaction
+            try:
+                table = _read_part(self.root, p["file"])
+            except (OSError, pa.ArrowException) as err:
+                moved = _set_aside(self.root / PARTS / p["file"])
+                self.set_aside.append(
+                    f"{self.root / PARTS / p['file']}: unreadable part file ({_unreadable(err)}); moved to "
+                    f"{moved.name}, its {p.get('rows', '?')} runs are run again"
+                )
+                changed = True
+                continue
+            parts.append(p)
+            keys.update(table.column("config_key").to_pylist())
+            self._remember(table)
         for path in sorted((self.root / PARTS).glob("part-*.parquet")):
-            if path.name in listed:
+            if path.name in listed or not _PART_NAME.fullmatch(path.name):
                 continue
             try:
-                part_keys = self._part_keys(path.name)
+                table = _read_part(self.root, path.name)
             except (OSError, pa.ArrowException):
-                part_keys = None
-            if part_keys is None or keys.intersection(part_keys):
+                table = None
+            part_keys = [] if table is None else table.column("config_key").to_pylist()
+            if table is None or keys.intersection(part_keys):
                 path.unlink()
             else:
                 keys.update(part_keys)
-                parts.append(self._describe_part(path.name))
+                parts.append(self._describe_part(path.name, table))
+                self._remember(table)
             changed = True
         if changed:
             self._write_manifest(parts)
         return parts
 
-    def _part_keys(self, name: str) -> list[str]:
-        return pq.read_table(self.root / PARTS / name, columns=["config_key"]).column(0).to_pylist()
-
-    def _describe_part(self, name: str) -> dict[str, Any]:
-        status = pq.read_table(self.root / PARTS / name, columns=["status"]).column(0).to_pylist()
+    @staticmethod
+    def _describe_part(name: str, table: pa.Table) -> dict[str, Any]:
+        status = table.column("status").to_pylist()
         return {"file": name, "rows": len(status), "failed": status.count("failed")}
 
-    def _load_done(self) -> dict[str, dict[str, Any]]:
-        done: dict[str, dict[str, Any]] = {}
-        for p in self._parts:
-            table = pq.read_table(
-                self.root / PARTS / p["file"], columns=["config_key", "status", "throughput_over_offered"]
-            )
-            for row in table.to_pylist():
-                done[row.pop("config_key")] = row
-        return done
+    def _remember(self, table: pa.Table) -> None:
+        """Record a committed part's runs in `done`."""
+        for row in table.select(["config_key", "status", "throughput_over_offered"]).to_pylist():
+            self.done[row.pop("config_key")] = row
 
     def _write_manifest(self, parts: list[dict[str, Any]]) -> None:
         _write_json(self.root / MANIFEST, {"format": FORMAT, "parts": parts})
@@ -286,21 +363,41 @@ class ResultStore:
         self.close(compact=exc[0] is None)
 
 
-def read_results(root: str | Path) -> pa.Table:
-    """Every committed run of the store in `root`, sorted by workload, max_loras, served."""
+def read_results(root: str | Path, skipped: list[str] | None = None) -> pa.Table:
+    """Every committed run of the store in `root`, sorted by workload, max_loras, served.
+
+    A part that cannot be read is left out, and the store left as it is (a reader does not repair
+    it; the next sweep on it does): one line about it is appended to `skipped` when a list is
+    given, else issued as a warning."""
     root = Path(root)
     if not (root / MANIFEST).exists() and not (root / GRID_FILE).exists():
         raise StoreError(f"{root}: not a sweep results directory (no {MANIFEST})")
     for attempt in range(3):
         parts = _read_manifest(root)
+        problems: list[str] = []
+        tables = []
         try:
-            tables = [pq.read_table(root / PARTS / p["file"], schema=SCHEMA) for p in parts]
+            for p in parts:
+                try:
+                    tables.append(_read_part(root, p["file"]))
+                except FileNotFoundError:
+                    raise
+                except (OSError, pa.ArrowException) as err:
+                    problems.append(
+                        f"{root / PARTS / p['file']}: unreadable part file ({_unreadable(err)}); its "
+                        f"{p.get('rows', '?')} runs are left out (the next sweep into {root} sets it aside and reruns them)"
+                    )
             break
         except FileNotFoundError:
             # a writer compacted between reading the manifest and the parts
             if attempt == 2:
                 raise
             time.sleep(0.2)
+    for problem in problems:
+        if skipped is None:
+            warnings.warn(problem, stacklevel=2)
+        else:
+            skipped.append(problem)
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     keys = table.column("config_key")
     if len(set(keys.to_pylist())) != table.num_rows:

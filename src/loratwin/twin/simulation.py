@@ -13,7 +13,10 @@ from loratwin.twin.config import ResolvedServer, ServerConfig, resolve_server
 from loratwin.twin.result import RunResult, build_result
 from loratwin.workload import RequestTable, ShareGPTLengths, WorkloadSpec, generate_requests
 from loratwin.workload.length_tables import resolve_table
+from loratwin.workload.trace import trace_window_s
 
+# The reference runs' window: an hour.
+DEFAULT_DURATION_S = 3600.0
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 
@@ -53,6 +56,47 @@ def _check_requests(requests: RequestTable, server: ResolvedServer) -> None:
         )
 
 
+# The engine counts time in int64 nanoseconds. A window, and a window plus the longest step a
+# configuration can take, must stay below this (2^62 ns, 146 years: a margin for sums of times).
+CLOCK_LIMIT_NS = 2**62
+
+
+def _check_clock(duration_s: float) -> None:
+    if not duration_s * NS_PER_S < CLOCK_LIMIT_NS:  # also refuses inf and nan
+        raise InputError(
+            f"--duration {duration_s:g} s is beyond the twin's clock ({CLOCK_LIMIT_NS / NS_PER_S:.3g} s: "
+            "it counts nanoseconds in 64 bits)"
+        )
+
+
+def _check_step_range(profile: Profile, server: ResolvedServer, prompt_tokens: np.ndarray, duration_ns: int) -> None:
+    """Refuse a configuration whose longest possible step overflows the engine's nanosecond clock
+    (it would wrap to a step of no time: a server that looks infinitely fast). The profile bounds each
+    term; what one step multiplies them by (sequences, tokens, adapters, waiting requests) is bounded
+    by the configuration and the requests in the window, so the worst step is the formula at those bounds."""
+    n = len(prompt_tokens)
+    running = min(server.max_num_seqs, n)
+    prefill = min(server.max_num_batched_tokens, int(prompt_tokens.sum(dtype=np.int64)))
+    adapters = min(server.max_loras, running)
+    # the formula is linear in running and waiting (scheduler slopes may be negative): try both ends
+    run_at, wait_at = np.meshgrid([1.0, float(max(running, 1))], [0.0, float(n)])
+    step_ms = profile.step_ms(
+        run_at, float(prefill), float(server.kv_cache_tokens), np.where(run_at > 1, adapters, min(adapters, 1)),
+        server.max_loras, server.max_lora_rank, waiting=wait_at, max_cpu_loras=server.max_cpu_loras,
+    )
+    loads = profile.adapter_load
+    worst_load_ms = server.max_loras * max(
+        max(table.values()) for by_rank in (loads.cpu_to_gpu_ms, loads.disk_to_cpu_ms) for table in by_rank.values()
+    )
+    worst_ms = float(np.max(step_ms)) + worst_load_ms
+    if not worst_ms * NS_PER_MS + duration_ns < CLOCK_LIMIT_NS:
+        raise InputError(
+            f"profile {profile.name}: a step at this configuration could last {worst_ms:.3g} ms ({running} sequences, "
+            f"{prefill} prompt tokens, {server.kv_cache_tokens} cached tokens, {n} waiting), beyond the twin's "
+            "nanosecond clock; check the profile's step_time terms (they are in ms per sequence, token, adapter)"
+        )
+
+
 def _run_engine(
     inputs: engine.EngineInputs, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
 ) -> engine.EngineOutput:
@@ -82,7 +126,7 @@ def simulate(
     server: ServerConfig,
     profile: Profile | str,
     *,
-    duration_s: float = 3600.0,
+    duration_s: float | None = None,
     seed: int = 0,
     requests: RequestTable | None = None,
     outputs_requested: bool | None = None,
@@ -90,7 +134,8 @@ def simulate(
     starvation_threshold: float = 0.1,
     engine_mode: Literal["fast", "reference"] = "fast",
 ) -> RunResult:
-    """Simulate one vLLM replica serving `workload` for `duration_s` seconds.
+    """Simulate one vLLM replica serving `workload` for `duration_s` seconds (default: an hour, as
+    the reference runs; for replayed `requests`, the trace's own window, `trace_window_s`).
 
     `requests` replays given requests (e.g. a trace) instead of drawing them from the workload's
     arrival processes with `seed`. `outputs_requested` says whether their output lengths are what
@@ -102,8 +147,11 @@ def simulate(
     """
     if isinstance(profile, str):
         profile = load_profile(profile)
+    if duration_s is None:
+        duration_s = DEFAULT_DURATION_S if requests is None else trace_window_s(requests)
     if not duration_s > 0:
         raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
+    _check_clock(duration_s)
     if not sample_interval_s > 0:
         raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
     resolved = resolve_server(server, workload, profile)
@@ -126,8 +174,10 @@ def simulate(
     _check_requests(requests, resolved)
 
     duration_ns = int(round(duration_s * NS_PER_S))
-    arrival_ns = np.round(requests.arrival_s * NS_PER_S).astype(np.int64)
+    # arrivals past the window are cut to just past it first: in ns they could overflow int64
+    arrival_ns = np.round(np.minimum(requests.arrival_s, duration_s + 1.0) * NS_PER_S).astype(np.int64)
     in_window = arrival_ns < duration_ns
+    _check_step_range(profile, resolved, requests.prompt_tokens[in_window], duration_ns)
     ranks = [a.rank for a in workload.adapters]
     gpu_load_ns = np.array(
         [round(profile.adapter_load.cpu_to_gpu(resolved.max_lora_rank, r) * NS_PER_MS) for r in ranks], np.int64

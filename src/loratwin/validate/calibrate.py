@@ -25,6 +25,8 @@ on the fitting runs is kept. Only global coefficients are fitted.
 from __future__ import annotations
 
 import csv
+import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,7 @@ from loratwin.profiles.model import (
     SchedulerOverheadModel,
     StepTimeModel,
 )
+from loratwin.textfile import read_user_text
 from loratwin.validate.errors import half_smape
 from loratwin.validate.replay import STEP_TERM_FIELDS, ReplayResult, replay_runs
 from loratwin.validate.runs import RealRun
@@ -54,10 +57,12 @@ CAPACITY_BOUND_RATIO = 0.97
 
 
 def _rows(path: Path, model: str | None = None) -> list[dict[str, str]]:
-    if not path.is_file():
-        raise InputError(f"calibration file {path} does not exist")
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+    text = read_user_text(path, f"a calibration file ({path.name}, CSV with a header row)")
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except csv.Error as err:
+        raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
     if model is not None:
         rows = [r for r in rows if r.get("model") == model]
         if not rows:
@@ -67,9 +72,12 @@ def _rows(path: Path, model: str | None = None) -> list[dict[str, str]]:
 
 def _number(row: dict[str, str], name: str, path: Path) -> float:
     try:
-        return float(row[name])
-    except (KeyError, ValueError):
+        value = float(row[name])
+    except (KeyError, TypeError, ValueError):  # TypeError: a short row leaves the column None
         raise InputError(f"{path}: column {name!r} missing or not a number ({row.get(name)!r})") from None
+    if not math.isfinite(value):
+        raise InputError(f"{path}: column {name!r} must be a finite number, got {row[name]!r}")
+    return value
 
 
 def fit_kv_capacity(path: Path, model: str) -> KVCapacityModel:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from loratwin.errors import InfeasibleConfigError
+from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile
 from loratwin.twin import simulate
 from loratwin.validate.runs import RealRun, run_requests, run_server, run_workload
@@ -91,6 +91,16 @@ def _mean(values: list) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def check_replay_options(seeds: Sequence[int], workers: int | None, client_max_waiting: int | None) -> None:
+    """Refuse options `replay_runs` cannot use, before any work (or progress display) starts."""
+    if not seeds:
+        raise InputError("--seeds: at least one seed is needed")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers: must be >= 1 (0 on the command line: all cores), got {workers}")
+    if client_max_waiting is not None and client_max_waiting < 1:
+        raise InputError(f"--client-max-waiting: must be >= 1, got {client_max_waiting}")
+
+
 def replay_runs(
     runs: Sequence[RealRun],
     profile_for: Callable[[str], Profile],
@@ -105,6 +115,7 @@ def replay_runs(
     """Simulate every run that ran or failed to start, once per seed, on `workers` processes
     (default: all cores). `profile_for(model)` gives the profile of each run's model.
     The starvation flag is taken on the seeds' mean throughput/offered ratio."""
+    check_replay_options(seeds, workers, client_max_waiting)
     runs = [r for r in runs if r.start_known]
     profiles = {model: profile_for(model) for model in sorted({r.model for r in runs})}
     tasks = [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.textfile import read_user_text
 from loratwin.twin.config import ServerConfig
 from loratwin.workload import AdapterSpec, RequestTable, WorkloadSpec, generate_requests
 
@@ -61,23 +64,33 @@ class RealRun:
 
 
 def _parse_row(row: dict[str, str], line: int, source: str) -> RealRun:
+    def fail(message: str) -> InputError:
+        return InputError(f"{source} line {line}: {message}")
+
     def text(name: str) -> str:
         value = (row.get(name) or "").strip()
         if not value:
-            raise InputError(f"{source} line {line}: column {name!r} is empty")
+            raise fail(f"column {name!r} is empty")
         return value
 
-    def numbers(name: str, kind: type) -> tuple:
+    def numbers(name: str, kind: type, least: float) -> tuple:
+        expected = f"space-separated {'integers' if kind is int else 'numbers'} >= {least:g}"
         try:
-            return tuple(kind(x) for x in text(name).split())
+            values = tuple(kind(x) for x in text(name).split())
         except ValueError:
-            raise InputError(f"{source} line {line}: {name} must be space-separated numbers, got {row[name]!r}") from None
+            raise fail(f"{name} must be {expected}, got {row[name]!r}") from None
+        if not all(math.isfinite(v) and v >= least for v in values):
+            raise fail(f"{name} must be {expected}, got {row[name]!r}")
+        return values
 
     def integer(name: str) -> int:
         try:
-            return int(text(name))
+            value = int(text(name))
         except ValueError:
-            raise InputError(f"{source} line {line}: {name} must be an integer, got {row[name]!r}") from None
+            raise fail(f"{name} must be an integer >= 1, got {row[name]!r}") from None
+        if value < 1:
+            raise fail(f"{name} must be an integer >= 1, got {row[name]!r}")
+        return value
 
     measured: dict[str, float | None] = {}
     for name in MEASURED_FLOATS:
@@ -85,12 +98,16 @@ def _parse_row(row: dict[str, str], line: int, source: str) -> RealRun:
         try:
             measured[name] = float(value) if value else None
         except ValueError:
-            raise InputError(f"{source} line {line}: {name} must be a number, got {value!r}") from None
-    rates, counts = numbers("rate_values", float), numbers("rate_counts", int)
+            raise fail(f"{name} must be a number, got {value!r}") from None
+        if measured[name] is not None and not math.isfinite(measured[name]):
+            raise fail(f"{name} must be a finite number, got {value!r}")
+    rates, counts = numbers("rate_values", float, 0), numbers("rate_counts", int, 0)
     if len(rates) != len(counts):
-        raise InputError(f"{source} line {line}: rate_values and rate_counts must have the same length")
+        raise fail("rate_values and rate_counts must have the same length")
     starved_text = (row.get("starved_approx") or "").strip()
-    return RealRun(
+    if starved_text not in ("", "0", "1"):
+        raise fail(f"starved_approx must be 0, 1 or empty, got {starved_text!r}")
+    run = RealRun(
         run_id=text("run_id"),
         source_set=text("source_set"),
         model=text("model"),
@@ -98,25 +115,72 @@ def _parse_row(row: dict[str, str], line: int, source: str) -> RealRun:
         max_loras=integer("max_loras"),
         served_adapters=integer("served_adapters"),
         max_lora_rank=integer("max_lora_rank"),
-        rank_cycle=numbers("adapter_rank_cycle", int),
+        rank_cycle=numbers("adapter_rank_cycle", int, 1),
         rate_values=rates,
         rate_counts=counts,
         measured=measured,
         starved=bool(int(starved_text)) if starved_text else None,
     )
+    if run.start_known:
+        # Rows that are replayed must describe a server the twin can start: say so now, by line,
+        # rather than from a worker process halfway through the replay.
+        if sum(counts) != run.served_adapters:
+            raise fail(f"rate_counts add up to {sum(counts)}, not served_adapters {run.served_adapters}")
+        if run.max_loras > run.served_adapters:
+            raise fail(f"max_loras {run.max_loras} is above served_adapters {run.served_adapters}")
+        if max(run.rank_cycle) > run.max_lora_rank:
+            raise fail(f"adapter_rank_cycle holds rank {max(run.rank_cycle)}, above max_lora_rank {run.max_lora_rank}")
+    return run
+
+
+# What the error messages call the file.
+RUNS_FILE = "a runs file in the reference format (runs.csv, one row per real run)"
+# Columns listed by name in a message about a short row; the rest are counted.
+_SHOWN_COLUMNS = 8
+
+
+def _check_width(row: list[str], header: list[str], line: int, source: str) -> None:
+    if len(row) < len(header):
+        missing = header[len(row):]
+        shown = ", ".join(missing[:_SHOWN_COLUMNS])
+        if len(missing) > _SHOWN_COLUMNS:
+            shown += f" and {len(missing) - _SHOWN_COLUMNS} more"
+        raise InputError(
+            f"{source} line {line}: missing columns {shown} (the row has {len(row)} fields, the header {len(header)})"
+        )
+    if len(row) > len(header):
+        raise InputError(
+            f"{source} line {line}: {len(row)} fields, more than the header's {len(header)} "
+            "(a value holding a comma must be quoted)"
+        )
 
 
 def load_runs(path: str | Path) -> list[RealRun]:
-    """Read a runs file; errors name the file, line and column."""
+    """Read a runs file; errors name the file, line and column. A row with fewer or more fields
+    than the header is an error, not a row with blanks: a truncated file must not pass as runs
+    without measurements."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"runs file {path} does not exist")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    source = str(path)
+    reader = csv.reader(io.StringIO(read_user_text(path, RUNS_FILE), newline=""))
+    try:
+        header = [name.strip() for name in next(reader, None) or []]
+        if not header:
+            raise InputError(f"{source}: the file is empty; expected {RUNS_FILE}")
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise InputError(f"{path}: missing columns {', '.join(missing)}")
-        return [_parse_row(row, i, str(path)) for i, row in enumerate(reader, start=2)]
+            raise InputError(f"{source}: missing columns {', '.join(missing)}; expected {RUNS_FILE}")
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:
+            raise InputError(f"{source} line 1: columns named twice: {', '.join(twice)}")
+        runs = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            _check_width(row, header, reader.line_num, source)
+            runs.append(_parse_row(dict(zip(header, row, strict=True)), reader.line_num, source))
+    except csv.Error as err:
+        raise InputError(f"{source} line {reader.line_num}: unreadable CSV ({err})") from None
+    return runs
 
 
 def run_workload(run: RealRun, seed: int) -> WorkloadSpec:

@@ -9,8 +9,9 @@ Each process is drawn for all adapters that follow it at once:
 - Gamma (with or without a schedule): a renewal process with Gamma gaps, run in operational time
   (the integral of the rate) and mapped back to seconds piece by piece: time-rescaling, so within
   a piece the gaps are Gamma with mean 1 / (rate x scale) and the chosen CV.
-- Unpredictable: per adapter and period, a random gap family and rate; Poisson periods are drawn
-  like Poisson pieces, log-normal periods as renewal processes.
+- Unpredictable: per adapter and period, a random gap family and rate (a clamped walk, see
+  unpredictable.py); periods are cut where a schedule changes scale; Poisson periods are drawn
+  like Poisson pieces, log-normal periods as renewal processes in operational time.
 
 Renewal processes start in equilibrium (the first gap is the forward recurrence time), so their
 rate is exact from time 0 rather than only in the long run.
@@ -32,11 +33,9 @@ from loratwin.workload.spec import (
     UnpredictableArrival,
     WorkloadSpec,
 )
+from loratwin.workload.unpredictable import RATE_BOUND, walk_multipliers
 
-__all__ = ["MAX_REQUESTS", "UNPREDICTABLE_RATE_FACTOR", "generate_arrivals", "schedule_pieces"]
-
-# The "unpredictable" workload multiplies or divides each adapter's rate by this every period.
-UNPREDICTABLE_RATE_FACTOR = 1.5
+__all__ = ["MAX_REQUESTS", "generate_arrivals", "schedule_pieces"]
 
 # More requests than this would not fit in memory alongside the simulation; refuse them up front.
 MAX_REQUESTS = 50_000_000
@@ -232,28 +231,98 @@ def _unpredictable_arrivals(
 
     lognormal = rng.random(stream.size) < 0.5
     steps = np.where(rng.random(stream.size) < 0.5, 1, -1)
-    steps[first_period] = 0  # the first period runs at the base rate
-    walk = np.cumsum(steps)
-    walk -= walk[first_period][stream]
-    period_rates = rates[positions][stream] * UNPREDICTABLE_RATE_FACTOR ** walk.astype(np.float64)
+    period_rates = rates[positions][stream] * walk_multipliers(steps, first_period)
+    # A schedule scales the rate within a period: each period is cut where its schedule changes.
+    period, piece_start, piece_end, scale = _period_pieces(arrivals, positions, stream, starts, ends, duration_s)
+    piece_rate = period_rates[period] * scale
+    piece_mass = piece_rate * (piece_end - piece_start)
     _check_volume(
-        other_requests + float((period_rates * (ends - starts)).sum()),
+        other_requests + float(piece_mass.sum()),
         duration_s,
-        "; unpredictable rates drift by x1.5 or /1.5 every period_s, so many short periods let them run away",
+        f"; unpredictable rates rise up to {RATE_BOUND:g} times their base rate",
     )
 
-    poisson = np.flatnonzero(~lognormal)
-    poisson_times, poisson_piece = _poisson_pieces(rng, starts[poisson], ends[poisson], period_rates[poisson])
+    poisson = np.flatnonzero(~lognormal[period])
+    poisson_times, poisson_piece = _poisson_pieces(
+        rng, piece_start[poisson], piece_end[poisson], piece_rate[poisson]
+    )
 
+    # A log-normal period is one renewal process over its expected arrivals (operational time),
+    # mapped back to seconds piece by piece, as Gamma arrivals are.
     renewal = np.flatnonzero(lognormal)
-    horizons = period_rates[renewal] * (ends[renewal] - starts[renewal])
+    horizons = np.bincount(period, weights=piece_mass, minlength=stream.size)[renewal]
     which, offset = _renewal(rng, horizons, "lognormal", sigma[stream[renewal]])
-    period = renewal[which]
-    renewal_times = starts[period] + offset / period_rates[period]
+    renewal_times = _from_operational_time(renewal[which], offset, period, piece_start, piece_rate, piece_mass)
 
     times = np.concatenate((poisson_times, renewal_times))
-    streams = np.concatenate((stream[poisson[poisson_piece]], stream[period]))
+    streams = np.concatenate((stream[period[poisson[poisson_piece]]], stream[renewal[which]]))
     return times, positions[streams]
+
+
+def _period_pieces(
+    arrivals: Sequence[Any],
+    positions: np.ndarray,
+    stream: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    duration_s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Periods cut where their adapter's schedule changes scale: per piece, its period, start,
+    end and scale. Without a schedule a period is one piece (the same start and end, scale 1)."""
+    cut_period, cut_time = [np.arange(stream.size)], [starts]
+    schedules: dict[Any, list[int]] = {}
+    for number, position in enumerate(positions):
+        schedule = getattr(arrivals[position], "schedule", None)
+        if schedule is not None:
+            schedules.setdefault(schedule, []).append(number)
+    scaled: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (periods, changes, scales)
+    for schedule, numbers in schedules.items():
+        pieces_start, _, pieces_scale = schedule_pieces(schedule, duration_s)
+        changes = pieces_start[1:]
+        in_group = np.flatnonzero(np.isin(stream, numbers))
+        inside = (starts[in_group, None] < changes) & (changes < ends[in_group, None])
+        where, which = np.nonzero(inside)
+        cut_period.append(in_group[where])
+        cut_time.append(changes[which])
+        scaled.append((in_group, pieces_start, pieces_scale))
+    period = np.concatenate(cut_period)
+    piece_start = np.concatenate(cut_time)
+    order = np.lexsort((piece_start, period))
+    period, piece_start = period[order], piece_start[order]
+    last_of_period = np.append(period[1:] != period[:-1], True)
+    piece_end = np.where(last_of_period, ends[period], np.append(piece_start[1:], 0.0))
+    scale = np.ones(len(period))
+    for in_group, pieces_start, pieces_scale in scaled:
+        mine = np.flatnonzero(np.isin(period, in_group))
+        scale[mine] = pieces_scale[np.searchsorted(pieces_start, piece_start[mine], side="right") - 1]
+    return period, piece_start, piece_end, scale
+
+
+def _from_operational_time(
+    period_of: np.ndarray,
+    offset: np.ndarray,
+    period: np.ndarray,
+    piece_start: np.ndarray,
+    piece_rate: np.ndarray,
+    piece_mass: np.ndarray,
+) -> np.ndarray:
+    """Seconds of arrivals at `offset` expected arrivals into their period (`period_of`), through
+    the period's pieces (consecutive, each with `period`, start, rate and mass)."""
+    end = np.cumsum(piece_mass)
+    before = end - piece_mass  # mass of all earlier pieces
+    # a piece of no mass holds no arrival: the search (side="right") passes over them, and the clip
+    # to the period's first and last pieces with mass keeps rounding from landing in one
+    index = np.arange(len(period))
+    group_start = np.flatnonzero(np.append(True, period[1:] != period[:-1]))
+    first_positive = np.minimum.reduceat(np.where(piece_mass > 0, index, len(index)), group_start)
+    last_positive = np.maximum.reduceat(np.where(piece_mass > 0, index, -1), group_start)
+    group = np.searchsorted(group_start, np.searchsorted(period, period_of, side="left"))
+    first = group_start[group]
+    piece = np.searchsorted(end, before[first] + offset, side="right")
+    piece = np.clip(piece, first_positive[group], last_positive[group])
+    # exact for a period of one piece (no schedule): its own offset over its own rate
+    within = np.clip(offset - (before[piece] - before[first]), 0.0, piece_mass[piece])
+    return piece_start[piece] + within / piece_rate[piece]
 
 
 def _renewal(

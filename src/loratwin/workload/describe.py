@@ -9,30 +9,39 @@ from typing import Any
 import numpy as np
 
 from loratwin.errors import InputError
-from loratwin.workload.arrivals import UNPREDICTABLE_RATE_FACTOR, schedule_pieces
+from loratwin.workload.arrivals import schedule_pieces
+from loratwin.workload.requests import RequestTable
 from loratwin.workload.spec import ARRIVAL_KINDS, ShareGPTLengths, UnpredictableArrival, WorkloadSpec
+from loratwin.workload.trace import replay_window, with_trace_rates
+from loratwin.workload.unpredictable import expected_multipliers
 
-__all__ = ["describe_workload", "expected_mean_rates"]
+__all__ = ["describe_trace", "describe_workload", "expected_mean_rates"]
 
-# Each period multiplies the rate by 1.5 or 1 / 1.5 with equal odds: the expected rate grows by
-# this factor per period even though the median stays at the base rate.
-_UNPREDICTABLE_DRIFT = (UNPREDICTABLE_RATE_FACTOR + 1.0 / UNPREDICTABLE_RATE_FACTOR) / 2.0
+
+def _mean_factor(arrival: object, duration_s: float) -> float:
+    """An arrival process's expected rate over [0, duration_s) as a multiple of the adapter's rate."""
+    schedule_starts, schedule_ends, scales = schedule_pieces(getattr(arrival, "schedule", None), duration_s)
+    if not isinstance(arrival, UnpredictableArrival):
+        return float((scales * (schedule_ends - schedule_starts)).sum() / duration_s)
+    # the walk's expected multiplier per period, times the schedule's scale, over their common
+    # pieces; once the walk settles, its last expectation holds to the end
+    expected_by_period = expected_multipliers(math.ceil(duration_s / arrival.period_s))
+    period_starts = np.arange(len(expected_by_period)) * arrival.period_s
+    points = np.union1d(period_starts, schedule_starts)
+    lengths = np.diff(np.append(points, duration_s))
+    expected = expected_by_period[np.searchsorted(period_starts, points, side="right") - 1]
+    scale = scales[np.searchsorted(schedule_starts, points, side="right") - 1]
+    return float((expected * scale * lengths).sum() / duration_s)
 
 
 def expected_mean_rates(workload: WorkloadSpec, duration_s: float) -> np.ndarray:
     """Each adapter's expected arrival rate averaged over [0, duration_s), schedules and drift included."""
-    factors = []
+    factors: dict[object, float] = {}  # adapters mostly share their process: one computation each
     for arrival in workload.arrivals():
-        if isinstance(arrival, UnpredictableArrival):
-            starts = np.arange(math.ceil(duration_s / arrival.period_s)) * arrival.period_s
-            lengths = np.minimum(starts + arrival.period_s, duration_s) - starts
-            drift = _UNPREDICTABLE_DRIFT ** np.arange(len(starts), dtype=np.float64)
-            factors.append(float((drift * lengths).sum() / duration_s))
-        else:
-            starts, ends, scales = schedule_pieces(arrival.schedule, duration_s)
-            factors.append(float((scales * (ends - starts)).sum() / duration_s))
+        if arrival not in factors:
+            factors[arrival] = _mean_factor(arrival, duration_s)
     rates = np.array([adapter.rate_req_s for adapter in workload.adapters], dtype=np.float64)
-    return rates * np.array(factors)
+    return rates * np.array([factors[arrival] for arrival in workload.arrivals()])
 
 
 def describe_workload(
@@ -42,7 +51,8 @@ def describe_workload(
 
     Rates under "rate_req_s" are the adapters' base rates; "expected_aggregate_rate_req_s" averages
     over the run, so it includes rate schedules and the upward drift of the expected rate of
-    unpredictable arrivals. Offered tokens use the length spec's mean prompt and output lengths.
+    unpredictable arrivals (bounded: their rates stay within 1/7.5 and 7.5 times the base). Offered
+    tokens use the length spec's mean prompt and output lengths.
     """
     if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float, np.integer, np.floating)):
         raise InputError(f"duration_s: must be a number of seconds > 0, got {duration_s!r}")
@@ -88,3 +98,26 @@ def describe_workload(
         },
         "offered_tok_s": expected_total * tokens_per_request if tokens_per_request is not None else None,
     }
+
+
+def describe_trace(workload: WorkloadSpec, requests: RequestTable, duration_s: float | None = None) -> dict[str, Any]:
+    """`describe_workload` of a trace over `duration_s` (default: the trace's own window): rates,
+    lengths and offered load are those of the requests it holds in the window, whatever the `rate`
+    column of adapters.csv says (that rate is kept under "trace" as "rate_column_req_s")."""
+    window, note = replay_window(requests, duration_s)
+    summary = describe_workload(with_trace_rates(workload, requests, window), window)
+    inside = requests.arrival_s < window
+    prompt, output = requests.prompt_tokens[inside], requests.output_tokens[inside]
+    mean_prompt = float(prompt.mean()) if prompt.size else None
+    mean_output = float(output.mean()) if output.size else None
+    summary["lengths"] = {"name": "replayed from the trace", "mean_prompt_tokens": mean_prompt, "mean_output_tokens": mean_output}
+    summary["offered_tok_s"] = float(prompt.sum(dtype=np.int64) + output.sum(dtype=np.int64)) / window
+    summary["trace"] = {
+        "requests": len(requests),
+        "span_s": float(requests.arrival_s[-1] - requests.arrival_s[0]) if len(requests) else 0.0,
+        "mean_prompt_tokens": mean_prompt,
+        "mean_output_tokens": mean_output,
+        "rate_column_req_s": workload.aggregate_rate_req_s,
+        "note": note,
+    }
+    return summary

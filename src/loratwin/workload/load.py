@@ -12,6 +12,7 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from loratwin.errors import InputError
+from loratwin.textfile import read_user_text
 from loratwin.workload.lengths import check_length_spec
 from loratwin.workload.spec import (
     AdapterSpec,
@@ -88,12 +89,7 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     """Read a workload file: an `adapters:` list or a `layout:` mapping, plus optional `lengths:` and
     `arrival:` (the process of every adapter without its own `arrival:`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: workload file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read the workload file ({err})") from None
+    text = read_user_text(path, "a workload YAML file (adapters: or layout:)", encoding="utf-8")
 
     try:
         document = yaml.safe_load(text)

@@ -104,11 +104,13 @@ class GammaArrival(_SpecModel):
 
 class UnpredictableArrival(_SpecModel):
     """Every `period_s`, the gaps switch at random between exponential and log-normal (log-space spread
-    `sigma`) and the rate is multiplied or divided by 1.5, starting from the adapter's rate."""
+    `sigma`) and the rate is multiplied or divided by 1.5, starting from the adapter's rate and kept
+    within 1/7.5 and 7.5 times it; a schedule scales that rate further."""
 
     kind: Literal["unpredictable"] = "unpredictable"
     period_s: PositiveNumber = 300.0
     sigma: PositiveNumber = 1.0
+    schedule: Schedule | None = None
 
 
 ARRIVAL_KINDS = ("poisson", "gamma", "unpredictable")

@@ -9,6 +9,10 @@ keeps the trace's times and lengths exactly. The workload spec lists the adapter
 order with default lengths; an adapter's `rate_req_s` is the `rate` column when the file has one,
 otherwise its request count divided by the trace span (the last arrival time, since the trace
 starts at 0), or 0 when that span is 0.
+
+A replay is judged over the trace's own window by default (`replay_window`): a 600 s trace over an
+hour would report a sixth of its throughput. What it offers is what the trace holds in the window
+(`with_trace_rates`), whatever the `rate` column says.
 """
 
 from __future__ import annotations
@@ -37,7 +41,16 @@ from loratwin.workload.spec import (
     _validated_served,
 )
 
-__all__ = ["ADAPTERS_HEADER", "AZURE_HEADER", "TRACE_HEADER", "load_azure_trace", "load_trace"]
+__all__ = [
+    "ADAPTERS_HEADER",
+    "AZURE_HEADER",
+    "TRACE_HEADER",
+    "load_azure_trace",
+    "load_trace",
+    "replay_window",
+    "trace_window_s",
+    "with_trace_rates",
+]
 
 TRACE_HEADER = ("arrival_time_s", "adapter_id", "input_tokens", "output_tokens")
 ADAPTERS_HEADER = ("adapter_id", "rank")
@@ -71,6 +84,47 @@ def load_trace(dir_path: str | Path) -> tuple[WorkloadSpec, RequestTable]:
         for adapter_id, rank, rate in zip(adapter_rows.ids, adapter_rows.ranks, rates, strict=True)
     )
     return WorkloadSpec(adapters=adapters), requests
+
+
+def trace_window_s(requests: RequestTable) -> float:
+    """The window a replay covers by default: from 0 to the whole second after the last arrival,
+    so that every request arrives inside it (windows are half-open) and no idle time dilutes it."""
+    return float(math.floor(requests.arrival_s[-1]) + 1) if len(requests) else 1.0
+
+
+def replay_window(requests: RequestTable, duration_s: float | None) -> tuple[float, str | None]:
+    """The window to replay `requests` over (`duration_s`, or the trace's own when None) and a line
+    saying what that means for the results, or None when there is nothing to say."""
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise InputError(f"--duration must be a finite number of seconds > 0, got {duration_s:g}")
+    own = trace_window_s(requests)
+    last = float(requests.arrival_s[-1]) if len(requests) else 0.0
+    if duration_s is None:
+        return own, f"window: {own:g} s, the trace's own (its last arrival is at {last:.6g} s); --duration sets another"
+    later = int(np.count_nonzero(requests.arrival_s >= duration_s))
+    if later:
+        return duration_s, (
+            f"note: {later:,} of the trace's {len(requests):,} requests arrive after the {duration_s:g} s window "
+            "and are left out"
+        )
+    if duration_s > own:
+        return duration_s, (
+            f"note: the trace's last arrival is at {last:.6g} s; throughput and offered load are averaged "
+            f"over the whole {duration_s:g} s window, {duration_s - last:.6g} s of it after the trace"
+        )
+    return duration_s, None
+
+
+def with_trace_rates(workload: WorkloadSpec, requests: RequestTable, window_s: float) -> WorkloadSpec:
+    """`workload` with each adapter's rate what the trace sends it within [0, window_s): a replay
+    offers what the trace holds, not what the `rate` column of adapters.csv says."""
+    inside = requests.arrival_s < window_s
+    counts = np.bincount(requests.adapter[inside], minlength=len(workload.adapters))
+    adapters = tuple(
+        adapter.model_copy(update={"rate_req_s": float(count / window_s)})
+        for adapter, count in zip(workload.adapters, counts.tolist(), strict=True)
+    )
+    return workload.model_copy(update={"adapters": adapters})
 
 
 def _observed_rates(counts: np.ndarray, span_s: float) -> np.ndarray:
