@@ -19,6 +19,7 @@ from loratwin.cli.judging import (
     ThresholdFlag,
     build_rule,
 )
+from loratwin.cli.memory import MaxMemoryFlag
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -145,10 +146,14 @@ def recommend(
     command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
+    max_memory: MaxMemoryFlag = None,
 ) -> None:
     """How many of these adapters one GPU serves, with which --max-loras: placement on one GPU."""
     import json
 
+    from loratwin.budget import configure
+
+    configure("recommend", max_memory, kind="recommend")
     from loratwin.plan import load_adapters, make_check
     from loratwin.plan import recommend as run_recommend
     from loratwin.profiles import load_profile

@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace, load_workload_yaml
 
@@ -32,20 +33,39 @@ def load_adapters(path: str | Path) -> WorkloadSpec:
 
 
 def read_adapters_csv(path: str | Path) -> WorkloadSpec:
-    """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line."""
+    """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line.
+
+    Read row by row, priced for the memory limit before reading (its rows counted or extrapolated
+    from its first megabyte) and again every CHECK_EVERY rows, so a file far too large stops early."""
     path = Path(path)
+    budget.require(budget.adapters_estimate(max(0, budget.estimate_rows(path) - 1)))
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not data
+        handle = path.open(newline="", encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not data
     except FileNotFoundError:
         raise InputError(f"{path}: adapters file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise InputError(f"{path}: cannot read the adapters file ({err})") from None
-    reader = csv.reader(text.splitlines())
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            adapters = _read_rows(path, reader)
+        except (csv.Error, UnicodeDecodeError) as err:
+            raise InputError(f"{path} line {reader.line_num}: cannot read the adapters file ({err})") from None
+    if not adapters:
+        raise InputError(f"{path}: no adapters; expected at least one row after the header")
+    return WorkloadSpec(adapters=tuple(adapters))
+
+
+CHECK_EVERY = 100_000
+
+
+def _read_rows(path: Path, reader) -> list[AdapterSpec]:
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise InputError(f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {','.join(header or [])!r}")
     adapters: list[AdapterSpec] = []
     first_line: dict[str, int] = {}
+    total_rate = 0.0
     for row in reader:
         line = reader.line_num
         if not row or all(not c.strip() for c in row):
@@ -71,9 +91,10 @@ def read_adapters_csv(path: str | Path) -> WorkloadSpec:
             raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {rate_text!r}")
         first_line[adapter_id] = line
         adapters.append(AdapterSpec(id=adapter_id, rank=rank, rate_req_s=rate))
-    if not adapters:
-        raise InputError(f"{path}: no adapters; expected at least one row after the header")
-    return WorkloadSpec(adapters=tuple(adapters))
+        total_rate += rate
+        if len(adapters) % CHECK_EVERY == 0:
+            budget.require(budget.adapters_estimate(len(adapters), total_rate))
+    return adapters
 
 
 def write_adapters_csv(workload: WorkloadSpec, path: str | Path) -> Path:
