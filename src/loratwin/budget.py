@@ -85,6 +85,12 @@ SIM_STEP_BYTES = 110
 SIM_STEP_S = 1.0e-6
 # Per time-series sample: 20 B in the engine's log and 32 B in the result, by construction.
 SIM_SAMPLE_BYTES = 64
+# Per (adapter, period) of unpredictable arrivals, drawn all at once: about 80 B/period above the
+# adapters (5e6 and 1e7 periods of 1e5 and 2e5 adapters), 0.6-0.7 us/period. Averaging one
+# adapter's expected rate holds 4 float64 arrays over its periods.
+PERIOD_BYTES = 100
+PERIOD_S = 0.7e-6
+PERIOD_AVERAGE_BYTES = 32
 
 # Placement, per adapter above its layout: 2.1-3.2 KB/adapter with 4e3-2e4 adapters, above a fixed
 # ~100-150 MB (the lower bound's LP and the estimator's tables). The greedy memoises the verdict of
@@ -258,11 +264,11 @@ def layout_estimate(adapters: float) -> Estimate:
 
 
 def simulation_estimate(adapters: float, requests: float, duration_s: float, *, steps: float = 0.0,
-                        samples: float = 0.0, copies: int = 1) -> Estimate:
+                        samples: float = 0.0, periods: float = 0.0, copies: int = 1) -> Estimate:
     """One simulation (its layout and result included), `copies` of them held at once."""
     one = (SIM_ADAPTER_BYTES * adapters + SIM_REQUEST_BYTES * requests + SIM_STEP_BYTES * steps
-           + SIM_SAMPLE_BYTES * samples)
-    seconds = SIM_ADAPTER_S * adapters + SIM_REQUEST_S * requests + SIM_STEP_S * steps
+           + SIM_SAMPLE_BYTES * samples + PERIOD_BYTES * periods)
+    seconds = SIM_ADAPTER_S * adapters + SIM_REQUEST_S * requests + SIM_STEP_S * steps + PERIOD_S * periods
     what = f"{format_count(adapters)} adapters and ~{format_count(requests)} requests over {format_window(duration_s)}"
     if copies > 1:
         what += f", {copies} runs"

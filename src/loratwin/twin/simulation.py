@@ -16,6 +16,7 @@ from loratwin.twin.result import RunResult, build_result
 from loratwin.workload import RequestTable, ShareGPTLengths, WorkloadSpec, generate_requests
 from loratwin.workload.describe import expected_mean_rates
 from loratwin.workload.length_tables import resolve_table
+from loratwin.workload.size import unpredictable_periods
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -70,13 +71,15 @@ def _check_size(
 ) -> None:
     """Refuse a run too large for the memory limit before its requests are drawn: its adapters,
     the requests its arrival processes are expected to send (schedules and drift included), the
-    engine steps (at most one per token asked for, and one per shortest step) and the samples."""
+    periods of unpredictable arrivals, the engine steps (at most one per token asked for, and one
+    per shortest step) and the samples."""
     if not math.isfinite(duration_s):
         return  # refused with its flag when the requests are drawn
     samples = duration_s / sample_interval_s + 2
     adapters = len(workload.adapters)
-    # the adapters and samples first: the expected rates take time and memory in proportion to the window
-    budget.require(budget.simulation_estimate(adapters, 0, duration_s, samples=samples))
+    periods = unpredictable_periods(workload, duration_s)[0] if requests is None else 0.0
+    # what is known without arrays first: the expected rates take memory in proportion to the periods
+    budget.require(budget.simulation_estimate(adapters, 0, duration_s, samples=samples, periods=periods))
     if requests is None:
         expected = float(expected_mean_rates(workload, duration_s).sum()) * duration_s
         n_requests = budget.requests_bound(expected)
@@ -89,7 +92,8 @@ def _check_size(
         n_requests = len(requests)
         tokens = float(requests.prompt_tokens.mean() + requests.output_tokens.mean()) if len(requests) else 0.0
     steps = min(_most_steps(profile, duration_s), n_requests * (tokens + 2))
-    budget.require(budget.simulation_estimate(adapters, n_requests, duration_s, steps=steps, samples=samples))
+    budget.require(budget.simulation_estimate(adapters, n_requests, duration_s, steps=steps, samples=samples,
+                                              periods=periods))
 
 
 def _run_engine(
