@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
+from loratwin.cli.memory import MaxMemoryFlag
 from loratwin.errors import LoratwinError
 
 ENGINES = ("fast", "reference")
@@ -38,10 +39,16 @@ def simulate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
+    max_memory: MaxMemoryFlag = None,
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
+    from loratwin.budget import configure
     from loratwin.workload import load_trace, load_workload_yaml, reference_layout
     from loratwin.workload.trace import replay_window, with_trace_rates
+
+    # a generated workload runs 3600 s unless told; a trace runs over its own span (priced as it loads)
+    configure("simulate", max_memory, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
+              copies=seeds)
 
     sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
                                         ("--workload", workload), ("--trace", trace)) if given]

@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 
 from loratwin.cli.app import app, check_threshold, stop_progress
+from loratwin.cli.memory import MaxMemoryFlag
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, check_outputs
 
@@ -31,10 +32,14 @@ def sweep(
     max_configs: Annotated[int | None, typer.Option("--max-configs", help="Only the first N runs of the grid (full sweeps).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a summary as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the results here.")] = None,
+    max_memory: MaxMemoryFlag = None,
 ) -> None:
     """Run a grid of twin simulations in parallel into a resumable results store."""
     import json
 
+    from loratwin.budget import configure
+
+    configure("sweep", max_memory, copies=workers)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, app
+from loratwin.cli.memory import MaxMemoryFlag
 from loratwin.errors import LoratwinError
 
 workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
@@ -19,10 +20,14 @@ def workload_describe(
     duration: Annotated[float | None, typer.Option(help="Window in seconds for expected counts. Default: 3600, or a trace's own span.")] = None,
     profile: Annotated[str, typer.Option(help="Profile whose tokenizer counts ShareGPT lengths.")] = "llama-3.1-8b-instruct",
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    max_memory: MaxMemoryFlag = None,
 ) -> None:
     """Summarise a workload: adapters, rate and rank mix, arrival processes, offered load, lengths."""
     import json
 
+    from loratwin.budget import configure
+
+    configure("workload describe", max_memory)
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_workload_summary
     from loratwin.workload import load_trace, load_workload_yaml

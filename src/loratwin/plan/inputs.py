@@ -6,6 +6,7 @@ import csv
 import math
 from pathlib import Path
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
 from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace, load_workload_yaml
@@ -33,22 +34,35 @@ def load_adapters(path: str | Path) -> WorkloadSpec:
 
 
 def read_adapters_csv(path: str | Path) -> WorkloadSpec:
-    """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line."""
+    """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line.
+
+    Priced for the memory limit before reading (its rows counted or extrapolated from its first
+    megabyte) and again every CHECK_EVERY rows."""
     path = Path(path)
+    if path.is_file():
+        budget.require(budget.adapters_estimate(max(0, budget.estimate_rows(path) - 1)))
     text = read_user_text(path, f"an adapters file (CSV with the header {','.join(CSV_HEADER)})")
     reader = csv.reader(text.splitlines())
     try:
-        return _adapters_from_rows(reader, path)
+        adapters = _read_rows(path, reader)
     except csv.Error as err:  # e.g. a field longer than the csv module's limit
         raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
+    if not adapters:
+        raise InputError(f"{path}: no adapters; expected at least one row after the header")
+    return WorkloadSpec(adapters=tuple(adapters))
 
 
-def _adapters_from_rows(reader, path: Path) -> WorkloadSpec:
+# rows between two checks of the memory limit while reading
+CHECK_EVERY = 100_000
+
+
+def _read_rows(path: Path, reader) -> list[AdapterSpec]:
     header = next(reader, None)
     if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
         raise InputError(f"{path} line 1: expected the header {','.join(CSV_HEADER)}, got {','.join(header or [])!r}")
     adapters: list[AdapterSpec] = []
     first_line: dict[str, int] = {}
+    total_rate = 0.0
     for row in reader:
         line = reader.line_num
         if not row or all(not c.strip() for c in row):
@@ -74,9 +88,10 @@ def _adapters_from_rows(reader, path: Path) -> WorkloadSpec:
             raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {rate_text!r}")
         first_line[adapter_id] = line
         adapters.append(AdapterSpec(id=adapter_id, rank=rank, rate_req_s=rate))
-    if not adapters:
-        raise InputError(f"{path}: no adapters; expected at least one row after the header")
-    return WorkloadSpec(adapters=tuple(adapters))
+        total_rate += rate
+        if len(adapters) % CHECK_EVERY == 0:
+            budget.require(budget.adapters_estimate(len(adapters), total_rate))
+    return adapters
 
 
 def write_adapters_csv(workload: WorkloadSpec, path: str | Path) -> Path:

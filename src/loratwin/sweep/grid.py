@@ -8,9 +8,11 @@ which runs are done whatever the order or the number of workers.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,10 +29,12 @@ from pydantic import (
     model_validator,
 )
 
+from loratwin import budget
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
 from loratwin.textfile import read_user_text
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING, ServerConfig
+from loratwin.twin.simulation import DEFAULT_SAMPLE_INTERVAL_S
 from loratwin.workload import (
     PoissonArrival,
     WorkloadSpec,
@@ -65,6 +69,9 @@ class CountRange(_Strict):
         return self
 
     def values(self) -> list[int]:
+        count = (self.stop - self.start) // self.step + 1
+        budget.require(budget.Estimate(budget.PROCESS_BYTES + budget.AXIS_VALUE_BYTES * count, 0.0,
+                                       f"a grid axis of {budget.format_count(count)} values"))
         return list(range(self.start, self.stop + 1, self.step))
 
 
@@ -426,6 +433,7 @@ def expand(
                              "workloads (START:STOP counts from 0, STOP excluded)")
         workloads = selected
     served_values, max_loras_values = grid.served_values(), grid.max_loras_values()
+    _check_size(grid, workloads, served_values, max_loras_values)
     feasible: dict[tuple[int, int], bool] = {}
     runs: list[RunConfig] = []
     frontiers: dict[tuple[int, int], list[RunConfig]] = {}
@@ -461,6 +469,28 @@ def expand(
             frontiers[(w.index, max_loras)] = frontier
             runs.extend(frontier)
     return Expansion(grid, profile, workloads, runs, skipped, frontiers, skipped_at)
+
+
+def _check_size(grid: GridSpec, workloads: list[WorkloadPoint], served: list[int], max_loras: list[int]) -> None:
+    """Refuse a grid too large for the memory limit before its runs are listed: every run's record
+    in this process, and as many runs as the largest at once as there are workers."""
+    runs = len(workloads) * sum(len(served) - bisect.bisect_left(served, m) for m in max_loras)
+    if not runs:
+        return
+    largest = served[-1]
+    rate = max(_base_rate(w, largest) for w in workloads)
+    one = budget.simulation_estimate(largest, budget.requests_bound(rate * grid.duration_s), grid.duration_s,
+                                     samples=grid.duration_s / DEFAULT_SAMPLE_INTERVAL_S + 2)
+    budget.require(budget.sweep_estimate(runs, one, budget.current_job().copies))
+
+
+def _base_rate(workload: WorkloadPoint, served: int) -> float:
+    """The layout's total base rate at `served` adapters (rate levels go round-robin)."""
+    if workload.layout == "zipf":
+        return float(workload.zipf_total_rate_req_s or 0.0)
+    levels = workload.rate_levels
+    full_cycles, extra = divmod(served, len(levels))
+    return full_cycles * math.fsum(levels) + math.fsum(levels[:extra])
 
 
 def _starts(profile: Profile, max_loras: int, max_lora_rank: int, source: str) -> bool:

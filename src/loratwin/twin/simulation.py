@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin import engine
 from loratwin.twin.config import ResolvedServer, ServerConfig, resolve_server
 from loratwin.twin.result import RunResult, build_result
 from loratwin.workload import RequestTable, ShareGPTLengths, WorkloadSpec, generate_requests
+from loratwin.workload.describe import expected_mean_rates
 from loratwin.workload.length_tables import resolve_table
+from loratwin.workload.size import unpredictable_periods
 from loratwin.workload.trace import trace_window_s
 
 # The reference runs' window: an hour.
 DEFAULT_DURATION_S = 3600.0
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
+DEFAULT_SAMPLE_INTERVAL_S = 2.0
 
 
 def _lengths_name(workload: WorkloadSpec, profile: Profile, replayed: bool) -> str:
@@ -97,15 +102,50 @@ def _check_step_range(profile: Profile, server: ResolvedServer, prompt_tokens: n
         )
 
 
+def _most_steps(profile: Profile, duration_s: float) -> float:
+    """The shortest possible step bounds the number of steps in a window."""
+    st = profile.step_time
+    min_step_ms = st.base_ms * min(1.0, st.lora_factor_base + st.lora_factor_per_adapter)
+    return duration_s * 1000 / max(min_step_ms, 1e-3) * 1.05
+
+
+def _check_size(
+    workload: WorkloadSpec, profile: Profile, duration_s: float, sample_interval_s: float,
+    requests: RequestTable | None,
+) -> None:
+    """Refuse a run too large for the memory limit before its requests are drawn: its adapters,
+    the requests its arrival processes are expected to send (schedules and drift included), the
+    periods of unpredictable arrivals, the engine steps (at most one per token asked for, and one
+    per shortest step) and the samples."""
+    if not math.isfinite(duration_s):
+        return  # refused with its flag when the requests are drawn
+    samples = duration_s / sample_interval_s + 2
+    adapters = len(workload.adapters)
+    periods = unpredictable_periods(workload, duration_s)[0] if requests is None else 0.0
+    # what is known without arrays first: the expected rates take memory in proportion to the periods
+    budget.require(budget.simulation_estimate(adapters, 0, duration_s, samples=samples, periods=periods))
+    if requests is None:
+        expected = float(expected_mean_rates(workload, duration_s).sum()) * duration_s
+        n_requests = budget.requests_bound(expected)
+        lengths = workload.lengths
+        if isinstance(lengths, ShareGPTLengths):
+            tokens = sum(lengths.means(profile.tokenizer or profile.name))
+        else:
+            tokens = lengths.mean_prompt_tokens + lengths.mean_output_tokens
+    else:
+        n_requests = len(requests)
+        tokens = float(requests.prompt_tokens.mean() + requests.output_tokens.mean()) if len(requests) else 0.0
+    steps = min(_most_steps(profile, duration_s), n_requests * (tokens + 2))
+    budget.require(budget.simulation_estimate(adapters, n_requests, duration_s, steps=steps, samples=samples,
+                                              periods=periods))
+
+
 def _run_engine(
     inputs: engine.EngineInputs, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
 ) -> engine.EngineOutput:
     """Run the compiled engine with log capacities sized from the run, growing them if a log fills
     up. The one place the inputs are unpacked for it."""
-    st = profile.step_time
-    # the shortest possible step bounds the number of steps
-    min_step_ms = st.base_ms * min(1.0, st.lora_factor_base + st.lora_factor_per_adapter)
-    step_cap = int(min(4_000_000, duration_s * 1000 / max(min_step_ms, 1e-3) * 1.05)) + 1024
+    step_cap = int(min(4_000_000, _most_steps(profile, duration_s))) + 1024
     batch = min(max_num_seqs, n_requests)
     caps = {
         engine.OVERFLOW_STEPS: step_cap,
@@ -130,7 +170,7 @@ def simulate(
     seed: int = 0,
     requests: RequestTable | None = None,
     outputs_requested: bool | None = None,
-    sample_interval_s: float = 2.0,
+    sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
     starvation_threshold: float = 0.1,
     engine_mode: Literal["fast", "reference"] = "fast",
 ) -> RunResult:
@@ -155,6 +195,7 @@ def simulate(
     if not sample_interval_s > 0:
         raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
     resolved = resolve_server(server, workload, profile)
+    _check_size(workload, profile, duration_s, sample_interval_s, requests)
     replayed = requests is not None
     if requests is None:
         requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)

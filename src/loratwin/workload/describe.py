@@ -11,6 +11,7 @@ import numpy as np
 from loratwin.errors import InputError
 from loratwin.workload.arrivals import schedule_pieces
 from loratwin.workload.requests import RequestTable
+from loratwin.workload.size import check_summary
 from loratwin.workload.spec import ARRIVAL_KINDS, ShareGPTLengths, UnpredictableArrival, WorkloadSpec
 from loratwin.workload.trace import replay_window, with_trace_rates
 from loratwin.workload.unpredictable import expected_multipliers
@@ -59,6 +60,7 @@ def describe_workload(
     if not (math.isfinite(duration_s) and duration_s > 0):
         raise InputError(f"duration_s: must be a finite number of seconds > 0, got {duration_s!r}")
     duration_s = float(duration_s)
+    check_summary(workload, duration_s)
 
     rates = np.array([adapter.rate_req_s for adapter in workload.adapters], dtype=np.float64)
     expected = expected_mean_rates(workload, duration_s)

@@ -5,12 +5,14 @@ Apart from spec.py so that the file check can use the lengths module, which buil
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
 from loratwin.workload.lengths import check_length_spec
@@ -85,10 +87,22 @@ class _WorkloadFile(_SpecModel):
         return self
 
 
+def _check_adapters_list(adapters: Any) -> None:
+    """Price an `adapters:` list for the memory limit before its adapters are built (a layout is
+    priced by the layout functions)."""
+    if not isinstance(adapters, list):
+        return
+    rates = (a.get("rate_req_s") for a in adapters if isinstance(a, dict))
+    total = math.fsum(r for r in rates if isinstance(r, (int, float)) and math.isfinite(r) and r > 0)
+    budget.require(budget.adapters_estimate(len(adapters), total))
+
+
 def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     """Read a workload file: an `adapters:` list or a `layout:` mapping, plus optional `lengths:` and
     `arrival:` (the process of every adapter without its own `arrival:`)."""
     path = Path(path)
+    if path.is_file():
+        budget.require(budget.yaml_estimate(path.stat().st_size, path))
     text = read_user_text(path, "a workload YAML file (adapters: or layout:)", encoding="utf-8")
 
     try:
@@ -104,6 +118,7 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
             f"got {type(document).__name__}"
         )
 
+    _check_adapters_list(document.get("adapters"))
     try:
         parsed = _WorkloadFile.model_validate(document)
     except ValidationError as err:

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from loratwin import budget
 from loratwin.errors import InputError
 
 __all__ = [
@@ -287,6 +288,8 @@ def reference_layout(
     served = _validated_served(served, "--served")
     rate_levels = _validated_levels(rates, "--rates", "a number >= 0 (req/s)", _is_rate)
     rank_levels = _validated_levels(ranks, "--ranks", "an integer > 0", _is_rank)
+    full_cycles, extra = divmod(served, len(rate_levels))
+    _check_size(served, full_cycles * math.fsum(rate_levels) + math.fsum(rate_levels[:extra]))
     rng = np.random.default_rng(_validated_seed(seed, "--seed"))
 
     positions = np.arange(served)
@@ -318,6 +321,7 @@ def zipf_layout(
     if not _is_rate(exponent):
         raise InputError(f"exponent: must be a number >= 0, got {exponent!r}")
     rank_levels = _validated_levels(ranks, "ranks", "an integer > 0", _is_rank)
+    _check_size(served, float(total_rate_req_s))
     rng = np.random.default_rng(_validated_seed(seed, "seed"))
 
     positions = np.arange(served)
@@ -339,6 +343,12 @@ def _layout_workload(
         lengths=lengths if lengths is not None else ShareGPTLengths(),
         arrival=arrival if arrival is not None else PoissonArrival(),
     )
+
+
+def _check_size(served: int, total_rate_req_s: float) -> None:
+    """Refuse a layout too large for the memory limit before any adapter is built, priced for what
+    the command does with it (base rates: schedules and drift are priced when requests are drawn)."""
+    budget.require(budget.adapters_estimate(served, total_rate_req_s))
 
 
 def _validated_served(served: object, flag: str) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.workload.requests import RequestTable
 from loratwin.workload.spec import (
@@ -72,6 +73,9 @@ def load_trace(dir_path: str | Path) -> tuple[WorkloadSpec, RequestTable]:
     directory = Path(dir_path)
     if not directory.is_dir():
         raise InputError(f"{directory}: trace directory not found (expected trace.csv and adapters.csv in it)")
+    # priced before reading: the rows each file holds (a header line each)
+    budget.require(budget.trace_estimate(max(0, budget.estimate_rows(directory / "trace.csv") - 1),
+                                         max(0, budget.estimate_rows(directory / "adapters.csv") - 1)))
     adapter_rows = _read_adapters(directory / "adapters.csv")
     requests = _read_requests(directory / "trace.csv", adapter_rows.ids)
 
@@ -346,6 +350,7 @@ def load_azure_trace(
     if max_total_tokens is not None and max_total_tokens < 2:
         raise InputError(f"max_total_tokens: must leave room for a prompt and an output token (>= 2), got {max_total_tokens}")
 
+    budget.require(budget.trace_estimate(max(0, budget.estimate_rows(path) - 1), n_adapters))
     times, prompts, outputs = _read_azure_rows(path)
     if max_prompt_tokens is not None:
         np.minimum(prompts, max_prompt_tokens, out=prompts)

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.plan.bound import lower_bound_gpus
 from loratwin.plan.judge import AcceptanceRule, GpuCheck, make_check, resolve_profile
@@ -117,6 +118,7 @@ def place(
     if isinstance(search_moves, bool) or not isinstance(search_moves, int) or search_moves < 0:
         raise InputError(f"--search-moves must be an integer >= 0, got {search_moves!r}")
     workload = as_workload(adapters)
+    budget.require(budget.placement_estimate(len(workload.adapters), workload.aggregate_rate_req_s))
     profile = resolve_profile(profile)
     check = check or default_check(profile, workload)
     items = list(workload.adapters)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.plan.judge import AcceptanceRule, GpuCheck, GpuVerdict, make_check, resolve_profile
 from loratwin.plan.placement import ShareJudge, as_workload
@@ -92,6 +93,7 @@ def recommend(
     optimum models' answer comes beside it when there are models for the profile (shipped, or in
     `models`, a directory `loratwin train` wrote)."""
     workload = as_workload(workload)
+    budget.require(budget.recommendation_estimate(len(workload.adapters)))
     profile = resolve_profile(profile)
     check = check or make_check("auto", profile, workload.lengths, rule=rule, arrival=workload.arrival)
     judge = ShareJudge(check, profile, list(workload.adapters))

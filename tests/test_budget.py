@@ -1,0 +1,284 @@
+"""The memory budget: sizes, the limit, the estimates, and the checks that refuse work before it allocates."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loratwin import budget
+from loratwin.budget import OverBudgetError, parse_size
+from loratwin.errors import InputError
+
+
+@pytest.fixture(autouse=True)
+def fresh_budget(monkeypatch):
+    """No limit from the environment and the default job, before and after each test."""
+    monkeypatch.setenv(budget.ENV_VAR, "x")  # recorded, so that whatever a test sets is undone
+    monkeypatch.delenv(budget.ENV_VAR)
+    monkeypatch.setattr(budget, "_job", budget.Job())
+
+
+# --- sizes and the limit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("8G", 8_000_000_000), ("500M", 500_000_000), ("1.5GB", 1_500_000_000), ("12GiB", 12 * 2**30),
+    (" 2g ", 2_000_000_000), ("1024", 1024), ("1e9", 1_000_000_000), ("64k", 64_000), ("3MiB", 3 * 2**20),
+    ("1T", 10**12), ("100b", 100),
+])
+def test_sizes_parse(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "x", "8x", "-1G", "0", "0.1", "inf", "nan", "8i", "G", "1.2.3G", "8 G B"])
+def test_bad_sizes_are_refused_naming_the_flag(text):
+    with pytest.raises(InputError, match=r"^--max-memory: expected a size"):
+        parse_size(text)
+    with pytest.raises(InputError, match=r"^LORATWIN_MAX_MEMORY: "):
+        parse_size(text, budget.ENV_VAR)
+
+
+def test_the_limit_defaults_to_half_the_machine(monkeypatch):
+    limit = budget.memory_limit()
+    assert limit.bytes == pytest.approx(budget.machine_memory() / 2)
+    assert "half of this machine's" in limit.source and not limit.from_setting
+    monkeypatch.setattr(budget, "machine_memory", lambda: None)
+    assert budget.memory_limit().bytes == budget.FALLBACK_MACHINE_BYTES / 2
+
+
+def test_the_environment_sets_the_limit_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.setenv(budget.ENV_VAR, "3G")
+    limit = budget.memory_limit()
+    assert limit.bytes == 3e9 and limit.from_setting
+    monkeypatch.setenv(budget.ENV_VAR, "lots")
+    with pytest.raises(InputError, match="LORATWIN_MAX_MEMORY: expected a size .* got 'lots'"):
+        budget.memory_limit()
+    with pytest.raises(InputError, match="LORATWIN_MAX_MEMORY"):
+        budget.configure("simulate")  # named before any work
+
+
+def test_the_flag_goes_into_the_environment_for_worker_processes(monkeypatch):
+    monkeypatch.setenv(budget.ENV_VAR, "1M")
+    job = budget.configure("simulate", "2G", kind="simulate", simulated_s=600, copies=3)
+    assert budget.memory_limit().bytes == 2e9
+    assert job == budget.current_job() == budget.Job("simulate", "simulate", 600.0, 3)
+    with pytest.raises(InputError, match="^--max-memory: expected a size"):
+        budget.configure("simulate", "2 gigs")
+
+
+# --- estimates --------------------------------------------------------------------------------------
+
+
+def test_estimates_grow_with_every_count():
+    base = dict(adapters=100, requests=1e5, duration_s=3600, steps=1e4, samples=1800, periods=0)
+    reference = budget.simulation_estimate(**base)
+    for name in ("adapters", "requests", "steps", "samples", "periods"):
+        bigger = budget.simulation_estimate(**(base | {name: base[name] * 10 + 1000}))
+        assert bigger.bytes > reference.bytes and bigger.seconds >= reference.seconds, name
+    assert budget.simulation_estimate(**base, copies=2).bytes > reference.bytes
+    for estimate in (budget.layout_estimate, budget.recommendation_estimate,
+                     lambda n: budget.placement_estimate(n, n * 0.1)):
+        sizes = [estimate(n) for n in (1, 10, 10**3, 10**6, 10**9)]
+        assert all(a.bytes < b.bytes and a.seconds < b.seconds for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def test_a_command_prices_adapters_for_what_it_does_with_them():
+    loaded = budget.adapters_estimate(10**6, 100.0)
+    assert loaded.bytes == budget.layout_estimate(10**6).bytes
+    simulated = budget.adapters_estimate(10**6, 100.0, job=budget.Job("simulate", "simulate", 3600.0))
+    placed = budget.adapters_estimate(10**6, 100.0, job=budget.Job("place", "place"))
+    assert simulated.bytes > loaded.bytes and placed.bytes > loaded.bytes
+    assert simulated.what == "1e6 adapters and ~363,000 requests over 3600 s"  # 360,000 and 5 sigma
+
+
+def test_the_refusal_is_one_line_with_the_estimate_and_the_limit(monkeypatch):
+    monkeypatch.setenv(budget.ENV_VAR, "1G")
+    budget.require(budget.layout_estimate(1000))  # well under
+    job = budget.Job("simulate", "simulate", 3600.0)
+    with pytest.raises(OverBudgetError) as refused:
+        budget.require(budget.adapters_estimate(10**9, 10**9, job=job), job)
+    message = str(refused.value)
+    assert "\n" not in message and "[" not in message  # the CLI's printer reads brackets as markup
+    assert message.startswith("simulate: about ") and " of memory and roughly " in message
+    assert "needed for 1e9 adapters and ~3.6e12 requests over 3600 s" in message
+    assert message.endswith("(limit 1.0 GB, from --max-memory or LORATWIN_MAX_MEMORY: raise it to allow this)")
+    monkeypatch.delenv(budget.ENV_VAR)
+    with pytest.raises(OverBudgetError, match=r"half of this machine's .*: set --max-memory or LORATWIN_MAX_MEMORY"):
+        budget.require(budget.layout_estimate(1e15))
+    with pytest.raises(OverBudgetError, match="^unbounded memory and roughly forever needed for"):
+        budget.require(budget.simulation_estimate(1, float("inf"), 60))
+
+
+@pytest.mark.parametrize(("value", "words"), [(999, "999 B"), (1234567, "1.2 MB"), (12.6e9, "12.6 GB"),
+                                              (1.2e15, "1.2 PB"), (3e20, "3e20 bytes")])
+def test_sizes_in_words(value, words):
+    assert budget.format_bytes(value) == words
+
+
+def test_counts_and_durations_in_words():
+    assert [budget.format_count(n) for n in (3600, 1e9, 3.6e12)] == ["3,600", "1e9", "3.6e12"]
+    assert [budget.format_seconds(s) for s in (90, 7200, 86400 * 5, 1e10)] == ["90 s", "2 h", "5 days", "317 years"]
+    assert [budget.format_window(s) for s in (3600, 1e9)] == ["3600 s", "1e9 s"]
+
+
+def test_rows_are_counted_or_extrapolated_from_the_first_megabyte(tmp_path):
+    small = tmp_path / "small.csv"
+    small.write_text("a,b\n1,2\n3,4")
+    assert budget.estimate_rows(small) == 3
+    assert budget.estimate_rows(tmp_path / "missing.csv") == 0
+    big = tmp_path / "big.csv"
+    big.write_text("adapter_id,rank,rate\n" + "".join(f"adapter-{i},8,0.5\n" for i in range(300_000)))
+    assert budget.estimate_rows(big) == pytest.approx(300_001, rel=0.1)
+
+
+# --- the checks refuse before allocating --------------------------------------------------------------
+
+
+def test_layouts_are_refused_before_any_adapter_is_built():
+    from loratwin.workload import reference_layout, zipf_layout
+
+    started = time.perf_counter()
+    with pytest.raises(OverBudgetError, match="needed for 1e9 adapters"):
+        reference_layout(10**9, [1.0], [8], 0)
+    with pytest.raises(OverBudgetError, match="needed for 1e8 adapters"):
+        zipf_layout(10**8, 40.0)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_simulate_job_refuses_adapters_that_would_fit_as_a_layout_alone(monkeypatch):
+    from loratwin.workload import reference_layout
+
+    monkeypatch.setenv(budget.ENV_VAR, "1G")
+    reference_layout(10_000, [1.0], [8], 0)  # 7 MB as a layout
+    budget.configure("simulate", kind="simulate", simulated_s=3600)
+    with pytest.raises(OverBudgetError, match=r"^simulate: .* 10,000 adapters and ~3.6e7 requests over 3600 s"):
+        reference_layout(10_000, [1.0], [8], 0)
+
+
+def test_workload_files_are_priced_before_their_adapters_are_built(tmp_path, monkeypatch):
+    from loratwin.workload import load_workload_yaml
+
+    layout = tmp_path / "zipf.yaml"
+    layout.write_text("layout: {kind: zipf, served: 100000000, total_rate_req_s: 40, ranks: [8, 16]}\n")
+    with pytest.raises(OverBudgetError, match="needed for 1e8 adapters"):
+        load_workload_yaml(layout)
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("adapters:\n" + "".join(f"  - {{id: a{i}, rank: 8, rate_req_s: 1}}\n" for i in range(2000)))
+    # parsing its 80 kB takes about 9 MB above the process, its 2,000 adapters 1.4 MB
+    monkeypatch.setenv(budget.ENV_VAR, "320M")
+    assert len(load_workload_yaml(listed).adapters) == 2000
+    budget.configure("simulate", kind="simulate", simulated_s=3600)
+    with pytest.raises(OverBudgetError, match="2,000 adapters and ~7.2e6 requests over 3600 s"):
+        load_workload_yaml(listed)
+    monkeypatch.setenv(budget.ENV_VAR, "305M")
+    with pytest.raises(OverBudgetError, match=r"needed for reading .*listed.yaml \(.* of YAML\)"):
+        load_workload_yaml(listed)
+
+
+def test_the_adapters_csv_is_priced_before_reading_and_stops_early(tmp_path, monkeypatch):
+    from loratwin.plan import inputs
+
+    path = tmp_path / "adapters.csv"
+    # the first megabyte holds long ids, the rest short ones: the count extrapolated from it is far too low
+    path.write_text("adapter_id,rank,rate\n" + "".join(f"{'x' * 5000}{i},8,0.1\n" for i in range(300))
+                    + "".join(f"a{i},8,0.1\n" for i in range(60_000)))
+    monkeypatch.setenv(budget.ENV_VAR, "310M")  # 14,285 adapters' worth above the process
+    monkeypatch.setattr(inputs, "CHECK_EVERY", 1000)
+    with pytest.raises(OverBudgetError, match="needed for 15,000 adapters"):
+        inputs.read_adapters_csv(path)
+    monkeypatch.setenv(budget.ENV_VAR, "300.1M")  # not even the ~440 rows extrapolated
+
+    def read_rows(*args):
+        raise AssertionError("the file was read")
+
+    monkeypatch.setattr(inputs, "_read_rows", read_rows)
+    with pytest.raises(OverBudgetError, match=r"needed for 4\d\d adapters"):
+        inputs.read_adapters_csv(path)
+
+
+def test_a_trace_is_priced_before_it_is_read(tmp_path, monkeypatch):
+    from loratwin.workload import load_trace
+
+    (tmp_path / "adapters.csv").write_text("adapter_id,rank\na,8\nb,16\n")
+    (tmp_path / "trace.csv").write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n"
+                                        + "".join(f"{i / 10},{'ab'[i % 2]},100,50\n" for i in range(20_000)))
+    assert len(load_trace(tmp_path)[1]) == 20_000
+    monkeypatch.setenv(budget.ENV_VAR, "305M")
+    with pytest.raises(OverBudgetError, match="needed for a trace of ~20,000 requests on 2 adapters"):
+        load_trace(tmp_path)
+
+
+def exact_check(workload, monkeypatch) -> budget.Estimate:
+    """The estimate simulate checks before it draws the requests of `workload` over an hour."""
+    from loratwin.profiles import load_profile
+    from loratwin.twin.simulation import _check_size
+
+    seen: list[budget.Estimate] = []
+    with monkeypatch.context() as patched:
+        patched.setattr(budget, "require", lambda estimate, job=None: seen.append(estimate))
+        _check_size(workload, load_profile("llama-3.1-8b-instruct"), 3600.0, 2.0, None)
+    return seen[-1]
+
+
+def test_simulate_prices_the_expected_requests_with_their_schedules(monkeypatch):
+    from loratwin.twin import ServerConfig, simulate
+    from loratwin.workload import PoissonArrival, ScheduleSegment, reference_layout
+
+    calm = reference_layout(8, [5.0], [8], 0)  # 144,000 requests expected in an hour
+    surge = reference_layout(8, [5.0], [8], 0, arrival=PoissonArrival(schedule=(ScheduleSegment(scale=10.0),)))
+    assert "8 adapters and ~145,897 requests over 3600 s" == exact_check(calm, monkeypatch).what
+    assert "~1.4e6 requests" in exact_check(surge, monkeypatch).what
+    monkeypatch.setenv(budget.ENV_VAR, "400M")  # room for ~300,000 requests above the process
+    with pytest.raises(OverBudgetError, match=r"8 adapters and ~1.4e6 requests over 3600 s"):
+        simulate(surge, ServerConfig(max_loras=8), "llama-3.1-8b-instruct", duration_s=3600)
+
+
+def test_the_early_check_never_exceeds_the_exact_one(monkeypatch):
+    """A layout refused before it is built would be refused by simulate too."""
+    from loratwin.workload import reference_layout
+
+    job = budget.Job("simulate", "simulate", 3600.0)
+    for served, rate in ((16, 0.5), (300, 0.05), (2000, 0.001), (100, 0.0)):
+        early = budget.adapters_estimate(served, served * rate, job=job)
+        assert early.bytes <= exact_check(reference_layout(served, [rate], [8], 0), monkeypatch).bytes
+
+
+def test_grids_are_priced_before_they_are_expanded(monkeypatch):
+    from loratwin.sweep.grid import expand, grid_from_yaml
+
+    with pytest.raises(OverBudgetError, match="needed for a grid axis of 1e9 values"):
+        grid_from_yaml("served: {start: 1, stop: 1000000000}\nmax_loras: [8]\nrates: [[1.0]]\nranks: [[8]]\n", "g")
+    huge = grid_from_yaml("served: [16, 1000000]\nmax_loras: [8]\nrates: [[1.0]]\nranks: [[8]]\n", "g")
+    with pytest.raises(OverBudgetError, match=r"2 runs on 1 workers, the largest of 1e6 adapters and ~3.6e9 requests"):
+        expand(huge)
+    many = grid_from_yaml("served: {start: 8, stop: 100000}\nmax_loras: {start: 8, stop: 10000}\n"
+                          "rates: [[0.01]]\nranks: [[8]]\nduration_s: 60\n", "g")
+    with pytest.raises(OverBudgetError, match="needed for 9.5e8 runs"):
+        expand(many)
+
+
+@pytest.mark.slow
+def test_the_estimate_is_within_a_factor_of_two_of_a_measured_run():
+    """Peak resident memory of a fresh process that simulates 1.2 million requests, against the
+    estimate simulate checks (which counts the process itself)."""
+    script = """
+import json, resource
+from loratwin import budget, ServerConfig, reference_layout, simulate
+seen = []
+real = budget.require
+budget.require = lambda e, job=None: (seen.append(e), real(e, job))
+simulate(reference_layout(8, [40.0], [8, 16], 0), ServerConfig(max_loras=8), "llama-3.1-8b-instruct", duration_s=3600)
+print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "estimate": seen[-1].bytes}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != budget.ENV_VAR}
+    env["PYTHONPATH"] = str(Path(budget.__file__).parents[1])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    measured = json.loads(proc.stdout.splitlines()[-1])
+    assert measured["peak"] / 2 <= measured["estimate"] <= measured["peak"] * 2, measured
