@@ -151,8 +151,11 @@ def parse_size(text: str, name: str = FLAG) -> int:
     if match is None or (match.group(4) and not match.group(3)):
         raise InputError(f"{name}: expected a size such as 8G, 500M or 12GiB, got {text!r}")
     number, exponent, unit, binary, _ = match.groups()
-    value = float(number) * 10 ** int(exponent or 0) * (1024 if binary else 1000) ** _UNITS[unit.lower()]
-    if not (math.isfinite(value) and value >= 1):
+    try:
+        value = float(number) * 10 ** int(exponent or 0) * (1024 if binary else 1000) ** _UNITS[unit.lower()]
+    except OverflowError:  # 1e400: far past any machine
+        value = math.inf
+    if not (math.isfinite(value) and 1 <= value < 2**63):
         raise InputError(f"{name}: expected a size of at least 1 byte, such as 8G or 500M, got {text!r}")
     return int(value)
 

@@ -50,7 +50,9 @@ def write_report(path: str | Path, out_dir: str | Path) -> Path:
     module = next(_kind(n) for n in KIND_MODULES if _kind(n).KIND == kind)
     try:
         return module.write_from_path(Path(path), Path(out_dir))
-    except (ValueError, KeyError) as err:  # a damaged file of the result: JSON, CSV or Parquet (pyarrow's are ValueErrors)
+    # a damaged or hand-edited file of the result (JSON, YAML, CSV or Parquet; pyarrow's are
+    # ValueErrors): a value of the wrong type shows up as one of these
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as err:
         raise InputError(f"{path}: cannot read the {kind} result ({type(err).__name__}: {err})") from None
 
 
