@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 from typing import Literal
 
 import numpy as np
@@ -140,6 +143,24 @@ def _check_size(
                                               periods=periods))
 
 
+@contextlib.contextmanager
+def _interrupt_after_engine():
+    """Hold Ctrl-C while the compiled engine runs and raise it when it returns: a SIGINT handled
+    inside numba's code leaves an exception pending in compiled code (a SystemError, or a crash).
+    Engine calls last seconds at most, so the interrupt comes a moment late but cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def _run_engine(
     inputs: engine.EngineInputs, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
 ) -> engine.EngineOutput:
@@ -154,7 +175,8 @@ def _run_engine(
         engine.OVERFLOW_PREEMPT_STACK: n_requests // 4 + batch + 1024,
     }
     while True:
-        out = engine.EngineOutput(*engine.run_engine(*inputs, *caps.values()))
+        with _interrupt_after_engine():
+            out = engine.EngineOutput(*engine.run_engine(*inputs, *caps.values()))
         overflow = int(out.counters[engine.CNT_OVERFLOW])
         if overflow == 0:
             return out
