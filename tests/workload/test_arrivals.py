@@ -311,8 +311,8 @@ ADAPTER = "adapters:\n  - {id: a, rank: 8, rate_req_s: 1}\n  - {id: b, rank: 8, 
         ("{kind: weibull}", "adapters[1].arrival.kind: must be one of 'poisson', 'gamma', 'unpredictable', got 'weibull'"),
         ("weibull", "adapters[1].arrival.kind: must be one of 'poisson', 'gamma', 'unpredictable', got 'weibull'"),
         ("{kind: gamma}", "adapters[1].arrival.cv: is required"),
-        ("{kind: gamma, cv: -1}", "adapters[1].arrival.cv: must be > 0, got -1"),
-        ("{kind: gamma, cv: 0}", "adapters[1].arrival.cv: must be > 0, got 0"),
+        ("{kind: gamma, cv: -1}", "adapters[1].arrival.cv: must be >= 0.01, got -1"),
+        ("{kind: gamma, cv: 0}", "adapters[1].arrival.cv: must be >= 0.01, got 0"),
         ("{kind: gamma, cv: .nan}", "adapters[1].arrival.cv: must be a finite number"),
         ("{kind: poisson, cv: 2}", "adapters[1].arrival.cv: unknown field; expected one of: kind, schedule"),
         ("{kind: unpredictable, period_s: 0}", "adapters[1].arrival.period_s: must be > 0, got 0"),
@@ -354,7 +354,7 @@ def test_yaml_negative_rate_and_bad_default(tmp_path):
     with pytest.raises(InputError) as caught:
         load_workload_yaml(path)
     assert "adapters[0].rate_req_s: must be >= 0, got -1" in str(caught.value)
-    assert "arrival.cv: must be > 0, got -2" in str(caught.value)
+    assert "arrival.cv: must be >= 0.01, got -2" in str(caught.value)
 
 
 def test_python_models_name_the_bad_field():

@@ -72,6 +72,10 @@ def _read_rows(path: Path, reader) -> list[AdapterSpec]:
         adapter_id, rank_text, rate_text = (c.strip() for c in row)
         if not adapter_id:
             raise InputError(f"{path} line {line}: adapter_id must not be empty")
+        if "=" in adapter_id or any(c.isspace() for c in adapter_id):
+            # vLLM's --lora-modules takes name=path pairs separated by spaces
+            raise InputError(f"{path} line {line}: adapter_id must hold no '=' and no spaces (it names the adapter in "
+                             f"vllm serve --lora-modules NAME=PATH), got {adapter_id!r}")
         if adapter_id in first_line:
             raise InputError(f"{path} line {line}: duplicate adapter_id {adapter_id!r} (first on line {first_line[adapter_id]})")
         try:

@@ -99,7 +99,8 @@ class GammaArrival(_SpecModel):
     """Bursty arrivals: Gamma gaps with mean 1 / rate and coefficient of variation `cv` (1 is Poisson)."""
 
     kind: Literal["gamma"] = "gamma"
-    cv: PositiveNumber
+    # beyond these the Gamma draws degenerate (no arrival at all, or overflow)
+    cv: Annotated[float, Field(ge=0.01, le=100, allow_inf_nan=False)]
     schedule: Schedule | None = None
 
 
