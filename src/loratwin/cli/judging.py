@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
-from loratwin.cli.app import check_threshold
-
 DEFAULT_ADAPTER_DIR = "./adapters"  # loratwin.plan.placement.result.DEFAULT_ADAPTER_DIR
 DEFAULT_MAX_WAIT_S = 60.0
 DEFAULT_STARVATION_THRESHOLD = 0.1
 DEFAULT_WINDOW_S = 3600.0
-MAX_WINDOW_S = 3.2e7
 
 AdapterDirFlag = Annotated[str, typer.Option(
     help="Where the adapters lie, for the vllm serve commands (each adapter at DIR/its id; the default is a "
@@ -46,17 +43,9 @@ def check_models_dir(models: Path | None, flag: str = "--models") -> None:
 
 
 def build_rule(max_wait: float, threshold: float, window_s: float):
-    """The acceptance rule of these flags (an InputError naming the flag for a value out of range)."""
-    from loratwin.errors import InputError
+    """The acceptance rule of these flags; the rule checks each limit and names its flag (before any
+    output is written: place --out, --command-out)."""
     from loratwin.plan.judge import AcceptanceRule
 
-    if not (window_s > 0 and window_s != float("inf")):
-        raise InputError(f"--window must be a positive number of seconds, got {window_s:g}")
-    if window_s > MAX_WINDOW_S:  # checked before any output is written (place --out, --command-out)
-        raise InputError(f"--window must be at most {MAX_WINDOW_S:g} s (a year: the twin's runs and the cost "
-                         f"model's late share are judged over it), got {window_s:g}")
-    if not max_wait > 0:
-        raise InputError(f"--max-wait must be > 0 seconds (or inf), got {max_wait:g}")
-    check_threshold(threshold, "--starvation-threshold")
     return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,
                           window_s=window_s)

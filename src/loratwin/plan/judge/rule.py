@@ -28,6 +28,8 @@ DEFAULT_MAX_WAIT_S = 60.0
 # share of requests it predicts to finish late is held to half the starvation threshold.
 LATE_SHARE_OF_THRESHOLD = 0.5
 DEFAULT_MAX_LOAD_SHARE = 0.5
+# The longest window judged: a year (the twin's clock and the late share's scale stay meaningful)
+MAX_WINDOW_S = 3.2e7
 DEFAULT_MAX_STARVED_PROBABILITY = 0.5
 
 
@@ -115,15 +117,18 @@ class AcceptanceRule:
     max_starved_probability: float = DEFAULT_MAX_STARVED_PROBABILITY
 
     def __post_init__(self) -> None:
-        if not 0 < self.starvation_threshold <= 1:
-            raise InputError(f"--starvation-threshold must be in (0, 1], got {self.starvation_threshold:g}")
+        if not 0 < self.starvation_threshold < 1:
+            raise InputError(f"--starvation-threshold: must be between 0 and 1, got {self.starvation_threshold:g}")
         # every request waits a little for KV admission: a zero limit would refuse every GPU
         if self.max_wait_s is not None and not self.max_wait_s > 0:
             raise InputError(f"--max-wait must be > 0 seconds (or inf), got {self.max_wait_s:g}")
         if self.max_kv_use is not None and not 0 < self.max_kv_use <= 1:
             raise InputError(f"max_kv_use must be in (0, 1], got {self.max_kv_use:g}")
         if not (self.window_s > 0 and math.isfinite(self.window_s)):
-            raise InputError(f"the judged window must be a positive number of seconds, got {self.window_s:g}")
+            raise InputError(f"--window must be a positive number of seconds, got {self.window_s:g}")
+        if self.window_s > MAX_WINDOW_S:
+            raise InputError(f"--window must be at most {MAX_WINDOW_S:g} s (a year: the twin's runs and the cost "
+                             f"model's late share are judged over it), got {self.window_s:g}")
 
     @property
     def max_late_share(self) -> float:
