@@ -1,0 +1,1 @@
+"""Profiles derived from a model's architecture and a GPU's datasheet, without measurements."""
