@@ -1,0 +1,3 @@
+"""`loratwin profile lab`."""
+
+from loratwin.cli.profile import profile_app  # noqa: F401
