@@ -27,6 +27,7 @@ from .inprocess import run_main
 
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
+DERIVE = ("profile", "derive", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml")
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
@@ -214,6 +215,7 @@ CASES = [
     case("No such option: --bogus", "quickstart", "--bogus"),
     case("unexpected extra argument", "quickstart", "extra"),
     case("Option '--check' does not take a value", "quickstart", "--check=x"),
+    case("unknown profile 'nope'", "quickstart", "--profile", "nope"),
     # place
     case("missing.csv does not exist", "place", "missing.csv"),
     case("bad.csv line 2: rank must be an integer > 0", "place", "bad.csv"),
@@ -232,6 +234,34 @@ CASES = [
          "--window", "0", "--out", "placement.yaml"),
     case("--starvation-threshold: must be between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
+    # profile derive
+    case("--gpu-memory-utilization: must be a number in (0, 1], got 1.5", *DERIVE, "--gpu-memory-utilization", "1.5"),
+    case("--gpu-memory-utilization: must be a number in (0, 1], got 0.0", *DERIVE, "--gpu-memory-utilization", "0"),
+    case("--gpu-memory-utilization: must be a number in (0, 1], got nan", *DERIVE, "--gpu-memory-utilization", "nan"),
+    case("--max-num-seqs: must be an integer from 1 to 1,000,000, got 0", *DERIVE, "--max-num-seqs", "0"),
+    case("--max-num-batched-tokens: must be an integer from 1 to 10,000,000, got -5", *DERIVE,
+         "--max-num-batched-tokens", "-5"),
+    case("--max-num-batched-tokens 1024: vLLM needs at least --max-num-seqs (2048)", *DERIVE, "--max-num-seqs", "2048",
+         "--max-num-batched-tokens", "1024"),
+    case("--max-model-len: must be an integer from 1 to the model's max_position_embeddings (131,072), got 200000",
+         *DERIVE, "--max-model-len", "200000"),
+    case("--max-model-len: must be an integer from 1", *DERIVE, "--max-model-len", "0"),
+    case("--model: unknown model 'nope'", "profile", "derive", "--model", "nope", "--gpu", "h200", "--out", "p.yaml"),
+    case("--gpu: unknown GPU 'nope'", "profile", "derive", "--model", "Llama-3.1-8B-Instruct", "--gpu", "nope",
+         "--out", "p.yaml"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "profile", "derive", "--model", "Llama-3.1-8B-Instruct",
+         "--gpu", "bad.yaml", "--out", "p.yaml"),
+    case("missing.json does not exist", "profile", "derive", "--model", "missing.json", "--gpu", "h200",
+         "--out", "p.yaml"),
+    case("--out p.txt: expected a .yaml file name", "profile", "derive", "--model", "Llama-3.1-8B-Instruct",
+         "--gpu", "h200", "--out", "p.txt"),
+    case("--out missing/p.yaml: the folder missing does not exist", "profile", "derive", "--model",
+         "Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "missing/p.yaml"),
+    case("--out dir.yaml: is a folder; expected a file name", "profile", "derive", "--model",
+         "Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "dir.yaml"),
+    case("--gpu, --out: required to derive a profile", "profile", "derive", "--model", "Llama-3.1-8B-Instruct"),
+    case("--json: lists as JSON with --list only", *DERIVE, "--json"),
+    case("'--max-num-seqs'", *DERIVE, "--max-num-seqs", "many"),
 ]
 
 
@@ -284,13 +314,13 @@ def unwritable() -> str:
 
 
 def _command(args: tuple[str, ...]) -> str:
-    return "workload describe" if args[0] == "workload" else args[0]
+    return " ".join(args[:2]) if args[0] in ("workload", "profile") else args[0]
 
 
 def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
-                "train", "explain", "recommend", "quickstart", "place"}
+                "train", "explain", "recommend", "quickstart", "place", "profile derive"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

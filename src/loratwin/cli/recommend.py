@@ -191,18 +191,20 @@ def _check_output_places(command_out: Path | None, report: Path | None, workload
 
 @app.command("quickstart")
 def quickstart(
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file (e.g. one `loratwin profile derive` wrote).")] = QUICKSTART_PROFILE,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Check and refine the answer with the twin (a few seconds).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
 ) -> None:
     """Recommend a configuration for a built-in example of 240 adapters and place them all on GPUs, with a short walkthrough."""
     import json
+    import shlex
 
     from loratwin.plan import AcceptanceRule, make_check, read_adapters_csv
     from loratwin.plan import recommend as run_recommend
     from loratwin.plan.inputs import QUICKSTART_CSV
     from loratwin.profiles import load_profile
 
-    profile = load_profile(QUICKSTART_PROFILE)
+    profile_name, profile = profile, load_profile(profile)
     spec = read_adapters_csv(QUICKSTART_CSV)
     example = str(QUICKSTART_CSV)
     rule = AcceptanceRule()
@@ -237,9 +239,10 @@ def quickstart(
         _print_quickstart_placement(placement, verification)
         step = 4
     stdout.print(f"\n{step}. Next:")
-    stdout.print(f"  loratwin recommend {example} --refine --verify   # the same from the command line", markup=False)
+    on_profile = "" if profile_name == QUICKSTART_PROFILE else f" --profile {shlex.quote(profile_name)}"
+    stdout.print(f"  loratwin recommend {example}{on_profile} --refine --verify   # the same from the command line", markup=False)
     if placement is not None:
-        stdout.print(f"  loratwin place {example} --gpus {placement.gpu_count} --verify   # every GPU's vllm serve command",
+        stdout.print(f"  loratwin place {example}{on_profile} --gpus {placement.gpu_count} --verify   # every GPU's vllm serve command",
                      markup=False)
     stdout.print("  loratwin recommend my-adapters.csv --profile qwen-2.5-7b-instruct --json   # your own list")
     stdout.print("  loratwin place my-adapters.csv --max-wait 20 --compare                    # a stricter wait limit")

@@ -225,7 +225,7 @@ class Profile(_Strict):
     gpu: str
     engine: str = "vLLM 0.8.5, V1 engine, prefix caching off"
     source: str = ""
-    fitted: Literal["reference", "calibrated", "custom"] = "custom"
+    fitted: Literal["reference", "calibrated", "custom", "derived"] = "custom"
     # request-length table counted with this model's tokenizer (loratwin.workload.length_tables)
     tokenizer: str | None = None
     step_time: StepTimeModel
