@@ -1,7 +1,7 @@
 """A whole profile derived from a model's architecture and a GPU's datasheet, without measurements.
 
 Step time: the roofline (roofline.py); adapter loads: adapter_loads.py; KV capacity: the memory model
-(memory.py, `kv_model_for`); scheduler overhead and the share of requested output tokens generated: taken
+(kv.py, `kv_model_for`); scheduler overhead and the share of requested output tokens generated: taken
 over from the fit of the roofline factors (data/roofline.yaml: CPU-side and workload-side numbers, not
 GPU ones); placement constants: their defaults (fitted on the twin). Such a profile says it is derived
 and not validated on its GPU: in `fitted`, `source` and the header of the YAML file it is written to.
@@ -75,11 +75,14 @@ def tokenizer_table_for(model_id: str, tables: list[str]) -> str | None:
 
 def _kv_model(arch: ModelArchitecture, gpu: GpuSpec, flags: ServeFlags) -> KVCapacityModel:
     try:
-        from loratwin.profiles.derive.memory import kv_model_for
+        from loratwin.profiles.derive.kv import kv_model_for
+        from loratwin.profiles.derive.memory import MemoryFlags
     except ImportError:  # the memory model is not part of this build
-        raise InputError("deriving KV capacity needs the memory model (loratwin.profiles.derive.memory), "
+        raise InputError("deriving KV capacity needs the memory model (loratwin.profiles.derive.kv), "
                          "which this build lacks") from None
-    return kv_model_for(arch, gpu, flags)
+    memory_flags = MemoryFlags(gpu_memory_utilization=flags.gpu_memory_utilization, max_num_seqs=flags.max_num_seqs,
+                               max_num_batched_tokens=flags.max_num_batched_tokens, max_model_len=flags.max_model_len)
+    return kv_model_for(arch, gpu, memory_flags)
 
 
 def derive_profile(
