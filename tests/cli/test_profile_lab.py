@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ def test_plan_prints_the_commands_and_the_total():
     assert "loratwin profile make-adapters --model meta-llama/Llama-3.1-8B-Instruct --rank 32 --count 8" in out
     assert "# Total: 19 runs, about 2.2 GPU-hours" in out
     assert "loratwin profile import ./runs/* --out runs.csv --kv-out kv_capacity.csv" in out
+    if shutil.which("bash"):  # the whole output is a shell script (comments and commands)
+        assert subprocess.run(["bash", "-n"], input=out, text=True, capture_output=True).returncode == 0
 
 
 def test_plan_json_holds_each_run_as_a_runs_row_with_its_commands():
