@@ -25,6 +25,7 @@ import pytest
 
 from .inprocess import run_main
 
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 DERIVE = ("profile", "derive", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml")
@@ -54,6 +55,8 @@ WORKSPACE: dict[str, str | bytes] = {
     "profile.yaml": "# the user's profile\n",
     "dir.yaml/keep.txt": "a folder named like a file\n",
     "models/keep.txt": "a folder without manifest.json\n",
+    "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
+    "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
 }
 
 
@@ -235,9 +238,9 @@ CASES = [
     case("--starvation-threshold: must be between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
     # profile derive
-    case("--gpu-memory-utilization: must be a number in (0, 1], got 1.5", *DERIVE, "--gpu-memory-utilization", "1.5"),
-    case("--gpu-memory-utilization: must be a number in (0, 1], got 0.0", *DERIVE, "--gpu-memory-utilization", "0"),
-    case("--gpu-memory-utilization: must be a number in (0, 1], got nan", *DERIVE, "--gpu-memory-utilization", "nan"),
+    case("--gpu-memory-utilization: must be in (0, 1], got 1.5", *DERIVE, "--gpu-memory-utilization", "1.5"),
+    case("--gpu-memory-utilization: must be in (0, 1], got 0.0", *DERIVE, "--gpu-memory-utilization", "0"),
+    case("--gpu-memory-utilization: must be in (0, 1], got nan", *DERIVE, "--gpu-memory-utilization", "nan"),
     case("--max-num-seqs: must be an integer from 1 to 1,000,000, got 0", *DERIVE, "--max-num-seqs", "0"),
     case("--max-num-batched-tokens: must be an integer from 1 to 10,000,000, got -5", *DERIVE,
          "--max-num-batched-tokens", "-5"),
@@ -262,6 +265,48 @@ CASES = [
     case("--gpu, --out: required to derive a profile", "profile", "derive", "--model", "Llama-3.1-8B-Instruct"),
     case("--json: lists as JSON with --list only", *DERIVE, "--json"),
     case("'--max-num-seqs'", *DERIVE, "--max-num-seqs", "many"),
+    # simulate --bench-json
+    case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
+    case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),
+    case("--bench-json writes one run: use it without --seeds", *SIM, "--seeds", "2", "--bench-json", "b.json"),
+    case("--bench-json workload.yaml: is an input of this command", "simulate", "--workload", "workload.yaml",
+         "--max-loras", "2", "--bench-json", "workload.yaml"),
+    # profile plan
+    case("--gpu: unknown GPU 'nope'", "profile", "plan", "--model", LLAMA, "--gpu", "nope"),
+    case("--model: unknown model 'nope'", "profile", "plan", "--model", "nope", "--gpu", "h100-80gb"),
+    case("--gpu-memory-utilization: must be in (0, 1], got 1.5", "profile", "plan", "--model", LLAMA, "--gpu",
+         "h100-80gb", "--gpu-memory-utilization", "1.5"),
+    case("--max-model-len: must be at least 2048", "profile", "plan", "--model", LLAMA, "--gpu", "h100-80gb",
+         "--max-model-len", "512"),
+    case("--model Qwen/Qwen2.5-14B-Instruct: its weights (27.5 GiB) do not fit", "profile", "plan", "--model",
+         "Qwen/Qwen2.5-14B-Instruct", "--gpu", "l4"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "profile", "plan", "--model", LLAMA, "--gpu", "bad.yaml"),
+    case("Missing option '--gpu'", "profile", "plan", "--model", LLAMA),
+    # profile make-adapters
+    case("--rank must be from 1 to 512", "profile", "make-adapters", "--model", LLAMA, "--rank", "0", "--count", "1",
+         "--out", "ad"),
+    case("--count must be from 1 to 10,000, got 0", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "0", "--out", "ad"),
+    case("--out existing: the folder holds notes.txt", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "1", "--out", "existing"),
+    case("--out afile: is a file; expected a folder", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "1", "--out", "afile"),
+    case("--out missing/ad: the folder missing does not exist", "profile", "make-adapters", "--model", LLAMA,
+         "--rank", "8", "--count", "1", "--out", "missing/ad"),
+    case("--model: unknown model 'nope'", "profile", "make-adapters", "--model", "nope", "--rank", "8", "--count",
+         "1", "--out", "ad"),
+    # profile import
+    case("missing: does not exist; expected a run's folder", "profile", "import", "missing", "--out", "runs.csv"),
+    case("afile: is not a folder", "profile", "import", "afile", "--out", "runs.csv"),
+    case("existing/server.log does not exist", "profile", "import", "existing", "--out", "runs.csv"),
+    case("labrun/client-0.json: missing keys num_prompts, request_rate, completed", "profile", "import", "labrun",
+         "--out", "runs.csv"),
+    case("--out runs.txt: expected a .csv file name", "profile", "import", "labrun", "--out", "runs.txt"),
+    case("--out missing/runs.csv: the folder missing does not exist", "profile", "import", "labrun", "--out",
+         "missing/runs.csv"),
+    case("--kv-out runs.csv: the same place as --out", "profile", "import", "labrun", "--out", "runs.csv",
+         "--kv-out", "runs.csv"),
+    case("Missing option '--out'", "profile", "import", "labrun"),
 ]
 
 
@@ -320,7 +365,8 @@ def _command(args: tuple[str, ...]) -> str:
 def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
-                "train", "explain", "recommend", "quickstart", "place", "profile derive"}
+                "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
+                "profile import", "profile derive"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

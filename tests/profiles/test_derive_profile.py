@@ -50,8 +50,8 @@ def test_yaml_says_derived_and_not_validated_and_loads_back():
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (ServeFlags(gpu_memory_utilization=0.0), r"--gpu-memory-utilization: must be a number in \(0, 1\], got 0.0"),
-    (ServeFlags(gpu_memory_utilization=float("nan")), r"--gpu-memory-utilization: must be a number in \(0, 1\], got nan"),
+    (ServeFlags(gpu_memory_utilization=0.0), r"--gpu-memory-utilization: must be in \(0, 1\], got 0.0"),
+    (ServeFlags(gpu_memory_utilization=float("nan")), r"--gpu-memory-utilization: must be in \(0, 1\], got nan"),
     (ServeFlags(max_num_seqs=0), "--max-num-seqs: must be an integer from 1 to 1,000,000, got 0"),
     (ServeFlags(max_num_batched_tokens=10**8), "--max-num-batched-tokens: must be an integer from 1 to 10,000,000"),
     (ServeFlags(max_num_seqs=4096), r"--max-num-batched-tokens 2048: vLLM needs at least --max-num-seqs \(4096\)"),

@@ -41,7 +41,7 @@ class ServeFlags:
         """These flags with max_model_len filled in; a value vLLM would refuse is an InputError naming its flag."""
         util = self.gpu_memory_utilization
         if not (isinstance(util, int | float) and 0 < util <= 1):
-            raise InputError(f"--gpu-memory-utilization: must be a number in (0, 1], got {util!r}")
+            raise InputError(f"--gpu-memory-utilization: must be in (0, 1], got {util!r}")
         for flag, value, high in (("--max-num-seqs", self.max_num_seqs, MAX_NUM_SEQS),
                                   ("--max-num-batched-tokens", self.max_num_batched_tokens, MAX_BATCHED_TOKENS)):
             if not 1 <= value <= high:
