@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 
 from loratwin.cli.app import app, check_threshold, stop_progress
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, check_outputs
 
@@ -33,13 +33,13 @@ def sweep(
     json_out: Annotated[bool, typer.Option("--json", help="Print a summary as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the results here.")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Run a grid of twin simulations in parallel into a resumable results store."""
     import json
 
-    from loratwin.budget import configure
 
-    configure("sweep", max_memory, copies=workers)
+    configure("sweep", max_memory, max_time, copies=workers)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
