@@ -64,6 +64,9 @@ def place_command(
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
+    from loratwin.plan.placement.result import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
     check_models_dir(models)
     _check_flags(gpus, search_moves, workers)
     _check_output_places(out, report, adapters)

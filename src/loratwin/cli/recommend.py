@@ -158,6 +158,9 @@ def recommend(
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
+    from loratwin.plan.placement.result import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
     check_models_dir(models)
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")

@@ -87,6 +87,7 @@ def simulate(
     window_note = None
     # where the window comes from, for a refusal that it causes
     window_from = "--duration" if duration is not None else "the default; --duration sets another"
+    ranks_from = "--ranks" if layout is not None else str(workload if workload is not None else trace / "adapters.csv")
     if workload is not None:
         spec = load_workload_yaml(workload)
     elif trace is not None:
@@ -117,6 +118,7 @@ def simulate(
         starvation_threshold=starvation_threshold,
         engine_mode=engine,
         window_from=window_from,
+        ranks_from=ranks_from,
     )
     if window_note:
         err_console.print(window_note, markup=False, highlight=False, soft_wrap=True)

@@ -198,6 +198,7 @@ def simulate(
     starvation_threshold: float = 0.1,
     engine_mode: Literal["fast", "reference"] = "fast",
     window_from: str | None = None,
+    ranks_from: str = "the workload",
 ) -> RunResult:
     """Simulate one vLLM replica serving `workload` for `duration_s` seconds (default: an hour, as
     the reference runs; for replayed `requests`, the trace's own window, `trace_window_s`).
@@ -208,8 +209,9 @@ def simulate(
     was generated; by default drawn requests are asked-for and replayed ones generated.
     Only requests completed inside the window count toward throughput, as in the reference
     benchmark client. `engine_mode="reference"` runs the plain step-by-step Python engine (same
-    results, much slower), the readable specification of the fast one. `window_from` names where
-    the window comes from in refusals (the CLI: "--duration", or the trace file); by default --duration.
+    results, much slower), the readable specification of the fast one. `window_from` and
+    `ranks_from` name where the window and the adapters' ranks come from in refusals (the CLI:
+    "--duration" or the trace file, "--ranks" or the workload file); by default --duration and the workload.
     """
     if isinstance(profile, str):
         profile = load_profile(profile)
@@ -220,7 +222,7 @@ def simulate(
     _check_clock(duration_s, window_from)
     if not sample_interval_s > 0:
         raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
-    resolved = resolve_server(server, workload, profile)
+    resolved = resolve_server(server, workload, profile, ranks_from)
     _check_size(workload, profile, duration_s, sample_interval_s, requests, window_from)
     replayed = requests is not None
     if requests is None:
