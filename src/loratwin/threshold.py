@@ -14,6 +14,6 @@ def check_threshold(value: float, flag: str = "--starvation-threshold") -> float
     """`value` if it lies strictly between 0 and 1, else an InputError naming `flag`."""
     if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1):
         shown = f"{value:g}" if isinstance(value, (int, float)) else repr(value)
-        raise InputError(f"{flag}: must be strictly between 0 and 1 (a run starves when 1 - throughput/offered "
-                         f">= it), got {shown}")
+        raise InputError(f"{flag}: must be strictly between 0 and 1, got {shown} (a run starves when "
+                         "1 - throughput/offered >= it)")
     return value
