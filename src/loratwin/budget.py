@@ -267,12 +267,14 @@ class Job:
 
     command: the command, named at the start of a refusal ("" from Python); kind: "simulate",
     "place", "recommend" or "load" (adapters priced as a layout alone); simulated_s: the window
-    of each simulation (simulate); copies: simulations held at once (simulate --seeds)."""
+    of each simulation (simulate); copies: simulations held at once (simulate --seeds);
+    window_from: where the window comes from, in words for a refusal (e.g. "--duration")."""
 
     command: str = ""
     kind: str = "load"
     simulated_s: float | None = None
     copies: int = 1
+    window_from: str | None = None
 
 
 _JOB_KINDS = ("simulate", "place", "recommend", "load")
@@ -283,7 +285,7 @@ _announced_s = 0.0  # the longest estimate announced so far
 
 
 def configure(command: str, max_memory: str | None = None, *, max_time: str | None = None, kind: str = "load",
-              simulated_s: float | None = None, copies: int | None = 1,
+              simulated_s: float | None = None, copies: int | None = 1, window_from: str | None = None,
               notify: Callable[[str], None] | None = None) -> Job:
     """A command's one call, before it reads its input: check `--max-memory` and `--max-time` (or
     their environment variables) and set the job its input is priced for (`copies` None: one per
@@ -307,7 +309,7 @@ def configure(command: str, max_memory: str | None = None, *, max_time: str | No
         copies = os.cpu_count() or 1
     copies = copies if isinstance(copies, int) and copies >= 1 else 1
     valid_window = isinstance(simulated_s, (int, float)) and math.isfinite(simulated_s) and simulated_s > 0
-    _job = Job(command, kind, float(simulated_s) if valid_window else None, copies)
+    _job = Job(command, kind, float(simulated_s) if valid_window else None, copies, window_from)
     return _job
 
 
@@ -424,7 +426,7 @@ def adapters_estimate(adapters: float, rate_req_s: float = 0.0, requests: float 
     if job.kind == "simulate" and job.simulated_s is not None:
         if requests is None:
             requests = requests_bound(rate_req_s * job.simulated_s)
-        return simulation_estimate(adapters, requests, job.simulated_s, copies=job.copies)
+        return simulation_estimate(adapters, requests, job.simulated_s, copies=job.copies, window_from=job.window_from)
     if job.kind == "simulate" and requests is not None:
         return simulation_estimate(adapters, requests, 0.0)
     if job.kind == "place":

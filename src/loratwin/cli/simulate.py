@@ -48,7 +48,7 @@ def simulate(
 
     # a generated workload runs 3600 s unless told; a trace runs over its own span (priced as it loads)
     configure("simulate", max_memory, max_time, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
-              copies=seeds)
+              copies=seeds, window_from=_window_from(duration))
 
     sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
                                         ("--workload", workload), ("--trace", trace)) if given]
@@ -85,8 +85,7 @@ def simulate(
     _check_output_places(out, report, inputs=(workload, trace))
     requests = None
     window_note = None
-    # where the window comes from, for a refusal that it causes
-    window_from = "--duration" if duration is not None else "the default; --duration sets another"
+    window_from = _window_from(duration)
     ranks_from = "--ranks" if layout is not None else str(workload if workload is not None else trace / "adapters.csv")
     if workload is not None:
         spec = load_workload_yaml(workload)
@@ -170,6 +169,11 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
         sys.stdout.write(json.dumps(doc, indent=2, default=float) + "\n")
     else:
         print_seed_runs(results, mean, _out_console())
+
+
+def _window_from(duration: float | None) -> str:
+    """Where a generated workload's window comes from, for a refusal that it causes (a trace's: its last arrival)."""
+    return "--duration" if duration is not None else "the default; --duration sets another"
 
 
 def _check_flags(seeds: int, duration: float | None, sample_interval: float, threshold: float, engine: str,
