@@ -11,7 +11,7 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles.step_cost import StepCost
@@ -32,6 +32,8 @@ MAX_LORA_FACTOR = 100.0
 MAX_KV_TOKENS = 1_000_000_000
 # vLLM's KV block sizes are 8 to 128 tokens.
 MAX_BLOCK_SIZE = 1024
+# The fewest KV blocks a server runs with: vLLM's null block and one for a request.
+MIN_KV_BLOCKS = 2
 
 
 def _within(low: float, high: float, described: str) -> AfterValidator:
@@ -144,6 +146,24 @@ class KVCapacityModel(_Strict):
         dict[Rank, Annotated[dict[Slots, KVTokens | None], Field(min_length=1)]], Field(min_length=1)
     ]
     infeasible_reason: dict[int, dict[int, str]] = Field(default_factory=dict)
+
+    @field_validator("capacity_tokens")
+    @classmethod
+    def _at_least_two_blocks(cls, capacity: dict[int, dict[int, int | None]], info: ValidationInfo):
+        """A server holds at least two KV blocks: vLLM keeps one aside (its null block), and a request
+        needs one more. Interpolated capacities lie between measured ones, so they hold two too."""
+        block_size = info.data.get("block_size")
+        if block_size is None:  # refused on its own
+            return capacity
+        for rank, by_loras in capacity.items():
+            for loras, tokens in by_loras.items():
+                if tokens is not None and tokens < MIN_KV_BLOCKS * block_size:
+                    raise ValueError(
+                        f"at max_lora_rank {rank}, max_loras {loras}: {tokens} token{'' if tokens == 1 else 's'}, fewer "
+                        f"than {MIN_KV_BLOCKS} KV blocks of kv.block_size {block_size} tokens ({MIN_KV_BLOCKS * block_size} "
+                        "tokens: vLLM keeps one block aside and a request needs another)"
+                    )
+        return capacity
 
     def tokens(self, max_loras: int, max_lora_rank: int) -> int:
         by_loras = self.capacity_tokens.get(max_lora_rank)

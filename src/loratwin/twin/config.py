@@ -18,6 +18,8 @@ DEFAULT_MAX_NUM_SEQS = 2048
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 # The reference runs' benchmark client saturated near this many waiting requests.
 REFERENCE_CLIENT_MAX_WAITING = 25_500
+# The max_lora_rank values vLLM 0.8.5 accepts (LoRAConfig's possible_max_ranks).
+VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class ServerConfig(BaseModel):
@@ -54,11 +56,40 @@ class ResolvedServer:
     block_size: int
 
 
-def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile) -> ResolvedServer:
-    """Fill in vLLM's defaults and refuse what vLLM would refuse, with the flag's name."""
+def default_max_lora_rank(workload: WorkloadSpec, profile: Profile, ranks_from: str = "the workload") -> int:
+    """max_lora_rank when --max-lora-rank is not given: the largest adapter rank, refused in terms of
+    where the ranks come from (`ranks_from`: "--ranks", a file) when vLLM or the profile cannot take it."""
+    rank = workload.max_rank
+    if rank not in VLLM_MAX_LORA_RANKS:
+        above = [r for r in VLLM_MAX_LORA_RANKS if r > rank]
+        fix = f"give --max-lora-rank {above[0]} to serve it" if above else f"vLLM serves ranks up to {VLLM_MAX_LORA_RANKS[-1]}"
+        raise InputError(
+            f"{ranks_from}: the largest adapter rank, {rank}, is not a max_lora_rank vLLM accepts "
+            f"({', '.join(map(str, VLLM_MAX_LORA_RANKS))}), and max_lora_rank defaults to it; {fix}"
+        )
+    known = sorted(profile.kv.capacity_tokens)
+    if rank not in known:
+        raise InputError(
+            f"{ranks_from}: the largest adapter rank, {rank}, sets max_lora_rank, and profile {profile.name}'s KV "
+            f"capacity is known for max_lora_rank {', '.join(map(str, known))} only"
+        )
+    return rank
+
+
+def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile,
+                   ranks_from: str = "the workload") -> ResolvedServer:
+    """Fill in vLLM's defaults and refuse what vLLM would refuse, naming the flag the user gave (or,
+    for a default, what it comes from: `ranks_from` says where the adapters' ranks come from)."""
     served = len(workload.adapters)
+    max_lora_rank = (server.max_lora_rank if server.max_lora_rank is not None
+                     else default_max_lora_rank(workload, profile, ranks_from))
+    if server.max_cpu_loras is None and served < server.max_loras:
+        raise InputError(
+            f"--max-loras {server.max_loras}: more GPU slots than the {served} adapter{'' if served == 1 else 's'} "
+            f"served; the CPU cache (--max-cpu-loras, by default the served count, {served}) must hold at least "
+            f"--max-loras adapters, as vLLM requires: lower --max-loras to {served} or give --max-cpu-loras"
+        )
     max_cpu_loras = server.max_cpu_loras if server.max_cpu_loras is not None else served
-    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else workload.max_rank
     if max_cpu_loras < server.max_loras:
         raise InputError(
             f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"
