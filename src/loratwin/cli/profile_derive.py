@@ -52,7 +52,7 @@ def derive(
     atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     lengths = tokenizer or f"{DEFAULT_TABLE} (no table for this model's tokenizer)"
     err_console.print(f"wrote {out}: {profile.name}, DERIVED from architecture and datasheet, not validated on "
-                      f"this GPU; request lengths: {lengths}")
+                      f"this GPU; request lengths: {lengths}", soft_wrap=True)
 
 
 def _print_builtin(json_out: bool) -> None:
