@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.profiles.lora_rank import check_max_lora_rank, server_max_lora_rank
 from loratwin.workload import WorkloadSpec
 
 # The reference measurements ran with --max-num-seqs 2048 (vLLM's own default is lower); loratwin
@@ -23,10 +24,11 @@ REFERENCE_CLIENT_MAX_WAITING = 25_500
 class ServerConfig(BaseModel):
     """Flags of `vllm serve` that shape multi-LoRA scheduling.
 
-    `max_cpu_loras` defaults to the number of served adapters and `max_lora_rank` to the largest
-    adapter rank, as in the reference measurements. `client_max_waiting` is not a vLLM flag: it
-    caps the waiting queue the way the reference runs' benchmark client did (arrivals beyond it
-    are held by the client until the queue shrinks); None means no cap.
+    `max_cpu_loras` defaults to the number of served adapters, as in the reference measurements,
+    and `max_lora_rank` to the smallest value vLLM accepts that serves the largest adapter rank.
+    `client_max_waiting` is not a vLLM flag: it caps the waiting queue the way the reference runs'
+    benchmark client did (arrivals beyond it are held by the client until the queue shrinks); None
+    means no cap.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,7 +60,9 @@ def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profil
     """Fill in vLLM's defaults and refuse what vLLM would refuse, with the flag's name."""
     served = len(workload.adapters)
     max_cpu_loras = server.max_cpu_loras if server.max_cpu_loras is not None else served
-    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else workload.max_rank
+    if server.max_lora_rank is not None:
+        check_max_lora_rank(server.max_lora_rank)
+    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else server_max_lora_rank(workload.max_rank)
     if max_cpu_loras < server.max_loras:
         raise InputError(
             f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"
