@@ -4,11 +4,11 @@
 `tokens(max_loras, max_lora_rank)`:
 - a measured max_lora_rank, max_loras within its measured range: the measured table (linear between
   measured points; next to a point that did not start, it does not start);
-- elsewhere, with a `memory` section: the memory model, joined to the nearest measured point (same
-  rank with max_loras clamped into its range; for an unmeasured rank, the largest measured rank
-  below it, else the smallest above). The model's change in KV bytes from that point is added to
-  the measured size there, so the two agree where they meet; if that point did not start and is not
-  larger in slots or rank, neither does this one;
+- elsewhere, with a `memory` section: the memory model, kept on the right side of the measurements
+  (fewer slots or a smaller rank never hold less KV): at a measured rank, at least the size measured
+  at its fewest slots (below them) and at most the size at its most slots (above them); at an
+  unmeasured rank, at most the profile's size at the largest measured rank below it (it does not
+  start where that does not), else at least the size at the smallest measured rank above it;
 - elsewhere, without one: below the smallest measured max_loras, that point (a safe, slightly low
   estimate); otherwise an error naming what was measured.
 """
@@ -25,7 +25,6 @@ from loratwin.profiles.derive.catalog import ModelArchitecture
 from loratwin.profiles.derive.memory import (
     MemoryBreakdown,
     MemoryFlags,
-    kv_available_bytes,
     slots_that_fit,
     vllm_memory,
 )
@@ -56,13 +55,9 @@ class KVMemoryModel(_Strict):
     non_torch_bytes: Annotated[int, Field(ge=0, le=10**13)]
     provenance: str = ""
 
-    def breakdown(self, max_loras: int, max_lora_rank: int, adjustment: int = 0) -> MemoryBreakdown:
+    def breakdown(self, max_loras: int, max_lora_rank: int) -> MemoryBreakdown:
         return vllm_memory(self.architecture, self.gpu_total_bytes, self.flags, max_loras, max_lora_rank,
-                           non_torch_bytes=self.non_torch_bytes, kv_adjustment_bytes=adjustment)
-
-    def available_bytes(self, max_loras: int, max_lora_rank: int) -> int:
-        return kv_available_bytes(self.architecture, self.gpu_total_bytes, self.flags, max_loras, max_lora_rank,
-                                  self.non_torch_bytes)
+                           non_torch_bytes=self.non_torch_bytes)
 
     def slots_that_fit(self, max_lora_rank: int) -> int:
         return slots_that_fit(self.architecture, self.gpu_total_bytes, self.flags, max_lora_rank)
@@ -134,11 +129,8 @@ class KVCapacityModel(_Strict):
         return self._modelled(max_loras, max_lora_rank)
 
     def breakdown(self, max_loras: int, max_lora_rank: int) -> MemoryBreakdown | None:
-        """The memory model's breakdown at this configuration, joined to the measurements as
-        `tokens` is; None without a memory section."""
-        if self.memory is None:
-            return None
-        return self.memory.breakdown(max_loras, max_lora_rank, self._adjustment(max_loras, max_lora_rank)[0])
+        """The memory model's breakdown at this configuration; None without a memory section."""
+        return None if self.memory is None else self.memory.breakdown(max_loras, max_lora_rank)
 
     def _table_for(self, max_lora_rank: int) -> dict[int, int | None]:
         table = (self.capacity_tokens or {}).get(max_lora_rank)
@@ -166,42 +158,30 @@ class KVCapacityModel(_Strict):
         frac = (max_loras - lo) / (hi - lo)
         return int(round(v_lo + frac * (v_hi - v_lo)))
 
-    def _anchor(self, max_loras: int, max_lora_rank: int) -> tuple[int, int] | None:
-        table = self.capacity_tokens
-        if not table:
-            return None
-        below = [r for r in table if r <= max_lora_rank]
-        rank = max(below) if below else min(table)
-        points = table[rank]
-        return min(max(max_loras, min(points)), max(points)), rank
-
-    def _adjustment(self, max_loras: int, max_lora_rank: int) -> tuple[int, str]:
-        """Bytes that join the memory model to the nearest measured point, and, when that point did
-        not start and this configuration is not smaller, why ("" otherwise)."""
-        anchor = self._anchor(max_loras, max_lora_rank)
-        if anchor is None:
-            return 0, ""
-        slots, rank = anchor
-        try:
-            measured = self._measured(slots, rank)
-        except InfeasibleConfigError:
-            if slots <= max_loras and rank <= max_lora_rank:
-                return 0, (f"it did not start at max_loras {slots}, max_lora_rank {rank} "
-                           f"({self._reason(rank, slots)}), which needs less memory")
-            return 0, ""  # a larger configuration did not start: no measurement to join
-        assert self.memory is not None
-        bytes_per_token = self.memory.architecture.kv_bytes_per_token
-        measured_bytes = measured * bytes_per_token + self.block_size * bytes_per_token // 2
-        return measured_bytes - self.memory.available_bytes(slots, rank), ""
-
     def _modelled(self, max_loras: int, max_lora_rank: int) -> int:
         assert self.memory is not None
-        adjustment, refused = self._adjustment(max_loras, max_lora_rank)
-        if refused:
-            raise self._infeasible(max_loras, max_lora_rank, refused)
-        here = self.memory.breakdown(max_loras, max_lora_rank, adjustment)
+        here = self.memory.breakdown(max_loras, max_lora_rank)
         if not here.starts:
             raise self._infeasible(max_loras, max_lora_rank, here.reason)
+        table = self.capacity_tokens or {}
+        points = sorted(table.get(max_lora_rank, {}))
+        if points and max_loras < points[0]:
+            return max(here.kv_tokens, self._measured(points[0], max_lora_rank))
+        below = [r for r in table if r < max_lora_rank]
+        # more slots, or a larger rank, than a configuration whose size the profile knows
+        slots, rank = (points[-1], max_lora_rank) if points else (max_loras, max(below) if below else None)
+        if rank is not None:
+            try:
+                return min(here.kv_tokens, self.tokens(slots, rank))
+            except InfeasibleConfigError:
+                raise self._infeasible(max_loras, max_lora_rank, f"it does not start at max_loras {slots}, "
+                                       f"max_lora_rank {rank}, which needs less memory") from None
+        above = min(table) if table else None  # a smaller rank than any measured: at least that one's
+        if above is not None:
+            try:
+                return max(here.kv_tokens, self.tokens(max_loras, above))
+            except InfeasibleConfigError:
+                pass
         return here.kv_tokens
 
     def _reason(self, max_lora_rank: int, at: int) -> str:

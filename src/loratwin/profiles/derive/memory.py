@@ -75,7 +75,6 @@ class MemoryBreakdown:
     allocator_slack: int  # segments held beyond the tensors' own bytes (rounding, free parts)
     activation_peak: int  # profiling run: max of forward pass, logits, sampler
     non_torch: int  # fitted: CUDA context and other memory outside torch's allocator
-    measured_adjustment: int  # added to the KV bytes to join a measured KV size nearby (0: none)
     kv_cache: int  # bytes given to the KV cache (whole blocks); 0 when it does not start
     kv_blocks: int
     kv_tokens: int  # vLLM's "GPU KV cache size: N tokens"
@@ -172,10 +171,8 @@ def _activation_phases(arch: ModelArchitecture, flags: MemoryFlags, max_loras: i
 
 
 def vllm_memory(arch: ModelArchitecture, total_bytes: int, flags: MemoryFlags, max_loras: int, max_lora_rank: int, *,
-                non_torch_bytes: int = REFERENCE_NON_TORCH_BYTES, max_cpu_loras: int | None = None,
-                kv_adjustment_bytes: int = 0) -> MemoryBreakdown:
-    """vLLM's memory at start for this model on a GPU of `total_bytes`, and its KV cache.
-    `kv_adjustment_bytes` shifts the KV bytes (a profile joins its measured sizes this way)."""
+                non_torch_bytes: int = REFERENCE_NON_TORCH_BYTES, max_cpu_loras: int | None = None) -> MemoryBreakdown:
+    """vLLM's memory at start for this model on a GPU of `total_bytes`, and its KV cache."""
     _check(arch, max_loras, max_lora_rank, max_cpu_loras)
     max_model_len = _max_model_len(arch, flags)
     reserved = reserved_bytes(arch, flags, max_loras, max_lora_rank)
@@ -185,7 +182,7 @@ def vllm_memory(arch: ModelArchitecture, total_bytes: int, flags: MemoryFlags, m
     forward, logits, sampler = _activation_phases(arch, flags, max_loras, max_lora_rank)
     peak = max(forward, logits, sampler)
     budget = math.floor(flags.gpu_memory_utilization * total_bytes)
-    available = budget - reserved - peak - non_torch_bytes + kv_adjustment_bytes
+    available = budget - reserved - peak - non_torch_bytes
     block_bytes = flags.block_size * arch.kv_bytes_per_token  # one block over all layers
     graphs = _forward_bytes(arch, min(MAX_CAPTURE_TOKENS, flags.max_num_batched_tokens), max_lora_rank)
     headroom = total_bytes - non_torch_bytes - reserved
@@ -209,7 +206,6 @@ def vllm_memory(arch: ModelArchitecture, total_bytes: int, flags: MemoryFlags, m
     return MemoryBreakdown(
         total=total_bytes, budget=budget, runner_buffers=runner, weights=weights, lora_buffers=lora,
         allocator_slack=reserved - runner - weights - lora, activation_peak=peak, non_torch=non_torch_bytes,
-        measured_adjustment=kv_adjustment_bytes,
         kv_cache=blocks * block_bytes, kv_blocks=blocks, kv_tokens=blocks * flags.block_size, cuda_graphs=graphs,
         starts=failure is None, failure=failure, reason=reason,
     )
