@@ -25,6 +25,7 @@ import pytest
 
 from .inprocess import run_main
 
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
@@ -53,6 +54,18 @@ WORKSPACE: dict[str, str | bytes] = {
     "profile.yaml": "# the user's profile\n",
     "dir.yaml/keep.txt": "a folder named like a file\n",
     "models/keep.txt": "a folder without manifest.json\n",
+    "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
+    "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
+    "fartrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n1e12,a,10,20\n",
+    "fartrace/adapters.csv": "adapter_id,rank\na,8\n",
+    "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
+    "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
+    "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
+    "zipf.yaml": "layout: {kind: zipf, served: 1000000, total_rate_req_s: 600, exponent: 1.0, ranks: [8, 16, 32]}\n",
+    "tinykv.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {base_ms: 10, per_seq_ms: 0.03}\nadapter_load:\n"
+                   "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv:\n  capacity_tokens: {8: {8: 1}}\n",
+    "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
+                    "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
 
 
@@ -74,9 +87,9 @@ CASES = [
     case("--report run/report: inside the folder of --out", *SIM, "--out", "run", "--report", "run/report"),
     case("--out adapters.csv/x: adapters.csv is not a folder", *SIM, "--out", "adapters.csv/x"),
     # simulate: flags
-    case("--starvation-threshold: must be between 0 and 1, got 2", *SIM, "--starvation-threshold", "2"),
-    case("--starvation-threshold: must be between 0 and 1, got 0", *SIM, "--starvation-threshold", "0"),
-    case("--starvation-threshold: must be between 0 and 1, got -0.5", *SIM, "--starvation-threshold", "-0.5"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got 2", *SIM, "--starvation-threshold", "2"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got 0", *SIM, "--starvation-threshold", "0"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got -0.5", *SIM, "--starvation-threshold", "-0.5"),
     case("--duration must be a positive number of seconds, got -1", *SIM, "--duration", "-1"),
     case("--sample-interval must be a positive number", *SIM, "--sample-interval", "0"),
     case("--seeds", *SIM, "--seeds", "0"),
@@ -87,6 +100,25 @@ CASES = [
     case("--rates: 'x' is not a number", "simulate", "--served", "4", "--rates", "x", "--ranks", "8", "--max-loras", "2"),
     case("No such option: --bogus", *SIM, "--bogus"),
     case("give exactly one workload", "simulate", "--max-loras", "2"),
+    # simulate: a refusal names what the user gave (the flag, the file) and what dominates
+    case("4e12 time-series samples, one every 1e-09 s (--sample-interval) over 4000 s (--duration)", "simulate",
+         "--served", "4", "--rates", "1", "--ranks", "8", "--max-loras", "4", "--duration", "4000",
+         "--sample-interval", "1e-9"),
+    case("the window, 1e+12 s (to the last arrival in fartrace/trace.csv, at 1e+12 s), is beyond the twin's clock",
+         "simulate", "--trace", "fartrace", "--max-loras", "1"),
+    case("--ranks: adapter rank 600 is above 512, the largest --max-lora-rank vLLM accepts", "simulate", "--served",
+         "4", "--rates", "1", "--ranks", "600", "--max-loras", "4"),
+    case("--max-lora-rank 12: vLLM accepts only 8, 16, 32, 64, 128, 256, 320, 512", "simulate", "--served", "4",
+         "--rates", "1", "--ranks", "8", "--max-loras", "4", "--max-lora-rank", "12"),
+    case("--max-loras 2: more GPU slots than the 1 adapter served; the CPU cache (--max-cpu-loras, by default the "
+         "served count, 1)", "simulate", "--trace", "trace", "--max-loras", "2"),
+    case("spacetrace/adapters.csv line 2: adapter_id must hold no '=' and no spaces", "simulate", "--trace",
+         "spacetrace", "--max-loras", "1"),
+    case("profile tinykv.yaml: kv.capacity_tokens: at max_lora_rank 8, max_loras 8: 1 token, fewer than 2 KV blocks",
+         *SIM, "--profile", "tinykv.yaml"),
+    case("profile partial.yaml: missing field step_time.base_ms; kv: needs capacity_tokens (measured KV sizes) or "
+         "memory (the memory model's inputs)", *SIM, "--profile", "partial.yaml"),
+    case("--max-time: expected a duration such as 30m, 2h or 1d, got '2x'", *SIM, "--max-time", "2x"),
     # simulate: input files
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate", "--workload", "bad.yaml", "--max-loras", "2"),
     case("dir[x]/missing[y].yaml does not exist", "simulate", "--workload", "dir[x]/missing[y].yaml",
@@ -156,11 +188,13 @@ CASES = [
     case("--workloads 5:2 selects none of the grid's 1 workloads", "sweep", "grid.yaml", "--out", "s",
          "--workloads", "5:2"),
     case("--workloads: expected START:STOP[:STEP]", "sweep", "grid.yaml", "--out", "s", "--workloads", "a:b"),
-    case("--threshold: must be between 0 and 1, got 2", "sweep", "grid.yaml", "--out", "s", "--threshold", "2"),
+    case("--threshold: must be strictly between 0 and 1, got 2", "sweep", "grid.yaml", "--out", "s", "--threshold", "2"),
     case("--max-configs: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--max-configs", "0"),
     case("--backend: expected one of local, ray", "sweep", "grid.yaml", "--out", "s", "--backend", "slurm"),
     case("--workers: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--workers", "0"),
     case("store holds results of another grid", "sweep", "grid-changed.yaml", "--out", "store"),
+    case("--out existing: the folder holds notes.txt and is not a store to resume (it has none of grid.json, "
+         "manifest.json, parts)", "sweep", "grid.yaml", "--out", "existing"),
     # labels
     case("missing: does not exist", "labels", "missing"),
     case("afile: not a folder", "labels", "afile"),
@@ -168,14 +202,14 @@ CASES = [
     case("--out missing/l: the folder missing does not exist", "labels", "store", "--out", "missing/l"),
     case("--out afile: is a file; expected a folder", "labels", "store", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "labels", "store", "--out", "existing"),
-    case("--threshold: must be between 0 and 1, got 1", "labels", "store", "--threshold", "1"),
+    case("--threshold: must be strictly between 0 and 1, got 1", "labels", "store", "--threshold", "1"),
     # train
     case("--out missing/m: the folder missing does not exist", "train", "store", "--out", "missing/m"),
     case("--out afile: is a file; expected a folder", "train", "store", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "train", "store", "--out", "existing"),
     case("--folds: must be >= 2, got 1", "train", "store", "--out", "m", "--folds", "1"),
     case("--families: unknown nope", "train", "store", "--out", "m", "--families", "nope"),
-    case("--threshold: must be between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
+    case("--threshold: must be strictly between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
     case("missing: does not exist", "train", "missing", "--out", "m"),
     case("store: too few workloads with a known optimum", "train", "store", "--out", "m", "--no-tune"),
     # explain
@@ -189,6 +223,8 @@ CASES = [
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "recommend", "bad.csv"),
     case("dup.csv line 3: duplicate adapter_id '[red]a'", "recommend", "dup.csv"),
     case("binary.bin: expected a .csv", "recommend", "binary.bin"),
+    case("huge.csv line 2: rate must be a number from 0 to 1e9 (req/s), got '1e308'", "recommend", "huge.csv"),
+    case("--adapter-dir: name the folder the adapters lie in", "recommend", "adapters.csv", "--adapter-dir", " "),
     case("--command-out missing/cmd.sh: the folder missing does not exist", "recommend", "adapters.csv",
          "--command-out", "missing/cmd.sh"),
     case("--command-out dir[x]/no[y]/cmd.sh: the folder dir[x]/no[y] does not exist", "recommend", "dir[x]/a[b].csv",
@@ -204,7 +240,7 @@ CASES = [
          "--refine"),
     case("--seed must be >= 0, got -1", "recommend", "adapters.csv", "--seed", "-1", "--verify",
          "--command-out", "serve.sh"),
-    case("--starvation-threshold: must be between 0 and 1, got 1.5", "recommend", "adapters.csv", "--starvation-threshold",
+    case("--starvation-threshold: must be strictly between 0 and 1, got 1.5", "recommend", "adapters.csv", "--starvation-threshold",
          "1.5"),
     case("--max-wait must be > 0 seconds", "recommend", "adapters.csv", "--max-wait", "-5"),
     case("--check must be one of", "recommend", "adapters.csv", "--check", "oracle"),
@@ -230,8 +266,55 @@ CASES = [
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
-    case("--starvation-threshold: must be between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
+    # simulate --bench-json
+    case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
+    case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),
+    case("--bench-json writes one run: use it without --seeds", *SIM, "--seeds", "2", "--bench-json", "b.json"),
+    case("--bench-json workload.yaml: is an input of this command", "simulate", "--workload", "workload.yaml",
+         "--max-loras", "2", "--bench-json", "workload.yaml"),
+    # profile plan
+    case("--gpu: unknown GPU 'nope'", "profile", "plan", "--model", LLAMA, "--gpu", "nope"),
+    case("--model: unknown model 'nope'", "profile", "plan", "--model", "nope", "--gpu", "h100-80gb"),
+    case("--gpu-memory-utilization: must be in (0, 1], got 1.5", "profile", "plan", "--model", LLAMA, "--gpu",
+         "h100-80gb", "--gpu-memory-utilization", "1.5"),
+    case("--max-model-len: must be at least 2048", "profile", "plan", "--model", LLAMA, "--gpu", "h100-80gb",
+         "--max-model-len", "512"),
+    case("--model Qwen/Qwen2.5-14B-Instruct: its weights (27.5 GiB) do not fit", "profile", "plan", "--model",
+         "Qwen/Qwen2.5-14B-Instruct", "--gpu", "l4"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "profile", "plan", "--model", LLAMA, "--gpu", "bad.yaml"),
+    case("Missing option '--gpu'", "profile", "plan", "--model", LLAMA),
+    # profile make-adapters
+    case("--rank must be from 1 to 512", "profile", "make-adapters", "--model", LLAMA, "--rank", "0", "--count", "1",
+         "--out", "ad"),
+    case("--count must be from 1 to 10,000, got 0", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "0", "--out", "ad"),
+    case("--out existing: the folder holds notes.txt", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "1", "--out", "existing"),
+    case("--out afile: is a file; expected a folder", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "1", "--out", "afile"),
+    case("--out missing/ad: the folder missing does not exist", "profile", "make-adapters", "--model", LLAMA,
+         "--rank", "8", "--count", "1", "--out", "missing/ad"),
+    case("--model: unknown model 'nope'", "profile", "make-adapters", "--model", "nope", "--rank", "8", "--count",
+         "1", "--out", "ad"),
+    # profile import
+    case("missing: does not exist; expected a run's folder", "profile", "import", "missing", "--out", "runs.csv"),
+    case("afile: is not a folder", "profile", "import", "afile", "--out", "runs.csv"),
+    case("existing/server.log does not exist", "profile", "import", "existing", "--out", "runs.csv"),
+    case("labrun/client-0.json: missing keys num_prompts, request_rate, completed", "profile", "import", "labrun",
+         "--out", "runs.csv"),
+    case("--out runs.txt: expected a .csv file name", "profile", "import", "labrun", "--out", "runs.txt"),
+    case("--out missing/runs.csv: the folder missing does not exist", "profile", "import", "labrun", "--out",
+         "missing/runs.csv"),
+    case("--kv-out runs.csv: the same place as --out", "profile", "import", "labrun", "--out", "runs.csv",
+         "--kv-out", "runs.csv"),
+    case("Missing option '--out'", "profile", "import", "labrun"),
+    case("huge.csv line 2: rate must be a number from 0 to 1e9 (req/s), got '1e308'", "place", "huge.csv"),
+    case("--adapter-dir: name the folder the adapters lie in, e.g. ./adapters or /srv/lora, got ''", "place",
+         "adapters.csv", "--adapter-dir", ""),
+    case("place: roughly 45 h of work estimated for placing 1e6 adapters (limit 1 h, the default: set --max-time or "
+         "LORATWIN_MAX_TIME to raise it)", "place", "zipf.yaml"),
 ]
 
 
@@ -284,13 +367,14 @@ def unwritable() -> str:
 
 
 def _command(args: tuple[str, ...]) -> str:
-    return "workload describe" if args[0] == "workload" else args[0]
+    return " ".join(args[:2]) if args[0] in ("workload", "profile") else args[0]
 
 
 def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
-                "train", "explain", "recommend", "quickstart", "place"}
+                "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
+                "profile import"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

@@ -14,6 +14,7 @@ from loratwin.workload import (
     WorkloadSpec,
     load_workload_yaml,
     reference_layout,
+    zipf_layout,
 )
 
 # --- reference_layout -------------------------------------------------------------------------
@@ -86,8 +87,19 @@ def test_layout_rejects_bad_flags(kwargs, flag):
 
 
 def test_layout_error_says_which_value():
-    with pytest.raises(InputError, match=r"--rates: value 2 must be a number >= 0 \(req/s\), got -1"):
+    with pytest.raises(InputError, match=r"--rates: value 2 must be a number from 0 to 1e9 \(req/s\), got -1"):
         reference_layout(4, [1.0, -1], [8], seed=0)
+
+
+def test_rates_above_a_billion_req_s_are_refused_by_field():
+    """1e308 req/s overflowed the planner's sums and products into numpy warnings."""
+    with pytest.raises(InputError, match=r"--rates: value 1 must be a number from 0 to 1e9 \(req/s\), got 1e\+308"):
+        reference_layout(4, [1e308], [8], seed=0)
+    with pytest.raises(InputError, match=r"total_rate_req_s: must be a number from 0 to 1e9 \(req/s\)"):
+        zipf_layout(4, 1e10)
+    with pytest.raises(ValidationError, match="rate_req_s"):
+        AdapterSpec(id="a", rank=8, rate_req_s=1e308)
+    assert AdapterSpec(id="a", rank=8, rate_req_s=1e9).rate_req_s == 1e9
 
 
 # --- models -----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
 )
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
@@ -52,18 +52,21 @@ def place_command(
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
     import json
 
-    from loratwin.budget import configure
 
-    configure("place", max_memory, kind="place")
+    configure("place", max_memory, max_time, kind="place")
     from loratwin.plan import load_adapters, make_check
     from loratwin.plan.placement import compare_algorithms, place, verify_placement
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
+    from loratwin.plan.placement.result import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
     check_models_dir(models)
     _check_flags(gpus, search_moves, workers)
     _check_output_places(out, report, adapters)

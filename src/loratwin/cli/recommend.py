@@ -22,7 +22,7 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
 )
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -146,18 +146,21 @@ def recommend(
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """How many of these adapters one GPU serves, with which --max-loras: placement on one GPU."""
     import json
 
-    from loratwin.budget import configure
 
-    configure("recommend", max_memory, kind="recommend")
+    configure("recommend", max_memory, max_time, kind="recommend")
     from loratwin.plan import load_adapters, make_check
     from loratwin.plan import recommend as run_recommend
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
+    from loratwin.plan.placement.result import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
     check_models_dir(models)
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 
 ENGINES = ("fast", "reference")
@@ -39,16 +39,17 @@ def simulate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
+    bench_json: Annotated[Path | None, typer.Option("--bench-json", help="Also write the run as a vLLM benchmark result JSON (benchmark_serving.py --save-result keys).")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
-    from loratwin.budget import configure
     from loratwin.workload import load_trace, load_workload_yaml, reference_layout
     from loratwin.workload.trace import replay_window, with_trace_rates
 
     # a generated workload runs 3600 s unless told; a trace runs over its own span (priced as it loads)
-    configure("simulate", max_memory, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
-              copies=seeds)
+    configure("simulate", max_memory, max_time, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
+              copies=seeds, window_from=_window_from(duration))
 
     sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
                                         ("--workload", workload), ("--trace", trace)) if given]
@@ -62,6 +63,8 @@ def simulate(
         raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
     if seeds > 1 and report is not None:
         raise LoratwinError("--report reports on one run: use it without --seeds (each seed's results: --out)")
+    if seeds > 1 and bench_json is not None:
+        raise LoratwinError("--bench-json writes one run: use it without --seeds")
     if seeds > 1 and engine != "fast":
         raise LoratwinError("--engine reference runs one seed: use it without --seeds")
     layout = None
@@ -82,16 +85,20 @@ def simulate(
         )
     except ValueError as exc:  # pydantic's ValidationError
         raise LoratwinError(_flag_errors(exc)) from None
-    _check_output_places(out, report, inputs=(workload, trace))
+    _check_output_places(out, report, inputs=(workload, trace), bench_json=bench_json)
     requests = None
+    window_note = None
+    window_from = _window_from(duration)
+    ranks_from = "--ranks" if layout is not None else str(workload if workload is not None else trace / "adapters.csv")
     if workload is not None:
         spec = load_workload_yaml(workload)
     elif trace is not None:
         spec, requests = load_trace(trace)
+        if duration is None and len(requests):
+            window_from = f"to the last arrival in {trace / 'trace.csv'}, at {float(requests.arrival_s[-1]):.6g} s"
         duration, note = replay_window(requests, duration)
         spec = with_trace_rates(spec, requests, duration)  # offered: what the trace holds, not adapters.csv's rates
-        if note:
-            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+        window_note = note  # printed once the run is done: a refusal prints alone
     else:
         spec = reference_layout(served, *layout, seed)
     if duration is None:
@@ -112,7 +119,11 @@ def simulate(
         sample_interval_s=sample_interval,
         starvation_threshold=starvation_threshold,
         engine_mode=engine,
+        window_from=window_from,
+        ranks_from=ranks_from,
     )
+    if window_note:
+        err_console.print(window_note, markup=False, highlight=False, soft_wrap=True)
     if out is not None:
         from loratwin.files import written_whole
         from loratwin.twin.result import RESULT_FILES
@@ -124,6 +135,8 @@ def simulate(
         from loratwin.report import write_simulation_report
 
         err_console.print(f"wrote report {write_simulation_report(result, report)}")
+    if bench_json is not None:
+        _write_bench_json(result, profile, bench_json)
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     else:
@@ -163,6 +176,11 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
         print_seed_runs(results, mean, _out_console())
 
 
+def _window_from(duration: float | None) -> str:
+    """Where a generated workload's window comes from, for a refusal that it causes (a trace's: its last arrival)."""
+    return "--duration" if duration is not None else "the default; --duration sets another"
+
+
 def _check_flags(seeds: int, duration: float | None, sample_interval: float, threshold: float, engine: str,
                  workers: int) -> None:
     if seeds < 1:
@@ -178,12 +196,26 @@ def _check_flags(seeds: int, duration: float | None, sample_interval: float, thr
         raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
 
 
-def _check_output_places(out: Path | None, report: Path | None, inputs) -> None:
+def _check_output_places(out: Path | None, report: Path | None, inputs, bench_json: Path | None = None) -> None:
     from loratwin.files import Output, check_outputs
     from loratwin.report.html import REPORT_FILES
 
     check_outputs(Output("--out", out, folder=True, own=_out_files()),
-                  Output("--report", report, folder=True, own=REPORT_FILES), inputs=inputs)
+                  Output("--report", report, folder=True, own=REPORT_FILES), Output("--bench-json", bench_json),
+                  inputs=inputs)
+
+
+def _write_bench_json(result, profile: str, path: Path) -> None:
+    """The run as `vllm bench serve --save-result` would have saved it (loratwin.lab.bench_json)."""
+    import json
+
+    from loratwin.files import atomic_write
+    from loratwin.lab.bench_json import bench_doc_from_run
+    from loratwin.profiles import load_profile
+
+    doc = bench_doc_from_run(result, load_profile(profile).model)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(doc) + "\n"))
+    err_console.print(f"wrote {path}")
 
 
 def _out_files() -> tuple[str, ...]:

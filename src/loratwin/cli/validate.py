@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, _progress, app, err_console
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, atomic_write, check_outputs
 
@@ -25,11 +25,11 @@ def validate(
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the error table as JSON.")] = False,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Replay real vLLM runs through the twin and report its errors beside the published twin's."""
-    from loratwin.budget import configure
 
-    configure("validate", max_memory)
+    configure("validate", max_memory, max_time)
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_error_table
     from loratwin.validate import error_table, load_runs, replay_runs

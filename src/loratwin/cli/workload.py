@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, app
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 
 workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
@@ -21,13 +21,13 @@ def workload_describe(
     profile: Annotated[str, typer.Option(help="Profile whose tokenizer counts ShareGPT lengths.")] = "llama-3.1-8b-instruct",
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Summarise a workload: adapters, rate and rank mix, arrival processes, offered load, lengths."""
     import json
 
-    from loratwin.budget import configure
 
-    configure("workload describe", max_memory)
+    configure("workload describe", max_memory, max_time)
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_workload_summary
     from loratwin.workload import load_trace, load_workload_yaml

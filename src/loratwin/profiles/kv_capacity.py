@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles.derive.catalog import ModelArchitecture
@@ -35,6 +35,8 @@ from loratwin.profiles.lora_rank import VLLM_MAX_LORA_RANKS
 MAX_KV_TOKENS = 1_000_000_000
 # vLLM's KV block sizes are 8 to 128 tokens.
 MAX_BLOCK_SIZE = 1024
+# The fewest KV blocks a server runs with: vLLM's null block and one for a request.
+MIN_KV_BLOCKS = 2
 
 Rank = Annotated[int, Field(gt=0)]
 Slots = Annotated[int, Field(gt=0)]
@@ -78,6 +80,24 @@ class KVCapacityModel(_Strict):
     infeasible_reason: dict[int, dict[int, str]] = Field(default_factory=dict)
     memory: KVMemoryModel | None = None
     _max_slots: dict[int, int] = PrivateAttr(default_factory=dict)  # max_slots per rank, once found
+
+    @field_validator("capacity_tokens")
+    @classmethod
+    def _at_least_two_blocks(cls, capacity: dict[int, dict[int, int | None]] | None, info: ValidationInfo):
+        """A server holds at least two KV blocks: vLLM keeps one aside (its null block), and a request
+        needs one more. Interpolated capacities lie between measured ones, so they hold two too."""
+        block_size = info.data.get("block_size")
+        if block_size is None or capacity is None:  # refused on its own, or no table
+            return capacity
+        for rank, by_loras in capacity.items():
+            for loras, tokens in by_loras.items():
+                if tokens is not None and tokens < MIN_KV_BLOCKS * block_size:
+                    raise ValueError(
+                        f"at max_lora_rank {rank}, max_loras {loras}: {tokens} token{'' if tokens == 1 else 's'}, fewer "
+                        f"than {MIN_KV_BLOCKS} KV blocks of kv.block_size {block_size} tokens ({MIN_KV_BLOCKS * block_size} "
+                        "tokens: vLLM keeps one block aside and a request needs another)"
+                    )
+        return capacity
 
     @model_validator(mode="after")
     def _has_a_source(self) -> KVCapacityModel:
@@ -163,6 +183,9 @@ class KVCapacityModel(_Strict):
         here = self.memory.breakdown(max_loras, max_lora_rank)
         if not here.starts:
             raise self._infeasible(max_loras, max_lora_rank, here.reason)
+        if here.kv_blocks < MIN_KV_BLOCKS:
+            raise self._infeasible(max_loras, max_lora_rank, f"fewer than {MIN_KV_BLOCKS} KV blocks (vLLM keeps "
+                                   "one aside and a request needs another)")
         table = self.capacity_tokens or {}
         points = sorted(table.get(max_lora_rank, {}))
         if points and max_loras < points[0]:

@@ -498,6 +498,8 @@ def _check_size(grid: GridSpec, workloads: list[WorkloadPoint], served: list[int
     one = budget.simulation_estimate(largest, budget.requests_bound(rate * grid.duration_s), grid.duration_s,
                                      samples=grid.duration_s / DEFAULT_SAMPLE_INTERVAL_S + 2)
     budget.require(budget.sweep_estimate(runs, one, budget.current_job().copies))
+    # the grid resumes when stopped, so its total time is announced; each run is held to the limit
+    budget.require(budget.Estimate(one.bytes, one.seconds, f"its largest run, of {one.what}"))
 
 
 def _base_rate(workload: WorkloadPoint, served: int) -> float:

@@ -21,6 +21,7 @@ from loratwin.workload.spec import (
     ArrivalSpec,
     NonNegativeRate,
     PoissonArrival,
+    Rate,
     RequestLengths,
     ShareGPTLengths,
     WorkloadSpec,
@@ -38,7 +39,7 @@ class _LayoutSection(_SpecModel):
     """The reference `layout:` form of a workload file, expanded through `reference_layout`."""
 
     served: Annotated[int, Field(ge=1)]
-    rates: Annotated[list[NonNegativeRate], Field(min_length=1)]
+    rates: Annotated[list[Rate], Field(min_length=1)]
     ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
     seed: Annotated[int, Field(ge=0)] = 0
     kind: Literal["reference"] = "reference"
@@ -49,7 +50,7 @@ class _ZipfLayoutSection(_SpecModel):
 
     kind: Literal["zipf"]
     served: Annotated[int, Field(ge=1)]
-    total_rate_req_s: NonNegativeRate
+    total_rate_req_s: Rate
     exponent: NonNegativeRate = 1.0
     ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
     seed: Annotated[int, Field(ge=0)] = 0

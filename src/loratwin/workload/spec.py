@@ -38,12 +38,18 @@ __all__ = [
     "ScheduleSegment",
     "UnpredictableArrival",
     "WorkloadSpec",
+    "check_adapter_id",
     "describe_validation_error",
     "reference_layout",
     "zipf_layout",
 ]
 
 NonNegativeRate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# An adapter's rate (or a layout's) above a billion requests per second is a mistake, beyond any
+# deployment, and its sums and products overflow the planner's float arithmetic (1e308).
+MAX_RATE_REQ_S = 1e9
+RATE_WORDS = "a number from 0 to 1e9 (req/s)"
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE_REQ_S, allow_inf_nan=False)]
 PositiveTokens = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -144,7 +150,7 @@ class AdapterSpec(_SpecModel):
 
     id: Annotated[str, Field(min_length=1)]
     rank: Annotated[int, Field(gt=0)]
-    rate_req_s: NonNegativeRate = 0.0
+    rate_req_s: Rate = 0.0
     arrival: ArrivalSpec | None = None  # None: the workload's `arrival`
 
 
@@ -287,7 +293,7 @@ def reference_layout(
     `arrival` is the process every adapter follows (Poisson when None).
     """
     served = _validated_served(served, "--served")
-    rate_levels = _validated_levels(rates, "--rates", "a number >= 0 (req/s)", _is_rate)
+    rate_levels = _validated_levels(rates, "--rates", RATE_WORDS, _is_rate)
     rank_levels = _validated_levels(ranks, "--ranks", "an integer > 0", _is_rank)
     full_cycles, extra = divmod(served, len(rate_levels))
     _check_size(served, full_cycles * math.fsum(rate_levels) + math.fsum(rate_levels[:extra]))
@@ -318,8 +324,8 @@ def zipf_layout(
     """
     served = _validated_served(served, "served")
     if not _is_rate(total_rate_req_s):
-        raise InputError(f"total_rate_req_s: must be a number >= 0 (req/s), got {total_rate_req_s!r}")
-    if not _is_rate(exponent):
+        raise InputError(f"total_rate_req_s: must be {RATE_WORDS}, got {total_rate_req_s!r}")
+    if not _is_nonnegative(exponent):
         raise InputError(f"exponent: must be a number >= 0, got {exponent!r}")
     rank_levels = _validated_levels(ranks, "ranks", "an integer > 0", _is_rank)
     _check_size(served, float(total_rate_req_s))
@@ -364,13 +370,28 @@ def _validated_seed(seed: object, flag: str) -> int:
     return int(seed)
 
 
-def _is_rate(value: object) -> bool:
+def _is_nonnegative(value: object) -> bool:
     return (
         isinstance(value, (int, float, np.integer, np.floating))
         and not isinstance(value, bool)
         and math.isfinite(float(value))
         and float(value) >= 0
     )
+
+
+def _is_rate(value: object) -> bool:
+    """A rate in req/s: RATE_WORDS."""
+    return _is_nonnegative(value) and float(value) <= MAX_RATE_REQ_S
+
+
+def check_adapter_id(adapter_id: str, where: str) -> None:
+    """An adapter id from a file: not empty, and no '=' nor whitespace, since it names the adapter in
+    vllm serve's --lora-modules NAME=PATH pairs (separated by spaces). `where`: "FILE line N"."""
+    if not adapter_id:
+        raise InputError(f"{where}: adapter_id must not be empty")
+    if "=" in adapter_id or any(c.isspace() for c in adapter_id):
+        raise InputError(f"{where}: adapter_id must hold no '=' and no spaces (it names the adapter in "
+                         f"vllm serve --lora-modules NAME=PATH), got {adapter_id!r}")
 
 
 def _is_rank(value: object) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.threshold import check_threshold
 
 STARVATION_THRESHOLD = 0.1
 # The mean wait for a place in the batch (or for KV admission, or for a first token) a GPU may
@@ -117,8 +118,7 @@ class AcceptanceRule:
     max_starved_probability: float = DEFAULT_MAX_STARVED_PROBABILITY
 
     def __post_init__(self) -> None:
-        if not 0 < self.starvation_threshold < 1:
-            raise InputError(f"--starvation-threshold: must be between 0 and 1, got {self.starvation_threshold:g}")
+        check_threshold(self.starvation_threshold, "--starvation-threshold")
         # every request waits a little for KV admission: a zero limit would refuse every GPU
         if self.max_wait_s is not None and not self.max_wait_s > 0:
             raise InputError(f"--max-wait must be > 0 seconds (or inf), got {self.max_wait_s:g}")
