@@ -17,10 +17,14 @@ A step that runs out of device memory stops the server: CUDA out of memory while
 profiling forward pass, or "CUDA out of memory occurred when warming up sampler".
 
 Bytes come from the shapes (`vllm_tensors`), placed by a model of PyTorch's caching allocator
-(`allocator`). The sampler's peak is read from vLLM's code: the bf16 logits, their float32 copy,
-the probabilities and FlashInfer's top-k-renormalised probabilities (3 float32 copies) per logit.
-The forward pass's activations and the CUDA graphs are estimated from shapes and were not measured
-(neither reaches the KV size at the reference settings; they only order the start failures).
+(`allocator`). The sampler's peak is read from vLLM's code, on its FlashInfer path (top-k, then
+top-p on renormalised probabilities): the bf16 logits, their float32 copy, the probabilities and
+the renormalised ones, 14 bytes per logit. Which path the measured servers took is not logged; the
+PyTorch path sorts the logits with int64 indices (over 26 bytes per logit, above 6 GiB at the
+reference settings), more than the Llama rows leave for the peak and the non-torch memory together
+(at most 5.0 GiB even if the GPU reported all of its 64 GiB). The forward pass's activations and
+the CUDA graphs are estimated from shapes and were not measured (neither reaches the KV size at the
+reference settings; they only order the start failures).
 
 Fitted: `non_torch_bytes` (CUDA context, kernels and cuBLAS state: what vLLM finds in use outside
 torch besides the allocator's free segment space), on the Llama-3.1-8B rows of
