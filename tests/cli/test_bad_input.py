@@ -107,17 +107,18 @@ CASES = [
          "--sample-interval", "1e-9"),
     case("the window, 1e+12 s (to the last arrival in fartrace/trace.csv, at 1e+12 s), is beyond the twin's clock",
          "simulate", "--trace", "fartrace", "--max-loras", "1"),
-    case("--ranks: the largest adapter rank, 7, is not a max_lora_rank vLLM accepts (8, 16, 32, 64, 128, 256, 320, "
-         "512), and max_lora_rank defaults to it; give --max-lora-rank 8", "simulate", "--served", "4", "--rates", "1",
-         "--ranks", "7", "--max-loras", "4"),
+    case("--ranks: adapter rank 600 is above 512, the largest --max-lora-rank vLLM accepts", "simulate", "--served",
+         "4", "--rates", "1", "--ranks", "600", "--max-loras", "4"),
+    case("--max-lora-rank 12: vLLM accepts only 8, 16, 32, 64, 128, 256, 320, 512", "simulate", "--served", "4",
+         "--rates", "1", "--ranks", "8", "--max-loras", "4", "--max-lora-rank", "12"),
     case("--max-loras 2: more GPU slots than the 1 adapter served; the CPU cache (--max-cpu-loras, by default the "
          "served count, 1)", "simulate", "--trace", "trace", "--max-loras", "2"),
     case("spacetrace/adapters.csv line 2: adapter_id must hold no '=' and no spaces", "simulate", "--trace",
          "spacetrace", "--max-loras", "1"),
     case("profile tinykv.yaml: kv.capacity_tokens: at max_lora_rank 8, max_loras 8: 1 token, fewer than 2 KV blocks",
          *SIM, "--profile", "tinykv.yaml"),
-    case("profile partial.yaml: missing fields step_time.base_ms, kv.capacity_tokens", *SIM, "--profile",
-         "partial.yaml"),
+    case("profile partial.yaml: missing field step_time.base_ms; kv: needs capacity_tokens (measured KV sizes) or "
+         "memory (the memory model's inputs)", *SIM, "--profile", "partial.yaml"),
     case("--max-time: expected a duration such as 30m, 2h or 1d, got '2x'", *SIM, "--max-time", "2x"),
     # simulate: input files
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate", "--workload", "bad.yaml", "--max-loras", "2"),

@@ -165,8 +165,19 @@ def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):
 
 
 def test_a_rank_the_profile_cannot_serve_is_refused(profile):
+    with pytest.raises(InputError, match="rank 600 is above 512, the largest --max-lora-rank vLLM accepts"):
+        place([AdapterSpec(id="wide", rank=600, rate_req_s=0.1)], profile)
+    # without its memory model the profile prices only the measured ranks
+    table_only = profile.model_copy(update={"kv": profile.kv.model_copy(update={"memory": None})})
     with pytest.raises(InputError, match="rank 128 is above every max_lora_rank"):
-        place([AdapterSpec(id="wide", rank=128, rate_req_s=0.1)], profile)
+        place([AdapterSpec(id="wide", rank=128, rate_req_s=0.1)], table_only)
+
+
+def test_unmeasured_ranks_are_served_at_the_least_rank_vllm_accepts(profile):
+    adapters = [AdapterSpec(id=f"a{i}", rank=r, rate_req_s=0.05) for i, r in enumerate([4, 12, 64, 128])]
+    result = place(adapters, profile)
+    assert len(result.gpus) == 1 and result.gpus[0].max_lora_rank == 128
+    assert [g.max_lora_rank for g in place(adapters[:2], profile).gpus] == [16]
 
 
 def test_bad_arguments_are_input_errors(zipf60, profile):

@@ -68,7 +68,7 @@ def test_bad_values_are_refused_at_load_naming_the_field(tmp_path, path, value, 
 def test_several_mistakes_are_one_line_with_the_missing_fields_together(tmp_path):
     data = copy.deepcopy(GOOD)
     del data["step_time"]["base_ms"]
-    del data["kv"]["capacity_tokens"]
+    del data["adapter_load"]["cpu_to_gpu_ms"]
     data["step_time"]["per_seq_ms"] = -1.0
     profile_file = tmp_path / "p.yaml"
     profile_file.write_text(yaml.safe_dump(data))
@@ -76,7 +76,7 @@ def test_several_mistakes_are_one_line_with_the_missing_fields_together(tmp_path
         load_profile(profile_file)
     message = str(caught.value)
     assert "\n" not in message
-    assert message.startswith(f"profile {profile_file}: missing fields step_time.base_ms, kv.capacity_tokens; "
+    assert message.startswith(f"profile {profile_file}: missing fields step_time.base_ms, adapter_load.cpu_to_gpu_ms; "
                               "step_time.per_seq_ms: must be a finite number")
 
 

@@ -25,7 +25,7 @@ def simulate(
     trace: Annotated[Path | None, typer.Option(help="Directory with trace.csv and adapters.csv to replay.")] = None,
     max_loras: Annotated[int, typer.Option("--max-loras", help="GPU adapter slots (vLLM --max-loras).")] = ...,
     max_cpu_loras: Annotated[int | None, typer.Option("--max-cpu-loras", help="CPU adapter cache size. Default: the number of served adapters.")] = None,
-    max_lora_rank: Annotated[int | None, typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts. Default: the largest rank served.")] = None,
+    max_lora_rank: Annotated[int | None, typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts (vLLM: 8, 16, 32, 64, 128, 256, 320 or 512). Default: the smallest of those that serves the largest rank.")] = None,
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="Most requests running at once. Default 2048, as in the reference measurements.")] = 2048,
     max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="Token budget per engine step (chunked prefill).")] = 2048,
     client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,

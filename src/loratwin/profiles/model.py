@@ -11,9 +11,9 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from loratwin.errors import InfeasibleConfigError, InputError
+from loratwin.profiles.kv_capacity import KVCapacityModel, Rank
 from loratwin.profiles.step_cost import StepCost
 
 Values = float | np.ndarray  # a number, or numpy arrays that broadcast together
@@ -27,13 +27,6 @@ MAX_TERM_MS = 3_600_000.0
 # The LoRA factor multiplies the base step (the published model's is about 2, its per-adapter
 # slope about 0.02): a hundred is beyond any measurement.
 MAX_LORA_FACTOR = 100.0
-# KV capacity per server, in tokens: today's largest GPUs hold a few million; a billion is a
-# mistake (and keeps block counts far inside the engine's integers).
-MAX_KV_TOKENS = 1_000_000_000
-# vLLM's KV block sizes are 8 to 128 tokens.
-MAX_BLOCK_SIZE = 1024
-# The fewest KV blocks a server runs with: vLLM's null block and one for a request.
-MIN_KV_BLOCKS = 2
 
 
 def _within(low: float, high: float, described: str) -> AfterValidator:
@@ -52,9 +45,6 @@ SignedTermMs = Annotated[
     float, _within(-MAX_TERM_MS, MAX_TERM_MS, "of ms from -3,600,000 to 3,600,000 (an hour; the terms are in ms)")
 ]
 LoraFactor = Annotated[float, _within(0, MAX_LORA_FACTOR, "from 0 to 100 (a factor on the base step)")]
-Rank = Annotated[int, Field(gt=0)]
-Slots = Annotated[int, Field(gt=0)]
-KVTokens = Annotated[int, Field(gt=0, le=MAX_KV_TOKENS)]
 
 
 class _Strict(BaseModel):
@@ -103,105 +93,36 @@ class SchedulerOverheadModel(_Strict):
 
 
 class AdapterLoadModel(_Strict):
-    """Adapter load times in ms, indexed by the server's max_lora_rank, then the adapter's rank."""
+    """Adapter load times in ms, indexed by the server's max_lora_rank, then the adapter's rank.
+
+    An unmeasured adapter rank costs like the nearest measured rank above it (copy size grows with
+    rank). Beyond the measured ranks, a load's time grows in proportion to the adapter's bytes
+    (which grow with its rank) from the largest measured rank. An unmeasured max_lora_rank uses the
+    table of the largest measured max_lora_rank below it (else the smallest one). The measured loads
+    grow less than in proportion (CPU->GPU loads take about as long at rank 32 as at rank 8), so
+    beyond them this rule errs long.
+    """
 
     # a table per max_lora_rank, each with at least one rank: a lookup needs a neighbour
     cpu_to_gpu_ms: Annotated[dict[Rank, Annotated[dict[Rank, TermMs], Field(min_length=1)]], Field(min_length=1)]
     disk_to_cpu_ms: Annotated[dict[Rank, Annotated[dict[Rank, TermMs], Field(min_length=1)]], Field(min_length=1)]
 
-    def _lookup(self, table: dict[int, dict[int, float]], what: str, max_rank: int, rank: int) -> float:
-        by_rank = table.get(max_rank)
-        if by_rank is None:
-            raise InputError(
-                f"profile has no {what} time for max_lora_rank {max_rank}; "
-                f"measured max_lora_rank values: {sorted(table)}"
-            )
+    @staticmethod
+    def _lookup(table: dict[int, dict[int, float]], max_rank: int, rank: int) -> float:
+        below = [m for m in table if m <= max_rank]
+        by_rank = table[max(below) if below else min(table)]
         if rank in by_rank:
             return by_rank[rank]
-        # An unmeasured rank below max_lora_rank costs like the nearest measured rank above it
-        # (copy size grows with rank); above all measured ranks, the largest measured one.
         ranks = sorted(by_rank)
         i = bisect.bisect_left(ranks, rank)
-        return by_rank[ranks[min(i, len(ranks) - 1)]]
+        used = ranks[min(i, len(ranks) - 1)]
+        return by_rank[used] * max(1.0, rank / used)
 
     def cpu_to_gpu(self, max_rank: int, rank: int) -> float:
-        return self._lookup(self.cpu_to_gpu_ms, "CPU->GPU load", max_rank, rank)
+        return self._lookup(self.cpu_to_gpu_ms, max_rank, rank)
 
     def disk_to_cpu(self, max_rank: int, rank: int) -> float:
-        return self._lookup(self.disk_to_cpu_ms, "disk->CPU load", max_rank, rank)
-
-
-class KVCapacityModel(_Strict):
-    """KV cache size in tokens per (max_lora_rank, max_loras), as measured at server start.
-
-    A `null` capacity means the server does not start at that configuration (out of memory).
-    Between measured max_loras values capacity is interpolated linearly; a configuration next to
-    an infeasible one is treated as infeasible.
-    """
-
-    block_size: int = Field(default=16, gt=0, le=MAX_BLOCK_SIZE)
-    measured_max_num_seqs: int = Field(default=2048, gt=0)
-    # per max_lora_rank, at least one measured max_loras: interpolation needs a point
-    capacity_tokens: Annotated[
-        dict[Rank, Annotated[dict[Slots, KVTokens | None], Field(min_length=1)]], Field(min_length=1)
-    ]
-    infeasible_reason: dict[int, dict[int, str]] = Field(default_factory=dict)
-
-    @field_validator("capacity_tokens")
-    @classmethod
-    def _at_least_two_blocks(cls, capacity: dict[int, dict[int, int | None]], info: ValidationInfo):
-        """A server holds at least two KV blocks: vLLM keeps one aside (its null block), and a request
-        needs one more. Interpolated capacities lie between measured ones, so they hold two too."""
-        block_size = info.data.get("block_size")
-        if block_size is None:  # refused on its own
-            return capacity
-        for rank, by_loras in capacity.items():
-            for loras, tokens in by_loras.items():
-                if tokens is not None and tokens < MIN_KV_BLOCKS * block_size:
-                    raise ValueError(
-                        f"at max_lora_rank {rank}, max_loras {loras}: {tokens} token{'' if tokens == 1 else 's'}, fewer "
-                        f"than {MIN_KV_BLOCKS} KV blocks of kv.block_size {block_size} tokens ({MIN_KV_BLOCKS * block_size} "
-                        "tokens: vLLM keeps one block aside and a request needs another)"
-                    )
-        return capacity
-
-    def tokens(self, max_loras: int, max_lora_rank: int) -> int:
-        by_loras = self.capacity_tokens.get(max_lora_rank)
-        if by_loras is None:
-            raise InputError(
-                f"--max-lora-rank {max_lora_rank}: the profile's KV capacity is known for "
-                f"max_lora_rank {sorted(self.capacity_tokens)} only"
-            )
-        points = sorted(by_loras)
-        if max_loras > points[-1]:
-            raise InputError(
-                f"--max-loras {max_loras}: the profile's KV capacity is measured up to "
-                f"max_loras {points[-1]} at max_lora_rank {max_lora_rank}"
-            )
-        # Fewer slots than the smallest measured point: LoRA buffers are smaller, so the
-        # smallest measured point is a safe (slightly low) estimate.
-        max_loras_eff = max(max_loras, points[0])
-        i = bisect.bisect_left(points, max_loras_eff)
-        hi = points[i]
-        if hi == max_loras_eff:
-            value = by_loras[hi]
-            if value is None:
-                raise self._infeasible(max_loras, max_lora_rank, hi)
-            return int(value)
-        lo = points[i - 1]
-        v_lo, v_hi = by_loras[lo], by_loras[hi]
-        if v_lo is None or v_hi is None:
-            raise self._infeasible(max_loras, max_lora_rank, lo if v_lo is None else hi)
-        frac = (max_loras_eff - lo) / (hi - lo)
-        return int(round(v_lo + frac * (v_hi - v_lo)))
-
-    def _infeasible(self, max_loras: int, max_lora_rank: int, at: int) -> InfeasibleConfigError:
-        reason = self.infeasible_reason.get(max_lora_rank, {}).get(at, "out of GPU memory at start")
-        return InfeasibleConfigError(
-            f"vLLM does not start with --max-loras {max_loras} --max-lora-rank {max_lora_rank} "
-            f"on this profile: {reason} (LoRA buffers for {max_loras} x rank {max_lora_rank} "
-            "leave too little memory for the KV cache)"
-        )
+        return self._lookup(self.disk_to_cpu_ms, max_rank, rank)
 
 
 class GenerationModel(_Strict):

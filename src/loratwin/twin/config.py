@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.profiles.lora_rank import check_max_lora_rank, server_max_lora_rank
 from loratwin.workload import WorkloadSpec
 
 # The reference measurements ran with --max-num-seqs 2048 (vLLM's own default is lower); loratwin
@@ -18,17 +19,16 @@ DEFAULT_MAX_NUM_SEQS = 2048
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 # The reference runs' benchmark client saturated near this many waiting requests.
 REFERENCE_CLIENT_MAX_WAITING = 25_500
-# The max_lora_rank values vLLM 0.8.5 accepts (LoRAConfig's possible_max_ranks).
-VLLM_MAX_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
 class ServerConfig(BaseModel):
     """Flags of `vllm serve` that shape multi-LoRA scheduling.
 
-    `max_cpu_loras` defaults to the number of served adapters and `max_lora_rank` to the largest
-    adapter rank, as in the reference measurements. `client_max_waiting` is not a vLLM flag: it
-    caps the waiting queue the way the reference runs' benchmark client did (arrivals beyond it
-    are held by the client until the queue shrinks); None means no cap.
+    `max_cpu_loras` defaults to the number of served adapters, as in the reference measurements,
+    and `max_lora_rank` to the smallest value vLLM accepts that serves the largest adapter rank.
+    `client_max_waiting` is not a vLLM flag: it caps the waiting queue the way the reference runs'
+    benchmark client did (arrivals beyond it are held by the client until the queue shrinks); None
+    means no cap.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,23 +57,21 @@ class ResolvedServer:
 
 
 def default_max_lora_rank(workload: WorkloadSpec, profile: Profile, ranks_from: str = "the workload") -> int:
-    """max_lora_rank when --max-lora-rank is not given: the largest adapter rank, refused in terms of
-    where the ranks come from (`ranks_from`: "--ranks", a file) when vLLM or the profile cannot take it."""
+    """max_lora_rank when --max-lora-rank is not given: the smallest value vLLM accepts that serves the
+    largest adapter rank (rank 4 -> 8, 12 -> 16), refused in terms of where the ranks come from
+    (`ranks_from`: "--ranks", a file) when vLLM or the profile cannot take it."""
     rank = workload.max_rank
-    if rank not in VLLM_MAX_LORA_RANKS:
-        above = [r for r in VLLM_MAX_LORA_RANKS if r > rank]
-        fix = f"give --max-lora-rank {above[0]} to serve it" if above else f"vLLM serves ranks up to {VLLM_MAX_LORA_RANKS[-1]}"
+    try:
+        server_rank = server_max_lora_rank(rank)
+    except InputError as err:
+        raise InputError(f"{ranks_from}: {err}") from None
+    known = profile.kv.ranks()
+    if server_rank not in known:
         raise InputError(
-            f"{ranks_from}: the largest adapter rank, {rank}, is not a max_lora_rank vLLM accepts "
-            f"({', '.join(map(str, VLLM_MAX_LORA_RANKS))}), and max_lora_rank defaults to it; {fix}"
+            f"{ranks_from}: the largest adapter rank, {rank}, needs max_lora_rank {server_rank}, and profile "
+            f"{profile.name}'s KV capacity is known for max_lora_rank {', '.join(map(str, known))} only"
         )
-    known = sorted(profile.kv.capacity_tokens)
-    if rank not in known:
-        raise InputError(
-            f"{ranks_from}: the largest adapter rank, {rank}, sets max_lora_rank, and profile {profile.name}'s KV "
-            f"capacity is known for max_lora_rank {', '.join(map(str, known))} only"
-        )
-    return rank
+    return server_rank
 
 
 def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile,
@@ -81,6 +79,8 @@ def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profil
     """Fill in vLLM's defaults and refuse what vLLM would refuse, naming the flag the user gave (or,
     for a default, what it comes from: `ranks_from` says where the adapters' ranks come from)."""
     served = len(workload.adapters)
+    if server.max_lora_rank is not None:
+        check_max_lora_rank(server.max_lora_rank)
     max_lora_rank = (server.max_lora_rank if server.max_lora_rank is not None
                      else default_max_lora_rank(workload, profile, ranks_from))
     if server.max_cpu_loras is None and served < server.max_loras:

@@ -93,9 +93,10 @@ def _check_step_range(profile: Profile, server: ResolvedServer, prompt_tokens: n
         server.max_loras, server.max_lora_rank, waiting=wait_at, max_cpu_loras=server.max_cpu_loras,
     )
     loads = profile.adapter_load
-    worst_load_ms = server.max_loras * max(
-        max(table.values()) for by_rank in (loads.cpu_to_gpu_ms, loads.disk_to_cpu_ms) for table in by_rank.values()
-    )
+    tables = [table for by_rank in (loads.cpu_to_gpu_ms, loads.disk_to_cpu_ms) for table in by_rank.values()]
+    # beyond the measured ranks a load grows with the adapter's rank (AdapterLoadModel)
+    rank_scale = max(1.0, server.max_lora_rank / min(min(table) for table in tables))
+    worst_load_ms = server.max_loras * rank_scale * max(max(table.values()) for table in tables)
     worst_ms = float(np.max(step_ms)) + worst_load_ms
     if not worst_ms * NS_PER_MS + duration_ns < CLOCK_LIMIT_NS:
         raise InputError(
