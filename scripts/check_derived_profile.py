@@ -25,19 +25,20 @@ import tempfile
 from pathlib import Path
 
 from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
-from loratwin.profiles.derive.profile import ServeFlags, derive_profile, derived_profile_yaml, tokenizer_table_for
+from loratwin.profiles.derive.memory import MemoryFlags
+from loratwin.profiles.derive.profile import derive_profile, derived_profile_yaml, tokenizer_table_for
 from loratwin.report.console import print_error_table
 from loratwin.validate import error_table, load_runs, replay_runs
 from loratwin.workload.length_tables import available_tables
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_FLAGS = ServeFlags(gpu_memory_utilization=0.9, max_num_seqs=2048, max_num_batched_tokens=2048)
+REFERENCE_FLAGS = MemoryFlags(gpu_memory_utilization=0.9, max_num_seqs=2048, max_num_batched_tokens=2048)
 # run model name in runs.csv -> Hugging Face id of the built-in architecture
 MODELS = {"qwen-2.5-7b-instruct": "Qwen/Qwen2.5-7B-Instruct", "llama-3.1-8b-instruct": "meta-llama/Llama-3.1-8B-Instruct"}
 TARGET_PCT = 5.0
 
 
-def derived(model_id: str, gpu: str, flags: ServeFlags = REFERENCE_FLAGS):
+def derived(model_id: str, gpu: str, flags: MemoryFlags = REFERENCE_FLAGS):
     arch = resolve_model(model_id)
     return derive_profile(arch, resolve_gpu(gpu), flags, tokenizer=tokenizer_table_for(arch.name, available_tables()))
 

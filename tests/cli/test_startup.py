@@ -90,7 +90,7 @@ def test_command_help_without_heavy_imports(command):
      "error: give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, "
      "or --trace DIR\n"),
     (["profile", "derive", "--model", "Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml", "--max-num-seqs", "0"],
-     "error: --max-num-seqs: must be an integer from 1 to 1,000,000, got 0\n"),
+     "error: --max-num-seqs: Input should be greater than 0, got 0\n"),
     (["explain", "--target", "nope"],
      "error: --target: unknown 'nope' (known: best_served, best_max_loras, best_total_tok_s, total_tok_s, starved)\n"),
 ])

@@ -6,11 +6,12 @@ import pytest
 
 from loratwin.errors import InputError
 from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+from loratwin.profiles.derive.memory import MemoryFlags
 from loratwin.profiles.derive.profile import (
-    ServeFlags,
     derive_profile,
     derived_profile_yaml,
     profile_name,
+    serve_flags,
     tokenizer_table_for,
 )
 from loratwin.profiles.derive.roofline import load_roofline_fit, step_time_model
@@ -23,7 +24,7 @@ KV = KVCapacityModel(capacity_tokens={16: {8: 100_000, 64: 90_000}})
 
 def test_derived_profile_holds_the_roofline_and_the_fit_and_says_it_is_derived():
     gpu = resolve_gpu("h200")
-    profile = derive_profile(LLAMA, gpu, ServeFlags(max_num_seqs=512), kv=KV, tokenizer="llama-3.1-8b-instruct")
+    profile = derive_profile(LLAMA, gpu, MemoryFlags(max_num_seqs=512), kv=KV, tokenizer="llama-3.1-8b-instruct")
     fit = load_roofline_fit()
     assert profile.fitted == "derived" and profile.source.startswith("DERIVED") and "not validated" in profile.source
     assert profile.step_time == step_time_model(LLAMA, gpu, fit.step_time)
@@ -50,20 +51,29 @@ def test_yaml_says_derived_and_not_validated_and_loads_back():
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (ServeFlags(gpu_memory_utilization=0.0), r"--gpu-memory-utilization: must be in \(0, 1\], got 0.0"),
-    (ServeFlags(gpu_memory_utilization=float("nan")), r"--gpu-memory-utilization: must be in \(0, 1\], got nan"),
-    (ServeFlags(max_num_seqs=0), "--max-num-seqs: must be an integer from 1 to 1,000,000, got 0"),
-    (ServeFlags(max_num_batched_tokens=10**8), "--max-num-batched-tokens: must be an integer from 1 to 10,000,000"),
-    (ServeFlags(max_num_seqs=4096), r"--max-num-batched-tokens 2048: vLLM needs at least --max-num-seqs \(4096\)"),
-    (ServeFlags(max_model_len=131_073), r"--max-model-len: .* max_position_embeddings \(131,072\), got 131073"),
+    ({"gpu_memory_utilization": 0.0}, r"--gpu-memory-utilization: Input should be greater than 0, got 0.0"),
+    ({"gpu_memory_utilization": float("nan")}, "--gpu-memory-utilization: Input should be a finite number, got nan"),
+    ({"max_num_seqs": 0}, "--max-num-seqs: Input should be greater than 0, got 0"),
+    ({"max_num_batched_tokens": 10**8}, "--max-num-batched-tokens: Input should be less than or equal to 10000000"),
+    ({"max_num_seqs": 4096}, r"--max-num-batched-tokens 2048: vLLM needs at least --max-num-seqs \(4096\)"),
+    ({"max_model_len": 131_073}, r"--max-model-len 131073: above the model's max_position_embeddings \(131,072\)"),
 ])
 def test_flags_vllm_would_refuse_name_themselves(flags, message):
     with pytest.raises(InputError, match=message):
-        derive_profile(LLAMA, resolve_gpu("h200"), flags, kv=KV)
+        serve_flags(LLAMA, **flags)
 
 
-def test_max_model_len_defaults_to_the_models():
-    assert ServeFlags().checked(LLAMA).max_model_len == 131_072
+def test_derive_checks_the_flags_it_is_given():
+    with pytest.raises(InputError, match="--max-num-batched-tokens 100: vLLM needs at least --max-num-seqs"):
+        derive_profile(LLAMA, resolve_gpu("h200"), MemoryFlags(max_num_seqs=256, max_num_batched_tokens=100), kv=KV)
+
+
+def test_max_model_len_defaults_to_the_models_and_the_memory_model_sizes_kv():
+    assert serve_flags(LLAMA, max_num_seqs=2048).max_model_len == 131_072
+    arch = resolve_model("Qwen/Qwen2.5-7B-Instruct")
+    qwen = derive_profile(arch, resolve_gpu("h100-64gb"), serve_flags(arch, max_num_seqs=2048))
+    assert qwen.kv.memory is not None and not qwen.kv.capacity_tokens  # the memory model alone, nothing measured
+    assert qwen.kv.tokens(8, 16) > qwen.kv.tokens(64, 16) > 0
 
 
 def test_names_and_tokenizer_tables():

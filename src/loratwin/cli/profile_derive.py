@@ -37,14 +37,15 @@ def derive(
 
     from loratwin.files import Output, atomic_write, check_outputs
     from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
-    from loratwin.profiles.derive.profile import ServeFlags, derive_profile, derived_profile_yaml, tokenizer_table_for
+    from loratwin.profiles.derive.profile import derive_profile, derived_profile_yaml, serve_flags, tokenizer_table_for
     from loratwin.workload.length_tables import DEFAULT_TABLE, available_tables
 
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise InputError(f"--out {out}: expected a .yaml file name (a profile is YAML)")
     check_outputs(Output("--out", out), inputs=[Path(model), Path(gpu)])
     arch, spec = resolve_model(model), resolve_gpu(gpu)
-    flags = ServeFlags(gpu_memory_utilization, max_num_seqs, max_num_batched_tokens, max_model_len).checked(arch)
+    flags = serve_flags(arch, gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
+                        max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len)
     tokenizer = tokenizer_table_for(arch.name, available_tables())
     profile = derive_profile(arch, spec, flags, tokenizer=tokenizer)
     command = "loratwin " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -10,50 +10,49 @@ and not validated on its GPU: in `fitted`, `source` and the header of the YAML f
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from loratwin.errors import InputError
 from loratwin.profiles.derive.adapter_loads import adapter_load_model
 from loratwin.profiles.derive.catalog import GpuSpec, ModelArchitecture
+from loratwin.profiles.derive.kv import kv_model_for
+from loratwin.profiles.derive.memory import MemoryFlags
 from loratwin.profiles.derive.roofline import RooflineFit, load_roofline_fit, step_time_model
 from loratwin.profiles.model import GenerationModel, KVCapacityModel, PlacementModel, Profile
 
-# Limits of the serving flags: vLLM's own (a utilization in (0, 1]; at least one sequence and token),
-# and far above any GPU's capacity on the other side, so that a typo is caught.
-MAX_NUM_SEQS = 1_000_000
-MAX_BATCHED_TOKENS = 10_000_000
+
+def serve_flags(
+    arch: ModelArchitecture,
+    *,
+    gpu_memory_utilization: float = 0.9,
+    max_num_seqs: int = 256,
+    max_num_batched_tokens: int = 2048,
+    max_model_len: int | None = None,
+) -> MemoryFlags:
+    """The memory model's flags from `vllm serve`'s (max_model_len None: the model's
+    max_position_embeddings, as vLLM takes it); a value vLLM would refuse is an InputError naming its flag."""
+    try:
+        flags = MemoryFlags(gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
+                            max_num_batched_tokens=max_num_batched_tokens, max_model_len=max_model_len)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}, got {error['input']!r}") from None
+    return checked_flags(arch, flags)
 
 
-@dataclass(frozen=True)
-class ServeFlags:
-    """The `vllm serve` flags a derived profile depends on (vLLM's names). max_model_len None: the
-    model's max_position_embeddings, as vLLM takes it."""
-
-    gpu_memory_utilization: float = 0.9
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 2048
-    max_model_len: int | None = None
-
-    def checked(self, arch: ModelArchitecture) -> ServeFlags:
-        """These flags with max_model_len filled in; a value vLLM would refuse is an InputError naming its flag."""
-        util = self.gpu_memory_utilization
-        if not (isinstance(util, int | float) and 0 < util <= 1):
-            raise InputError(f"--gpu-memory-utilization: must be in (0, 1], got {util!r}")
-        for flag, value, high in (("--max-num-seqs", self.max_num_seqs, MAX_NUM_SEQS),
-                                  ("--max-num-batched-tokens", self.max_num_batched_tokens, MAX_BATCHED_TOKENS)):
-            if not 1 <= value <= high:
-                raise InputError(f"{flag}: must be an integer from 1 to {high:,}, got {value}")
-        if self.max_num_batched_tokens < self.max_num_seqs:
-            raise InputError(f"--max-num-batched-tokens {self.max_num_batched_tokens}: vLLM needs at least "
-                             f"--max-num-seqs ({self.max_num_seqs}) tokens per step")
-        length = arch.max_position_embeddings if self.max_model_len is None else self.max_model_len
-        if not 1 <= length <= arch.max_position_embeddings:
-            raise InputError(f"--max-model-len: must be an integer from 1 to the model's max_position_embeddings "
-                             f"({arch.max_position_embeddings:,}), got {length}")
-        return ServeFlags(util, self.max_num_seqs, self.max_num_batched_tokens, length)
+def checked_flags(arch: ModelArchitecture, flags: MemoryFlags) -> MemoryFlags:
+    """`flags` with max_model_len filled in, after vLLM's checks between flags and against the model."""
+    if flags.max_num_batched_tokens < flags.max_num_seqs:
+        raise InputError(f"--max-num-batched-tokens {flags.max_num_batched_tokens}: vLLM needs at least "
+                         f"--max-num-seqs ({flags.max_num_seqs}) tokens per step")
+    length = arch.max_position_embeddings if flags.max_model_len is None else flags.max_model_len
+    if length > arch.max_position_embeddings:
+        raise InputError(f"--max-model-len {length}: above the model's max_position_embeddings "
+                         f"({arch.max_position_embeddings:,}), which vLLM refuses")
+    return flags.model_copy(update={"max_model_len": length})
 
 
 def profile_name(arch: ModelArchitecture, gpu: GpuSpec) -> str:
@@ -73,31 +72,20 @@ def tokenizer_table_for(model_id: str, tables: list[str]) -> str | None:
     return next((t for t in tables if key(t) == wanted), None)
 
 
-def _kv_model(arch: ModelArchitecture, gpu: GpuSpec, flags: ServeFlags) -> KVCapacityModel:
-    try:
-        from loratwin.profiles.derive.kv import kv_model_for
-        from loratwin.profiles.derive.memory import MemoryFlags
-    except ImportError:  # the memory model is not part of this build
-        raise InputError("deriving KV capacity needs the memory model (loratwin.profiles.derive.kv), "
-                         "which this build lacks") from None
-    memory_flags = MemoryFlags(gpu_memory_utilization=flags.gpu_memory_utilization, max_num_seqs=flags.max_num_seqs,
-                               max_num_batched_tokens=flags.max_num_batched_tokens, max_model_len=flags.max_model_len)
-    return kv_model_for(arch, gpu, memory_flags)
-
-
 def derive_profile(
     arch: ModelArchitecture,
     gpu: GpuSpec,
-    flags: ServeFlags = ServeFlags(),
+    flags: MemoryFlags | None = None,
     *,
     tokenizer: str | None = None,
     kv: KVCapacityModel | None = None,
     fit: RooflineFit | None = None,
 ) -> Profile:
-    """The profile of `arch` served on `gpu` with `flags`. `tokenizer`: the name of its request-length
+    """The profile of `arch` served on `gpu` with `flags` (default: the memory model's, the reference
+    servers' flags; see `serve_flags` for `vllm serve`'s own). `tokenizer`: the name of its request-length
     table, if it has one (see `tokenizer_table_for`). `kv`: a KV capacity model to use instead of the
     memory model's; `fit`: roofline factors instead of the shipped ones."""
-    flags = flags.checked(arch)
+    flags = checked_flags(arch, flags or MemoryFlags())
     fit = fit or load_roofline_fit()
     fitted_on = f"{fit.fitted_on.get('model')} on {fit.fitted_on.get('gpu')}"
     return Profile(
@@ -112,7 +100,7 @@ def derive_profile(
         step_time=step_time_model(arch, gpu, fit.step_time),
         scheduler_overhead=fit.scheduler_overhead,
         adapter_load=adapter_load_model(arch, gpu, fit.adapter_load),
-        kv=kv if kv is not None else _kv_model(arch, gpu, flags),
+        kv=kv if kv is not None else kv_model_for(arch, gpu, flags),
         generation=GenerationModel(output_tokens_ratio=fit.output_tokens_ratio),
         placement=PlacementModel(),
     )
