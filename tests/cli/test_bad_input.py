@@ -61,6 +61,10 @@ WORKSPACE: dict[str, str | bytes] = {
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
     "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
+    "norate.yaml": "adapters:\n  - {id: a, rank: 8, rate_req_s: 0.5}\n  - {id: b, rank: 16}\n",
+    "eqid.yaml": "adapters:\n  - {id: 'x=y', rank: 8, rate_req_s: 0.5}\n",
+    "commaid.yaml": "adapters:\n  - {id: 'x,y', rank: 8, rate_req_s: 0.5}\n",
+    "commaid.csv": 'adapter_id,rank,rate\n"x,y",8,0.5\n',
     "zipf.yaml": "layout: {kind: zipf, served: 1000000, total_rate_req_s: 600, exponent: 1.0, ranks: [8, 16, 32]}\n",
     "tinykv.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {base_ms: 10, per_seq_ms: 0.03}\nadapter_load:\n"
                    "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv:\n  capacity_tokens: {8: {8: 1}}\n",
@@ -112,7 +116,7 @@ CASES = [
          "--rates", "1", "--ranks", "8", "--max-loras", "4", "--max-lora-rank", "12"),
     case("--max-loras 2: more GPU slots than the 1 adapter served; the CPU cache (--max-cpu-loras, by default the "
          "served count, 1)", "simulate", "--trace", "trace", "--max-loras", "2"),
-    case("spacetrace/adapters.csv line 2: adapter_id must hold no '=' and no spaces", "simulate", "--trace",
+    case("spacetrace/adapters.csv line 2: adapter_id must hold no '=', no ',' and no spaces", "simulate", "--trace",
          "spacetrace", "--max-loras", "1"),
     case("profile tinykv.yaml: kv.capacity_tokens: at max_lora_rank 8, max_loras 8: 1 token, fewer than 2 KV blocks",
          *SIM, "--profile", "tinykv.yaml"),
@@ -315,6 +319,24 @@ CASES = [
          "adapters.csv", "--adapter-dir", ""),
     case("place: roughly 45 h of work estimated for placing 1e6 adapters (limit 1 h, the default: set --max-time or "
          "LORATWIN_MAX_TIME to raise it)", "place", "zipf.yaml"),
+    # adapter ids: one rule (check_adapter_id) wherever ids are read
+    case("eqid.yaml: adapters[0].id: adapter_id must hold no '=', no ',' and no spaces", "recommend", "eqid.yaml"),
+    case("commaid.yaml: adapters[0].id: adapter_id must hold no '=', no ',' and no spaces", "place", "commaid.yaml"),
+    case("commaid.yaml: adapters[0].id: adapter_id must hold no '=', no ','", "simulate", "--workload",
+         "commaid.yaml", "--max-loras", "1"),
+    case("commaid.csv line 2: adapter_id must hold no '=', no ','", "recommend", "commaid.csv"),
+    # workload YAML: a rate left out is refused, not read as 0
+    case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "simulate", "--workload",
+         "norate.yaml", "--max-loras", "2"),
+    case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "place", "norate.yaml"),
+    # comma lists: one parser, empty items refused by position
+    case("--rates: item 2 of 3 is empty in '1,,2'", "simulate", "--served", "4", "--rates", "1,,2", "--ranks", "8",
+         "--max-loras", "2"),
+    case("--ranks: item 2 of 2 is empty in '8,'", "simulate", "--served", "4", "--rates", "1", "--ranks", "8,",
+         "--max-loras", "2"),
+    case("--ranks: '7.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)", "simulate", "--served",
+         "4", "--rates", "1", "--ranks", "7.5", "--max-loras", "2"),
+    case("--families: item 1 of 2 is empty", "train", "store", "--out", "m", "--families", ",tree"),
 ]
 
 
