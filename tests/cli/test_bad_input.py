@@ -29,6 +29,8 @@ LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
+PROFILE_TEXT = (Path(__file__).resolve().parents[2] / "src" / "loratwin" / "profiles" / "data"
+                / "llama-3.1-8b-instruct.yaml").read_text()
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -61,6 +63,10 @@ WORKSPACE: dict[str, str | bytes] = {
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
     "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
+    "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
+    "intercept.yaml": "\n".join(
+        "  intercept_ms: -1000" if line.strip().startswith("intercept_ms:") else line
+        for line in PROFILE_TEXT.splitlines()),
     "norate.yaml": "adapters:\n  - {id: a, rank: 8, rate_req_s: 0.5}\n  - {id: b, rank: 16}\n",
     "eqid.yaml": "adapters:\n  - {id: 'x=y', rank: 8, rate_req_s: 0.5}\n",
     "commaid.yaml": "adapters:\n  - {id: 'x,y', rank: 8, rate_req_s: 0.5}\n",
@@ -196,6 +202,7 @@ CASES = [
     case("--max-configs: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--max-configs", "0"),
     case("--backend: expected one of local, ray", "sweep", "grid.yaml", "--out", "s", "--backend", "slurm"),
     case("--workers: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--workers", "0"),
+    case("--profile: unknown profile 'nope'", "sweep", "grid.yaml", "--out", "s", "--profile", "nope"),
     case("store holds results of another grid", "sweep", "grid-changed.yaml", "--out", "store"),
     case("--out existing: the folder holds notes.txt and is not a store to resume (it has none of grid.json, "
          "manifest.json, parts)", "sweep", "grid.yaml", "--out", "existing"),
@@ -240,8 +247,11 @@ CASES = [
     case("--report afile: is a file; expected a folder", "recommend", "adapters.csv", "--report", "afile"),
     case("--window must be a positive number of seconds, got -1", "recommend", "adapters.csv", "--window", "-1",
          "--verify"),
-    case("--window must be a positive number of seconds, got 0", "recommend", "adapters.csv", "--duration", "0",
+    case("--duration must be a positive number of seconds, got 0", "recommend", "adapters.csv", "--duration", "0",
          "--refine"),
+    case("--duration must be a positive number of seconds, got -1", "recommend", "adapters.csv", "--duration", "-1"),
+    case("--window and --duration are the same setting: give one of them", "recommend", "adapters.csv",
+         "--window", "60", "--duration", "60"),
     case("--seed must be >= 0, got -1", "recommend", "adapters.csv", "--seed", "-1", "--verify",
          "--command-out", "serve.sh"),
     case("--starvation-threshold: must be strictly between 0 and 1, got 1.5", "recommend", "adapters.csv", "--starvation-threshold",
@@ -271,6 +281,10 @@ CASES = [
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
     case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
+    case("--verify-duration must be a positive number of seconds, got 0", "place", "adapters.csv",
+         "--verify-duration", "0"),
+    case("--verify-duration must be a positive number of seconds, got nan", "place", "adapters.csv",
+         "--verify-duration", "nan"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
     # simulate --bench-json
     case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
@@ -329,6 +343,11 @@ CASES = [
     case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "simulate", "--workload",
          "norate.yaml", "--max-loras", "2"),
     case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "place", "norate.yaml"),
+    # profile YAML: the tokenizer must name a length table; the scheduler intercept is bounded
+    case("profile tokenizer.yaml: tokenizer: unknown tokenizer 'nope'; expected the name of a length table: "
+         "llama-3.1-8b-instruct, qwen-2.5-7b-instruct", *SIM, "--profile", "tokenizer.yaml"),
+    case("profile intercept.yaml: scheduler_overhead.intercept_ms: must be a finite number of ms from -10 to",
+         *SIM, "--profile", "intercept.yaml"),
     # comma lists: one parser, empty items refused by position
     case("--rates: item 2 of 3 is empty in '1,,2'", "simulate", "--served", "4", "--rates", "1,,2", "--ranks", "8",
          "--max-loras", "2"),
