@@ -348,6 +348,12 @@ CASES = [
          "llama-3.1-8b-instruct, qwen-2.5-7b-instruct", *SIM, "--profile", "tokenizer.yaml"),
     case("profile intercept.yaml: scheduler_overhead.intercept_ms: must be a finite number of ms from -10 to",
          *SIM, "--profile", "intercept.yaml"),
+    # --max-memory: too large named as such; the refusal names the setting used
+    case("--max-memory: '1e308' is too large: the largest size is", "recommend", "adapters.csv", "--max-memory",
+         "1e308"),
+    case("--max-memory: '99999999999999999999T' is too large", "place", "adapters.csv", "--max-memory",
+         "99999999999999999999T"),
+    case("(limit 10 B, from --max-memory: raise it to allow this)", "recommend", "adapters.csv", "--max-memory", "10"),
     # comma lists: one parser, empty items refused by position
     case("--rates: item 2 of 3 is empty in '1,,2'", "simulate", "--served", "4", "--rates", "1,,2", "--ranks", "8",
          "--max-loras", "2"),
@@ -421,7 +427,10 @@ def test_every_command_has_bad_input_cases():
 
 
 @pytest.mark.parametrize(("args", "names"), CASES)
-def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspace, request):
+def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspace, request, monkeypatch):
+    for name in ("LORATWIN_MAX_MEMORY", "LORATWIN_MAX_TIME"):  # --max-memory and --max-time write these
+        monkeypatch.setenv(name, "")  # so that the value before is restored after
+        monkeypatch.delenv(name)
     if any("{unwritable}" in a for a in args):
         folder = request.getfixturevalue("unwritable")
         args = tuple(a.replace("{unwritable}", folder) for a in args)
