@@ -26,9 +26,28 @@ def fresh_budget(monkeypatch):
     monkeypatch.setattr(budget, "_job", budget.Job())
     monkeypatch.setattr(budget, "_notify", None)
     monkeypatch.setattr(budget, "_announced_s", 0.0)
+    monkeypatch.setattr(budget, "_memory_setting", budget.ENV_VAR)
+    monkeypatch.setattr(budget, "_time_setting", budget.TIME_ENV_VAR)
 
 
 # --- sizes and the limit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1e308", "99999999999999999999T", "1e400", "9223372036854775808"])
+def test_sizes_beyond_int64_are_refused_as_too_large(text):
+    with pytest.raises(InputError, match=r"^--max-memory: .* is too large: the largest size is .* \(2\^63 bytes\)"):
+        parse_size(text)
+
+
+def test_the_refusal_names_the_setting_the_user_used(monkeypatch):
+    job = budget.Job("simulate", "simulate", 3600.0)
+    monkeypatch.setenv(budget.ENV_VAR, "1G")  # so that what configure writes there is undone
+    budget.configure("simulate", "10")
+    with pytest.raises(OverBudgetError, match=r"\(limit 10 B, from --max-memory: raise it to allow this\)$"):
+        budget.require(budget.adapters_estimate(10, 1.0, job=job), job)
+    budget.configure("simulate")  # the variable --max-memory set is now the user's own
+    with pytest.raises(OverBudgetError, match=r"\(limit 10 B, from LORATWIN_MAX_MEMORY: raise it to allow this\)$"):
+        budget.require(budget.adapters_estimate(10, 1.0, job=job), job)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -111,7 +130,7 @@ def test_the_refusal_is_one_line_with_the_estimate_and_the_limit(monkeypatch):
     assert "\n" not in message and "[" not in message  # the CLI's printer reads brackets as markup
     assert message.startswith("simulate: about ") and " of memory and roughly " in message
     assert "needed for 1e9 adapters and ~3.6e12 requests over 3600 s" in message
-    assert message.endswith("(limit 1.0 GB, from --max-memory or LORATWIN_MAX_MEMORY: raise it to allow this)")
+    assert message.endswith("(limit 1.0 GB, from LORATWIN_MAX_MEMORY: raise it to allow this)")
     monkeypatch.delenv(budget.ENV_VAR)
     with pytest.raises(OverBudgetError, match=r"half of this machine's .*: set --max-memory or LORATWIN_MAX_MEMORY"):
         budget.require(budget.layout_estimate(1e15))
@@ -156,7 +175,7 @@ def test_work_over_the_time_limit_is_refused_in_one_line(monkeypatch):
     assert budget.time_limit().seconds == 2 * 86400 and os.environ[budget.TIME_ENV_VAR] == "2d"
     budget.require(long, job)
     monkeypatch.setenv(budget.TIME_ENV_VAR, "10m")
-    with pytest.raises(OverBudgetError, match=r"\(limit 10 min, from --max-time or LORATWIN_MAX_TIME: raise it"):
+    with pytest.raises(OverBudgetError, match=r"\(limit 10 min, from --max-time: raise it"):
         budget.require(long, job)
     monkeypatch.setenv(budget.TIME_ENV_VAR, "soon")
     with pytest.raises(InputError, match="^LORATWIN_MAX_TIME: expected a duration"):

@@ -166,6 +166,12 @@ class Limit:
     from_setting: bool = False  # set by --max-memory or LORATWIN_MAX_MEMORY (else the default)
 
 
+MAX_SIZE_BYTES = 2**63  # sizes are counted in int64 bytes
+# Which of the flag and its environment variable set each limit in this process (configure knows):
+# a refusal names the one the user used.
+_memory_setting = ENV_VAR
+_time_setting = TIME_ENV_VAR
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)(?:e([+-]?\d+))?\s*([kmgtp]?)(i?)(b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
@@ -181,7 +187,10 @@ def parse_size(text: str, name: str = FLAG) -> int:
         value = float(number) * 10 ** int(exponent or 0) * (1024 if binary else 1000) ** _UNITS[unit.lower()]
     except OverflowError:  # 1e400: far past any machine
         value = math.inf
-    if not (math.isfinite(value) and 1 <= value < 2**63):
+    if value >= MAX_SIZE_BYTES:  # also inf
+        raise InputError(f"{name}: {str(text).strip()!r} is too large: the largest size is {format_bytes(MAX_SIZE_BYTES)} "
+                         f"(2^63 bytes), such as 8G or 500M")
+    if not value >= 1:
         raise InputError(f"{name}: expected a size of at least 1 byte, such as 8G or 500M, got {text!r}")
     return int(value)
 
@@ -222,7 +231,7 @@ def memory_limit() -> Limit:
     text = os.environ.get(ENV_VAR)
     if text is None or not text.strip():
         return default_limit()
-    return Limit(parse_size(text, ENV_VAR), f"from {FLAG} or {ENV_VAR}", from_setting=True)
+    return Limit(parse_size(text, _memory_setting), f"from {_memory_setting}", from_setting=True)
 
 
 @dataclass(frozen=True)
@@ -257,7 +266,7 @@ def time_limit() -> TimeLimit:
     text = os.environ.get(TIME_ENV_VAR)
     if text is None or not text.strip():
         return TimeLimit(DEFAULT_MAX_TIME_S, "the default")
-    return TimeLimit(parse_duration(text, TIME_ENV_VAR), f"from {TIME_FLAG} or {TIME_ENV_VAR}", from_setting=True)
+    return TimeLimit(parse_duration(text, _time_setting), f"from {_time_setting}", from_setting=True)
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -293,9 +302,11 @@ def configure(command: str, max_memory: str | None = None, *, max_time: str | No
     their environment variables) and set the job its input is priced for (`copies` None: one per
     core). The flags' values go into the environment, so worker processes hold to the same limits.
     `notify` receives the one-line note about work estimated at over a minute."""
-    global _job, _notify, _announced_s
+    global _job, _notify, _announced_s, _memory_setting, _time_setting
     if kind not in _JOB_KINDS:
         raise ValueError(f"kind must be one of {_JOB_KINDS}, got {kind!r}")
+    _memory_setting = FLAG if max_memory is not None else ENV_VAR
+    _time_setting = TIME_FLAG if max_time is not None else TIME_ENV_VAR
     if max_memory is not None:
         parse_size(max_memory, FLAG)
         os.environ[ENV_VAR] = str(max_memory).strip()

@@ -30,6 +30,8 @@ SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 DERIVE = ("profile", "derive", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml")
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
+PROFILE_TEXT = (Path(__file__).resolve().parents[2] / "src" / "loratwin" / "profiles" / "data"
+                / "llama-3.1-8b-instruct.yaml").read_text()
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -62,6 +64,14 @@ WORKSPACE: dict[str, str | bytes] = {
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
     "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
+    "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
+    "intercept.yaml": "\n".join(
+        "  intercept_ms: -1000" if line.strip().startswith("intercept_ms:") else line
+        for line in PROFILE_TEXT.splitlines()),
+    "norate.yaml": "adapters:\n  - {id: a, rank: 8, rate_req_s: 0.5}\n  - {id: b, rank: 16}\n",
+    "eqid.yaml": "adapters:\n  - {id: 'x=y', rank: 8, rate_req_s: 0.5}\n",
+    "commaid.yaml": "adapters:\n  - {id: 'x,y', rank: 8, rate_req_s: 0.5}\n",
+    "commaid.csv": 'adapter_id,rank,rate\n"x,y",8,0.5\n',
     "zipf.yaml": "layout: {kind: zipf, served: 1000000, total_rate_req_s: 600, exponent: 1.0, ranks: [8, 16, 32]}\n",
     "tinykv.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {base_ms: 10, per_seq_ms: 0.03}\nadapter_load:\n"
                    "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv:\n  capacity_tokens: {8: {8: 1}}\n",
@@ -113,7 +123,7 @@ CASES = [
          "--rates", "1", "--ranks", "8", "--max-loras", "4", "--max-lora-rank", "12"),
     case("--max-loras 2: more GPU slots than the 1 adapter served; the CPU cache (--max-cpu-loras, by default the "
          "served count, 1)", "simulate", "--trace", "trace", "--max-loras", "2"),
-    case("spacetrace/adapters.csv line 2: adapter_id must hold no '=' and no spaces", "simulate", "--trace",
+    case("spacetrace/adapters.csv line 2: adapter_id must hold no '=', no ',' and no spaces", "simulate", "--trace",
          "spacetrace", "--max-loras", "1"),
     case("profile tinykv.yaml: kv.capacity_tokens: at max_lora_rank 8, max_loras 8: 1 token, fewer than 2 KV blocks",
          *SIM, "--profile", "tinykv.yaml"),
@@ -193,6 +203,7 @@ CASES = [
     case("--max-configs: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--max-configs", "0"),
     case("--backend: expected one of local, ray", "sweep", "grid.yaml", "--out", "s", "--backend", "slurm"),
     case("--workers: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--workers", "0"),
+    case("--profile: unknown profile 'nope'", "sweep", "grid.yaml", "--out", "s", "--profile", "nope"),
     case("store holds results of another grid", "sweep", "grid-changed.yaml", "--out", "store"),
     case("--out existing: the folder holds notes.txt and is not a store to resume (it has none of grid.json, "
          "manifest.json, parts)", "sweep", "grid.yaml", "--out", "existing"),
@@ -237,8 +248,11 @@ CASES = [
     case("--report afile: is a file; expected a folder", "recommend", "adapters.csv", "--report", "afile"),
     case("--window must be a positive number of seconds, got -1", "recommend", "adapters.csv", "--window", "-1",
          "--verify"),
-    case("--window must be a positive number of seconds, got 0", "recommend", "adapters.csv", "--duration", "0",
+    case("--duration must be a positive number of seconds, got 0", "recommend", "adapters.csv", "--duration", "0",
          "--refine"),
+    case("--duration must be a positive number of seconds, got -1", "recommend", "adapters.csv", "--duration", "-1"),
+    case("--window and --duration are the same setting: give one of them", "recommend", "adapters.csv",
+         "--window", "60", "--duration", "60"),
     case("--seed must be >= 0, got -1", "recommend", "adapters.csv", "--seed", "-1", "--verify",
          "--command-out", "serve.sh"),
     case("--starvation-threshold: must be strictly between 0 and 1, got 1.5", "recommend", "adapters.csv", "--starvation-threshold",
@@ -269,6 +283,10 @@ CASES = [
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
     case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
+    case("--verify-duration must be a positive number of seconds, got 0", "place", "adapters.csv",
+         "--verify-duration", "0"),
+    case("--verify-duration must be a positive number of seconds, got nan", "place", "adapters.csv",
+         "--verify-duration", "nan"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
     # profile derive
     case("--gpu-memory-utilization: Input should be less than or equal to 1, got 1.5", *DERIVE,
@@ -349,6 +367,35 @@ CASES = [
          "adapters.csv", "--adapter-dir", ""),
     case("place: roughly 45 h of work estimated for placing 1e6 adapters (limit 1 h, the default: set --max-time or "
          "LORATWIN_MAX_TIME to raise it)", "place", "zipf.yaml"),
+    # adapter ids: one rule (check_adapter_id) wherever ids are read
+    case("eqid.yaml: adapters[0].id: adapter_id must hold no '=', no ',' and no spaces", "recommend", "eqid.yaml"),
+    case("commaid.yaml: adapters[0].id: adapter_id must hold no '=', no ',' and no spaces", "place", "commaid.yaml"),
+    case("commaid.yaml: adapters[0].id: adapter_id must hold no '=', no ','", "simulate", "--workload",
+         "commaid.yaml", "--max-loras", "1"),
+    case("commaid.csv line 2: adapter_id must hold no '=', no ','", "recommend", "commaid.csv"),
+    # workload YAML: a rate left out is refused, not read as 0
+    case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "simulate", "--workload",
+         "norate.yaml", "--max-loras", "2"),
+    case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "place", "norate.yaml"),
+    # profile YAML: the tokenizer must name a length table; the scheduler intercept is bounded
+    case("profile tokenizer.yaml: tokenizer: unknown tokenizer 'nope'; expected the name of a length table: "
+         "llama-3.1-8b-instruct, qwen-2.5-7b-instruct", *SIM, "--profile", "tokenizer.yaml"),
+    case("profile intercept.yaml: scheduler_overhead.intercept_ms: must be a finite number of ms from -10 to",
+         *SIM, "--profile", "intercept.yaml"),
+    # --max-memory: too large named as such; the refusal names the setting used
+    case("--max-memory: '1e308' is too large: the largest size is", "recommend", "adapters.csv", "--max-memory",
+         "1e308"),
+    case("--max-memory: '99999999999999999999T' is too large", "place", "adapters.csv", "--max-memory",
+         "99999999999999999999T"),
+    case("(limit 10 B, from --max-memory: raise it to allow this)", "recommend", "adapters.csv", "--max-memory", "10"),
+    # comma lists: one parser, empty items refused by position
+    case("--rates: item 2 of 3 is empty in '1,,2'", "simulate", "--served", "4", "--rates", "1,,2", "--ranks", "8",
+         "--max-loras", "2"),
+    case("--ranks: item 2 of 2 is empty in '8,'", "simulate", "--served", "4", "--rates", "1", "--ranks", "8,",
+         "--max-loras", "2"),
+    case("--ranks: '7.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)", "simulate", "--served",
+         "4", "--rates", "1", "--ranks", "7.5", "--max-loras", "2"),
+    case("--families: item 1 of 2 is empty", "train", "store", "--out", "m", "--families", ",tree"),
 ]
 
 
@@ -414,7 +461,10 @@ def test_every_command_has_bad_input_cases():
 
 
 @pytest.mark.parametrize(("args", "names"), CASES)
-def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspace, request):
+def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspace, request, monkeypatch):
+    for name in ("LORATWIN_MAX_MEMORY", "LORATWIN_MAX_TIME"):  # --max-memory and --max-time write these
+        monkeypatch.setenv(name, "")  # so that the value before is restored after
+        monkeypatch.delenv(name)
     if any("{unwritable}" in a for a in args):
         folder = request.getfixturevalue("unwritable")
         args = tuple(a.replace("{unwritable}", folder) for a in args)

@@ -85,7 +85,7 @@ def test_command_help_without_heavy_imports(command):
     (["simulate", "--served", "4", "--rates", "x", "--ranks", "8", "--max-loras", "2"],
      "error: --rates: 'x' is not a number (expected a comma-separated list, e.g. 1.6,0.8,0.4)\n"),
     (["simulate", "--served", "4", "--rates", "1", "--ranks", "8.5", "--max-loras", "2"],
-     "error: --ranks: '8.5' is not an integer (expected a comma-separated list, e.g. 1.6,0.8,0.4)\n"),
+     "error: --ranks: '8.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)\n"),
     (["simulate", "--max-loras", "2"],
      "error: give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, "
      "or --trace DIR\n"),

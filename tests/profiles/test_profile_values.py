@@ -91,7 +91,7 @@ def test_the_smallest_kv_capacity_loads_and_runs(tmp_path):
 def test_the_largest_allowed_values_load(tmp_path):
     data = copy.deepcopy(GOOD)
     data["step_time"]["base_ms"] = 3_600_000.0
-    data["scheduler_overhead"]["intercept_ms"] = -3_600_000.0
+    data["scheduler_overhead"]["intercept_ms"] = -10.0  # MIN_INTERCEPT_MS: a step cannot cost much below nothing
     data["kv"]["capacity_tokens"]["16"]["32"] = 1_000_000_000
     profile_file = tmp_path / "p.yaml"
     profile_file.write_text(yaml.safe_dump(data))
@@ -113,3 +113,22 @@ def test_a_folder_named_like_a_profile_is_named_as_a_folder(tmp_path):
     (tmp_path / "p.yaml").mkdir()
     with pytest.raises(InputError, match=r"p\.yaml is a folder; expected a profile YAML file"):
         load_profile(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (("scheduler_overhead", "intercept_ms"), -1000, r"intercept_ms: must be a finite number of ms from -10"),
+        (("tokenizer",), "nope", r"tokenizer: unknown tokenizer 'nope'; expected the name of a length table: "),
+    ],
+)
+def test_an_impossible_intercept_or_an_unknown_tokenizer_is_refused(tmp_path, field, value, expected):
+    data = copy.deepcopy(GOOD)
+    target = data
+    for key in field[:-1]:
+        target = target.setdefault(key, {})
+    target[field[-1]] = value
+    profile_file = tmp_path / "p.yaml"
+    profile_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=expected):
+        load_profile(profile_file)

@@ -146,8 +146,8 @@ def replace(lines, index, text):
         (GOOD_TRACE, ["a,8", "b"], "adapters.csv line 3: expected 2 columns"),
         (GOOD_TRACE, ["a,8", ",8"], "adapters.csv line 3: adapter_id must not be empty"),
         # the adapters CSV reader's rule: an id names the adapter in vllm serve --lora-modules NAME=PATH
-        (GOOD_TRACE, ["a,8", "b c,8"], "adapters.csv line 3: adapter_id must hold no '=' and no spaces"),
-        (GOOD_TRACE, ["a,8", "b=c,8"], "adapters.csv line 3: adapter_id must hold no '=' and no spaces"),
+        (GOOD_TRACE, ["a,8", "b c,8"], "adapters.csv line 3: adapter_id must hold no '=', no ',' and no spaces"),
+        (GOOD_TRACE, ["a,8", "b=c,8"], "adapters.csv line 3: adapter_id must hold no '=', no ',' and no spaces"),
         (GOOD_TRACE, [], "adapters.csv: no adapters"),
     ],
 )

@@ -82,18 +82,22 @@ def _out_console() -> Console:
 
 
 def _parse_list(text: str, flag: str, kind: type) -> list:
+    """A comma-separated flag value such as `--rates 1.6,0.8` or `--ranks 8,16`: every item must be a
+    value of `kind` (an empty item, as in `1,,2` or a trailing comma, is refused by its position)."""
+    what, example = {int: ("an integer", "8,16,32"), str: ("a name", "tree,figs")}.get(kind, ("a number", "1.6,0.8,0.4"))
+    if not text.strip():
+        raise LoratwinError(f"{flag}: expected a comma-separated list of values, each {what} (e.g. {example}), got {text!r}")
+    parts = text.split(",")
     values = []
-    for part in text.split(","):
+    for position, part in enumerate(parts, start=1):
         part = part.strip()
         if not part:
-            continue
+            raise LoratwinError(f"{flag}: item {position} of {len(parts)} is empty in {text!r} "
+                                f"(expected a comma-separated list, each {what}, e.g. {example})")
         try:
             values.append(kind(part))
         except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise LoratwinError(f"{flag}: {part!r} is not {what} (expected a comma-separated list, e.g. 1.6,0.8,0.4)") from None
-    if not values:
-        raise LoratwinError(f"{flag}: expected a comma-separated list of values, got {text!r}")
+            raise LoratwinError(f"{flag}: {part!r} is not {what} (expected a comma-separated list, e.g. {example})") from None
     return values
 
 

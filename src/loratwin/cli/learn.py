@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loratwin.cli.app import app, check_threshold
+from loratwin.cli.app import _parse_list, app, check_threshold
 from loratwin.cli.judging import check_models_dir
 from loratwin.errors import InputError, LoratwinError
 from loratwin.files import Output, check_outputs, written_whole
@@ -40,7 +40,7 @@ def train(
         from loratwin.learn.zoo import FAMILIES
     except ImportError as err:
         raise LoratwinError(f"train needs the learn extra: pip install 'loratwin[learn]' ({err})") from None
-    chosen = [f.strip() for f in families.split(",") if f.strip()]
+    chosen = _parse_list(families, "--families", str)
     unknown = [f for f in chosen if f not in FAMILIES]
     if unknown or not chosen:
         raise InputError(f"--families: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(FAMILIES)})")

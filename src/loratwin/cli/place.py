@@ -21,6 +21,7 @@ from loratwin.cli.judging import (
     ThresholdFlag,
     build_rule,
     check_models_dir,
+    pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -42,7 +43,8 @@ def place_command(
     models: ModelsFlag = None,
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and judge its numbers by the same rule.")] = False,
     compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
-    window: Annotated[float, typer.Option("--window", "--verify-duration", help="The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (the reference runs lasted an hour).")] = DEFAULT_WINDOW_S,
+    window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (default {DEFAULT_WINDOW_S:g}: the reference runs lasted an hour).")] = None,
+    verify_duration: Annotated[float | None, typer.Option("--verify-duration", help="The same as --window.")] = None,
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
@@ -63,7 +65,8 @@ def place_command(
     from loratwin.plan.placement import compare_algorithms, place, verify_placement
     from loratwin.profiles import load_profile
 
-    rule = build_rule(max_wait, starvation_threshold, window)
+    window, window_flag = pick_window(window, verify_duration, "--verify-duration")
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)

@@ -21,6 +21,7 @@ from loratwin.cli.judging import (
     ThresholdFlag,
     build_rule,
     check_models_dir,
+    pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -136,7 +137,8 @@ def recommend(
     models: ModelsFlag = None,
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
-    window: Annotated[float, typer.Option("--window", "--duration", help="The window the rule judges starvation over: the cost model's window, and simulated seconds per run for --verify, --refine and the twin check.")] = DEFAULT_WINDOW_S,
+    window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: the cost model's window, and simulated seconds per run for --verify, --refine and the twin check (default {DEFAULT_WINDOW_S:g}).")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="The same as --window.")] = None,
     keep_order: Annotated[bool, typer.Option("--keep-order", help="Serve the first adapters in the order given (e.g. by priority) instead of the order placement fills a GPU in.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Run the twin at the recommendation and with one adapter more, judged by the same rule.")] = False,
     refine: Annotated[bool, typer.Option("--refine", help="Move the recommendation to the most adapters the twin accepts near it, at the best max_loras nearby.")] = False,
@@ -157,7 +159,8 @@ def recommend(
     from loratwin.plan import recommend as run_recommend
     from loratwin.profiles import load_profile
 
-    rule = build_rule(max_wait, starvation_threshold, window)
+    window, window_flag = pick_window(window, duration, "--duration")
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)

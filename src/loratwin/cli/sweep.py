@@ -67,6 +67,13 @@ def sweep(
                   Output("--report", report, folder=True, own=REPORT_FILES))
     spec, source = load_grid(grid)
     if profile is not None:
+        from loratwin.errors import InputError
+        from loratwin.profiles import load_profile
+
+        try:  # a mistake here is in the flag, not in the grid file
+            load_profile(profile)
+        except InputError as err:
+            raise InputError(f"--profile: {err}") from None
         spec = spec.model_copy(update={"profile": profile})
     expansion = expand(spec, source, workload_slice=workload_slice)
     if not expansion.runs:

@@ -44,7 +44,24 @@ TermMs = Annotated[float, _within(0, MAX_TERM_MS, "of ms from 0 to 3,600,000 (an
 SignedTermMs = Annotated[
     float, _within(-MAX_TERM_MS, MAX_TERM_MS, "of ms from -3,600,000 to 3,600,000 (an hour; the terms are in ms)")
 ]
+# The scheduler's intercept is fitted by least squares and comes out slightly negative (about -0.004 ms
+# in the published profile, -0.2 ms in the reference one), but a step's CPU overhead cannot be much
+# below nothing: beyond -10 ms the fit (or a sign or unit) is wrong.
+MIN_INTERCEPT_MS = -10.0
+InterceptMs = Annotated[
+    float, _within(MIN_INTERCEPT_MS, MAX_TERM_MS, "of ms from -10 to 3,600,000 (a step's overhead cannot be "
+                   "much below nothing; the terms are in ms)")
+]
 LoraFactor = Annotated[float, _within(0, MAX_LORA_FACTOR, "from 0 to 100 (a factor on the base step)")]
+
+
+def _known_tokenizer(name: str | None) -> str | None:
+    from loratwin.workload.length_tables import available_tables
+
+    tables = available_tables()
+    if name is not None and name not in tables:
+        raise ValueError(f"unknown tokenizer {name!r}; expected the name of a length table: {', '.join(tables)}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -86,7 +103,7 @@ class SchedulerOverheadModel(_Strict):
     """
 
     # signed: a least-squares fit (the intercept and the slot-share slope come out negative)
-    intercept_ms: SignedTermMs = 0.0
+    intercept_ms: InterceptMs = 0.0
     per_running_ms: SignedTermMs = 0.0
     per_waiting_ms: SignedTermMs = 0.0
     per_waiting_slot_share_ms: SignedTermMs = 0.0
@@ -168,7 +185,7 @@ class Profile(_Strict):
     source: str = ""
     fitted: Literal["reference", "calibrated", "custom", "derived"] = "custom"
     # request-length table counted with this model's tokenizer (loratwin.workload.length_tables)
-    tokenizer: str | None = None
+    tokenizer: Annotated[str | None, AfterValidator(_known_tokenizer)] = None
     step_time: StepTimeModel
     scheduler_overhead: SchedulerOverheadModel = SchedulerOverheadModel()
     adapter_load: AdapterLoadModel

@@ -7,6 +7,7 @@ A workload is data, validated at the boundary: every mistake in a YAML file or a
 from __future__ import annotations
 
 import math
+import re
 import typing
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -38,6 +39,7 @@ __all__ = [
     "ScheduleSegment",
     "UnpredictableArrival",
     "WorkloadSpec",
+    "adapter_id_problem",
     "check_adapter_id",
     "describe_validation_error",
     "reference_layout",
@@ -152,6 +154,14 @@ class AdapterSpec(_SpecModel):
     rank: Annotated[int, Field(gt=0)]
     rate_req_s: Rate = 0.0
     arrival: ArrivalSpec | None = None  # None: the workload's `arrival`
+
+    @field_validator("id")
+    @classmethod
+    def _usable_id(cls, adapter_id: str) -> str:
+        problem = adapter_id_problem(adapter_id)
+        if problem is not None:
+            raise ValueError(problem)
+        return adapter_id
 
 
 class LengthSpec(_SpecModel):
@@ -384,14 +394,26 @@ def _is_rate(value: object) -> bool:
     return _is_nonnegative(value) and float(value) <= MAX_RATE_REQ_S
 
 
-def check_adapter_id(adapter_id: str, where: str) -> None:
-    """An adapter id from a file: not empty, and no '=' nor whitespace, since it names the adapter in
-    vllm serve's --lora-modules NAME=PATH pairs (separated by spaces). `where`: "FILE line N"."""
+_ID_FORBIDDEN = re.compile(r"[=,\s]")
+
+
+def adapter_id_problem(adapter_id: str) -> str | None:
+    """What is wrong with an adapter id (None if nothing): it must not be empty, and must hold no '=',
+    ',' nor whitespace, since it names the adapter in vllm serve's --lora-modules NAME=PATH pairs
+    (separated by spaces; vLLM splits NAME=PATH at '=' and lists at ',')."""
     if not adapter_id:
-        raise InputError(f"{where}: adapter_id must not be empty")
-    if "=" in adapter_id or any(c.isspace() for c in adapter_id):
-        raise InputError(f"{where}: adapter_id must hold no '=' and no spaces (it names the adapter in "
-                         f"vllm serve --lora-modules NAME=PATH), got {adapter_id!r}")
+        return "adapter_id must not be empty"
+    if _ID_FORBIDDEN.search(adapter_id):
+        return (f"adapter_id must hold no '=', no ',' and no spaces (it names the adapter in "
+                f"vllm serve --lora-modules NAME=PATH), got {adapter_id!r}")
+    return None
+
+
+def check_adapter_id(adapter_id: str, where: str) -> None:
+    """An adapter id from a file, checked by `adapter_id_problem`. `where`: "FILE line N"."""
+    problem = adapter_id_problem(adapter_id)
+    if problem is not None:
+        raise InputError(f"{where}: {problem}")
 
 
 def _is_rank(value: object) -> bool:

@@ -34,6 +34,16 @@ MAX_WINDOW_S = 3.2e7
 DEFAULT_MAX_STARVED_PROBABILITY = 0.5
 
 
+def check_window(window_s: float, flag: str = "--window") -> None:
+    """The window a rule judges starvation over: positive, finite, at most MAX_WINDOW_S. `flag`: the
+    flag the user typed (--window, or an alias such as --duration)."""
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise InputError(f"{flag} must be a positive number of seconds, got {window_s:g}")
+    if window_s > MAX_WINDOW_S:
+        raise InputError(f"{flag} must be at most {MAX_WINDOW_S:g} s (a year: the twin's runs and the cost "
+                         f"model's late share are judged over it), got {window_s:g}")
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What an estimator predicts for one GPU at one `max_loras`. A quantity left None is one the
@@ -124,11 +134,7 @@ class AcceptanceRule:
             raise InputError(f"--max-wait must be > 0 seconds (or inf), got {self.max_wait_s:g}")
         if self.max_kv_use is not None and not 0 < self.max_kv_use <= 1:
             raise InputError(f"max_kv_use must be in (0, 1], got {self.max_kv_use:g}")
-        if not (self.window_s > 0 and math.isfinite(self.window_s)):
-            raise InputError(f"--window must be a positive number of seconds, got {self.window_s:g}")
-        if self.window_s > MAX_WINDOW_S:
-            raise InputError(f"--window must be at most {MAX_WINDOW_S:g} s (a year: the twin's runs and the cost "
-                             f"model's late share are judged over it), got {self.window_s:g}")
+        check_window(self.window_s)
 
     @property
     def max_late_share(self) -> float:
