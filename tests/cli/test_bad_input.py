@@ -29,6 +29,12 @@ LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
+CAL_DECODE = ("model,status,experiment_set,mean_running,input_tokens,output_tokens,mean_itl_ms\n"
+              "m,ok,default_latency_output,700,5,100,40\nm,ok,default_latency_output,800,5,200,44\n"
+              "m,ok,default_latency_output,900,5,400,48\n")
+CAL_SCHEDULER = ("gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n"
+                 "8,8,5.8,0,0.04\n8,16,6.1,0.09,0.041\n")
+CAL_LOADS = "model,status,max_lora_rank,adapter_rank,load_ms_mean,disk_load_ms_mean\nm,ok,16,16,6.4,90\n"
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -56,6 +62,11 @@ WORKSPACE: dict[str, str | bytes] = {
     "models/keep.txt": "a folder without manifest.json\n",
     "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
     "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
+    "labrun2/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
+    "labrun2/client-0.json": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "client-0.json")
+    .read_text().replace('"ttfts": [0.030895', '"ttfts": ["0.030895"'),
+    "labrun3/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log")
+    .read_text().replace("max_loras=4", "max_loras='abc'"),
     "fartrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n1e12,a,10,20\n",
     "fartrace/adapters.csv": "adapter_id,rank\na,8\n",
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
@@ -64,6 +75,22 @@ WORKSPACE: dict[str, str | bytes] = {
     "zipf.yaml": "layout: {kind: zipf, served: 1000000, total_rate_req_s: 600, exponent: 1.0, ranks: [8, 16, 32]}\n",
     "tinykv.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {base_ms: 10, per_seq_ms: 0.03}\nadapter_load:\n"
                    "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv:\n  capacity_tokens: {8: {8: 1}}\n",
+    "cal/decode_latency.csv": CAL_DECODE,
+    "cal/scheduler_overhead.csv": "gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n",
+    "cal/adapter_loading.csv": CAL_LOADS,
+    "cal/kv_capacity.csv": "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,-5,1\n",
+    "cal2/decode_latency.csv": CAL_DECODE.replace(",40\n", ",-1\n"),
+    "cal3/decode_latency.csv": CAL_DECODE,
+    "cal3/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal3/adapter_loading.csv": CAL_LOADS.replace(",6.4,", ",1e12,"),
+    "cal4/decode_latency.csv": CAL_DECODE,
+    "cal4/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal4/adapter_loading.csv": CAL_LOADS,
+    "cal4/kv_capacity.csv": "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,8.5,1\n",
+    "cal5/decode_latency.csv": CAL_DECODE,
+    "cal5/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal5/adapter_loading.csv": CAL_LOADS,
+    "cal5/kv_capacity.csv": "model,slots,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,300000,1\n",
     "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
                     "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
@@ -176,6 +203,18 @@ CASES = [
          "--calibration-dir", "existing", "--out", "profile.yaml"),
     case("bad.csv: missing columns", "calibrate", "--model", "m", "--calibration-dir", "existing", "--out",
          "profile.yaml", "--runs", "bad.csv"),
+    case("cal/scheduler_overhead.csv: no rows", "calibrate", "--model", "m", "--calibration-dir", "cal", "--out",
+         "p.yaml"),
+    case("cal2/decode_latency.csv line 2: mean_itl_ms: must be a finite number of ms from 0", "calibrate", "--model",
+         "m", "--calibration-dir", "cal2", "--out", "p.yaml"),
+    case("cal3/adapter_loading.csv line 2: load_ms_mean: must be a finite number of ms from 0 to 3,600,000", "calibrate",
+         "--model", "m", "--calibration-dir", "cal3", "--out", "p.yaml"),
+    case("cal4/kv_capacity.csv line 2: kv_cache_tokens: must be a whole number, got '8.5'", "calibrate", "--model", "m",
+         "--calibration-dir", "cal4", "--out", "p.yaml"),
+    case("cal5/kv_capacity.csv: missing column max_loras", "calibrate", "--model", "m", "--calibration-dir", "cal5",
+         "--out", "p.yaml"),
+    case("--fit-set selects runs of --runs: give --runs", "calibrate", "--model", "m", "--calibration-dir", "cal4",
+         "--out", "p.yaml", "--fit-set", "nope"),
     case("Missing option '--model'", "calibrate", "--calibration-dir", "existing", "--out", "profile.yaml"),
     # sweep
     case("missing.yaml: no such grid file", "sweep", "missing.yaml", "--out", "s"),
@@ -285,6 +324,8 @@ CASES = [
          "Qwen/Qwen2.5-14B-Instruct", "--gpu", "l4"),
     case("bad.yaml: line 2, column 3: invalid YAML", "profile", "plan", "--model", LLAMA, "--gpu", "bad.yaml"),
     case("Missing option '--gpu'", "profile", "plan", "--model", LLAMA),
+    case("--adapter-dir: name the folder the adapters lie in", "profile", "plan", "--model", LLAMA, "--gpu",
+         "h100-80gb", "--adapter-dir", ""),
     # profile make-adapters
     case("--rank must be from 1 to 512", "profile", "make-adapters", "--model", LLAMA, "--rank", "0", "--count", "1",
          "--out", "ad"),
@@ -310,6 +351,10 @@ CASES = [
     case("--kv-out runs.csv: the same place as --out", "profile", "import", "labrun", "--out", "runs.csv",
          "--kv-out", "runs.csv"),
     case("Missing option '--out'", "profile", "import", "labrun"),
+    case("labrun2/client-0.json: ttfts[0] must be a time in s from 0 to 86400, got '0.030895'", "profile", "import",
+         "labrun2", "--out", "runs.csv"),
+    case("labrun3/server.log: the server's arguments: max_loras must be a whole number >= 1, got 'abc'", "profile",
+         "import", "labrun3", "--out", "runs.csv"),
     case("huge.csv line 2: rate must be a number from 0 to 1e9 (req/s), got '1e308'", "place", "huge.csv"),
     case("--adapter-dir: name the folder the adapters lie in, e.g. ./adapters or /srv/lora, got ''", "place",
          "adapters.csv", "--adapter-dir", ""),

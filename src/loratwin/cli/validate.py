@@ -134,6 +134,8 @@ def calibrate(
     if not calibration_dir.is_dir():
         what = "is not a folder" if calibration_dir.exists() else "does not exist"
         raise LoratwinError(f"--calibration-dir {calibration_dir}: {what} (expected the folder of the measurement CSVs)")
+    if fit_set and runs is None:
+        raise LoratwinError("--fit-set selects runs of --runs: give --runs (a runs.csv) with it")
     check_outputs(Output("--out", out), inputs=[runs, calibration_dir])
     fit_runs = None
     if runs is not None:
