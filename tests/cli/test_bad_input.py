@@ -13,6 +13,7 @@ process, and writes that fail midway are checked to leave nothing behind.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +36,15 @@ CAL_DECODE = ("model,status,experiment_set,mean_running,input_tokens,output_toke
 CAL_SCHEDULER = ("gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n"
                  "8,8,5.8,0,0.04\n8,16,6.1,0.09,0.041\n")
 CAL_LOADS = "model,status,max_lora_rank,adapter_rank,load_ms_mean,disk_load_ms_mean\nm,ok,16,16,6.4,90\n"
+SHIPPED = Path(__file__).resolve().parents[2] / "src" / "loratwin" / "learn" / "models" / "llama-3.1-8b-instruct"
+LINEAR_MODELS = ("total_tok_s", "starved", "best_served", "best_max_loras", "best_total_tok_s")
+# a models folder as `loratwin train` writes it, of the linear models alone
+LLAMA_MODELS = {
+    "llama-models/manifest.json": json.dumps({
+        "profile": "llama-3.1-8b-instruct", "defaults": {t: "linear" for t in LINEAR_MODELS},
+        "models": {f"{t}.linear": {"file": f"{t}.linear.json", "target": t, "family": "linear"} for t in LINEAR_MODELS}}),
+    **{f"llama-models/{t}.linear.json": (SHIPPED / f"{t}.linear.json").read_text() for t in LINEAR_MODELS},
+}
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -91,6 +101,11 @@ WORKSPACE: dict[str, str | bytes] = {
     "cal5/scheduler_overhead.csv": CAL_SCHEDULER,
     "cal5/adapter_loading.csv": CAL_LOADS,
     "cal5/kv_capacity.csv": "model,slots,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,300000,1\n",
+    **LLAMA_MODELS,
+    "badjson-models/manifest.json": "{bad",
+    "nodefaults-models/manifest.json": '{"profile": "llama-3.1-8b-instruct", "models": {}}',
+    "junk-models/manifest.json": LLAMA_MODELS["llama-models/manifest.json"],
+    "junk-models/total_tok_s.linear.json": '{"format": "junk"}',
     "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
                     "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
@@ -257,6 +272,9 @@ CASES = [
     case("--models missing: does not exist", "explain", "--models", "missing"),
     case("--models afile: is not a folder", "explain", "--models", "afile"),
     case("--models models: no manifest.json there", "explain", "--models", "models"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "explain", "--models", "badjson-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "explain", "--models", "nodefaults-models"),
+    case("junk-models/total_tok_s.linear.json: not a", "explain", "--models", "junk-models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "recommend", "bad.csv"),
@@ -284,6 +302,16 @@ CASES = [
     case("--max-wait must be > 0 seconds", "recommend", "adapters.csv", "--max-wait", "-5"),
     case("--check must be one of", "recommend", "adapters.csv", "--check", "oracle"),
     case("--models missing: does not exist", "recommend", "adapters.csv", "--models", "missing"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "recommend", "adapters.csv", "--models",
+         "badjson-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "recommend", "adapters.csv", "--models",
+         "nodefaults-models"),
+    case("junk-models/total_tok_s.linear.json: not a", "recommend", "adapters.csv", "--models", "junk-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "recommend", "adapters.csv", "--models",
+         "nodefaults-models", "--check", "learned"),
+    case("--models llama-models: models trained on profile llama-3.1-8b-instruct, not on --profile "
+         "qwen-2.5-7b-instruct", "recommend", "adapters.csv", "--models", "llama-models", "--profile",
+         "qwen-2.5-7b-instruct", "--check", "learned"),
     case("Option '--verify' does not take a value", "recommend", "adapters.csv", "--verify=yes"),
     # quickstart
     case("No such option: --bogus", "quickstart", "--bogus"),
@@ -306,7 +334,11 @@ CASES = [
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
     case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
-    case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
+    case("--models afile: is not a folder", "place", "adapters.csv", "--check", "learned", "--models", "afile"),
+    case("--models llama-models: place reads the models only with --check learned (got --check auto)", "place",
+         "adapters.csv", "--models", "llama-models"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "place", "adapters.csv", "--check", "learned",
+         "--models", "badjson-models"),
     # simulate --bench-json
     case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
     case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),

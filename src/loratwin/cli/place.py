@@ -67,11 +67,13 @@ def place_command(
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)
-    check_models_dir(models)
+    if models is not None and check != "learned":
+        raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
     _check_output_places(out, report, adapters)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
+    check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
