@@ -472,6 +472,27 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspac
     assert snapshot(workspace) == before
 
 
+def test_an_empty_read_only_out_folder_is_refused_and_kept(workspace, monkeypatch):
+    (workspace / "ro").mkdir()
+    (workspace / "ro").chmod(0o500)
+    if os.geteuid() == 0:  # root writes in a read-only folder: the probe is told what a user would be told
+        mkstemp = tempfile.mkstemp
+
+        def denied(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir).name == "ro":
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return mkstemp(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    try:
+        before = snapshot(workspace)
+        code, out, err = run_main([*SIM, "--out", "ro"])
+        assert code == 2 and out == "" and err.startswith("error: --out ro: cannot write in ro (") and err.count("\n") == 1, err
+        assert snapshot(workspace) == before and (workspace / "ro").stat().st_mode & 0o777 == 0o500
+    finally:
+        (workspace / "ro").chmod(0o700)
+
+
 # -- in a real process ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("args", "names"), [
