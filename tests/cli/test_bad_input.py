@@ -106,6 +106,9 @@ WORKSPACE: dict[str, str | bytes] = {
     "nodefaults-models/manifest.json": '{"profile": "llama-3.1-8b-instruct", "models": {}}',
     "junk-models/manifest.json": LLAMA_MODELS["llama-models/manifest.json"],
     "junk-models/total_tok_s.linear.json": '{"format": "junk"}',
+    "runs.csv": ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
+                 "rate_counts,status,total_tok_s,starved_approx\n"
+                 "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
     "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
                     "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
@@ -200,6 +203,12 @@ CASES = [
     case("--report out: the same place as --out", "validate", "bad.csv", "--out", "out", "--report", "out"),
     case("--seeds", "validate", "bad.csv", "--seeds", "0"),
     case("missing.csv does not exist", "validate", "missing.csv"),
+    case("validate: about 801 GB of memory and roughly 3 years needed for 1e8 replays (1 run of runs.csv x 1e8 "
+         "seeds) on 1 worker", "validate", "runs.csv", "--seeds", "99999999", "--workers", "1"),
+    case("validate: roughly 83 min of work estimated for 5,000 replays (1 run of runs.csv x 5,000 seeds) on 1 worker "
+         "(limit 1 h, the default", "validate", "runs.csv", "--seeds", "5000", "--workers", "1"),
+    case("validate: roughly 20 s of work estimated for 20 replays (1 run of runs.csv x 20 seeds) on 1 worker (limit "
+         "5 s, from --max-time", "validate", "runs.csv", "--seeds", "20", "--workers", "1", "--max-time", "5s"),
     case("bad.csv: missing columns", "validate", "bad.csv"),
     # calibrate
     case("--out missing/p.yaml: the folder missing does not exist", "calibrate", "--model", "m",
