@@ -164,6 +164,10 @@ CASES = [
     case("profile partial.yaml: missing field step_time.base_ms; kv: needs capacity_tokens (measured KV sizes) or "
          "memory (the memory model's inputs)", *SIM, "--profile", "partial.yaml"),
     case("--max-time: expected a duration such as 30m, 2h or 1d, got '2x'", *SIM, "--max-time", "2x"),
+    case("simulate: roughly 71 s of work estimated for up to 3.4e6 engine steps over 36000 s (--duration), for 4 "
+         "adapters and ~44,239 requests on the reference engine (--engine reference) (limit 10 s", "simulate",
+         "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "36000",
+         "--engine", "reference", "--max-time", "10s"),
     # simulate: input files
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate", "--workload", "bad.yaml", "--max-loras", "2"),
     case("dir[x]/missing[y].yaml does not exist", "simulate", "--workload", "dir[x]/missing[y].yaml",
@@ -193,6 +197,7 @@ CASES = [
     case("--duration must be a positive number of seconds, got -1", "workload", "describe", "workload.yaml",
          "--duration", "-1"),
     case("existing/adapters.csv: adapters file not found", "workload", "describe", "existing"),
+    case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "workload", "describe", "bad.csv"),
     # profiles
     case("No such option: --bogus", "profiles", "--bogus"),
     case("unexpected extra argument", "profiles", "extra"),
@@ -344,6 +349,9 @@ CASES = [
          "--window", "0", "--out", "placement.yaml"),
     case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
     case("--models afile: is not a folder", "place", "adapters.csv", "--check", "learned", "--models", "afile"),
+    case("place: roughly 15 s of work estimated for simulating ~25 GPU shares of 3600 s (--window) for the twin check "
+         "(--check twin) and --verify, 2 adapters at 0.7 req/s (limit 5 s", "place", "adapters.csv", "--check", "twin",
+         "--verify", "--max-time", "5s"),
     case("--models llama-models: place reads the models only with --check learned (got --check auto)", "place",
          "adapters.csv", "--models", "llama-models"),
     case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "place", "adapters.csv", "--check", "learned",
@@ -431,6 +439,9 @@ def workspace(tmp_path, sweep_store, monkeypatch) -> Path:
             path.write_text(content)
     shutil.copytree(sweep_store, root / "store")
     monkeypatch.chdir(root)
+    for name in ("LORATWIN_MAX_TIME", "LORATWIN_MAX_MEMORY"):  # --max-time and --max-memory set them in-process
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return root
 
 

@@ -75,6 +75,14 @@ def place_command(
     loaded = load_profile(profile)
     check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
+    if check == "twin" or verify:
+        from loratwin import budget
+        from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
+
+        budget.require(budget.twin_placement_estimate(
+            len(workload.adapters), workload.aggregate_rate_req_s, window,
+            slot_candidates=len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0, verify=verify,
+            workers=workers or 2))
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict()
