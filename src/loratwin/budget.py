@@ -62,6 +62,8 @@ __all__ = [
     "sweep_estimate",
     "time_limit",
     "trace_estimate",
+    "twin_placement_estimate",
+    "validation_estimate",
     "yaml_estimate",
 ]
 
@@ -106,6 +108,12 @@ SIM_REQUEST_S = 1.5e-6
 # for 1.8e6 and 4.8e7 steps; 1.0 us/step (4.8e7 steps in 48 s of a light 1e6 s run).
 SIM_STEP_BYTES = 110
 SIM_STEP_S = 1.0e-6
+# The reference engine (plain step-by-step Python, `simulate --engine reference`): 1.1-1.6 ms per
+# request served, its steps included (16 adapters at 0.6 req/s over 300 s: 2.4 s for 1,462 requests and
+# 15,712 steps; 64 adapters at 2.4 req/s over 120 s: 10.5 s for 9,360 requests; 128 adapters at 0.4 req/s
+# over 120 s: 7.2 s for 6,328), 85 to 430 times the compiled engine on the same runs. It takes the
+# place of the per-request and per-step times above.
+REFERENCE_REQUEST_S = 1.6e-3
 # Per time-series sample: 20 B in the engine's log and 32 B in the result, by construction.
 SIM_SAMPLE_BYTES = 64
 # Per (adapter, period) of unpredictable arrivals, drawn all at once: about 80 B/period above the
@@ -133,6 +141,13 @@ PLACE_PAIR_S = 1.6e-7
 # A GPU served 12-13 req/s in those placements; the GPU count the memo term assumes.
 PLACE_RATE_PER_GPU = 10.0
 
+# The twin judging a placement (place --check twin, --verify): each simulation is one GPU's share over
+# the window. Beside its requests (SIM_REQUEST_S), a busy GPU's engine steps and the run's set-up cost
+# 1.5e-4 s per simulated second: 240 adapters at 25 req/s (the quickstart) took 103 s for 167
+# simulations of an hour on 2 GPUs, 0.62 s each. The greedy judges about log2(adapters) + 1 shares per
+# GPU, each at every candidate max_loras.
+TWIN_SIMULATED_SECOND_S = 1.6e-4
+
 # Recommendation (placement on one GPU), per adapter above its layout: 2.5 KB/adapter with 2e4 and
 # 1e5 adapters; 90-100 us/adapter.
 RECOMMEND_ADAPTER_BYTES = 2500
@@ -151,6 +166,14 @@ YAML_FILE_BYTE_S = 11e-6
 SWEEP_RUN_BYTES = 6500
 # A grid axis value (a list entry and its int).
 AXIS_VALUE_BYTES = 40
+
+# Replaying a real one-hour run (validate, calibrate): 0.66 s per replay on average over 16 runs drawn
+# at random from the reference runs.csv (0.1 s for a server that does not start, up to 4 s for 320
+# adapters at 524 req/s), one worker; a worker peaked at 612 MB RSS (310 MB traced above its imports);
+# the parent keeps 6.6 KB per replay (its task, its output and its result; 30 replays, tracemalloc).
+REPLAY_S = 1.0
+REPLAY_WORKER_BYTES = 350e6
+REPLAY_KEPT_BYTES = 8000
 
 # Requests drawn beyond the expected count: Poisson counts stray by a few standard deviations.
 REQUEST_MARGIN_SIGMAS = 5.0
@@ -358,15 +381,20 @@ def layout_estimate(adapters: float) -> Estimate:
 
 def simulation_estimate(adapters: float, requests: float | None, duration_s: float, *, steps: float = 0.0,
                         samples: float = 0.0, periods: float = 0.0, copies: int = 1,
-                        sample_interval_s: float | None = None, window_from: str | None = None) -> Estimate:
+                        sample_interval_s: float | None = None, window_from: str | None = None,
+                        engine: str = "fast") -> Estimate:
     """One simulation (its layout and result included), `copies` of them held at once. `requests`
     None: not counted yet. The words name what dominates the memory: the time-series samples (and
     `sample_interval_s`), the engine steps or the arrival periods when one of them is most of it,
-    else the adapters and requests; `window_from` says where the window comes from (a flag, a file)."""
+    else the adapters and requests; `window_from` says where the window comes from (a flag, a file);
+    `engine` "reference": the step-by-step Python engine's time per request."""
     counted = requests if requests is not None else 0.0
     terms = {"samples": SIM_SAMPLE_BYTES * samples, "steps": SIM_STEP_BYTES * steps, "periods": PERIOD_BYTES * periods}
     one = SIM_ADAPTER_BYTES * adapters + SIM_REQUEST_BYTES * counted + sum(terms.values())
-    seconds = SIM_ADAPTER_S * adapters + SIM_REQUEST_S * counted + SIM_STEP_S * steps + PERIOD_S * periods
+    if engine == "reference":
+        seconds = SIM_ADAPTER_S * adapters + REFERENCE_REQUEST_S * counted + PERIOD_S * periods
+    else:
+        seconds = SIM_ADAPTER_S * adapters + SIM_REQUEST_S * counted + SIM_STEP_S * steps + PERIOD_S * periods
     window = format_window(duration_s) + (f" ({window_from})" if window_from else "")
     load = _counted(adapters, "adapter") + ("" if requests is None else f" and ~{format_count(requests)} requests")
     largest = max(terms, key=terms.__getitem__)
@@ -381,6 +409,8 @@ def simulation_estimate(adapters: float, requests: float | None, duration_s: flo
         what = f"{format_count(periods)} periods of unpredictable arrivals over {window}, for {load}"
     if copies > 1:
         what += f", {copies} runs"
+    if engine == "reference":
+        what += " on the reference engine (--engine reference)"
     return Estimate(PROCESS_BYTES + copies * one, copies * seconds, what)
 
 
@@ -415,9 +445,37 @@ def placement_estimate(adapters: float, rate_req_s: float) -> Estimate:
     return Estimate(memory, seconds, f"placing {format_count(adapters)} adapters")
 
 
+def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float, *, slot_candidates: int = 0,
+                            verify: bool = False, workers: int = 1) -> Estimate:
+    """The twin's work on a placement: with `slot_candidates` (place --check twin), a simulation of
+    every share the greedy judges at each candidate max_loras, one after another; with `verify`, one
+    simulation per GPU on `workers` processes. Each lasts the window (`window_s`)."""
+    gpus = min(max(1.0, rate_req_s / PLACE_RATE_PER_GPU), max(1.0, adapters))
+    requests = requests_bound(rate_req_s / gpus * window_s)
+    one_s = SIM_ADAPTER_S * adapters / gpus + SIM_REQUEST_S * requests + TWIN_SIMULATED_SECOND_S * window_s
+    one_bytes = SIM_ADAPTER_BYTES * adapters / gpus + SIM_REQUEST_BYTES * requests
+    checks = gpus * (math.log2(max(adapters, 1.0)) + 1) * slot_candidates
+    seconds = one_s * checks + (one_s * math.ceil(gpus / max(1, workers)) if verify else 0.0)
+    flags = " and ".join(w for w, on in (("the twin check (--check twin)", checks > 0), ("--verify", verify)) if on)
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + max(1, workers if verify else 1) * one_bytes, seconds,
+                    f"simulating ~{format_count(checks + (gpus if verify else 0))} GPU shares of {format_window(window_s)} "
+                    f"(--window) for {flags}, {format_count(adapters)} adapters at {rate_req_s:g} req/s")
+
+
 def recommendation_estimate(adapters: float) -> Estimate:
     return Estimate(PROCESS_BYTES + (LAYOUT_ADAPTER_BYTES + RECOMMEND_ADAPTER_BYTES) * adapters,
                     (LAYOUT_ADAPTER_S + RECOMMEND_ADAPTER_S) * adapters, f"{format_count(adapters)} adapters")
+
+
+def validation_estimate(runs: float, seeds: float, workers: int, what: str = "") -> Estimate:
+    """Replaying `runs` real runs `seeds` times each on `workers` processes (validate, calibrate):
+    each worker holds one replay, the parent every replay's result. `what`: what the runs are, in words."""
+    workers = max(1, int(workers))
+    replays = runs * seeds
+    return Estimate(PROCESS_BYTES + REPLAY_KEPT_BYTES * replays + workers * REPLAY_WORKER_BYTES,
+                    REPLAY_S * replays / min(workers, max(replays, 1)),
+                    f"{format_count(replays)} replays ({_counted(runs, 'run')}{what} x {_counted(seeds, 'seed')}) on "
+                    f"{_counted(workers, 'worker')}")
 
 
 def sweep_estimate(runs: float, largest_run: Estimate, parallel: int) -> Estimate:

@@ -125,7 +125,7 @@ def _check_one(output: Output) -> None:
         raise InputError(f"{shown}: {parent} is not a folder")
     _check_kind(output)
     _probe_writable(parent, shown)
-    if output.folder and output.own is None and path.is_dir():
+    if output.folder and path.is_dir():  # written into, or replaced by a folder that keeps its permissions
         _probe_writable(path, shown)
 
 

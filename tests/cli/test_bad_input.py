@@ -13,6 +13,7 @@ process, and writes that fail midway are checked to leave nothing behind.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +33,21 @@ DERIVE = ("profile", "derive", "--model", "meta-llama/Llama-3.1-8B-Instruct", "-
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
 PROFILE_TEXT = (Path(__file__).resolve().parents[2] / "src" / "loratwin" / "profiles" / "data"
                 / "llama-3.1-8b-instruct.yaml").read_text()
+CAL_DECODE = ("model,status,experiment_set,mean_running,input_tokens,output_tokens,mean_itl_ms\n"
+              "m,ok,default_latency_output,700,5,100,40\nm,ok,default_latency_output,800,5,200,44\n"
+              "m,ok,default_latency_output,900,5,400,48\n")
+CAL_SCHEDULER = ("gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n"
+                 "8,8,5.8,0,0.04\n8,16,6.1,0.09,0.041\n")
+CAL_LOADS = "model,status,max_lora_rank,adapter_rank,load_ms_mean,disk_load_ms_mean\nm,ok,16,16,6.4,90\n"
+SHIPPED = Path(__file__).resolve().parents[2] / "src" / "loratwin" / "learn" / "models" / "llama-3.1-8b-instruct"
+LINEAR_MODELS = ("total_tok_s", "starved", "best_served", "best_max_loras", "best_total_tok_s")
+# a models folder as `loratwin train` writes it, of the linear models alone
+LLAMA_MODELS = {
+    "llama-models/manifest.json": json.dumps({
+        "profile": "llama-3.1-8b-instruct", "defaults": {t: "linear" for t in LINEAR_MODELS},
+        "models": {f"{t}.linear": {"file": f"{t}.linear.json", "target": t, "family": "linear"} for t in LINEAR_MODELS}}),
+    **{f"llama-models/{t}.linear.json": (SHIPPED / f"{t}.linear.json").read_text() for t in LINEAR_MODELS},
+}
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -59,6 +75,11 @@ WORKSPACE: dict[str, str | bytes] = {
     "models/keep.txt": "a folder without manifest.json\n",
     "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
     "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
+    "labrun2/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
+    "labrun2/client-0.json": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "client-0.json")
+    .read_text().replace('"ttfts": [0.030895', '"ttfts": ["0.030895"'),
+    "labrun3/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log")
+    .read_text().replace("max_loras=4", "max_loras='abc'"),
     "fartrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n1e12,a,10,20\n",
     "fartrace/adapters.csv": "adapter_id,rank\na,8\n",
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
@@ -75,6 +96,30 @@ WORKSPACE: dict[str, str | bytes] = {
     "zipf.yaml": "layout: {kind: zipf, served: 1000000, total_rate_req_s: 600, exponent: 1.0, ranks: [8, 16, 32]}\n",
     "tinykv.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {base_ms: 10, per_seq_ms: 0.03}\nadapter_load:\n"
                    "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv:\n  capacity_tokens: {8: {8: 1}}\n",
+    "cal/decode_latency.csv": CAL_DECODE,
+    "cal/scheduler_overhead.csv": "gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n",
+    "cal/adapter_loading.csv": CAL_LOADS,
+    "cal/kv_capacity.csv": "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,-5,1\n",
+    "cal2/decode_latency.csv": CAL_DECODE.replace(",40\n", ",-1\n"),
+    "cal3/decode_latency.csv": CAL_DECODE,
+    "cal3/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal3/adapter_loading.csv": CAL_LOADS.replace(",6.4,", ",1e12,"),
+    "cal4/decode_latency.csv": CAL_DECODE,
+    "cal4/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal4/adapter_loading.csv": CAL_LOADS,
+    "cal4/kv_capacity.csv": "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,8.5,1\n",
+    "cal5/decode_latency.csv": CAL_DECODE,
+    "cal5/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal5/adapter_loading.csv": CAL_LOADS,
+    "cal5/kv_capacity.csv": "model,slots,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,300000,1\n",
+    **LLAMA_MODELS,
+    "badjson-models/manifest.json": "{bad",
+    "nodefaults-models/manifest.json": '{"profile": "llama-3.1-8b-instruct", "models": {}}',
+    "junk-models/manifest.json": LLAMA_MODELS["llama-models/manifest.json"],
+    "junk-models/total_tok_s.linear.json": '{"format": "junk"}',
+    "runs.csv": ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
+                 "rate_counts,status,total_tok_s,starved_approx\n"
+                 "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
     "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
                     "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
@@ -130,6 +175,10 @@ CASES = [
     case("profile partial.yaml: missing field step_time.base_ms; kv: needs capacity_tokens (measured KV sizes) or "
          "memory (the memory model's inputs)", *SIM, "--profile", "partial.yaml"),
     case("--max-time: expected a duration such as 30m, 2h or 1d, got '2x'", *SIM, "--max-time", "2x"),
+    case("simulate: roughly 71 s of work estimated for up to 3.4e6 engine steps over 36000 s (--duration), for 4 "
+         "adapters and ~44,239 requests on the reference engine (--engine reference) (limit 10 s", "simulate",
+         "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "36000",
+         "--engine", "reference", "--max-time", "10s"),
     # simulate: input files
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate", "--workload", "bad.yaml", "--max-loras", "2"),
     case("dir[x]/missing[y].yaml does not exist", "simulate", "--workload", "dir[x]/missing[y].yaml",
@@ -159,6 +208,7 @@ CASES = [
     case("--duration must be a positive number of seconds, got -1", "workload", "describe", "workload.yaml",
          "--duration", "-1"),
     case("existing/adapters.csv: adapters file not found", "workload", "describe", "existing"),
+    case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "workload", "describe", "bad.csv"),
     # profiles
     case("No such option: --bogus", "profiles", "--bogus"),
     case("unexpected extra argument", "profiles", "extra"),
@@ -169,6 +219,12 @@ CASES = [
     case("--report out: the same place as --out", "validate", "bad.csv", "--out", "out", "--report", "out"),
     case("--seeds", "validate", "bad.csv", "--seeds", "0"),
     case("missing.csv does not exist", "validate", "missing.csv"),
+    case("validate: about 801 GB of memory and roughly 3 years needed for 1e8 replays (1 run of runs.csv x 1e8 "
+         "seeds) on 1 worker", "validate", "runs.csv", "--seeds", "99999999", "--workers", "1"),
+    case("validate: roughly 83 min of work estimated for 5,000 replays (1 run of runs.csv x 5,000 seeds) on 1 worker "
+         "(limit 1 h, the default", "validate", "runs.csv", "--seeds", "5000", "--workers", "1"),
+    case("validate: roughly 20 s of work estimated for 20 replays (1 run of runs.csv x 20 seeds) on 1 worker (limit "
+         "5 s, from --max-time", "validate", "runs.csv", "--seeds", "20", "--workers", "1", "--max-time", "5s"),
     case("bad.csv: missing columns", "validate", "bad.csv"),
     # calibrate
     case("--out missing/p.yaml: the folder missing does not exist", "calibrate", "--model", "m",
@@ -187,6 +243,18 @@ CASES = [
          "--calibration-dir", "existing", "--out", "profile.yaml"),
     case("bad.csv: missing columns", "calibrate", "--model", "m", "--calibration-dir", "existing", "--out",
          "profile.yaml", "--runs", "bad.csv"),
+    case("cal/scheduler_overhead.csv: no rows", "calibrate", "--model", "m", "--calibration-dir", "cal", "--out",
+         "p.yaml"),
+    case("cal2/decode_latency.csv line 2: mean_itl_ms: must be a finite number of ms from 0", "calibrate", "--model",
+         "m", "--calibration-dir", "cal2", "--out", "p.yaml"),
+    case("cal3/adapter_loading.csv line 2: load_ms_mean: must be a finite number of ms from 0 to 3,600,000", "calibrate",
+         "--model", "m", "--calibration-dir", "cal3", "--out", "p.yaml"),
+    case("cal4/kv_capacity.csv line 2: kv_cache_tokens: must be a whole number, got '8.5'", "calibrate", "--model", "m",
+         "--calibration-dir", "cal4", "--out", "p.yaml"),
+    case("cal5/kv_capacity.csv: missing column max_loras", "calibrate", "--model", "m", "--calibration-dir", "cal5",
+         "--out", "p.yaml"),
+    case("--fit-set selects runs of --runs: give --runs", "calibrate", "--model", "m", "--calibration-dir", "cal4",
+         "--out", "p.yaml", "--fit-set", "nope"),
     case("Missing option '--model'", "calibrate", "--calibration-dir", "existing", "--out", "profile.yaml"),
     # sweep
     case("missing.yaml: no such grid file", "sweep", "missing.yaml", "--out", "s"),
@@ -230,6 +298,9 @@ CASES = [
     case("--models missing: does not exist", "explain", "--models", "missing"),
     case("--models afile: is not a folder", "explain", "--models", "afile"),
     case("--models models: no manifest.json there", "explain", "--models", "models"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "explain", "--models", "badjson-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "explain", "--models", "nodefaults-models"),
+    case("junk-models/total_tok_s.linear.json: not a", "explain", "--models", "junk-models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "recommend", "bad.csv"),
@@ -260,6 +331,16 @@ CASES = [
     case("--max-wait must be > 0 seconds", "recommend", "adapters.csv", "--max-wait", "-5"),
     case("--check must be one of", "recommend", "adapters.csv", "--check", "oracle"),
     case("--models missing: does not exist", "recommend", "adapters.csv", "--models", "missing"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "recommend", "adapters.csv", "--models",
+         "badjson-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "recommend", "adapters.csv", "--models",
+         "nodefaults-models"),
+    case("junk-models/total_tok_s.linear.json: not a", "recommend", "adapters.csv", "--models", "junk-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "recommend", "adapters.csv", "--models",
+         "nodefaults-models", "--check", "learned"),
+    case("--models llama-models: models trained on profile llama-3.1-8b-instruct, not on --profile "
+         "qwen-2.5-7b-instruct", "recommend", "adapters.csv", "--models", "llama-models", "--profile",
+         "qwen-2.5-7b-instruct", "--check", "learned"),
     case("Option '--verify' does not take a value", "recommend", "adapters.csv", "--verify=yes"),
     # quickstart
     case("No such option: --bogus", "quickstart", "--bogus"),
@@ -287,7 +368,6 @@ CASES = [
          "--verify-duration", "0"),
     case("--verify-duration must be a positive number of seconds, got nan", "place", "adapters.csv",
          "--verify-duration", "nan"),
-    case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
     # profile derive
     case("--gpu-memory-utilization: Input should be less than or equal to 1, got 1.5", *DERIVE,
          "--gpu-memory-utilization", "1.5"),
@@ -320,6 +400,14 @@ CASES = [
     case("--gpu, --out: required to derive a profile", "profile", "derive", "--model", "Llama-3.1-8B-Instruct"),
     case("--json: lists as JSON with --list only", *DERIVE, "--json"),
     case("'--max-num-seqs'", *DERIVE, "--max-num-seqs", "many"),
+    case("--models afile: is not a folder", "place", "adapters.csv", "--check", "learned", "--models", "afile"),
+    case("place: roughly 15 s of work estimated for simulating ~25 GPU shares of 3600 s (--window) for the twin check "
+         "(--check twin) and --verify, 2 adapters at 0.7 req/s (limit 5 s", "place", "adapters.csv", "--check", "twin",
+         "--verify", "--max-time", "5s"),
+    case("--models llama-models: place reads the models only with --check learned (got --check auto)", "place",
+         "adapters.csv", "--models", "llama-models"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "place", "adapters.csv", "--check", "learned",
+         "--models", "badjson-models"),
     # simulate --bench-json
     case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
     case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),
@@ -337,6 +425,8 @@ CASES = [
          "Qwen/Qwen2.5-14B-Instruct", "--gpu", "l4"),
     case("bad.yaml: line 2, column 3: invalid YAML", "profile", "plan", "--model", LLAMA, "--gpu", "bad.yaml"),
     case("Missing option '--gpu'", "profile", "plan", "--model", LLAMA),
+    case("--adapter-dir: name the folder the adapters lie in", "profile", "plan", "--model", LLAMA, "--gpu",
+         "h100-80gb", "--adapter-dir", ""),
     # profile make-adapters
     case("--rank must be from 1 to 512", "profile", "make-adapters", "--model", LLAMA, "--rank", "0", "--count", "1",
          "--out", "ad"),
@@ -362,6 +452,10 @@ CASES = [
     case("--kv-out runs.csv: the same place as --out", "profile", "import", "labrun", "--out", "runs.csv",
          "--kv-out", "runs.csv"),
     case("Missing option '--out'", "profile", "import", "labrun"),
+    case("labrun2/client-0.json: ttfts[0] must be a time in s from 0 to 86400, got '0.030895'", "profile", "import",
+         "labrun2", "--out", "runs.csv"),
+    case("labrun3/server.log: the server's arguments: max_loras must be a whole number >= 1, got 'abc'", "profile",
+         "import", "labrun3", "--out", "runs.csv"),
     case("huge.csv line 2: rate must be a number from 0 to 1e9 (req/s), got '1e308'", "place", "huge.csv"),
     case("--adapter-dir: name the folder the adapters lie in, e.g. ./adapters or /srv/lora, got ''", "place",
          "adapters.csv", "--adapter-dir", ""),
@@ -426,6 +520,9 @@ def workspace(tmp_path, sweep_store, monkeypatch) -> Path:
             path.write_text(content)
     shutil.copytree(sweep_store, root / "store")
     monkeypatch.chdir(root)
+    for name in ("LORATWIN_MAX_TIME", "LORATWIN_MAX_MEMORY"):  # --max-time and --max-memory set them in-process
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return root
 
 
@@ -477,6 +574,27 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspac
     assert names in err, err
     assert out == ""
     assert snapshot(workspace) == before
+
+
+def test_an_empty_read_only_out_folder_is_refused_and_kept(workspace, monkeypatch):
+    (workspace / "ro").mkdir()
+    (workspace / "ro").chmod(0o500)
+    if os.geteuid() == 0:  # root writes in a read-only folder: the probe is told what a user would be told
+        mkstemp = tempfile.mkstemp
+
+        def denied(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir).name == "ro":
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return mkstemp(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    try:
+        before = snapshot(workspace)
+        code, out, err = run_main([*SIM, "--out", "ro"])
+        assert code == 2 and out == "" and err.startswith("error: --out ro: cannot write in ro (") and err.count("\n") == 1, err
+        assert snapshot(workspace) == before and (workspace / "ro").stat().st_mode & 0o777 == 0o500
+    finally:
+        (workspace / "ro").chmod(0o700)
 
 
 # -- in a real process ------------------------------------------------------------------------------------

@@ -31,8 +31,10 @@ ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
 
 
-def check_models_dir(models: Path | None, flag: str = "--models") -> None:
-    """--models names a folder `loratwin train` wrote (its manifest.json)."""
+def check_models_dir(models: Path | None, flag: str = "--models", profile: str | None = None) -> None:
+    """--models names a folder `loratwin train` wrote (its manifest.json and the default models it names,
+    readable), trained on `profile` when given."""
+    from loratwin.errors import InputError
 
     if models is None:
         return
@@ -41,6 +43,12 @@ def check_models_dir(models: Path | None, flag: str = "--models") -> None:
         raise InputError(f"{flag} {models}: {what} (expected a folder written by `loratwin train`)")
     if not (models / "manifest.json").is_file():
         raise InputError(f"{flag} {models}: no manifest.json there (expected a folder written by `loratwin train`)")
+    from loratwin.learn.bundle import read_manifest
+
+    trained_on = str(read_manifest(models)["profile"])
+    if profile is not None and trained_on != profile:
+        raise InputError(f"{flag} {models}: models trained on profile {trained_on}, not on --profile {profile}; "
+                         f"train models on a sweep of {profile} (`loratwin train`) or drop --models")
 
 
 def pick_window(window: float | None, alias_value: float | None, alias: str) -> tuple[float, str]:

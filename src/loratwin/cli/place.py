@@ -70,12 +70,22 @@ def place_command(
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)
-    check_models_dir(models)
+    if models is not None and check != "learned":
+        raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
     _check_output_places(out, report, adapters)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
+    check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
+    if check == "twin" or verify:
+        from loratwin import budget
+        from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
+
+        budget.require(budget.twin_placement_estimate(
+            len(workload.adapters), workload.aggregate_rate_req_s, window,
+            slot_candidates=len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0, verify=verify,
+            workers=workers or 2))
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict()

@@ -164,12 +164,12 @@ def recommend(
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)
-    check_models_dir(models)
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
     _check_output_places(command_out, report, workload)
     spec = load_adapters(workload)
     loaded = load_profile(profile)
+    check_models_dir(models, profile=loaded.name)
     estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
     rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models)
     rec = _check_with_twin(rec, spec, loaded, estimator, verify=verify, refine=refine, seed=seed, keep_order=keep_order,

@@ -115,7 +115,7 @@ def _most_steps(profile: Profile, duration_s: float) -> float:
 
 def _check_size(
     workload: WorkloadSpec, profile: Profile, duration_s: float, sample_interval_s: float,
-    requests: RequestTable | None, window_from: str | None = None,
+    requests: RequestTable | None, window_from: str | None = None, engine: str = "fast",
 ) -> None:
     """Refuse a run too large for the memory limit before its requests are drawn: its adapters,
     the requests its arrival processes are expected to send (schedules and drift included), the
@@ -128,7 +128,7 @@ def _check_size(
     adapters = len(workload.adapters)
     periods = unpredictable_periods(workload, duration_s)[0] if requests is None else 0.0
     # what is known without arrays first: the expected rates take memory in proportion to the periods
-    words = {"sample_interval_s": sample_interval_s, "window_from": window_from}
+    words = {"sample_interval_s": sample_interval_s, "window_from": window_from, "engine": engine}
     budget.require(budget.simulation_estimate(adapters, None, duration_s, samples=samples, periods=periods, **words))
     if requests is None:
         expected = float(expected_mean_rates(workload, duration_s).sum()) * duration_s
@@ -224,7 +224,7 @@ def simulate(
     if not sample_interval_s > 0:
         raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
     resolved = resolve_server(server, workload, profile, ranks_from)
-    _check_size(workload, profile, duration_s, sample_interval_s, requests, window_from)
+    _check_size(workload, profile, duration_s, sample_interval_s, requests, window_from, engine_mode)
     replayed = requests is not None
     if requests is None:
         requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)
