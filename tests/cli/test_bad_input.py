@@ -63,6 +63,8 @@ WORKSPACE: dict[str, str | bytes] = {
     "fartrace/adapters.csv": "adapter_id,rank\na,8\n",
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
     "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
+    "nopart/manifest.json": '{"format": "loratwin-sweep/1", "parts": [{"file": "part-000001-0a0b0c0d.parquet", '
+                            '"rows": 2, "failed": 0}]}\n',
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
     "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
     "intercept.yaml": "\n".join(
@@ -149,8 +151,15 @@ CASES = [
     case("--out missing/r: the folder missing does not exist", "report", "placement.yaml", "--out", "missing/r"),
     case("--out afile: is a file; expected a folder", "report", "placement.yaml", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "report", "placement.yaml", "--out", "existing"),
-    case("--out brokenrun: the folder holds requests.parquet, summary.json, timeseries.parquet", "report",
+    case("--out brokenrun: is an input of this command; write the result elsewhere", "report",
          "brokenrun", "--out", "brokenrun"),
+    case("nopart/parts/part-000001-0a0b0c0d.parquet: a part file listed in the manifest of nopart is missing; resume "
+         "the sweep (loratwin sweep GRID --out nopart", "report", "nopart", "--out", "r"),
+    case("nopart/parts/part-000001-0a0b0c0d.parquet: a part file listed in the manifest of nopart is missing",
+         "labels", "nopart"),
+    case("--out store: is an input of this command; write the result elsewhere", "labels", "store", "--out", "store"),
+    case("--out existing: holds existing/notes.txt, an input of this command", "report", "existing/notes.txt",
+         "--out", "existing"),
     case("Missing option '--out'", "report", "placement.yaml"),
     # workload describe
     case("missing.yaml does not exist", "workload", "describe", "missing.yaml"),
