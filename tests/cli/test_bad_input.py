@@ -65,6 +65,8 @@ WORKSPACE: dict[str, str | bytes] = {
     "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
     "nopart/manifest.json": '{"format": "loratwin-sweep/1", "parts": [{"file": "part-000001-0a0b0c0d.parquet", '
                             '"rows": 2, "failed": 0}]}\n',
+    "longtrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n0.6,a,100000000,20\n",
+    "longtrace/adapters.csv": "adapter_id,rank\na,8\n",
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
     "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
     "intercept.yaml": "\n".join(
@@ -137,7 +139,16 @@ CASES = [
     case("dir[x]/missing[y].yaml does not exist", "simulate", "--workload", "dir[x]/missing[y].yaml",
          "--max-loras", "2"),
     case("existing is a folder", "simulate", "--workload", "existing", "--max-loras", "2"),
-    case("afile: trace directory not found", "simulate", "--trace", "afile", "--max-loras", "2"),
+    case("afile: is a file; expected the trace folder, the one holding trace.csv and adapters.csv", "simulate",
+         "--trace", "afile", "--max-loras", "2"),
+    case("trace/trace.csv: is a file; expected the trace folder", "simulate", "--trace", "trace/trace.csv",
+         "--max-loras", "1"),
+    case("missing: trace directory not found", "simulate", "--trace", "missing", "--max-loras", "2"),
+    case("longtrace/trace.csv line 3: input_tokens + output_tokens must be at most 10,000,000 (longer than any "
+         "model's context), got 100,000,000 + 20", "simulate", "--trace", "longtrace", "--max-loras", "1"),
+    case("give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, or --trace DIR "
+         "(got --served, --trace)", "simulate", "--served", "3", "--trace", "trace", "--max-loras", "1"),
+    case("(got --rates, --workload)", "simulate", "--rates", "1", "--workload", "workload.yaml", "--max-loras", "1"),
     case("badtrace/trace.csv line 2: output_tokens must be an integer", "simulate", "--trace", "badtrace",
          "--max-loras", "2"),
     case("binary.bin: not a text file", *SIM, "--profile", "binary.bin"),

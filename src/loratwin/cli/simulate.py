@@ -51,12 +51,13 @@ def simulate(
     configure("simulate", max_memory, max_time, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
               copies=seeds, window_from=_window_from(duration))
 
-    sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
-                                        ("--workload", workload), ("--trace", trace)) if given]
-    if len(sources) != 1:
+    generated = [flag for flag, value in (("--served", served), ("--rates", rates), ("--ranks", ranks))
+                 if value is not None]
+    given = [*generated, *(flag for flag, value in (("--workload", workload), ("--trace", trace)) if value is not None)]
+    if sum((bool(generated), workload is not None, trace is not None)) != 1:
         raise LoratwinError(
             "give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, or --trace DIR"
-            + (f" (got {', '.join(sources)})" if sources else "")
+            + (f" (got {', '.join(given)})" if given else "")
         )
     _check_flags(seeds, duration, sample_interval, starvation_threshold, engine, workers)
     if seeds > 1 and trace is not None:
