@@ -179,6 +179,8 @@ CASES = [
     case("--duration must be a positive number of seconds, got -1", "workload", "describe", "workload.yaml",
          "--duration", "-1"),
     case("existing/adapters.csv: adapters file not found", "workload", "describe", "existing"),
+    case("--duration must be at most 3.2e+07 s (a year", "workload", "describe", "workload.yaml", "--duration", "1e308",
+         "--json"),
     # profiles
     case("No such option: --bogus", "profiles", "--bogus"),
     case("unexpected extra argument", "profiles", "extra"),
