@@ -67,6 +67,9 @@ WORKSPACE: dict[str, str | bytes] = {
                             '"rows": 2, "failed": 0}]}\n',
     "longtrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n0.6,a,100000000,20\n",
     "longtrace/adapters.csv": "adapter_id,rank\na,8\n",
+    "bigrank.csv": "adapter_id,rank,rate\na,8,0.5\nb,99999,0.2\n",
+    "nots/summary.json": "{}\n",
+    "nots/requests.parquet": "not parquet",
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
     "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
     "intercept.yaml": "\n".join(
@@ -158,6 +161,8 @@ CASES = [
     case("missing does not exist", "report", "missing", "--out", "r"),
     case("afile holds no result loratwin can report on", "report", "afile", "--out", "r"),
     case("bad.yaml holds no result loratwin can report on", "report", "bad.yaml", "--out", "r"),
+    case("nots: a `simulate --out` folder without timeseries.parquet; the result is incomplete", "report", "nots",
+         "--out", "r"),
     case("brokenrun: cannot read the simulation result", "report", "brokenrun", "--out", "r"),
     case("--out missing/r: the folder missing does not exist", "report", "placement.yaml", "--out", "missing/r"),
     case("--out afile: is a file; expected a folder", "report", "placement.yaml", "--out", "afile"),
@@ -254,6 +259,11 @@ CASES = [
     case("--models models: no manifest.json there", "explain", "--models", "models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
+    case("rank 99999 is above 512, the largest --max-lora-rank vLLM accepts. No number of GPUs or replicas serves it: "
+         "reduce the adapter to rank 512 or below.", "recommend", "bigrank.csv"),
+    case("cannot be placed on one GPU of profile llama-3.1-8b-instruct: rank 99999 is above 512, the largest "
+         "--max-lora-rank vLLM accepts. No number of GPUs or replicas serves it", "place", "bigrank.csv", "--out",
+         "pl.yaml"),
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "recommend", "bad.csv"),
     case("dup.csv line 3: duplicate adapter_id '[red]a'", "recommend", "dup.csv"),
     case("binary.bin: expected a .csv", "recommend", "binary.bin"),

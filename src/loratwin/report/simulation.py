@@ -29,6 +29,14 @@ def matches(path: Path) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in FILES)
 
 
+def missing(path: Path) -> list[str]:
+    """For a folder that looks like a `simulate --out` one (it holds summary.json), the result files it
+    lacks; [] otherwise."""
+    if not (path.is_dir() and (path / FILES[0]).is_file()):
+        return []
+    return [name for name in FILES if not (path / name).is_file()]
+
+
 def write_from_path(path: Path, out_dir: Path) -> Path:
     return write_simulation_report(load_result(path), out_dir)
 
