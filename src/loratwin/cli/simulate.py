@@ -9,6 +9,7 @@ import typer
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
+from loratwin.grammar import plural
 
 ENGINES = ("fast", "reference")
 # what `--seeds N --out DIR` writes: one results folder per seed
@@ -166,7 +167,7 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
             for s, result in zip(seed_values, results, strict=True):
                 (tmp / f"seed-{s}").mkdir()
                 result.write_files(tmp / f"seed-{s}")
-        err_console.print(f"wrote {len(results)} runs to {out}")
+        err_console.print(f"wrote {plural(len(results), 'run')} to {out}")
     numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}
     mean["starved_share"] = sum(r.starved for r in results) / len(results)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loratwin.grammar import plural
 from loratwin.report import charts
 from loratwin.report.html import Cell, Page, integer, num, pct
 
@@ -134,9 +135,9 @@ def _verdict(page: Page, result: RunResult) -> None:
     n_starved, n = s["starved_adapters"], len(result.adapters)
     share = f"{s['throughput_over_offered']:.1%} of the offered load is served"
     if s["starved"]:
-        page.verdict(f"Starved: only {share}; {n_starved} of {n} adapters starve.", "bad")
+        page.verdict(f"Starved: only {share}; {n_starved} of {plural(n, 'adapter')} starve.", "bad")
     elif n_starved:
-        page.verdict(f"Keeps up overall ({share}), but {n_starved} of {n} adapters starve.", "bad")
+        page.verdict(f"Keeps up overall ({share}), but {n_starved} of {plural(n, 'adapter')} starve.", "bad")
     else:
         page.verdict(f"Keeps up: {share}, and no adapter starves.", "good")
 
