@@ -84,3 +84,41 @@ def test_names_and_tokenizer_tables():
     assert tokenizer_table_for("Qwen/Qwen2.5-7B-Instruct", tables) == "qwen-2.5-7b-instruct"
     assert tokenizer_table_for("meta-llama/Llama-3.1-8B-Instruct", tables) == "llama-3.1-8b-instruct"
     assert tokenizer_table_for("mistralai/Mistral-7B-Instruct-v0.3", tables) is None
+
+
+def test_a_model_the_gpu_cannot_start_is_refused_with_the_cause():
+    from loratwin.errors import InputError
+    from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+    from loratwin.profiles.derive.memory import MemoryFlags
+    from loratwin.profiles.derive.profile import derive_profile
+
+    with pytest.raises(InputError, match="weights 27.5 GiB of 20.2 GiB"):
+        derive_profile(resolve_model("Qwen/Qwen2.5-14B-Instruct"), resolve_gpu("l4"))
+    with pytest.raises(InputError, match="lower --max-model-len"):
+        derive_profile(resolve_model("meta-llama/Llama-3.1-8B-Instruct"), resolve_gpu("l4"))
+    fits = derive_profile(resolve_model("meta-llama/Llama-3.1-8B-Instruct"), resolve_gpu("l4"),
+                          MemoryFlags(max_num_seqs=256, max_model_len=4096))
+    assert fits.server_flags().max_num_seqs == 256
+
+
+def test_commands_and_the_twin_use_the_profiles_server_flags():
+    from loratwin.plan.placement.result import vllm_command
+    from loratwin.profiles import load_profile
+    from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+    from loratwin.profiles.derive.memory import MemoryFlags
+    from loratwin.profiles.derive.profile import derive_profile
+    from loratwin.twin.config import ServerConfig, resolve_server
+    from loratwin.workload import reference_layout
+
+    derived = derive_profile(resolve_model("meta-llama/Llama-3.1-8B-Instruct"), resolve_gpu("l4"),
+                             MemoryFlags(max_num_seqs=256, max_model_len=4096, gpu_memory_utilization=0.85))
+    command = vllm_command(derived.model, ["a"], 1, 8, "./adapters", derived.serve_arguments())
+    assert command[command.index("--max-num-seqs") + 1] == "256"
+    assert command[command.index("--max-model-len") + 1] == "4096"
+    assert command[command.index("--gpu-memory-utilization") + 1] == "0.85"
+    workload = reference_layout(4, [0.1], [8], 0)
+    assert resolve_server(ServerConfig(max_loras=2), workload, derived).max_num_seqs == 256
+    # the built-in profiles keep the reference runs' flags, and vLLM's defaults are not repeated
+    builtin = load_profile("llama-3.1-8b-instruct")
+    assert builtin.serve_arguments() == ["--max-num-seqs", "2048", "--max-num-batched-tokens", "2048"]
+    assert resolve_server(ServerConfig(max_loras=2), workload, builtin).max_num_seqs == 2048

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from loratwin.profiles.derive.memory import MemoryFlags
 from loratwin.profiles.kv_capacity import KVCapacityModel, Rank
 from loratwin.profiles.step_cost import StepCost
 
@@ -193,6 +194,24 @@ class Profile(_Strict):
     generation: GenerationModel = GenerationModel()
     placement: PlacementModel = PlacementModel()  # read by loratwin.plan's cost model, not the twin
 
+
+    def server_flags(self) -> MemoryFlags:
+        """The `vllm serve` flags this profile holds for (max_num_seqs, the token budget, max_model_len,
+        gpu_memory_utilization): its memory model's, else the reference measurements' (MemoryFlags'
+        defaults). Commands default to them and print them, so a simulated server is the one that starts."""
+        return self.kv.memory.flags if self.kv.memory is not None else MemoryFlags()
+
+    def serve_arguments(self) -> list[str]:
+        """The flags of `server_flags` as `vllm serve` arguments: the scheduler's always, the memory ones
+        where they differ from vLLM's defaults (utilization 0.9, the model's own max_model_len)."""
+        flags = self.server_flags()
+        args = ["--max-num-seqs", str(flags.max_num_seqs), "--max-num-batched-tokens", str(flags.max_num_batched_tokens)]
+        memory = self.kv.memory
+        if flags.gpu_memory_utilization != 0.9:
+            args += ["--gpu-memory-utilization", f"{flags.gpu_memory_utilization:g}"]
+        if memory is not None and flags.max_model_len not in (None, memory.architecture.max_position_embeddings):
+            args += ["--max-model-len", str(flags.max_model_len)]
+        return args
 
     def step_cost(self, max_loras: Values, max_lora_rank: Values) -> StepCost:
         """The step terms with max_loras and max_lora_rank folded in (scalars or arrays)."""

@@ -36,8 +36,9 @@ class ServerConfig(BaseModel):
     max_loras: int = Field(ge=1)
     max_cpu_loras: int | None = Field(default=None, ge=1)
     max_lora_rank: int | None = Field(default=None, ge=1)
-    max_num_seqs: int = Field(default=DEFAULT_MAX_NUM_SEQS, ge=1)
-    max_num_batched_tokens: int = Field(default=DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1)
+    # None: the profile's (Profile.server_flags: a derived profile's own, else the reference runs')
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)
     client_max_waiting: int | None = Field(default=None, ge=1)
 
 
@@ -94,10 +95,14 @@ def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profil
         raise InputError(
             f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"
         )
-    if server.max_num_batched_tokens < server.max_num_seqs:
+    flags = profile.server_flags()
+    max_num_seqs = flags.max_num_seqs if server.max_num_seqs is None else server.max_num_seqs
+    max_num_batched_tokens = (flags.max_num_batched_tokens if server.max_num_batched_tokens is None
+                              else server.max_num_batched_tokens)
+    if max_num_batched_tokens < max_num_seqs:
         raise InputError(
-            f"--max-num-batched-tokens ({server.max_num_batched_tokens}) must be >= --max-num-seqs "
-            f"({server.max_num_seqs}), as vLLM requires"
+            f"--max-num-batched-tokens ({max_num_batched_tokens}) must be >= --max-num-seqs "
+            f"({max_num_seqs}), as vLLM requires"
         )
     for a in workload.adapters:
         if a.rank > max_lora_rank:
@@ -108,8 +113,8 @@ def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profil
         max_loras=server.max_loras,
         max_cpu_loras=max_cpu_loras,
         max_lora_rank=max_lora_rank,
-        max_num_seqs=server.max_num_seqs,
-        max_num_batched_tokens=server.max_num_batched_tokens,
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
         client_max_waiting=server.client_max_waiting,
         kv_cache_tokens=kv_tokens,
         num_blocks=int(round(kv_tokens / block_size)),

@@ -31,7 +31,9 @@ from loratwin.workload import LengthSpec, PoissonArrival, ShareGPTLengths
 
 
 def _cost_model(profile, lengths, rule, arrival, models_dir) -> GpuCheck:
-    return CostModelCheck(lengths, rule)
+    flags = resolve_profile(profile).server_flags()  # the server the profile holds for
+    return CostModelCheck(lengths, rule, max_num_seqs=flags.max_num_seqs,
+                          max_num_batched_tokens=flags.max_num_batched_tokens)
 
 
 def _twin(profile, lengths, rule, arrival, models_dir) -> GpuCheck:

@@ -161,6 +161,7 @@ def place(
         notes=notes,
         lengths=workload.lengths,
         arrival=workload.arrival,
+        serve_arguments=tuple(profile.serve_arguments()),
     )
 
 

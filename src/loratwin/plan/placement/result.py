@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from loratwin.errors import InputError
 from loratwin.twin.config import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from loratwin.workload import AdapterSpec, LengthSpec, PoissonArrival, ShareGPTLengths
+
+# the reference runs' scheduler flags, for a command built without a profile
+DEFAULT_SERVE = ("--max-num-seqs", str(DEFAULT_MAX_NUM_SEQS), "--max-num-batched-tokens", str(DEFAULT_MAX_NUM_BATCHED_TOKENS))
 
 # where the adapters lie when the user does not say (recommend and place --adapter-dir): a placeholder
 DEFAULT_ADAPTER_DIR = "./adapters"
@@ -23,15 +27,15 @@ def check_adapter_dir(adapter_dir: str) -> None:
 
 
 def vllm_command(model_id: str, adapter_ids: list[str], max_loras: int, max_lora_rank: int,
-                 adapter_dir: str = DEFAULT_ADAPTER_DIR) -> list[str]:
+                 adapter_dir: str = DEFAULT_ADAPTER_DIR, serve_arguments: Sequence[str] = DEFAULT_SERVE) -> list[str]:
     """`vllm serve` with these flags and adapters (each at `adapter_dir`/its id), as a list of arguments;
-    max_num_seqs and max_num_batched_tokens as the prediction assumed. --max-cpu-loras: all the adapters."""
+    the profile's server flags (`Profile.serve_arguments`: max_num_seqs and the token budget as the
+    prediction assumed, and what sized its memory). --max-cpu-loras: all the adapters."""
     check_adapter_dir(adapter_dir)
     command = [
         "vllm", "serve", model_id, "--enable-lora",
         "--max-loras", str(max_loras), "--max-cpu-loras", str(len(adapter_ids)), "--max-lora-rank", str(max_lora_rank),
-        "--max-num-seqs", str(DEFAULT_MAX_NUM_SEQS), "--max-num-batched-tokens", str(DEFAULT_MAX_NUM_BATCHED_TOKENS),
-        "--no-enable-prefix-caching", "--lora-modules",
+        *serve_arguments, "--no-enable-prefix-caching", "--lora-modules",
     ]
     return command + [f"{a}={adapter_dir.rstrip('/')}/{a}" for a in adapter_ids]
 
@@ -103,6 +107,7 @@ class Placement:
     lengths: LengthSpec | ShareGPTLengths = field(default_factory=ShareGPTLengths)
     arrival: Any = field(default_factory=PoissonArrival)
     adapter_dir: str = DEFAULT_ADAPTER_DIR  # where the adapters lie, for the vllm serve commands
+    serve_arguments: tuple[str, ...] = DEFAULT_SERVE  # the profile's server flags (Profile.serve_arguments)
 
     @property
     def gpu_count(self) -> int:
@@ -136,7 +141,7 @@ class Placement:
         (default: the placement's `adapter_dir`); the queue and batch flags are those the prediction assumed."""
         where = self.adapter_dir if adapter_dir is None else adapter_dir
         return [shlex.join(vllm_command(model or self.model, [a.id for a in g.adapters], g.max_loras, g.max_lora_rank,
-                                        where)) for g in self.gpus]
+                                        where, self.serve_arguments)) for g in self.gpus]
 
     def to_dict(self) -> dict[str, Any]:
         return {

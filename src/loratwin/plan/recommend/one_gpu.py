@@ -160,7 +160,8 @@ def describe_share(workload: WorkloadSpec, profile: Profile, judge: ShareJudge, 
         limits=rule_limits(check.rule, profile),
         why=why,
         next_step_up=next_up,
-        vllm_command=vllm_command(profile.model, ids, option.max_loras, verdict.max_lora_rank, adapter_dir),
+        vllm_command=vllm_command(profile.model, ids, option.max_loras, verdict.max_lora_rank, adapter_dir,
+                                  profile.serve_arguments()),
         source=check.name,
     )
 

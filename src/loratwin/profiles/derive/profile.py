@@ -72,6 +72,23 @@ def tokenizer_table_for(model_id: str, tables: list[str]) -> str | None:
     return next((t for t in tables if key(t) == wanted), None)
 
 
+def _check_it_starts(arch: ModelArchitecture, gpu: GpuSpec, flags: MemoryFlags, kv: KVCapacityModel) -> None:
+    """Refuse a model and GPU on which vLLM would not start even with one adapter slot of the smallest
+    rank: no LoRA setting can help then, so a profile of it would only mislead the commands."""
+    least = kv.breakdown(1, 8)
+    if least is None or least.starts:
+        return
+    gib = 2**30
+    hint = (f"; lower --max-model-len (now {flags.max_model_len:,}) or raise --gpu-memory-utilization"
+            if least.failure == "kv_cache_below_one_max_model_len_request"
+            else "; a GPU with more memory, or a smaller model, is needed")
+    raise InputError(
+        f"--model {arch.name} --gpu {gpu.name}: vLLM would not start even with --max-loras 1 --max-lora-rank 8: "
+        f"{least.reason} (weights {least.weights / gib:.1f} GiB of {least.budget / gib:.1f} GiB usable at "
+        f"gpu_memory_utilization {flags.gpu_memory_utilization:g}){hint}"
+    )
+
+
 def derive_profile(
     arch: ModelArchitecture,
     gpu: GpuSpec,
@@ -86,6 +103,9 @@ def derive_profile(
     table, if it has one (see `tokenizer_table_for`). `kv`: a KV capacity model to use instead of the
     memory model's; `fit`: roofline factors instead of the shipped ones."""
     flags = checked_flags(arch, flags or MemoryFlags())
+    if kv is None:
+        kv = kv_model_for(arch, gpu, flags)
+        _check_it_starts(arch, gpu, flags, kv)
     fit = fit or load_roofline_fit()
     fitted_on = f"{fit.fitted_on.get('model')} on {fit.fitted_on.get('gpu')}"
     return Profile(
@@ -100,7 +120,7 @@ def derive_profile(
         step_time=step_time_model(arch, gpu, fit.step_time),
         scheduler_overhead=fit.scheduler_overhead,
         adapter_load=adapter_load_model(arch, gpu, fit.adapter_load),
-        kv=kv if kv is not None else kv_model_for(arch, gpu, flags),
+        kv=kv,
         generation=GenerationModel(output_tokens_ratio=fit.output_tokens_ratio),
         placement=PlacementModel(),
     )
