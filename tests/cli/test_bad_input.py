@@ -444,6 +444,7 @@ CASES = [
     case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
     case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),
     case("--bench-json writes one run: use it without --seeds", *SIM, "--seeds", "2", "--bench-json", "b.json"),
+    case("--bench-json profile.yaml: expected a .json file name", *SIM, "--bench-json", "profile.yaml"),
     case("--bench-json workload.yaml: is an input of this command", "simulate", "--workload", "workload.yaml",
          "--max-loras", "2", "--bench-json", "workload.yaml"),
     # profile plan

@@ -8,7 +8,7 @@ import typer
 
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.errors import LoratwinError
+from loratwin.errors import InputError, LoratwinError
 from loratwin.grammar import plural
 
 ENGINES = ("fast", "reference")
@@ -88,6 +88,9 @@ def simulate(
     except ValueError as exc:  # pydantic's ValidationError
         raise LoratwinError(_flag_errors(exc)) from None
     _check_output_places(out, report, inputs=(workload, trace), bench_json=bench_json)
+    if bench_json is not None and bench_json.suffix.lower() != ".json":
+        # the file is replaced whole: a name of another kind is more likely a mistake than a wish
+        raise InputError(f"--bench-json {bench_json}: expected a .json file name")
     requests = None
     window_note = None
     window_from = _window_from(duration)
