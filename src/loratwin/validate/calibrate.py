@@ -20,6 +20,12 @@ throughput fixes the mean step time: steps_twin x throughput_twin / throughput_r
 window). Terms are linear in the coefficients, so each solve is exact for the replayed dynamics;
 a few rounds let the dynamics follow the coefficients. The round with the lowest combined error
 on the fitting runs is kept. Only global coefficients are fitted.
+
+Which terms are free is a choice of the caller: `calibrate` frees the LoRA and prefill terms
+(RUN_TERMS) and keeps the base terms fitted on the decode runs; `loratwin profile fit`
+(fit_profile.py) frees every additive term (FIT_ALL_TERMS), with a weak pull towards the start
+profile's values (`prior_weight`) that settles what the runs cannot tell apart (with an adapter in
+every step, the base-model step and the LoRA step cost are one sum).
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ from loratwin.workload.length_tables import available_tables
 # Terms of the step time fitted on the base-model decode runs, and on the real multi-LoRA runs.
 BASE_TERMS = ("base_ms", "per_seq_ms", "per_context_token_ms")
 RUN_TERMS = ("lora_step_ms", "per_prefill_token_ms", "lora_per_adapter_ms", "lora_per_seq_per_slot_ms", "lora_per_rank_ms")
+# Every term fitted when no decode measurement exists (lora_per_slot_ms stays out, as in calibrate:
+# with lora_per_seq_per_slot_ms and the rank term it leaves the runs' equations nearly singular).
+FIT_ALL_TERMS = BASE_TERMS + RUN_TERMS
 # A run counts as capacity-bound (its throughput set by the step time) below this served/offered.
 CAPACITY_BOUND_RATIO = 0.97
 
@@ -187,28 +196,46 @@ def _score(profile: Profile, results: Sequence[ReplayResult]) -> FitRound:
     )
 
 
-def _solve_run_terms(profile: Profile, results: Sequence[ReplayResult], duration_s: float) -> dict[str, float]:
+def _solve_run_terms(
+    profile: Profile,
+    results: Sequence[ReplayResult],
+    duration_s: float,
+    free: Sequence[str] = RUN_TERMS,
+    prior_weight: float = 0.0,
+    prior: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Non-negative least squares of the `free` step terms (the others held at the profile's values)
+    on the replayed runs' equations, in relative error. With `prior_weight` > 0, one more row per
+    free term pulls its share of a typical run's ITL towards that of `prior` (default: the
+    profile's own values), by that weight."""
     from scipy.optimize import nnls
 
     st = profile.step_time.model_dump()
-    fixed = np.array([st[name] if name in BASE_TERMS else 0.0 for name in STEP_TERM_FIELDS])
-    free = [STEP_TERM_FIELDS.index(name) for name in RUN_TERMS]
-    a_rows, b_rows = [], []
+    fixed = np.array([0.0 if name in free else st[name] for name in STEP_TERM_FIELDS])
+    columns = [STEP_TERM_FIELDS.index(name) for name in free]
+    a_rows, b_rows, shares = [], [], []
     for r in results:
         if not (r.started and r.run.has_metrics and r.mean_itl_ms):
             continue
         itl = r.run.measured["mean_itl_ms"]
-        a_rows.append(r.terms_per_token[free] / itl)
+        a_rows.append(r.terms_per_token[columns] / itl)
         b_rows.append((itl - r.overhead_per_token_ms - fixed @ r.terms_per_token) / itl)
+        shares.append(r.terms_per_token[columns] / itl)
         real_ratio = r.run.measured.get("throughput_over_offered")
         if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
             step = duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
-            a_rows.append(r.terms_per_step[free] / step)
+            a_rows.append(r.terms_per_step[columns] / step)
             b_rows.append((step - r.overhead_per_step_ms - fixed @ r.terms_per_step) / step)
-    if len(a_rows) < len(free):
-        raise InputError(f"too few usable runs to fit the step time ({len(a_rows)} equations)")
+    if len(a_rows) < len(columns):
+        raise InputError(f"too few usable runs to fit the step time ({len(a_rows)} equations for {len(columns)} terms)")
+    if prior_weight > 0:
+        # a term's share of the ITL per unit of its coefficient, in a typical run
+        scale = prior_weight * np.median(np.array(shares), axis=0)
+        start = prior or st
+        a_rows.extend(np.diag(scale))
+        b_rows.extend(scale * np.array([start[name] for name in free]))
     coef, _ = nnls(np.array(a_rows), np.array(b_rows))
-    return {name: round(float(c), 9) for name, c in zip(RUN_TERMS, coef, strict=True)}
+    return {name: round(float(c), 9) for name, c in zip(free, coef, strict=True)}
 
 
 def fit_step_time_on_runs(
@@ -221,20 +248,26 @@ def fit_step_time_on_runs(
     duration_s: float = 3600.0,
     on_round: Callable[[int, FitRound], None] | None = None,
     on_replay_done: Callable[[], None] | None = None,
+    free: Sequence[str] = RUN_TERMS,
+    prior_weight: float = 0.0,
+    server: dict[str, int] | None = None,
 ) -> tuple[Profile, list[FitRound]]:
-    """The twin-in-the-loop fit of the LoRA and prefill terms (see the module docstring)."""
+    """The twin-in-the-loop fit of the `free` step terms (see the module docstring); `server`:
+    flags every replay runs with (max_num_seqs, max_num_batched_tokens; default vLLM 0.8.5's as in
+    the reference runs)."""
     history: list[FitRound] = []
     current = profile
+    prior = profile.step_time.model_dump()
     for i in range(rounds + 1):
         results = replay_runs(runs, lambda _model, fitted=current: fitted, seeds=seeds, workers=workers,
-                              duration_s=duration_s, on_done=on_replay_done)
+                              duration_s=duration_s, on_done=on_replay_done, server=server)
         fit_round = _score(current, results)
         history.append(fit_round)
         if on_round:
             on_round(i, fit_round)
         if i == rounds:
             break
-        terms = _solve_run_terms(current, results, duration_s)
+        terms = _solve_run_terms(current, results, duration_s, free, prior_weight, prior)
         if i > 0:
             # half steps after the first: the dynamics answer the coefficients, and full steps
             # oscillate between over- and under-loaded fits

@@ -57,12 +57,12 @@ class ReplayResult:
     steps: float | None = None
 
 
-def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float]) -> dict:
-    run, profile, seed, cap, duration_s, threshold = task
+def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float, dict[str, int]]) -> dict:
+    run, profile, seed, cap, duration_s, threshold, flags = task
     workload = run_workload(run, seed)
     try:
         result = simulate(
-            workload, run_server(run, cap), profile,
+            workload, run_server(run, cap, **flags), profile,
             duration_s=duration_s, seed=seed, starvation_threshold=threshold,
             requests=run_requests(run, workload, profile, duration_s, seed), outputs_requested=True,
         )
@@ -111,15 +111,17 @@ def replay_runs(
     starvation_threshold: float = 0.1,
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
+    server: dict[str, int] | None = None,
 ) -> list[ReplayResult]:
     """Simulate every run that ran or failed to start, once per seed, on `workers` processes
-    (default: all cores). `profile_for(model)` gives the profile of each run's model.
+    (default: all cores). `profile_for(model)` gives the profile of each run's model; `server`
+    sets flags of every run's server (max_num_seqs, max_num_batched_tokens; see `run_server`).
     The starvation flag is taken on the seeds' mean throughput/offered ratio."""
     check_replay_options(seeds, workers, client_max_waiting)
     runs = [r for r in runs if r.start_known]
     profiles = {model: profile_for(model) for model in sorted({r.model for r in runs})}
     tasks = [
-        (run, profiles[run.model], seed, client_max_waiting, duration_s, starvation_threshold)
+        (run, profiles[run.model], seed, client_max_waiting, duration_s, starvation_threshold, dict(server or {}))
         for run in runs for seed in seeds
     ]
     workers = workers or os.cpu_count() or 1
