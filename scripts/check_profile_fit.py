@@ -55,9 +55,10 @@ STAND_IN_PLAN = [
 
 
 def planned_runs() -> tuple[list, str]:
+    from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+
     try:
         from loratwin.lab.plan import plan_experiments
-        from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
     except ImportError:
         return STAND_IN_PLAN, "stand-in plan (loratwin.lab.plan is not in this version)"
     return list(plan_experiments(resolve_model(HF_ID), resolve_gpu(GPU), {})), "loratwin.lab.plan.plan_experiments"
@@ -88,8 +89,9 @@ def start_profile(choice: str):
 
         return load_profile(choice), f"profile {choice}"
     if choice == "auto":
+        from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+
         try:
-            from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
             from loratwin.profiles.derive.profile import derive_profile
         except ImportError:
             pass

@@ -26,7 +26,7 @@ def fit(
     start: Annotated[str | None, typer.Option(help="Start from this profile (built-in name or YAML) instead of the derived one.")] = None,
     runs_model: Annotated[str | None, typer.Option("--runs-model", help="The model's name in the runs file (default: the last part of --model).")] = None,
     name: Annotated[str | None, typer.Option(help="Profile name (default: the --out file's name).")] = None,
-    rounds: Annotated[int, typer.Option(help="Rounds of the twin-in-the-loop fit.")] = 6,
+    rounds: Annotated[int, typer.Option(help="Rounds of the twin-in-the-loop fit.")] = 8,
     seeds: Annotated[int, typer.Option(help="Seeds per run in each round (arrivals were not recorded).")] = 1,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the fit's summary as one JSON document on stdout.")] = False,
@@ -60,7 +60,7 @@ def fit(
     def on_round(i, fit_round):
         progress.console.print(
             f"round {i}: throughput err {fit_round.throughput_error:.2f}%, ITL err {fit_round.itl_error:.2f}%, "
-            f"starvation agreement {100 * fit_round.starvation_agreement:.1f}%"
+            f"starvation agreement {100 * fit_round.starvation_agreement:.1f}%", soft_wrap=True,
         )
 
     engine = (f"vLLM 0.8.5, V1 engine, prefix caching off, max_num_batched_tokens {max_num_batched_tokens}, "
@@ -77,7 +77,7 @@ def fit(
     text = fit_header(result, command, str(runs_file), started_from) + yaml.safe_dump(
         result.profile.model_dump(mode="json"), sort_keys=False)
     atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    err_console.print(f"wrote {out}")
+    err_console.print(f"wrote {out}", soft_wrap=True)
     summary = {"out": str(out), "started_from": started_from, **result.summary()}
     if json_out:
         print(json.dumps(summary, indent=1, allow_nan=False))

@@ -199,7 +199,6 @@ def _score(profile: Profile, results: Sequence[ReplayResult]) -> FitRound:
 def _solve_run_terms(
     profile: Profile,
     results: Sequence[ReplayResult],
-    duration_s: float,
     free: Sequence[str] = RUN_TERMS,
     prior_weight: float = 0.0,
     prior: dict[str, float] | None = None,
@@ -223,10 +222,11 @@ def _solve_run_terms(
         shares.append(r.terms_per_token[columns] / itl)
         real_ratio = r.run.measured.get("throughput_over_offered")
         if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
-            step = duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
+            step = r.duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
             a_rows.append(r.terms_per_step[columns] / step)
             b_rows.append((step - r.overhead_per_step_ms - fixed @ r.terms_per_step) / step)
-    if len(a_rows) < len(columns):
+    # without the pull towards the start, each free term needs an equation
+    if not a_rows or (prior_weight <= 0 and len(a_rows) < len(columns)):
         raise InputError(f"too few usable runs to fit the step time ({len(a_rows)} equations for {len(columns)} terms)")
     if prior_weight > 0:
         # a term's share of the ITL per unit of its coefficient, in a typical run
@@ -245,14 +245,15 @@ def fit_step_time_on_runs(
     rounds: int = 4,
     seeds: Sequence[int] = (0,),
     workers: int | None = None,
-    duration_s: float = 3600.0,
+    duration_s: float | None = None,
     on_round: Callable[[int, FitRound], None] | None = None,
     on_replay_done: Callable[[], None] | None = None,
     free: Sequence[str] = RUN_TERMS,
     prior_weight: float = 0.0,
     server: dict[str, int] | None = None,
 ) -> tuple[Profile, list[FitRound]]:
-    """The twin-in-the-loop fit of the `free` step terms (see the module docstring); `server`:
+    """The twin-in-the-loop fit of the `free` step terms (see the module docstring), each run
+    replayed over `duration_s` or else its own window (`replay_runs`); `server`:
     flags every replay runs with (max_num_seqs, max_num_batched_tokens; default vLLM 0.8.5's as in
     the reference runs)."""
     history: list[FitRound] = []
@@ -267,7 +268,7 @@ def fit_step_time_on_runs(
             on_round(i, fit_round)
         if i == rounds:
             break
-        terms = _solve_run_terms(current, results, duration_s, free, prior_weight, prior)
+        terms = _solve_run_terms(current, results, free, prior_weight, prior)
         if i > 0:
             # half steps after the first: the dynamics answer the coefficients, and full steps
             # oscillate between over- and under-loaded fits

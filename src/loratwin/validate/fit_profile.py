@@ -35,7 +35,7 @@ FIT_COLUMNS = ("total_tok_s", "mean_itl_ms")
 # Weight of the pull towards the start profile's step terms, against the runs' equations (each in
 # relative error): small enough that anything the runs determine is theirs.
 PRIOR_WEIGHT = 0.05
-DEFAULT_ROUNDS = 6
+DEFAULT_ROUNDS = 8
 
 
 def model_key(name: str) -> str:
@@ -170,7 +170,7 @@ def fit_profile(
     rounds: int = DEFAULT_ROUNDS,
     seeds: Sequence[int] = (0,),
     workers: int | None = None,
-    duration_s: float = 3600.0,
+    duration_s: float | None = None,
     prior_weight: float = PRIOR_WEIGHT,
     server: dict[str, int] | None = None,
     on_round: Callable[[int, FitRound], None] | None = None,
@@ -178,8 +178,8 @@ def fit_profile(
 ) -> ProfileFit:
     """Fit `start` on `runs` (those of its model, see `select_fit_runs`): KV capacity from the runs'
     logs, output ratio, then every step term with the twin in the loop. `server`: the flags the runs
-    were served with (max_num_seqs, max_num_batched_tokens). `source` says in the profile what it was
-    fitted on."""
+    were served with (max_num_seqs, max_num_batched_tokens). Each run is replayed over `duration_s`, else
+    its own `configured_time_s`, else an hour. `source` says in the profile what it was fitted on."""
     if rounds < 1:
         raise InputError(f"--rounds must be >= 1, got {rounds}")
     fit_runs = [r for r in runs if usable(r)]

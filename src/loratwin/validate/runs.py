@@ -33,7 +33,11 @@ MEASURED_FLOATS = (
     "completed", "total_output_tokens", "paper_dt_total_tok_s", "paper_dt_itl_ms", "paper_dt_ttft_ms",
     # the server's "GPU KV cache size" at start, where the runs file has it (`loratwin profile import`)
     "kv_cache_tokens",
+    # the benchmark window asked for (s); the twin replays the run over it (default an hour)
+    "configured_time_s",
 )
+# A benchmark window beyond a day is a mistake in the file (the reference runs took an hour).
+MAX_WINDOW_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ def _parse_row(row: dict[str, str], line: int, source: str) -> RealRun:
             raise fail(f"{name} must be a number, got {value!r}") from None
         if measured[name] is not None and not math.isfinite(measured[name]):
             raise fail(f"{name} must be a finite number, got {value!r}")
+    window = measured["configured_time_s"]
+    if window is not None and not 0 < window <= MAX_WINDOW_S:
+        raise fail(f"configured_time_s must be a number of seconds > 0 and <= {MAX_WINDOW_S:g}, got {window:g}")
     rates, counts = numbers("rate_values", float, 0), numbers("rate_counts", int, 0)
     if len(rates) != len(counts):
         raise fail("rate_values and rate_counts must have the same length")
