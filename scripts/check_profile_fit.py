@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from loratwin.validate.fit_profile import DEFAULT_ROUNDS  # noqa: E402
 from loratwin.validate.nearest_runs import WantedRun  # noqa: E402
 
 RUNS_CSV = ROOT.parent / "shared" / "data" / "real-vllm" / "runs.csv"
@@ -112,7 +113,7 @@ def write_lab_table(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--fit-seeds", type=int, default=1)
     parser.add_argument("--test-seeds", type=int, default=2)
     parser.add_argument("--start", default="auto", help="auto (derived, else the stand-in), stand-in, or a profile")
