@@ -188,6 +188,13 @@ CASES = [
     case("--threshold: must be between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
     case("missing: does not exist", "train", "missing", "--out", "m"),
     case("store: too few workloads with a known optimum", "train", "store", "--out", "m", "--no-tune"),
+    case("give RESULTS (the --out folder of a sweep) or --profile PROFILE", "train", "--out", "m"),
+    case("unknown profile 'nope'", "train", "--profile", "nope", "--out", "m"),
+    case("profile.yaml: expected a mapping of profile fields", "train", "--profile", "profile.yaml", "--out", "m"),
+    case("--workers: must be >= 1, got 0", "train", "--profile", "llama-3.1-8b-instruct", "--out", "m", "--workers", "0"),
+    case("--out existing: the folder holds notes.txt", "train", "--profile", "llama-3.1-8b-instruct", "--out",
+         "existing"),
+    case("--out afile: is a file; expected a folder", "train", "--profile", "llama-3.1-8b-instruct", "--out", "afile"),
     # explain
     case("--target: unknown 'nope'", "explain", "--target", "nope"),
     case("--model: no 'nope' model", "explain", "--model", "nope"),

@@ -49,7 +49,6 @@ def describe_sweep() -> dict[str, Any]:
         "grid": "paper",
         "sweeps": [{"what": what, "workloads": f"{w.start}:{w.stop}:{w.step}", "search": search}
                    for what, w, search in sweep_plan()],
-        "families": list(FAMILIES),
     }
 
 
