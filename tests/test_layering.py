@@ -33,6 +33,7 @@ STAGE_LEVELS: tuple[tuple[str, ...], ...] = (
     ("base",),
     ("profiles", "workload"),
     ("twin",),
+    ("lab",),
     ("validate",),
     ("sweep",),
     ("learn",),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ __all__ = [
     "placement_estimate",
     "recommendation_estimate",
     "require",
+    "require_disk",
     "simulation_estimate",
     "sweep_estimate",
     "trace_estimate",
@@ -355,6 +357,27 @@ def require(estimate: Estimate, job: Job | None = None) -> None:
 
 class OverBudgetError(InputError):
     """Work refused up front: its estimated memory exceeds the limit."""
+
+
+# Free space a write leaves untouched: a disk filled to the last byte breaks whatever writes next.
+DISK_MARGIN_BYTES = 100e6
+
+
+def require_disk(size_bytes: float, folder: str | Path, what: str, flag: str = "--out") -> None:
+    """Refuse to write `size_bytes` into `folder` (or the nearest folder above it that exists) when the
+    disk there has less free space, with DISK_MARGIN_BYTES to spare: one line with both sizes."""
+    place = Path(folder).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    try:
+        free = shutil.disk_usage(place).free
+    except OSError:
+        return  # the writer reports a place it cannot use
+    if size_bytes + DISK_MARGIN_BYTES > free:
+        raise OverBudgetError(
+            f"{flag} {folder}: {what} take {format_bytes(size_bytes)} and the disk holds {format_bytes(free)} free "
+            f"(keeping {format_bytes(DISK_MARGIN_BYTES)} spare); free some space or write elsewhere"
+        )
 
 
 # --- files ----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import pytest
 
 from .inprocess import run_main
 
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
@@ -63,6 +64,8 @@ WORKSPACE: dict[str, str | bytes] = {
     "lab-qwen.csv": LAB_HEADER + "\n" + LAB_ROW.replace("llama-3.1-8b-instruct", "qwen-2.5-7b-instruct") + "\n",
     "lab-failed.csv": LAB_HEADER + "\n" + LAB_ROW.replace(",ok,", ",oom_at_start,").replace(",100,20", ",,") + "\n",
     "lab.csv": LAB_HEADER + "\n" + LAB_ROW + "\n",
+    "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
+    "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
 }
 
 
@@ -273,6 +276,48 @@ CASES = [
     case("--gpu: unknown GPU 'nope'", *FIT[:6], "nope", *FIT[7:], "--out", "p.yaml"),
     case("unknown profile 'nope'", *FIT[:8], "nope", "--out", "p.yaml"),
     case("Missing option '--out'", *FIT),
+    # simulate --bench-json
+    case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
+    case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),
+    case("--bench-json writes one run: use it without --seeds", *SIM, "--seeds", "2", "--bench-json", "b.json"),
+    case("--bench-json workload.yaml: is an input of this command", "simulate", "--workload", "workload.yaml",
+         "--max-loras", "2", "--bench-json", "workload.yaml"),
+    # profile plan
+    case("--gpu: unknown GPU 'nope'", "profile", "plan", "--model", LLAMA, "--gpu", "nope"),
+    case("--model: unknown model 'nope'", "profile", "plan", "--model", "nope", "--gpu", "h100-80gb"),
+    case("--gpu-memory-utilization: must be in (0, 1], got 1.5", "profile", "plan", "--model", LLAMA, "--gpu",
+         "h100-80gb", "--gpu-memory-utilization", "1.5"),
+    case("--max-model-len: must be at least 2048", "profile", "plan", "--model", LLAMA, "--gpu", "h100-80gb",
+         "--max-model-len", "512"),
+    case("--model Qwen/Qwen2.5-14B-Instruct: its weights (27.5 GiB) do not fit", "profile", "plan", "--model",
+         "Qwen/Qwen2.5-14B-Instruct", "--gpu", "l4"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "profile", "plan", "--model", LLAMA, "--gpu", "bad.yaml"),
+    case("Missing option '--gpu'", "profile", "plan", "--model", LLAMA),
+    # profile make-adapters
+    case("--rank must be from 1 to 512", "profile", "make-adapters", "--model", LLAMA, "--rank", "0", "--count", "1",
+         "--out", "ad"),
+    case("--count must be from 1 to 10,000, got 0", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "0", "--out", "ad"),
+    case("--out existing: the folder holds notes.txt", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "1", "--out", "existing"),
+    case("--out afile: is a file; expected a folder", "profile", "make-adapters", "--model", LLAMA, "--rank", "8",
+         "--count", "1", "--out", "afile"),
+    case("--out missing/ad: the folder missing does not exist", "profile", "make-adapters", "--model", LLAMA,
+         "--rank", "8", "--count", "1", "--out", "missing/ad"),
+    case("--model: unknown model 'nope'", "profile", "make-adapters", "--model", "nope", "--rank", "8", "--count",
+         "1", "--out", "ad"),
+    # profile import
+    case("missing: does not exist; expected a run's folder", "profile", "import", "missing", "--out", "runs.csv"),
+    case("afile: is not a folder", "profile", "import", "afile", "--out", "runs.csv"),
+    case("existing/server.log does not exist", "profile", "import", "existing", "--out", "runs.csv"),
+    case("labrun/client-0.json: missing keys num_prompts, request_rate, completed", "profile", "import", "labrun",
+         "--out", "runs.csv"),
+    case("--out runs.txt: expected a .csv file name", "profile", "import", "labrun", "--out", "runs.txt"),
+    case("--out missing/runs.csv: the folder missing does not exist", "profile", "import", "labrun", "--out",
+         "missing/runs.csv"),
+    case("--kv-out runs.csv: the same place as --out", "profile", "import", "labrun", "--out", "runs.csv",
+         "--kv-out", "runs.csv"),
+    case("Missing option '--out'", "profile", "import", "labrun"),
 ]
 
 
@@ -325,13 +370,14 @@ def unwritable() -> str:
 
 
 def _command(args: tuple[str, ...]) -> str:
-    return f"{args[0]} {args[1]}" if args[0] in ("workload", "profile") else args[0]
+    return " ".join(args[:2]) if args[0] in ("workload", "profile") else args[0]
 
 
 def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
-                "train", "explain", "recommend", "quickstart", "place", "profile fit"}
+                "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
+                "profile import", "profile fit"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

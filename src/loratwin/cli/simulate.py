@@ -39,6 +39,7 @@ def simulate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
+    bench_json: Annotated[Path | None, typer.Option("--bench-json", help="Also write the run as a vLLM benchmark result JSON (benchmark_serving.py --save-result keys).")] = None,
     max_memory: MaxMemoryFlag = None,
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
@@ -62,6 +63,8 @@ def simulate(
         raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
     if seeds > 1 and report is not None:
         raise LoratwinError("--report reports on one run: use it without --seeds (each seed's results: --out)")
+    if seeds > 1 and bench_json is not None:
+        raise LoratwinError("--bench-json writes one run: use it without --seeds")
     if seeds > 1 and engine != "fast":
         raise LoratwinError("--engine reference runs one seed: use it without --seeds")
     layout = None
@@ -82,7 +85,7 @@ def simulate(
         )
     except ValueError as exc:  # pydantic's ValidationError
         raise LoratwinError(_flag_errors(exc)) from None
-    _check_output_places(out, report, inputs=(workload, trace))
+    _check_output_places(out, report, inputs=(workload, trace), bench_json=bench_json)
     requests = None
     if workload is not None:
         spec = load_workload_yaml(workload)
@@ -124,6 +127,8 @@ def simulate(
         from loratwin.report import write_simulation_report
 
         err_console.print(f"wrote report {write_simulation_report(result, report)}")
+    if bench_json is not None:
+        _write_bench_json(result, profile, bench_json)
     if json_out:
         sys.stdout.write(result.to_json() + "\n")
     else:
@@ -178,12 +183,26 @@ def _check_flags(seeds: int, duration: float | None, sample_interval: float, thr
         raise LoratwinError(f"--workers must be >= 0 (0: all cores), got {workers}")
 
 
-def _check_output_places(out: Path | None, report: Path | None, inputs) -> None:
+def _check_output_places(out: Path | None, report: Path | None, inputs, bench_json: Path | None = None) -> None:
     from loratwin.files import Output, check_outputs
     from loratwin.report.html import REPORT_FILES
 
     check_outputs(Output("--out", out, folder=True, own=_out_files()),
-                  Output("--report", report, folder=True, own=REPORT_FILES), inputs=inputs)
+                  Output("--report", report, folder=True, own=REPORT_FILES), Output("--bench-json", bench_json),
+                  inputs=inputs)
+
+
+def _write_bench_json(result, profile: str, path: Path) -> None:
+    """The run as `vllm bench serve --save-result` would have saved it (loratwin.lab.bench_json)."""
+    import json
+
+    from loratwin.files import atomic_write
+    from loratwin.lab.bench_json import bench_doc_from_run
+    from loratwin.profiles import load_profile
+
+    doc = bench_doc_from_run(result, load_profile(profile).model)
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(doc) + "\n"))
+    err_console.print(f"wrote {path}")
 
 
 def _out_files() -> tuple[str, ...]:
