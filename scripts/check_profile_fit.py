@@ -3,10 +3,11 @@
     nice python scripts/check_profile_fit.py [--workers 2] [--out DIR]
 
 1. The runs a lab would measure: the experiment plan of `loratwin profile plan`
-   (loratwin.lab.plan.plan_experiments) where this version has it, else STAND_IN_PLAN below (a spread
-   over max_loras 8-192, served 8-384, both rank mixes and both rate sets, starved and not). For each
-   planned configuration, the nearest measured ok run of llama-3.1-8b-instruct in the `dt_modelling`
-   set of ../shared/data/real-vllm/runs.csv (loratwin.validate.nearest_runs).
+   (loratwin.lab.plan.plan_experiments: 19 runs for Llama on the 64 GB H100), filled up to --runs
+   (24) from STAND_IN_PLAN below (a spread over max_loras 8-192, served 8-384, both rank mixes and both
+   rate sets, starved and not). For each planned configuration, the nearest measured ok run of
+   llama-3.1-8b-instruct in the `dt_modelling` set of ../shared/data/real-vllm/runs.csv not taken yet
+   (loratwin.validate.nearest_runs: served, max_loras, max_lora_rank and offered request rate).
 2. Those rows, as `loratwin profile import` would give them: the server's KV cache size of each run is
    its `kv_cache_tokens_lookup` (the size the server logs at that max_loras and max_lora_rank,
    measured in calibration/kv_capacity.csv), written to `kv_cache_tokens`.
@@ -56,13 +57,16 @@ STAND_IN_PLAN = [
 
 
 def planned_runs() -> tuple[list, str]:
+    """The experiment plan's runs for Llama on the reference GPU, then STAND_IN_PLAN (the nearest
+    runs are taken in this order until FIT_RUNS are picked)."""
     from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
 
     try:
         from loratwin.lab.plan import plan_experiments
     except ImportError:
         return STAND_IN_PLAN, "stand-in plan (loratwin.lab.plan is not in this version)"
-    return list(plan_experiments(resolve_model(HF_ID), resolve_gpu(GPU), {})), "loratwin.lab.plan.plan_experiments"
+    plan = plan_experiments(resolve_model(HF_ID), resolve_gpu(GPU))
+    return [*plan, *STAND_IN_PLAN], f"the {len(plan)} runs of loratwin.lab.plan.plan_experiments, then the stand-in plan"
 
 
 def roofline_stand_in():
@@ -90,14 +94,26 @@ def start_profile(choice: str):
 
         return load_profile(choice), f"profile {choice}"
     if choice == "auto":
+        from loratwin.errors import InputError
+        from loratwin.profiles import load_profile
         from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+        from loratwin.workload.length_tables import available_tables
 
         try:
-            from loratwin.profiles.derive.profile import derive_profile
+            from loratwin.profiles.derive.profile import ServeFlags, derive_profile, tokenizer_table_for
         except ImportError:
             pass
         else:
-            return derive_profile(resolve_model(HF_ID), resolve_gpu(GPU), {}), "the derived profile"
+            arch, gpu = resolve_model(HF_ID), resolve_gpu(GPU)
+            # the reference runs' flags: --max-num-seqs 2048, the model's own max_model_len
+            flags = ServeFlags(max_num_seqs=2048, max_num_batched_tokens=2048)
+            tokenizer = tokenizer_table_for(HF_ID, available_tables())
+            try:
+                return derive_profile(arch, gpu, flags, tokenizer=tokenizer), "the derived profile"
+            except InputError:  # no memory model in this version: the measured KV table stands in for it
+                kv = load_profile(MODEL).kv
+                return (derive_profile(arch, gpu, flags, tokenizer=tokenizer, kv=kv),
+                        "the derived profile, with the built-in profile's measured KV table")
     return roofline_stand_in(), "stand-in (built-in llama profile, roofline step time)"
 
 
@@ -113,6 +129,7 @@ def write_lab_table(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=24, help="runs to fit on")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--fit-seeds", type=int, default=1)
     parser.add_argument("--test-seeds", type=int, default=2)
@@ -130,7 +147,7 @@ def main() -> None:
     runs = load_runs(RUNS_CSV)
     pool = [r for r in runs if r.model == MODEL and r.source_set == "dt_modelling"]
     wanted, plan_source = planned_runs()
-    picked = nearest_runs(wanted, pool)
+    picked = nearest_runs(wanted[: args.runs], pool)
     assert all(r.source_set == "dt_modelling" for r in picked)
     ids = {r.run_id for r in picked}
     with RUNS_CSV.open(newline="") as f:

@@ -113,10 +113,14 @@ def _start_profile(start, arch, gpu_spec, flags):
 
         return load_profile(start), f"profile {start}"
     try:
-        from loratwin.profiles.derive.profile import derive_profile
+        from loratwin.profiles.derive.profile import ServeFlags, derive_profile, tokenizer_table_for
     except ImportError:
         raise InputError(
             "no derived profile to start from in this version (`loratwin profile derive` is missing); "
             "give --start PROFILE"
         ) from None
-    return derive_profile(arch, gpu_spec, flags), f"the derived profile of {arch.name} on {gpu_spec.name}"
+    from loratwin.workload.length_tables import available_tables
+
+    derived = derive_profile(arch, gpu_spec, ServeFlags(**flags),
+                             tokenizer=tokenizer_table_for(arch.name, available_tables()))
+    return derived, f"the derived profile of {arch.name} on {gpu_spec.name}"

@@ -2,7 +2,7 @@
 
 Used to stand a table of measurements in for an experiment plan's runs (scripts/check_profile_fit.py):
 a wanted configuration is anything with `served_adapters`, `max_loras`, `max_lora_rank`, `rate_values`
-and optionally `adapter_rank_cycle` (WantedRun, or a planned run of `loratwin profile plan`).
+and optionally `rate_counts` and `adapter_rank_cycle` (WantedRun, or loratwin.lab.plan's PlannedRun).
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ RANK_MIX_DISTANCE = 1.0
 
 @dataclass(frozen=True)
 class WantedRun:
-    """A configuration an experiment would measure."""
+    """A configuration an experiment would measure; `rate_counts` default to the rate levels
+    assigned round-robin over the served adapters (as the reference runs did)."""
 
     served_adapters: int
     max_loras: int
     max_lora_rank: int
     rate_values: tuple[float, ...]
     adapter_rank_cycle: tuple[int, ...] = ()
+    rate_counts: tuple[int, ...] = ()
 
 
 def _numbers(value: Any, kind: type) -> tuple:
@@ -41,22 +43,26 @@ def _log_distance(a: float, b: float) -> float:
     return abs(math.log2(max(a, 1e-9) / max(b, 1e-9)))
 
 
+def aggregate_rate(served: int, rates: Sequence[float], counts: Sequence[int]) -> float:
+    """Requests per second over all adapters; without counts, the levels go round-robin."""
+    if not counts:
+        counts = [served // len(rates) + (1 if i < served % len(rates) else 0) for i in range(len(rates))]
+    return sum(r * c for r, c in zip(rates, counts, strict=True))
+
+
 def distance(wanted: Any, run: RealRun) -> float:
-    """Sum of |log2| ratios of served adapters, max_loras, max_lora_rank and the sorted rate levels
-    (their mean when the level counts differ), plus RANK_MIX_DISTANCE when the rank cycles differ."""
-    rates = sorted(_numbers(wanted.rate_values, float))
-    measured = sorted(run.rate_values)
-    if len(rates) == len(measured) and rates:
-        rate_gap = sum(_log_distance(a, b) for a, b in zip(rates, measured, strict=True)) / len(rates)
-    else:
-        rate_gap = _log_distance(sum(rates) / max(1, len(rates)), sum(measured) / max(1, len(measured)))
+    """Sum of |log2| ratios of served adapters, max_loras, max_lora_rank and the offered request rate,
+    plus RANK_MIX_DISTANCE when the rank cycles differ."""
+    rates = _numbers(wanted.rate_values, float)
+    counts = _numbers(getattr(wanted, "rate_counts", ()), int)
     cycle = _numbers(getattr(wanted, "adapter_rank_cycle", ()), int)
-    mix_gap = RANK_MIX_DISTANCE if cycle and sorted(cycle) != sorted(run.rank_cycle) else 0.0
+    mix_gap = RANK_MIX_DISTANCE if cycle and sorted(set(cycle)) != sorted(set(run.rank_cycle)) else 0.0
     return (
         _log_distance(wanted.served_adapters, run.served_adapters)
         + _log_distance(wanted.max_loras, run.max_loras)
         + _log_distance(wanted.max_lora_rank, run.max_lora_rank)
-        + rate_gap
+        + _log_distance(aggregate_rate(wanted.served_adapters, rates, counts),
+                        aggregate_rate(run.served_adapters, run.rate_values, run.rate_counts))
         + mix_gap
     )
 
