@@ -171,3 +171,15 @@ def test_distance_is_zero_only_at_the_run_and_never_negative(served, loras, rank
     if (served, loras, rank) != (64, 32, 32):
         assert d > 0
     assert distance(WantedRun(64, 32, 32, (0.025, 0.05, 0.1)), POOL[2]) == 0
+
+
+def test_a_drained_lab_run_is_judged_on_the_offered_load_of_its_send_window():
+    from loratwin.validate.calibrate import measured_saturation
+
+    # a lab's client waited for every request: 300 s of sending, 380 s in all
+    lab = make_run("lab", 8, 8, 16, (1.0,), total_tok_s=4_000.0, throughput_over_offered=0.99,
+                   approx_offered_tok_s=5_000.0, configured_time_s=300.0, duration_s=380.0)
+    assert measured_saturation(lab) == pytest.approx(0.8)
+    reference = make_run("ref", 8, 8, 16, (1.0,), total_tok_s=4_000.0, throughput_over_offered=0.7,
+                         approx_offered_tok_s=5_000.0, configured_time_s=3600.0, duration_s=3602.0)
+    assert measured_saturation(reference) == 0.7

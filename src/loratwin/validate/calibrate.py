@@ -63,6 +63,9 @@ RUN_TERMS = ("lora_step_ms", "per_prefill_token_ms", "lora_per_adapter_ms", "lor
 FIT_ALL_TERMS = BASE_TERMS + RUN_TERMS
 # A run counts as capacity-bound (its throughput set by the step time) below this served/offered.
 CAPACITY_BOUND_RATIO = 0.97
+# A run whose measured duration passes its send window by more than this factor drained its queue
+# after the window (a lab's client waits for every request: `loratwin profile import`).
+DRAINED = 1.05
 
 
 def _rows(path: Path, model: str | None = None) -> list[dict[str, str]]:
@@ -196,6 +199,17 @@ def _score(profile: Profile, results: Sequence[ReplayResult]) -> FitRound:
     )
 
 
+def measured_saturation(run: RealRun) -> float | None:
+    """Served over offered load as measured. A drained run's throughput_over_offered spans the drain
+    and stays near 1 however saturated the server was: its throughput over the offered load of the
+    send window says it instead."""
+    m = run.measured
+    window, duration, offered = m.get("configured_time_s"), m.get("duration_s"), m.get("approx_offered_tok_s")
+    if window and duration and offered and duration > DRAINED * window:
+        return m["total_tok_s"] / offered
+    return m.get("throughput_over_offered")
+
+
 def _solve_run_terms(
     profile: Profile,
     results: Sequence[ReplayResult],
@@ -220,7 +234,7 @@ def _solve_run_terms(
         a_rows.append(r.terms_per_token[columns] / itl)
         b_rows.append((itl - r.overhead_per_token_ms - fixed @ r.terms_per_token) / itl)
         shares.append(r.terms_per_token[columns] / itl)
-        real_ratio = r.run.measured.get("throughput_over_offered")
+        real_ratio = measured_saturation(r.run)
         if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
             step = r.duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
             a_rows.append(r.terms_per_step[columns] / step)

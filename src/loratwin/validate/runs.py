@@ -34,7 +34,7 @@ MEASURED_FLOATS = (
     # the server's "GPU KV cache size" at start, where the runs file has it (`loratwin profile import`)
     "kv_cache_tokens",
     # the benchmark window asked for (s); the twin replays the run over it (default an hour)
-    "configured_time_s",
+    "configured_time_s", "duration_s",
 )
 # A benchmark window beyond a day is a mistake in the file (the reference runs took an hour).
 MAX_WINDOW_S = 86_400.0
