@@ -82,16 +82,23 @@ def main() -> None:
           f"{free / 60:.1f} min (target <= {TARGET_S // 60} min: {'met' if free <= TARGET_S else 'missed'})")
     print(f"training data: {manifest['training']['runs']} runs of {manifest['training']['workloads']} workloads")
 
-    shipped = ROOT / "src" / "loratwin" / "learn" / "models" / Path(args.profile).stem / "manifest.json"
+    shipped = ROOT / "src" / "loratwin" / "learn" / "models" / manifest["profile"] / "manifest.json"
     if not shipped.is_file():
+        print(f"no built-in models of profile {manifest['profile']} to compare with")
         return
     built_in = json.loads(shipped.read_text())
     ours, theirs = rows(manifest), rows(built_in)
-    print(f"cross-validated figures, this training vs the built-in models of {Path(args.profile).stem} "
+    print(f"cross-validated figures, this training vs the built-in models of {manifest['profile']} "
           f"({built_in['training']['runs']} runs of {built_in['training']['workloads']} workloads):")
     for key in sorted(ours):
         print(f"  {key[0]:>16} / {key[1]:<6}  {figure(ours[key]):>26}   built-in {figure(theirs.get(key))}")
-    print(f"  defaults: {manifest['defaults']}; built-in defaults: {built_in['defaults']}")
+    print("  each target's default model, this training vs built-in:")
+    for target, family in manifest["defaults"].items():
+        theirs_family = built_in["defaults"][target]
+        print(f"  {target:>16}  {family:<6} {figure(ours[(target, family)]):>26}   built-in {theirs_family:<7} "
+              f"{figure(theirs.get((target, theirs_family)))}")
+    print(f"  recommend's P(starved) cut: {manifest.get('recommend', {}).get('max_starved_p')}, "
+          f"built-in {built_in.get('recommend', {}).get('max_starved_p')}")
 
 
 if __name__ == "__main__":
