@@ -174,7 +174,7 @@ def test_distance_is_zero_only_at_the_run_and_never_negative(served, loras, rank
 
 
 def test_a_drained_lab_run_is_judged_on_the_offered_load_of_its_send_window():
-    from loratwin.validate.calibrate import measured_saturation
+    from loratwin.validate.twin_fit import measured_saturation
 
     # a lab's client waited for every request: 300 s of sending, 380 s in all
     lab = make_run("lab", 8, 8, 16, (1.0,), total_tok_s=4_000.0, throughput_over_offered=0.99,

@@ -13,7 +13,7 @@ runs then set:
   of tokens at neighbouring points); a run that did not start (`oom_at_start`) marks its point
   infeasible;
 - the share of requested output tokens the model generates (`calibrate.fit_output_ratio`);
-- every additive step-time term, base and LoRA (`calibrate.fit_step_time_on_runs` with
+- every additive step-time term, base and LoRA (`twin_fit.fit_step_time_on_runs` with
   FIT_ALL_TERMS).
 """
 
@@ -27,8 +27,9 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.profiles.model import GenerationModel, KVCapacityModel, Profile
-from loratwin.validate.calibrate import FIT_ALL_TERMS, FitRound, fit_output_ratio, fit_step_time_on_runs
+from loratwin.validate.calibrate import fit_output_ratio
 from loratwin.validate.runs import RealRun
+from loratwin.validate.twin_fit import FIT_ALL_TERMS, FitRound, fit_step_time_on_runs
 
 # Columns a runs table needs for a fit, beyond the configuration's.
 FIT_COLUMNS = ("total_tok_s", "mean_itl_ms")
