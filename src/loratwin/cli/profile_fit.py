@@ -46,7 +46,7 @@ def fit(
 
     from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
     from loratwin.validate import load_runs
-    from loratwin.validate.fit_profile import FIT_COLUMNS, fit_header, fit_profile, select_fit_runs
+    from loratwin.validate.fit_profile import FIT_COLUMNS, fit_header, fit_profile, select_fit_runs, usable
 
     arch, gpu_spec = resolve_model(model), resolve_gpu(gpu)
     flags = {"gpu_memory_utilization": gpu_memory_utilization, "max_num_seqs": max_num_seqs,
@@ -54,7 +54,7 @@ def fit(
     runs = select_fit_runs(load_runs(runs_file, required=FIT_COLUMNS), runs_model or arch.name, str(runs_file))
     start_profile, started_from = _start_profile(start, arch, gpu_spec, flags)
 
-    total = len([r for r in runs if r.has_metrics]) * seeds * (rounds + 1)
+    total = sum(usable(r) for r in runs) * seeds * (rounds + 1)
     progress, advance = _progress(total, f"fitting on {len(runs)} runs")
 
     def on_round(i, fit_round):
