@@ -15,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -26,10 +26,41 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 20 * 60
 
 
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds of a process and of its children that have ended (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+class TreeCpu:
+    """CPU seconds of a process and all its descendants (the sweep's workers are the forkserver's
+    children, not the command's), sampled from /proc every second: each process's last sample."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.seen, self.done = pid, {}, threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.done.wait(1.0):
+            self.sample()
+
+    def sample(self) -> None:
+        children: dict[int, list[int]] = {}
+        times: dict[int, float] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(entry.name)
+            children.setdefault(int(fields[1]), []).append(pid)
+            times[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        todo = [self.pid]
+        while todo:
+            pid = todo.pop()
+            if pid in times:
+                self.seen[pid] = max(self.seen.get(pid, 0.0), times[pid])
+            todo.extend(children.get(pid, []))
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
 
 
 def rows(manifest: dict) -> dict[tuple[str, str], dict]:
@@ -61,14 +92,16 @@ def main() -> None:
     sweep_done, sweep_cpu = None, 0.0
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")}) as proc:
+        cpu = TreeCpu(proc.pid)
         for line in proc.stderr:
             if sweep_done is None and ": cross-validating on" in line:
-                sweep_done, sweep_cpu = time.monotonic() - started, process_cpu_s(proc.pid)
+                cpu.sample()
+                sweep_done, sweep_cpu = time.monotonic() - started, cpu.seconds
             print(f"  [{time.monotonic() - started:6.0f} s] {line.rstrip()}", flush=True)
         stdout = proc.stdout.read()
     total = time.monotonic() - started
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu.done.set()
+    cpu_s = cpu.seconds
     if proc.returncode != 0:
         sys.exit(f"train failed ({proc.returncode})")
     manifest = json.loads(stdout)
@@ -77,8 +110,8 @@ def main() -> None:
           f"({total / 60:.1f} min; target <= {TARGET_S // 60} min: {'met' if total <= TARGET_S else 'missed'})")
     # On a shared machine the wall time counts the others' load too. On 2 free cores: the sweep's CPU
     # time over its 2 workers, the training's (one process) as it is.
-    free = sweep_cpu / 2 + (cpu - sweep_cpu)
-    print(f"CPU time: sweep {sweep_cpu:.0f} s, training and tuning {cpu - sweep_cpu:.0f} s; on 2 free cores about "
+    free = sweep_cpu / 2 + (cpu_s - sweep_cpu)
+    print(f"CPU time: sweep {sweep_cpu:.0f} s, training and tuning {cpu_s - sweep_cpu:.0f} s; on 2 free cores about "
           f"{free / 60:.1f} min (target <= {TARGET_S // 60} min: {'met' if free <= TARGET_S else 'missed'})")
     print(f"training data: {manifest['training']['runs']} runs of {manifest['training']['workloads']} workloads")
 
