@@ -9,7 +9,9 @@ Sources (see SHARED_DATA_DIR/README.md for provenance):
 - step time and scheduler overhead: the constants of profiles-reference.md (the published twin's fit;
   the decode constants refit exactly from calibration/decode_latency.csv);
 - adapter load times: calibration/adapter_loading.csv (load_ms_mean, disk_load_ms_mean);
-- KV capacity and start failures: calibration/kv_capacity.csv;
+- KV capacity and start failures: calibration/kv_capacity.csv, and the inputs of vLLM's memory model
+  (`kv.memory`, loratwin.profiles.derive.kv.reference_kv_memory) for the configurations it does not
+  cover; max_model_len as in the runs (the model's max_position_embeddings);
 - placement constants: the defaults of loratwin.profiles.model.PlacementModel, fitted on the twin
   (their provenance says how), as every built-in profile carries them.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from loratwin.profiles.derive.kv import reference_kv_memory
 from loratwin.profiles.model import PlacementModel
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "loratwin" / "profiles" / "data"
@@ -29,11 +32,13 @@ OUT = Path(__file__).resolve().parents[1] / "src" / "loratwin" / "profiles" / "d
 MODELS = {
     "llama-3.1-8b-instruct": {
         "model": "meta-llama/Llama-3.1-8B-Instruct",
+        "max_model_len": 131072,
         # itl_ms = c1 * N + c2 ; overhead_pct = d1 * A + d2 (profiles-reference.md)
         "c1": 0.0437994, "c2": 10.54174836, "d1": 1.93011757, "d2": 200.01448221,
     },
     "qwen-2.5-7b-instruct": {
         "model": "Qwen/Qwen2.5-7B-Instruct",
+        "max_model_len": 32768,
         "c1": 0.04894489, "c2": 10.61679297, "d1": 1.66851571, "d2": 177.69399315,
     },
 }
@@ -106,6 +111,7 @@ def build(data_dir: Path) -> dict[str, dict]:
                 "measured_max_num_seqs": 2048,
                 "capacity_tokens": {k: dict(sorted(v.items())) for k, v in sorted(capacity.items())},
                 "infeasible_reason": {k: dict(sorted(v.items())) for k, v in sorted(reasons.items())},
+                "memory": reference_kv_memory(m["model"], m["max_model_len"]).model_dump(),
             },
             "placement": PlacementModel().model_dump(),
         }

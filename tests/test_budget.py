@@ -1,4 +1,5 @@
-"""The memory budget: sizes, the limit, the estimates, and the checks that refuse work before it allocates."""
+"""The budget: sizes and durations, the limits, the estimates, and the checks that refuse work before it
+allocates or starts."""
 
 from __future__ import annotations
 
@@ -19,12 +20,34 @@ from loratwin.errors import InputError
 @pytest.fixture(autouse=True)
 def fresh_budget(monkeypatch):
     """No limit from the environment and the default job, before and after each test."""
-    monkeypatch.setenv(budget.ENV_VAR, "x")  # recorded, so that whatever a test sets is undone
-    monkeypatch.delenv(budget.ENV_VAR)
+    for name in (budget.ENV_VAR, budget.TIME_ENV_VAR):
+        monkeypatch.setenv(name, "x")  # recorded, so that whatever a test sets is undone
+        monkeypatch.delenv(name)
     monkeypatch.setattr(budget, "_job", budget.Job())
+    monkeypatch.setattr(budget, "_notify", None)
+    monkeypatch.setattr(budget, "_announced_s", 0.0)
+    monkeypatch.setattr(budget, "_memory_setting", budget.ENV_VAR)
+    monkeypatch.setattr(budget, "_time_setting", budget.TIME_ENV_VAR)
 
 
 # --- sizes and the limit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1e308", "99999999999999999999T", "1e400", "9223372036854775808"])
+def test_sizes_beyond_int64_are_refused_as_too_large(text):
+    with pytest.raises(InputError, match=r"^--max-memory: .* is too large: the largest size is .* \(2\^63 bytes\)"):
+        parse_size(text)
+
+
+def test_the_refusal_names_the_setting_the_user_used(monkeypatch):
+    job = budget.Job("simulate", "simulate", 3600.0)
+    monkeypatch.setenv(budget.ENV_VAR, "1G")  # so that what configure writes there is undone
+    budget.configure("simulate", "10")
+    with pytest.raises(OverBudgetError, match=r"\(limit 10 B, from --max-memory: raise it to allow this\)$"):
+        budget.require(budget.adapters_estimate(10, 1.0, job=job), job)
+    budget.configure("simulate")  # the variable --max-memory set is now the user's own
+    with pytest.raises(OverBudgetError, match=r"\(limit 10 B, from LORATWIN_MAX_MEMORY: raise it to allow this\)$"):
+        budget.require(budget.adapters_estimate(10, 1.0, job=job), job)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -107,12 +130,74 @@ def test_the_refusal_is_one_line_with_the_estimate_and_the_limit(monkeypatch):
     assert "\n" not in message and "[" not in message  # the CLI's printer reads brackets as markup
     assert message.startswith("simulate: about ") and " of memory and roughly " in message
     assert "needed for 1e9 adapters and ~3.6e12 requests over 3600 s" in message
-    assert message.endswith("(limit 1.0 GB, from --max-memory or LORATWIN_MAX_MEMORY: raise it to allow this)")
+    assert message.endswith("(limit 1.0 GB, from LORATWIN_MAX_MEMORY: raise it to allow this)")
     monkeypatch.delenv(budget.ENV_VAR)
     with pytest.raises(OverBudgetError, match=r"half of this machine's .*: set --max-memory or LORATWIN_MAX_MEMORY"):
         budget.require(budget.layout_estimate(1e15))
     with pytest.raises(OverBudgetError, match="^unbounded memory and roughly forever needed for"):
         budget.require(budget.simulation_estimate(1, float("inf"), 60))
+
+
+def test_a_refusal_names_what_dominates_the_memory():
+    samples = budget.simulation_estimate(4, None, 3600, samples=3.6e12, sample_interval_s=1e-9)
+    assert samples.what == ("3.6e12 time-series samples, one every 1e-09 s (--sample-interval) over 3600 s, "
+                            "for 4 adapters")
+    traced = budget.simulation_estimate(1, 2, 1e9, samples=5e8, sample_interval_s=2.0,
+                                        window_from="to the last arrival in t/trace.csv, at 1e+09 s")
+    assert "over 1e9 s (to the last arrival in t/trace.csv, at 1e+09 s), for 1 adapter and ~2 requests" in traced.what
+    assert budget.simulation_estimate(8, 1e6, 3600, steps=1e9).what.startswith("up to 1e9 engine steps over 3600 s")
+    assert budget.simulation_estimate(8, 1e6, 3600, steps=1e3, samples=1800).what == "8 adapters and ~1e6 requests over 3600 s"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("30min", 1800), ("2h", 7200),
+                                               ("1.5h", 5400), ("1d", 86400), (" 2H ", 7200), ("1e4", 10_000)])
+def test_durations_parse(text, seconds):
+    assert budget.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "x", "2x", "-1h", "0", "0.5s", "inf", "nan", "1e400", "h", "2 h m"])
+def test_bad_durations_are_refused_naming_the_flag(text):
+    with pytest.raises(InputError, match=r"^--max-time: expected a duration"):
+        budget.parse_duration(text)
+    with pytest.raises(InputError, match=r"^LORATWIN_MAX_TIME: "):
+        budget.parse_duration(text, budget.TIME_ENV_VAR)
+
+
+def test_work_over_the_time_limit_is_refused_in_one_line(monkeypatch):
+    assert budget.time_limit() == budget.TimeLimit(3600.0, "the default")
+    job = budget.Job("place", "place")
+    long = budget.placement_estimate(10**6, 600.0)  # memory within the limit; 45 hours
+    with pytest.raises(OverBudgetError) as refused:
+        budget.require(long, job)
+    assert str(refused.value) == ("place: roughly 45 h of work estimated for placing 1e6 adapters "
+                                  "(limit 1 h, the default: set --max-time or LORATWIN_MAX_TIME to raise it)")
+    budget.configure("place", max_time="2d", kind="place")
+    assert budget.time_limit().seconds == 2 * 86400 and os.environ[budget.TIME_ENV_VAR] == "2d"
+    budget.require(long, job)
+    monkeypatch.setenv(budget.TIME_ENV_VAR, "10m")
+    with pytest.raises(OverBudgetError, match=r"\(limit 10 min, from --max-time: raise it"):
+        budget.require(long, job)
+    monkeypatch.setenv(budget.TIME_ENV_VAR, "soon")
+    with pytest.raises(InputError, match="^LORATWIN_MAX_TIME: expected a duration"):
+        budget.configure("place")  # named before any work
+    with pytest.raises(InputError, match="^--max-time: expected a duration"):
+        budget.configure("place", max_time="2 weeks")
+
+
+def test_long_work_is_announced_once_and_a_sweep_is_announced_not_refused():
+    notes: list[str] = []
+    budget.configure("place", kind="place", notify=notes.append)
+    budget.require(budget.placement_estimate(10, 1.0))  # seconds: nothing to say
+    twenty = budget.placement_estimate(20_000, 600.0)
+    budget.require(twenty)
+    budget.require(twenty)  # the exact check after the early one
+    assert notes == ["note: place: roughly 84 s of work estimated for placing 20,000 adapters (limit 1 h: --max-time)"]
+    run = budget.simulation_estimate(384, 2e6, 3600)
+    grid = budget.sweep_estimate(40_000, run, 2)
+    assert grid.seconds > 3600 and grid.resumable
+    budget.require(grid)
+    assert notes[-1].startswith("note: place: roughly 17 h of work estimated for 40,000 runs on 2 workers")
+    assert notes[-1].endswith("(stopped, it keeps what it finished and resumes)")
 
 
 @pytest.mark.parametrize(("value", "words"), [(999, "999 B"), (1234567, "1.2 MB"), (12.6e9, "12.6 GB"),
@@ -124,6 +209,7 @@ def test_sizes_in_words(value, words):
 def test_counts_and_durations_in_words():
     assert [budget.format_count(n) for n in (3600, 1e9, 3.6e12)] == ["3,600", "1e9", "3.6e12"]
     assert [budget.format_seconds(s) for s in (90, 7200, 86400 * 5, 1e10)] == ["90 s", "2 h", "5 days", "317 years"]
+    assert [budget.format_seconds(s) for s in (60, 3600, 86400, 5400)] == ["1 min", "1 h", "1 day", "90 min"]
     assert [budget.format_window(s) for s in (3600, 1e9)] == ["3600 s", "1e9 s"]
 
 

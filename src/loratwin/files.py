@@ -9,8 +9,9 @@
 * `check_outputs(*outputs)`: the rule for output places, checked before any work starts, so that a
   mistake costs no time and leaves nothing behind: the parent folder exists (it is not created), a file
   is not an existing folder and a folder not an existing file, the place is writable, a folder written
-  whole holds nothing but a previous result of its kind, and no two outputs (nor an output and an input)
-  are the same place. Each mistake is an InputError naming the flag and the path.
+  whole holds nothing but a previous result of its kind, a store written in place is new, empty or one
+  to resume (it holds its marker file), and no two outputs (nor an output and an input) are the same
+  place. Each mistake is an InputError naming the flag and the path.
 """
 
 from __future__ import annotations
@@ -90,12 +91,15 @@ def foreign_entries(folder: Path, own: Sequence[str]) -> list[str]:
 class Output:
     """An output place a command was given: `label` names it in messages (a flag, e.g. "--out").
     `folder`: a folder of results (else a file). `own`: for a folder written whole, the glob patterns
-    of what its writer puts in it; None for a folder written into in place (a resumable store)."""
+    of what its writer puts in it; None for a folder written into in place (a resumable store).
+    `resumes`: for a store, the names that mark one (any of them): an existing folder that holds
+    none of them must be empty, or it is the user's."""
 
     label: str
     path: Path | None
     folder: bool = False
     own: Sequence[str] | None = ()
+    resumes: Sequence[str] = ()
 
     @property
     def shown(self) -> str:
@@ -132,7 +136,7 @@ def _check_one(output: Output) -> None:
         raise InputError(f"{shown}: {parent} is not a folder")
     _check_kind(output)
     _probe_writable(parent, shown)
-    if output.folder and output.own is None and path.is_dir():
+    if output.folder and path.is_dir():  # written into, or replaced by a folder that keeps its permissions
         _probe_writable(path, shown)
 
 
@@ -147,6 +151,11 @@ def _check_kind(output: Output) -> None:
             if foreign:
                 raise InputError(f"{shown}: the folder holds {_listed(foreign)}, which loratwin did not write there; "
                                  "give a new or empty folder")
+        if path.is_dir() and output.own is None and output.resumes and not any((path / m).exists() for m in output.resumes):
+            held = sorted(e.name for e in path.iterdir())
+            if held:
+                raise InputError(f"{shown}: the folder holds {_listed(held)} and is not a store to resume (it has none "
+                                 f"of {', '.join(output.resumes)}); give a new or empty folder")
     elif path.is_dir():
         raise InputError(f"{shown}: is a folder; expected a file name")
 

@@ -13,6 +13,7 @@ process, and writes that fail midway are checked to leave nothing behind.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ from .inprocess import run_main
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "60")
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
+DERIVE = ("profile", "derive", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml")
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
 # a lab's runs table, as `loratwin profile import` writes it (one run)
 LAB_HEADER = ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
@@ -35,6 +37,23 @@ LAB_HEADER = ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,a
 LAB_ROW = "a,lab,llama-3.1-8b-instruct,2,4,16,8 16,0.1 0.2,2 2,ok,100,20"
 FIT = ("profile", "fit", "lab.csv", "--model", "llama-3.1-8b-instruct", "--gpu", "h100-64gb", "--start",
        "llama-3.1-8b-instruct")
+PROFILE_TEXT = (Path(__file__).resolve().parents[2] / "src" / "loratwin" / "profiles" / "data"
+                / "llama-3.1-8b-instruct.yaml").read_text()
+CAL_DECODE = ("model,status,experiment_set,mean_running,input_tokens,output_tokens,mean_itl_ms\n"
+              "m,ok,default_latency_output,700,5,100,40\nm,ok,default_latency_output,800,5,200,44\n"
+              "m,ok,default_latency_output,900,5,400,48\n")
+CAL_SCHEDULER = ("gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n"
+                 "8,8,5.8,0,0.04\n8,16,6.1,0.09,0.041\n")
+CAL_LOADS = "model,status,max_lora_rank,adapter_rank,load_ms_mean,disk_load_ms_mean\nm,ok,16,16,6.4,90\n"
+SHIPPED = Path(__file__).resolve().parents[2] / "src" / "loratwin" / "learn" / "models" / "llama-3.1-8b-instruct"
+LINEAR_MODELS = ("total_tok_s", "starved", "best_served", "best_max_loras", "best_total_tok_s")
+# a models folder as `loratwin train` writes it, of the linear models alone
+LLAMA_MODELS = {
+    "llama-models/manifest.json": json.dumps({
+        "profile": "llama-3.1-8b-instruct", "defaults": {t: "linear" for t in LINEAR_MODELS},
+        "models": {f"{t}.linear": {"file": f"{t}.linear.json", "target": t, "family": "linear"} for t in LINEAR_MODELS}}),
+    **{f"llama-models/{t}.linear.json": (SHIPPED / f"{t}.linear.json").read_text() for t in LINEAR_MODELS},
+}
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -66,6 +85,53 @@ WORKSPACE: dict[str, str | bytes] = {
     "lab.csv": LAB_HEADER + "\n" + LAB_ROW + "\n",
     "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
     "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
+    "labrun2/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
+    "labrun2/client-0.json": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "client-0.json")
+    .read_text().replace('"ttfts": [0.030895', '"ttfts": ["0.030895"'),
+    "labrun3/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log")
+    .read_text().replace("max_loras=4", "max_loras='abc'"),
+    "fartrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n1e12,a,10,20\n",
+    "fartrace/adapters.csv": "adapter_id,rank\na,8\n",
+    "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
+    "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
+    "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
+    "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
+    "intercept.yaml": "\n".join(
+        "  intercept_ms: -1000" if line.strip().startswith("intercept_ms:") else line
+        for line in PROFILE_TEXT.splitlines()),
+    "norate.yaml": "adapters:\n  - {id: a, rank: 8, rate_req_s: 0.5}\n  - {id: b, rank: 16}\n",
+    "eqid.yaml": "adapters:\n  - {id: 'x=y', rank: 8, rate_req_s: 0.5}\n",
+    "commaid.yaml": "adapters:\n  - {id: 'x,y', rank: 8, rate_req_s: 0.5}\n",
+    "commaid.csv": 'adapter_id,rank,rate\n"x,y",8,0.5\n',
+    "zipf.yaml": "layout: {kind: zipf, served: 1000000, total_rate_req_s: 600, exponent: 1.0, ranks: [8, 16, 32]}\n",
+    "tinykv.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {base_ms: 10, per_seq_ms: 0.03}\nadapter_load:\n"
+                   "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv:\n  capacity_tokens: {8: {8: 1}}\n",
+    "cal/decode_latency.csv": CAL_DECODE,
+    "cal/scheduler_overhead.csv": "gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n",
+    "cal/adapter_loading.csv": CAL_LOADS,
+    "cal/kv_capacity.csv": "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,-5,1\n",
+    "cal2/decode_latency.csv": CAL_DECODE.replace(",40\n", ",-1\n"),
+    "cal3/decode_latency.csv": CAL_DECODE,
+    "cal3/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal3/adapter_loading.csv": CAL_LOADS.replace(",6.4,", ",1e12,"),
+    "cal4/decode_latency.csv": CAL_DECODE,
+    "cal4/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal4/adapter_loading.csv": CAL_LOADS,
+    "cal4/kv_capacity.csv": "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,8.5,1\n",
+    "cal5/decode_latency.csv": CAL_DECODE,
+    "cal5/scheduler_overhead.csv": CAL_SCHEDULER,
+    "cal5/adapter_loading.csv": CAL_LOADS,
+    "cal5/kv_capacity.csv": "model,slots,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,300000,1\n",
+    **LLAMA_MODELS,
+    "badjson-models/manifest.json": "{bad",
+    "nodefaults-models/manifest.json": '{"profile": "llama-3.1-8b-instruct", "models": {}}',
+    "junk-models/manifest.json": LLAMA_MODELS["llama-models/manifest.json"],
+    "junk-models/total_tok_s.linear.json": '{"format": "junk"}',
+    "runs.csv": ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
+                 "rate_counts,status,total_tok_s,starved_approx\n"
+                 "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
+    "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
+                    "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
 
 
@@ -87,9 +153,9 @@ CASES = [
     case("--report run/report: inside the folder of --out", *SIM, "--out", "run", "--report", "run/report"),
     case("--out adapters.csv/x: adapters.csv is not a folder", *SIM, "--out", "adapters.csv/x"),
     # simulate: flags
-    case("--starvation-threshold: must be between 0 and 1, got 2", *SIM, "--starvation-threshold", "2"),
-    case("--starvation-threshold: must be between 0 and 1, got 0", *SIM, "--starvation-threshold", "0"),
-    case("--starvation-threshold: must be between 0 and 1, got -0.5", *SIM, "--starvation-threshold", "-0.5"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got 2", *SIM, "--starvation-threshold", "2"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got 0", *SIM, "--starvation-threshold", "0"),
+    case("--starvation-threshold: must be strictly between 0 and 1, got -0.5", *SIM, "--starvation-threshold", "-0.5"),
     case("--duration must be a positive number of seconds, got -1", *SIM, "--duration", "-1"),
     case("--sample-interval must be a positive number", *SIM, "--sample-interval", "0"),
     case("--seeds", *SIM, "--seeds", "0"),
@@ -100,6 +166,29 @@ CASES = [
     case("--rates: 'x' is not a number", "simulate", "--served", "4", "--rates", "x", "--ranks", "8", "--max-loras", "2"),
     case("No such option: --bogus", *SIM, "--bogus"),
     case("give exactly one workload", "simulate", "--max-loras", "2"),
+    # simulate: a refusal names what the user gave (the flag, the file) and what dominates
+    case("4e12 time-series samples, one every 1e-09 s (--sample-interval) over 4000 s (--duration)", "simulate",
+         "--served", "4", "--rates", "1", "--ranks", "8", "--max-loras", "4", "--duration", "4000",
+         "--sample-interval", "1e-9"),
+    case("the window, 1e+12 s (to the last arrival in fartrace/trace.csv, at 1e+12 s), is beyond the twin's clock",
+         "simulate", "--trace", "fartrace", "--max-loras", "1"),
+    case("--ranks: adapter rank 600 is above 512, the largest --max-lora-rank vLLM accepts", "simulate", "--served",
+         "4", "--rates", "1", "--ranks", "600", "--max-loras", "4"),
+    case("--max-lora-rank 12: vLLM accepts only 8, 16, 32, 64, 128, 256, 320, 512", "simulate", "--served", "4",
+         "--rates", "1", "--ranks", "8", "--max-loras", "4", "--max-lora-rank", "12"),
+    case("--max-loras 2: more GPU slots than the 1 adapter served; the CPU cache (--max-cpu-loras, by default the "
+         "served count, 1)", "simulate", "--trace", "trace", "--max-loras", "2"),
+    case("spacetrace/adapters.csv line 2: adapter_id must hold no '=', no ',' and no spaces", "simulate", "--trace",
+         "spacetrace", "--max-loras", "1"),
+    case("profile tinykv.yaml: kv.capacity_tokens: at max_lora_rank 8, max_loras 8: 1 token, fewer than 2 KV blocks",
+         *SIM, "--profile", "tinykv.yaml"),
+    case("profile partial.yaml: missing field step_time.base_ms; kv: needs capacity_tokens (measured KV sizes) or "
+         "memory (the memory model's inputs)", *SIM, "--profile", "partial.yaml"),
+    case("--max-time: expected a duration such as 30m, 2h or 1d, got '2x'", *SIM, "--max-time", "2x"),
+    case("simulate: roughly 71 s of work estimated for up to 3.4e6 engine steps over 36000 s (--duration), for 4 "
+         "adapters and ~44,239 requests on the reference engine (--engine reference) (limit 10 s", "simulate",
+         "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "2", "--duration", "36000",
+         "--engine", "reference", "--max-time", "10s"),
     # simulate: input files
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate", "--workload", "bad.yaml", "--max-loras", "2"),
     case("dir[x]/missing[y].yaml does not exist", "simulate", "--workload", "dir[x]/missing[y].yaml",
@@ -129,6 +218,7 @@ CASES = [
     case("--duration must be a positive number of seconds, got -1", "workload", "describe", "workload.yaml",
          "--duration", "-1"),
     case("existing/adapters.csv: adapters file not found", "workload", "describe", "existing"),
+    case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "workload", "describe", "bad.csv"),
     # profiles
     case("No such option: --bogus", "profiles", "--bogus"),
     case("unexpected extra argument", "profiles", "extra"),
@@ -139,6 +229,12 @@ CASES = [
     case("--report out: the same place as --out", "validate", "bad.csv", "--out", "out", "--report", "out"),
     case("--seeds", "validate", "bad.csv", "--seeds", "0"),
     case("missing.csv does not exist", "validate", "missing.csv"),
+    case("validate: about 801 GB of memory and roughly 3 years needed for 1e8 replays (1 run of runs.csv x 1e8 "
+         "seeds) on 1 worker", "validate", "runs.csv", "--seeds", "99999999", "--workers", "1"),
+    case("validate: roughly 83 min of work estimated for 5,000 replays (1 run of runs.csv x 5,000 seeds) on 1 worker "
+         "(limit 1 h, the default", "validate", "runs.csv", "--seeds", "5000", "--workers", "1"),
+    case("validate: roughly 20 s of work estimated for 20 replays (1 run of runs.csv x 20 seeds) on 1 worker (limit "
+         "5 s, from --max-time", "validate", "runs.csv", "--seeds", "20", "--workers", "1", "--max-time", "5s"),
     case("bad.csv: missing columns", "validate", "bad.csv"),
     # calibrate
     case("--out missing/p.yaml: the folder missing does not exist", "calibrate", "--model", "m",
@@ -157,6 +253,18 @@ CASES = [
          "--calibration-dir", "existing", "--out", "profile.yaml"),
     case("bad.csv: missing columns", "calibrate", "--model", "m", "--calibration-dir", "existing", "--out",
          "profile.yaml", "--runs", "bad.csv"),
+    case("cal/scheduler_overhead.csv: no rows", "calibrate", "--model", "m", "--calibration-dir", "cal", "--out",
+         "p.yaml"),
+    case("cal2/decode_latency.csv line 2: mean_itl_ms: must be a finite number of ms from 0", "calibrate", "--model",
+         "m", "--calibration-dir", "cal2", "--out", "p.yaml"),
+    case("cal3/adapter_loading.csv line 2: load_ms_mean: must be a finite number of ms from 0 to 3,600,000", "calibrate",
+         "--model", "m", "--calibration-dir", "cal3", "--out", "p.yaml"),
+    case("cal4/kv_capacity.csv line 2: kv_cache_tokens: must be a whole number, got '8.5'", "calibrate", "--model", "m",
+         "--calibration-dir", "cal4", "--out", "p.yaml"),
+    case("cal5/kv_capacity.csv: missing column max_loras", "calibrate", "--model", "m", "--calibration-dir", "cal5",
+         "--out", "p.yaml"),
+    case("--fit-set selects runs of --runs: give --runs", "calibrate", "--model", "m", "--calibration-dir", "cal4",
+         "--out", "p.yaml", "--fit-set", "nope"),
     case("Missing option '--model'", "calibrate", "--calibration-dir", "existing", "--out", "profile.yaml"),
     # sweep
     case("missing.yaml: no such grid file", "sweep", "missing.yaml", "--out", "s"),
@@ -169,11 +277,14 @@ CASES = [
     case("--workloads 5:2 selects none of the grid's 1 workloads", "sweep", "grid.yaml", "--out", "s",
          "--workloads", "5:2"),
     case("--workloads: expected START:STOP[:STEP]", "sweep", "grid.yaml", "--out", "s", "--workloads", "a:b"),
-    case("--threshold: must be between 0 and 1, got 2", "sweep", "grid.yaml", "--out", "s", "--threshold", "2"),
+    case("--threshold: must be strictly between 0 and 1, got 2", "sweep", "grid.yaml", "--out", "s", "--threshold", "2"),
     case("--max-configs: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--max-configs", "0"),
     case("--backend: expected one of local, ray", "sweep", "grid.yaml", "--out", "s", "--backend", "slurm"),
     case("--workers: must be >= 1, got 0", "sweep", "grid.yaml", "--out", "s", "--workers", "0"),
+    case("--profile: unknown profile 'nope'", "sweep", "grid.yaml", "--out", "s", "--profile", "nope"),
     case("store holds results of another grid", "sweep", "grid-changed.yaml", "--out", "store"),
+    case("--out existing: the folder holds notes.txt and is not a store to resume (it has none of grid.json, "
+         "manifest.json, parts)", "sweep", "grid.yaml", "--out", "existing"),
     # labels
     case("missing: does not exist", "labels", "missing"),
     case("afile: not a folder", "labels", "afile"),
@@ -181,14 +292,14 @@ CASES = [
     case("--out missing/l: the folder missing does not exist", "labels", "store", "--out", "missing/l"),
     case("--out afile: is a file; expected a folder", "labels", "store", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "labels", "store", "--out", "existing"),
-    case("--threshold: must be between 0 and 1, got 1", "labels", "store", "--threshold", "1"),
+    case("--threshold: must be strictly between 0 and 1, got 1", "labels", "store", "--threshold", "1"),
     # train
     case("--out missing/m: the folder missing does not exist", "train", "store", "--out", "missing/m"),
     case("--out afile: is a file; expected a folder", "train", "store", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "train", "store", "--out", "existing"),
     case("--folds: must be >= 2, got 1", "train", "store", "--out", "m", "--folds", "1"),
     case("--families: unknown nope", "train", "store", "--out", "m", "--families", "nope"),
-    case("--threshold: must be between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
+    case("--threshold: must be strictly between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
     case("missing: does not exist", "train", "missing", "--out", "m"),
     case("store: too few workloads with a known optimum", "train", "store", "--out", "m", "--no-tune"),
     case("give RESULTS (the --out folder of a sweep) or --profile PROFILE", "train", "--out", "m"),
@@ -204,11 +315,16 @@ CASES = [
     case("--models missing: does not exist", "explain", "--models", "missing"),
     case("--models afile: is not a folder", "explain", "--models", "afile"),
     case("--models models: no manifest.json there", "explain", "--models", "models"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "explain", "--models", "badjson-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "explain", "--models", "nodefaults-models"),
+    case("junk-models/total_tok_s.linear.json: not a", "explain", "--models", "junk-models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "recommend", "bad.csv"),
     case("dup.csv line 3: duplicate adapter_id '[red]a'", "recommend", "dup.csv"),
     case("binary.bin: expected a .csv", "recommend", "binary.bin"),
+    case("huge.csv line 2: rate must be a number from 0 to 1e9 (req/s), got '1e308'", "recommend", "huge.csv"),
+    case("--adapter-dir: name the folder the adapters lie in", "recommend", "adapters.csv", "--adapter-dir", " "),
     case("--command-out missing/cmd.sh: the folder missing does not exist", "recommend", "adapters.csv",
          "--command-out", "missing/cmd.sh"),
     case("--command-out dir[x]/no[y]/cmd.sh: the folder dir[x]/no[y] does not exist", "recommend", "dir[x]/a[b].csv",
@@ -220,20 +336,34 @@ CASES = [
     case("--report afile: is a file; expected a folder", "recommend", "adapters.csv", "--report", "afile"),
     case("--window must be a positive number of seconds, got -1", "recommend", "adapters.csv", "--window", "-1",
          "--verify"),
-    case("--window must be a positive number of seconds, got 0", "recommend", "adapters.csv", "--duration", "0",
+    case("--duration must be a positive number of seconds, got 0", "recommend", "adapters.csv", "--duration", "0",
          "--refine"),
+    case("--duration must be a positive number of seconds, got -1", "recommend", "adapters.csv", "--duration", "-1"),
+    case("--window and --duration are the same setting: give one of them", "recommend", "adapters.csv",
+         "--window", "60", "--duration", "60"),
     case("--seed must be >= 0, got -1", "recommend", "adapters.csv", "--seed", "-1", "--verify",
          "--command-out", "serve.sh"),
-    case("--starvation-threshold: must be between 0 and 1, got 1.5", "recommend", "adapters.csv", "--starvation-threshold",
+    case("--starvation-threshold: must be strictly between 0 and 1, got 1.5", "recommend", "adapters.csv", "--starvation-threshold",
          "1.5"),
     case("--max-wait must be > 0 seconds", "recommend", "adapters.csv", "--max-wait", "-5"),
     case("--check must be one of", "recommend", "adapters.csv", "--check", "oracle"),
     case("--models missing: does not exist", "recommend", "adapters.csv", "--models", "missing"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "recommend", "adapters.csv", "--models",
+         "badjson-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "recommend", "adapters.csv", "--models",
+         "nodefaults-models"),
+    case("junk-models/total_tok_s.linear.json: not a", "recommend", "adapters.csv", "--models", "junk-models"),
+    case("nodefaults-models/manifest.json: missing defaults", "recommend", "adapters.csv", "--models",
+         "nodefaults-models", "--check", "learned"),
+    case("--models llama-models: models trained on profile llama-3.1-8b-instruct, not on --profile "
+         "qwen-2.5-7b-instruct", "recommend", "adapters.csv", "--models", "llama-models", "--profile",
+         "qwen-2.5-7b-instruct", "--check", "learned"),
     case("Option '--verify' does not take a value", "recommend", "adapters.csv", "--verify=yes"),
     # quickstart
     case("No such option: --bogus", "quickstart", "--bogus"),
     case("unexpected extra argument", "quickstart", "extra"),
     case("Option '--check' does not take a value", "quickstart", "--check=x"),
+    case("unknown profile 'nope'", "quickstart", "--profile", "nope"),
     # place
     case("missing.csv does not exist", "place", "missing.csv"),
     case("bad.csv line 2: rank must be an integer > 0", "place", "bad.csv"),
@@ -276,6 +406,51 @@ CASES = [
     case("--gpu: unknown GPU 'nope'", *FIT[:6], "nope", *FIT[7:], "--out", "p.yaml"),
     case("unknown profile 'nope'", *FIT[:8], "nope", "--out", "p.yaml"),
     case("Missing option '--out'", *FIT),
+    case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
+    case("--verify-duration must be a positive number of seconds, got 0", "place", "adapters.csv",
+         "--verify-duration", "0"),
+    case("--verify-duration must be a positive number of seconds, got nan", "place", "adapters.csv",
+         "--verify-duration", "nan"),
+    # profile derive
+    case("--gpu-memory-utilization: Input should be less than or equal to 1, got 1.5", *DERIVE,
+         "--gpu-memory-utilization", "1.5"),
+    case("--gpu-memory-utilization: Input should be greater than 0, got 0.0", *DERIVE, "--gpu-memory-utilization", "0"),
+    case("--gpu-memory-utilization: Input should be a finite number, got nan", *DERIVE,
+         "--gpu-memory-utilization", "nan"),
+    case("--max-num-seqs: Input should be greater than 0, got 0", *DERIVE, "--max-num-seqs", "0"),
+    case("--max-num-seqs: Input should be less than or equal to 1000000, got 2000000", *DERIVE, "--max-num-seqs",
+         "2000000", "--max-num-batched-tokens", "9000000"),
+    case("--max-num-batched-tokens: Input should be greater than 0, got -5", *DERIVE,
+         "--max-num-batched-tokens", "-5"),
+    case("--max-num-batched-tokens 1024: vLLM needs at least --max-num-seqs (2048)", *DERIVE, "--max-num-seqs", "2048",
+         "--max-num-batched-tokens", "1024"),
+    case("--max-model-len 200000: above the model's max_position_embeddings (131,072), which vLLM refuses",
+         *DERIVE, "--max-model-len", "200000"),
+    case("--max-model-len: Input should be greater than 0, got 0", *DERIVE, "--max-model-len", "0"),
+    case("--model: unknown model 'nope'", "profile", "derive", "--model", "nope", "--gpu", "h200", "--out", "p.yaml"),
+    case("--gpu: unknown GPU 'nope'", "profile", "derive", "--model", "Llama-3.1-8B-Instruct", "--gpu", "nope",
+         "--out", "p.yaml"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "profile", "derive", "--model", "Llama-3.1-8B-Instruct",
+         "--gpu", "bad.yaml", "--out", "p.yaml"),
+    case("missing.json does not exist", "profile", "derive", "--model", "missing.json", "--gpu", "h200",
+         "--out", "p.yaml"),
+    case("--out p.txt: expected a .yaml file name", "profile", "derive", "--model", "Llama-3.1-8B-Instruct",
+         "--gpu", "h200", "--out", "p.txt"),
+    case("--out missing/p.yaml: the folder missing does not exist", "profile", "derive", "--model",
+         "Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "missing/p.yaml"),
+    case("--out dir.yaml: is a folder; expected a file name", "profile", "derive", "--model",
+         "Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "dir.yaml"),
+    case("--gpu, --out: required to derive a profile", "profile", "derive", "--model", "Llama-3.1-8B-Instruct"),
+    case("--json: lists as JSON with --list only", *DERIVE, "--json"),
+    case("'--max-num-seqs'", *DERIVE, "--max-num-seqs", "many"),
+    case("--models afile: is not a folder", "place", "adapters.csv", "--check", "learned", "--models", "afile"),
+    case("place: roughly 15 s of work estimated for simulating ~25 GPU shares of 3600 s (--window) for the twin check "
+         "(--check twin) and --verify, 2 adapters at 0.7 req/s (limit 5 s", "place", "adapters.csv", "--check", "twin",
+         "--verify", "--max-time", "5s"),
+    case("--models llama-models: place reads the models only with --check learned (got --check auto)", "place",
+         "adapters.csv", "--models", "llama-models"),
+    case("badjson-models/manifest.json: line 1, column 2: invalid JSON", "place", "adapters.csv", "--check", "learned",
+         "--models", "badjson-models"),
     # simulate --bench-json
     case("--bench-json existing: is a folder; expected a file name", *SIM, "--bench-json", "existing"),
     case("--bench-json missing/b.json: the folder missing does not exist", *SIM, "--bench-json", "missing/b.json"),
@@ -293,6 +468,8 @@ CASES = [
          "Qwen/Qwen2.5-14B-Instruct", "--gpu", "l4"),
     case("bad.yaml: line 2, column 3: invalid YAML", "profile", "plan", "--model", LLAMA, "--gpu", "bad.yaml"),
     case("Missing option '--gpu'", "profile", "plan", "--model", LLAMA),
+    case("--adapter-dir: name the folder the adapters lie in", "profile", "plan", "--model", LLAMA, "--gpu",
+         "h100-80gb", "--adapter-dir", ""),
     # profile make-adapters
     case("--rank must be from 1 to 512", "profile", "make-adapters", "--model", LLAMA, "--rank", "0", "--count", "1",
          "--out", "ad"),
@@ -318,6 +495,44 @@ CASES = [
     case("--kv-out runs.csv: the same place as --out", "profile", "import", "labrun", "--out", "runs.csv",
          "--kv-out", "runs.csv"),
     case("Missing option '--out'", "profile", "import", "labrun"),
+    case("labrun2/client-0.json: ttfts[0] must be a time in s from 0 to 86400, got '0.030895'", "profile", "import",
+         "labrun2", "--out", "runs.csv"),
+    case("labrun3/server.log: the server's arguments: max_loras must be a whole number >= 1, got 'abc'", "profile",
+         "import", "labrun3", "--out", "runs.csv"),
+    case("huge.csv line 2: rate must be a number from 0 to 1e9 (req/s), got '1e308'", "place", "huge.csv"),
+    case("--adapter-dir: name the folder the adapters lie in, e.g. ./adapters or /srv/lora, got ''", "place",
+         "adapters.csv", "--adapter-dir", ""),
+    case("place: roughly 45 h of work estimated for placing 1e6 adapters (limit 1 h, the default: set --max-time or "
+         "LORATWIN_MAX_TIME to raise it)", "place", "zipf.yaml"),
+    # adapter ids: one rule (check_adapter_id) wherever ids are read
+    case("eqid.yaml: adapters[0].id: adapter_id must hold no '=', no ',' and no spaces", "recommend", "eqid.yaml"),
+    case("commaid.yaml: adapters[0].id: adapter_id must hold no '=', no ',' and no spaces", "place", "commaid.yaml"),
+    case("commaid.yaml: adapters[0].id: adapter_id must hold no '=', no ','", "simulate", "--workload",
+         "commaid.yaml", "--max-loras", "1"),
+    case("commaid.csv line 2: adapter_id must hold no '=', no ','", "recommend", "commaid.csv"),
+    # workload YAML: a rate left out is refused, not read as 0
+    case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "simulate", "--workload",
+         "norate.yaml", "--max-loras", "2"),
+    case("norate.yaml line 3: adapters[1] (id 'b'): rate_req_s is required", "place", "norate.yaml"),
+    # profile YAML: the tokenizer must name a length table; the scheduler intercept is bounded
+    case("profile tokenizer.yaml: tokenizer: unknown tokenizer 'nope'; expected the name of a length table: "
+         "llama-3.1-8b-instruct, qwen-2.5-7b-instruct", *SIM, "--profile", "tokenizer.yaml"),
+    case("profile intercept.yaml: scheduler_overhead.intercept_ms: must be a finite number of ms from -10 to",
+         *SIM, "--profile", "intercept.yaml"),
+    # --max-memory: too large named as such; the refusal names the setting used
+    case("--max-memory: '1e308' is too large: the largest size is", "recommend", "adapters.csv", "--max-memory",
+         "1e308"),
+    case("--max-memory: '99999999999999999999T' is too large", "place", "adapters.csv", "--max-memory",
+         "99999999999999999999T"),
+    case("(limit 10 B, from --max-memory: raise it to allow this)", "recommend", "adapters.csv", "--max-memory", "10"),
+    # comma lists: one parser, empty items refused by position
+    case("--rates: item 2 of 3 is empty in '1,,2'", "simulate", "--served", "4", "--rates", "1,,2", "--ranks", "8",
+         "--max-loras", "2"),
+    case("--ranks: item 2 of 2 is empty in '8,'", "simulate", "--served", "4", "--rates", "1", "--ranks", "8,",
+         "--max-loras", "2"),
+    case("--ranks: '7.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)", "simulate", "--served",
+         "4", "--rates", "1", "--ranks", "7.5", "--max-loras", "2"),
+    case("--families: item 1 of 2 is empty", "train", "store", "--out", "m", "--families", ",tree"),
 ]
 
 
@@ -348,6 +563,9 @@ def workspace(tmp_path, sweep_store, monkeypatch) -> Path:
             path.write_text(content)
     shutil.copytree(sweep_store, root / "store")
     monkeypatch.chdir(root)
+    for name in ("LORATWIN_MAX_TIME", "LORATWIN_MAX_MEMORY"):  # --max-time and --max-memory set them in-process
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     return root
 
 
@@ -377,13 +595,16 @@ def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
                 "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
-                "profile import", "profile fit"}
+                "profile import", "profile derive", "profile fit"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 
 
 @pytest.mark.parametrize(("args", "names"), CASES)
-def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspace, request):
+def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspace, request, monkeypatch):
+    for name in ("LORATWIN_MAX_MEMORY", "LORATWIN_MAX_TIME"):  # --max-memory and --max-time write these
+        monkeypatch.setenv(name, "")  # so that the value before is restored after
+        monkeypatch.delenv(name)
     if any("{unwritable}" in a for a in args):
         folder = request.getfixturevalue("unwritable")
         args = tuple(a.replace("{unwritable}", folder) for a in args)
@@ -396,6 +617,27 @@ def test_bad_input_gives_one_error_line_and_writes_nothing(args, names, workspac
     assert names in err, err
     assert out == ""
     assert snapshot(workspace) == before
+
+
+def test_an_empty_read_only_out_folder_is_refused_and_kept(workspace, monkeypatch):
+    (workspace / "ro").mkdir()
+    (workspace / "ro").chmod(0o500)
+    if os.geteuid() == 0:  # root writes in a read-only folder: the probe is told what a user would be told
+        mkstemp = tempfile.mkstemp
+
+        def denied(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir).name == "ro":
+                raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+            return mkstemp(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(tempfile, "mkstemp", denied)
+    try:
+        before = snapshot(workspace)
+        code, out, err = run_main([*SIM, "--out", "ro"])
+        assert code == 2 and out == "" and err.startswith("error: --out ro: cannot write in ro (") and err.count("\n") == 1, err
+        assert snapshot(workspace) == before and (workspace / "ro").stat().st_mode & 0o777 == 0o500
+    finally:
+        (workspace / "ro").chmod(0o700)
 
 
 # -- in a real process ------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_a_zipf_layout_of_1e8_adapters_is_refused_by_simulate_place_and_describe
 def test_the_environment_limit_refuses_a_small_simulation_and_the_flag_raises_it():
     proc, seconds = run_cli(*SMALL, limit="1M")
     assert_refused(proc, seconds, "simulate: about ", "8 adapters and ~",
-                   "limit 1.0 MB, from --max-memory or LORATWIN_MAX_MEMORY: raise it to allow this")
+                   "limit 1.0 MB, from LORATWIN_MAX_MEMORY: raise it to allow this")
     proc, _ = run_cli(*SMALL, "--json", "--max-memory", "4G", limit="1M")
     assert proc.returncode == 0, proc.stderr
     assert '"arrived"' in proc.stdout

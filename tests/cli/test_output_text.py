@@ -109,3 +109,35 @@ def test_report_on_a_sweep_results_folder(tmp_path, monkeypatch):
     code, _, err = run_main(["report", "sweep", "--out", "again"])
     assert code == 0, err
     assert sorted(p.name for p in Path(".").iterdir()) == ["again", "grid.yaml", "sweep"]
+
+
+def test_profiles_into_a_pipe_are_whole():
+    from loratwin.profiles import builtin_profiles, load_profile
+
+    code, out, err = run_main(["profiles"])  # stdout is not a terminal here
+    assert code == 0, err
+    assert "…" not in out
+    for profile in (load_profile(n) for n in builtin_profiles()):
+        assert all(value in out for value in (profile.name, profile.model, profile.gpu, profile.engine))
+
+
+@pytest.mark.slow
+def test_a_sweep_clamps_its_workers_and_quotes_its_next_command_and_a_damaged_part_is_one_warning(tmp_path, monkeypatch):
+    from loratwin.sweep.runners import default_workers
+
+    monkeypatch.chdir(tmp_path)
+    Path("grid.yaml").write_text("name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\n"
+                                 "rates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n")
+    code, out, err = run_main(["sweep", "grid.yaml", "--out", "my sweep", "--workers", "100000"])
+    assert code == 0, err
+    cpus = default_workers()
+    assert f"note: --workers 100000: this machine has {cpus} CPUs for this process; running {cpus} workers" in err
+    assert f"{cpus} workers, local" in out
+    assert "next: loratwin labels 'my sweep'" in out
+    for part in Path("my sweep/parts").glob("*.parquet"):
+        part.write_text("not parquet")
+    code, out, err = run_main(["report", "my sweep", "--out", "r"])
+    assert code == 0, err
+    warning, *rest = err.splitlines()
+    assert warning.startswith("warning: my sweep/parts/part-") and "unreadable part file" in warning, err
+    assert rest == ["wrote r/index.html"] and "UserWarning" not in err

@@ -73,7 +73,8 @@ def test_version_without_heavy_imports():
     assert result == {"code": 0, "stdout": f"loratwin {expected_version()}\n", "stderr": "", "heavy": []}
 
 
-@pytest.mark.parametrize("command", [["simulate"], ["place"], ["recommend"], ["sweep"], ["train"], ["workload", "describe"]])
+@pytest.mark.parametrize("command", [["simulate"], ["place"], ["recommend"], ["sweep"], ["train"], ["workload", "describe"],
+                                     ["profile", "derive"]])
 def test_command_help_without_heavy_imports(command):
     result = probe(*command, "--help")
     assert result["code"] == 0 and result["heavy"] == []
@@ -84,10 +85,12 @@ def test_command_help_without_heavy_imports(command):
     (["simulate", "--served", "4", "--rates", "x", "--ranks", "8", "--max-loras", "2"],
      "error: --rates: 'x' is not a number (expected a comma-separated list, e.g. 1.6,0.8,0.4)\n"),
     (["simulate", "--served", "4", "--rates", "1", "--ranks", "8.5", "--max-loras", "2"],
-     "error: --ranks: '8.5' is not an integer (expected a comma-separated list, e.g. 1.6,0.8,0.4)\n"),
+     "error: --ranks: '8.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)\n"),
     (["simulate", "--max-loras", "2"],
      "error: give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, "
      "or --trace DIR\n"),
+    (["profile", "derive", "--model", "Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml", "--max-num-seqs", "0"],
+     "error: --max-num-seqs: Input should be greater than 0, got 0\n"),
     (["explain", "--target", "nope"],
      "error: --target: unknown 'nope' (known: best_served, best_max_loras, best_total_tok_s, total_tok_s, starved)\n"),
 ])

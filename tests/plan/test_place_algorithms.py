@@ -165,8 +165,19 @@ def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):
 
 
 def test_a_rank_the_profile_cannot_serve_is_refused(profile):
+    with pytest.raises(InputError, match="rank 600 is above 512, the largest --max-lora-rank vLLM accepts"):
+        place([AdapterSpec(id="wide", rank=600, rate_req_s=0.1)], profile)
+    # without its memory model the profile prices only the measured ranks
+    table_only = profile.model_copy(update={"kv": profile.kv.model_copy(update={"memory": None})})
     with pytest.raises(InputError, match="rank 128 is above every max_lora_rank"):
-        place([AdapterSpec(id="wide", rank=128, rate_req_s=0.1)], profile)
+        place([AdapterSpec(id="wide", rank=128, rate_req_s=0.1)], table_only)
+
+
+def test_unmeasured_ranks_are_served_at_the_least_rank_vllm_accepts(profile):
+    adapters = [AdapterSpec(id=f"a{i}", rank=r, rate_req_s=0.05) for i, r in enumerate([4, 12, 64, 128])]
+    result = place(adapters, profile)
+    assert len(result.gpus) == 1 and result.gpus[0].max_lora_rank == 128
+    assert [g.max_lora_rank for g in place(adapters[:2], profile).gpus] == [16]
 
 
 def test_bad_arguments_are_input_errors(zipf60, profile):
@@ -402,3 +413,23 @@ def test_a_starved_share_falls_back_to_its_least_strained_max_loras(profile):
     assert not verdict.ok
     chosen = verdict.chosen()
     assert chosen.strain == min(o.strain for o in verdict.options) and chosen.max_loras > 1
+
+
+def test_plural_counts_are_singular_for_one():
+    from loratwin.grammar import plural
+
+    assert (plural(1, "GPU"), plural(2, "GPU"), plural(0, "run"), plural(1000000, "adapter")) == (
+        "1 GPU", "2 GPUs", "0 runs", "1,000,000 adapters")
+
+
+def test_a_load_too_light_for_the_gpus_asked_says_why_some_stay_empty(profile):
+    from loratwin.workload import AdapterSpec, WorkloadSpec
+
+    light = WorkloadSpec(adapters=(AdapterSpec(id="a", rank=8, rate_req_s=0.5), AdapterSpec(id="b", rank=16,
+                                                                                           rate_req_s=0.2)))
+    placed = place(light, profile, gpus=2)
+    assert placed.gpu_count == 1
+    assert "the load fits on 1 GPU even at x16 the rates" in placed.notes
+    assert any(note.startswith("1 of the 2 GPUs gets no adapter: the load is light enough for 1 GPU")
+               for note in placed.notes)
+    assert not any("1 GPUs" in note for note in placed.notes)

@@ -161,7 +161,8 @@ def test_adapters_csv_is_read_and_mistakes_name_the_line(tmp_path):
     for text, message in [
         ("id,rank,rate\nx,8,1\n", "line 1: expected the header"),
         ("adapter_id,rank,rate\nx,eight,1\n", "line 2: rank must be an integer"),
-        ("adapter_id,rank,rate\nx,8,-1\n", "line 2: rate must be a number >= 0"),
+        ("adapter_id,rank,rate\nx,8,-1\n", "line 2: rate must be a number from 0 to 1e9"),
+        ("adapter_id,rank,rate\nx,8,1e308\n", "line 2: rate must be a number from 0 to 1e9"),
         ("adapter_id,rank,rate\nx,8,1\nx,8,1\n", "line 3: duplicate adapter_id 'x'"),
         ("adapter_id,rank,rate\n", "no adapters"),
     ]:

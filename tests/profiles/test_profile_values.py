@@ -44,6 +44,10 @@ def _set(path: tuple, value):
         (("kv", "capacity_tokens", "16", "32"), -5, r"kv\.capacity_tokens\.16\.32: Input should be greater than 0"),
         (("kv", "capacity_tokens", "16", "32"), 0, r"kv\.capacity_tokens\.16\.32: Input should be greater than 0"),
         (("kv", "capacity_tokens", "16", "32"), 10**12, r"kv\.capacity_tokens\.16\.32: Input should be less than"),
+        # one token made a server of -1 blocks: two blocks of block_size (16) tokens at least
+        (("kv", "capacity_tokens", "16", "32"), 1, r"kv\.capacity_tokens: at max_lora_rank 16, max_loras 32: 1 token, "
+                                                  r"fewer than 2 KV blocks of kv\.block_size 16 tokens \(32 tokens"),
+        (("kv", "capacity_tokens", "16", "32"), 31, r"kv\.capacity_tokens: at max_lora_rank 16, max_loras 32: 31 tokens"),
         (("kv", "capacity_tokens", "16"), {}, r"kv\.capacity_tokens\.16: Dictionary should have"),
         (("kv", "capacity_tokens"), {}, r"kv\.capacity_tokens: Dictionary should have"),
         (("kv", "capacity_tokens"), {0: {8: 1000}}, r"kv\.capacity_tokens\.0\.\[key\]: Input should be greater"),
@@ -61,10 +65,33 @@ def test_bad_values_are_refused_at_load_naming_the_field(tmp_path, path, value, 
         load_profile(profile_file)
 
 
+def test_several_mistakes_are_one_line_with_the_missing_fields_together(tmp_path):
+    data = copy.deepcopy(GOOD)
+    del data["step_time"]["base_ms"]
+    del data["adapter_load"]["cpu_to_gpu_ms"]
+    data["step_time"]["per_seq_ms"] = -1.0
+    profile_file = tmp_path / "p.yaml"
+    profile_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError) as caught:
+        load_profile(profile_file)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"profile {profile_file}: missing fields step_time.base_ms, adapter_load.cpu_to_gpu_ms; "
+                              "step_time.per_seq_ms: must be a finite number")
+
+
+def test_the_smallest_kv_capacity_loads_and_runs(tmp_path):
+    data = copy.deepcopy(GOOD)
+    data["kv"]["capacity_tokens"]["16"]["32"] = 32  # two blocks of 16 tokens
+    profile_file = tmp_path / "p.yaml"
+    profile_file.write_text(yaml.safe_dump(data))
+    assert load_profile(profile_file).kv.tokens(32, 16) == 32
+
+
 def test_the_largest_allowed_values_load(tmp_path):
     data = copy.deepcopy(GOOD)
     data["step_time"]["base_ms"] = 3_600_000.0
-    data["scheduler_overhead"]["intercept_ms"] = -3_600_000.0
+    data["scheduler_overhead"]["intercept_ms"] = -10.0  # MIN_INTERCEPT_MS: a step cannot cost much below nothing
     data["kv"]["capacity_tokens"]["16"]["32"] = 1_000_000_000
     profile_file = tmp_path / "p.yaml"
     profile_file.write_text(yaml.safe_dump(data))
@@ -86,3 +113,22 @@ def test_a_folder_named_like_a_profile_is_named_as_a_folder(tmp_path):
     (tmp_path / "p.yaml").mkdir()
     with pytest.raises(InputError, match=r"p\.yaml is a folder; expected a profile YAML file"):
         load_profile(tmp_path / "p.yaml")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        (("scheduler_overhead", "intercept_ms"), -1000, r"intercept_ms: must be a finite number of ms from -10"),
+        (("tokenizer",), "nope", r"tokenizer: unknown tokenizer 'nope'; expected the name of a length table: "),
+    ],
+)
+def test_an_impossible_intercept_or_an_unknown_tokenizer_is_refused(tmp_path, field, value, expected):
+    data = copy.deepcopy(GOOD)
+    target = data
+    for key in field[:-1]:
+        target = target.setdefault(key, {})
+    target[field[-1]] = value
+    profile_file = tmp_path / "p.yaml"
+    profile_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(InputError, match=expected):
+        load_profile(profile_file)

@@ -67,7 +67,7 @@ def test_search_flag(write_grid, tmp_path):
         (["sweep", "GRID", "--out", "x", "--workloads", "5:"], "--workloads 5: selects none of the grid's 2 workloads"),
         (["sweep", "GRID", "--out", "x", "--workloads", "5:2"], "--workloads 5:2 selects none"),
         (["sweep", "GRID", "--out", "x", "--profile", "nope"], "profile: unknown profile 'nope'"),
-        (["labels", "x", "--threshold", "0"], "--threshold: must be between 0 and 1"),
+        (["labels", "x", "--threshold", "0"], "--threshold: must be strictly between 0 and 1"),
     ],
 )
 def test_mistakes_are_loratwin_errors(args, message, write_grid, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import load_profile
@@ -68,6 +69,9 @@ def test_ranges_and_combinations_expand():
         (BASE.replace("rates: [[1.0]]\n", ""), "g.yaml: expected 'rates'"),
         (BASE + "arrival: [{kind: gamma}]\n", "g.yaml: arrival[0].cv: is required"),
         (BASE + "server: {max_lora_rank: 8}\n", "g.yaml: ranks: rank 16 is above server.max_lora_rank (8)"),
+        (BASE + "server: {max_lora_rank: 12}\n",
+         "g.yaml: server.max_lora_rank: max_lora_rank 12: vLLM accepts only 8, 16, 32, 64, 128, 256, 320, 512"),
+        (BASE.replace("[[8, 16]]", "[[8, 600]]"), "g.yaml: ranks: adapter rank 600 is above 512"),
         (BASE + "seeds: [1, 1]\n", "g.yaml: seeds: must be distinct"),
         (BASE + "duration_s: 0\n", "g.yaml: duration_s: must be > 0"),
         ("served: [8\n", "g.yaml: line 2, column 1: invalid YAML"),
@@ -80,9 +84,14 @@ def test_grid_errors_name_file_and_field(text, expected):
     assert expected in str(err.value)
 
 
-def test_errors_found_while_expanding_name_the_file():
+def test_errors_found_while_expanding_name_the_file(tmp_path):
+    # a profile with measured KV sizes only (no memory model) prices no other max_lora_rank
+    table_only = load_profile("llama-3.1-8b-instruct")
+    table_only = table_only.model_copy(update={"kv": table_only.kv.model_copy(update={"memory": None})})
+    path = tmp_path / "table-only.yaml"
+    path.write_text(yaml.safe_dump(table_only.model_dump(mode="json")))
     with pytest.raises(InputError, match=r"g.yaml: max_loras 8 with max_lora_rank 64: .*max_lora_rank \[8, 16, 32\]"):
-        expand(grid_from_yaml(BASE.replace("[[8, 16]]", "[[64]]"), "g.yaml"), "g.yaml")
+        expand(grid_from_yaml(BASE.replace("[[8, 16]]", "[[64]]") + f"profile: {path}\n", "g.yaml"), "g.yaml")
     with pytest.raises(InputError, match=r"g.yaml: profile: unknown profile 'nope'"):
         expand(grid_from_yaml(BASE + "profile: nope\n", "g.yaml"), "g.yaml")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pytest
@@ -19,9 +20,11 @@ from .conftest import SMALL_GRID
 
 
 def _broken_profile(tmp_path):
-    """The llama profile without CPU->GPU load times for max_lora_rank 16: such runs fail at run time."""
+    """The llama profile with a 64-token KV cache at max_lora_rank 16 (and no memory model): such
+    runs start, and fail at run time on the first request that does not fit."""
     data = load_profile("llama-3.1-8b-instruct").model_dump(mode="json")
-    del data["adapter_load"]["cpu_to_gpu_ms"]["16"]
+    data["kv"]["memory"] = None
+    data["kv"]["capacity_tokens"]["16"] = {slots: 64 for slots in data["kv"]["capacity_tokens"]["16"]}
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -39,7 +42,7 @@ def test_failures_are_recorded_and_the_sweep_goes_on(tmp_path):
     table = read_results(tmp_path / "out").to_pylist()
     failed = [r for r in table if r["status"] == "failed"]
     assert len(failed) == 14 and all(r["rank_levels"] == [8, 16] for r in failed)
-    assert all("InputError: profile has no CPU->GPU load time for max_lora_rank 16" in r["error"] for r in failed)
+    assert all(re.search(r"InputError: request \d+ .* needs \d+ KV blocks, more than the 3", r["error"]) for r in failed)
     assert all(r["total_tok_s"] is None for r in failed)
     ok = [r for r in table if r["status"] == "ok"]
     assert len(ok) == 14 and all(r["total_tok_s"] > 0 and r["error"] is None for r in ok)

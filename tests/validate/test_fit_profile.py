@@ -139,6 +139,23 @@ def test_a_logged_capacity_at_a_new_point_and_a_new_rank():
     assert kv.capacity_tokens[8] == {16: 120_000} and kv.capacity_tokens[16] == KV.capacity_tokens[16]
 
 
+def test_logged_capacities_correct_a_memory_models_bytes():
+    from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+    from loratwin.profiles.derive.kv import kv_model_for
+
+    derived = kv_model_for(resolve_model("meta-llama/Llama-3.1-8B-Instruct"), resolve_gpu("h100-80gb"))
+    modelled = derived.tokens(32, 16)
+    runs = [make_run("a", 32, 32, 16, (0.1,), kv_cache_tokens=float(modelled - 20_000))]
+    kv, points = kv_with_measurements(derived, runs)
+    assert points == 1 and kv.tokens(32, 16) == modelled - 20_000
+    # elsewhere the memory model, its non-torch bytes raised by the 20,000 tokens it missed
+    assert kv.memory.non_torch_bytes == derived.memory.non_torch_bytes + 20_000 * 131_072
+    for loras, rank in ((8, 8), (64, 32)):
+        assert kv.tokens(loras, rank) == pytest.approx(derived.tokens(loras, rank) - 20_000, abs=32)
+    with pytest.raises(InputError, match="run b: kv_cache_tokens 5 is not a KV cache size"):
+        kv_with_measurements(derived, [make_run("b", 32, 32, 16, (0.1,), kv_cache_tokens=5.0)])
+
+
 # -- nearest runs -----------------------------------------------------------------------------------------
 
 POOL = [make_run(f"r{i}", s, m, k, rates, total_tok_s=1.0, mean_itl_ms=1.0)

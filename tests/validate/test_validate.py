@@ -102,6 +102,47 @@ def test_calibration_pieces_reproduce_the_measurements():
     assert 0.97 < fit_output_ratio(runs) <= 1.0
 
 
+KV_CSV = "model,max_loras,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,{tokens},1\nm,16,8,2048,300000,1\n"
+LOADS_CSV = ("model,status,max_lora_rank,adapter_rank,load_ms_mean,disk_load_ms_mean\n"
+             "m,ok,16,{rank},{load},90\n")
+SCHEDULER_CSV = ("gpu_loras,cpu_loras,avg_batch_size,avg_waiting_queue,scheduling_time_per_step_ms\n"
+                 "8,8,5.8,0,0.04\n8,16,6.1,0.09,0.041\n")
+DECODE_CSV = ("model,status,experiment_set,mean_running,input_tokens,output_tokens,mean_itl_ms\n"
+              "m,ok,default_latency_output,700,5,100,{itl}\nm,ok,default_latency_output,800,5,200,44\n"
+              "m,ok,default_latency_output,900,5,400,48\n")
+
+
+@pytest.mark.parametrize(("fit", "text", "expected"), [
+    (fit_kv_capacity, KV_CSV.format(tokens=-5), "line 2: kv_cache_tokens: Input should be greater than 0, got '-5'"),
+    (fit_kv_capacity, KV_CSV.format(tokens=0), "line 2: kv_cache_tokens: Input should be greater than 0"),
+    (fit_kv_capacity, KV_CSV.format(tokens=1), "line 2: kv_cache_tokens: at max_lora_rank 8, max_loras 8: 1 token, "
+                                               "fewer than 2 KV blocks"),
+    (fit_kv_capacity, KV_CSV.format(tokens=8.5), "line 2: kv_cache_tokens: must be a whole number, got '8.5'"),
+    (fit_kv_capacity, KV_CSV.format(tokens=99999999999), "line 2: kv_cache_tokens: Input should be less than or "
+                                                         "equal to 1000000000"),
+    (fit_kv_capacity, KV_CSV.format(tokens=300000).replace("m,8,8,", "m,-1,8,"),
+     "line 2: max_loras: Input should be greater than 0, got '-1'"),
+    (fit_kv_capacity, KV_CSV.format(tokens=300000).replace("max_loras,", "slots,"), ": missing column max_loras"),
+    (fit_kv_capacity, KV_CSV.format(tokens=300000).replace("m,8,8,2048,300000,1", "m,8,8,2048,,1"),
+     "line 2: kv_cache_tokens: expected a number, got ''"),
+    (fit_adapter_loads, LOADS_CSV.format(rank=16, load=-3), "line 2: load_ms_mean: must be a finite number of ms "
+                                                            "from 0 to 3,600,000"),
+    (fit_adapter_loads, LOADS_CSV.format(rank=16, load=1e12), "line 2: load_ms_mean: must be a finite number of ms"),
+    (fit_adapter_loads, LOADS_CSV.format(rank=0, load=6), "line 2: adapter_rank: Input should be greater than 0"),
+    (fit_scheduler_overhead, "", ": the file is empty"),
+    (fit_scheduler_overhead, SCHEDULER_CSV.split("\n")[0] + "\n", ": no rows"),
+    (fit_base_step, DECODE_CSV.format(itl=-1), "line 2: mean_itl_ms: must be a finite number of ms from 0"),
+    (fit_base_step, DECODE_CSV.format(itl=0), "line 2: mean_itl_ms: Input should be greater than 0"),
+], ids=lambda v: v if isinstance(v, str) else getattr(v, "__name__", None))
+def test_a_bad_calibration_value_names_the_file_line_and_column(tmp_path, fit, text, expected):
+    path = tmp_path / "measured.csv"
+    path.write_text(text)
+    args = (path,) if fit is fit_scheduler_overhead else (path, "m")
+    with pytest.raises(InputError) as err:
+        fit(*args)
+    assert str(err.value).startswith(str(path)) and expected in str(err.value), err.value
+
+
 @needs_data
 def test_calibrated_profile_carries_the_placement_section():
     profile, _ = calibrate("llama-3.1-8b-instruct", CALIBRATION)

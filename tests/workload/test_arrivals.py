@@ -369,11 +369,23 @@ def test_python_models_name_the_bad_field():
 @pytest.mark.parametrize(
     ("arrival", "hint"),
     [
-        (PoissonArrival(schedule=[{"until_s": 10, "scale": 1e12}]), "lower the rates or duration_s"),
+        (PoissonArrival(schedule=[{"until_s": 10, "scale": 1e12}]), r"\(lower the rates or duration_s\)"),
         (GammaArrival(cv=2.0, schedule=[{"until_s": 10, "scale": 1.0}, {"scale": 1e9}]), "lower the rates or duration_s"),
         (UnpredictableArrival(schedule=[{"until_s": 10, "scale": 1.0}, {"scale": 1e9}]), "rise up to 7.5 times"),
     ],
 )
 def test_runaway_volumes_are_refused_before_drawing(arrival, hint):
-    with pytest.raises(InputError, match=f"more than the 50,000,000 one run can hold.*{hint}"):
+    """The budget is the rule: the requests a workload would draw are priced before they are drawn."""
+    with pytest.raises(InputError, match=f"of memory .*needed for ~.* requests drawn over 3600 s.*{hint}"):
         generate_requests(uniform_workload(arrival, 10, 1.0), 3600.0, seed=0)
+
+
+def test_the_volume_a_run_may_draw_follows_the_memory_limit(monkeypatch):
+    from loratwin import budget
+
+    workload = uniform_workload(PoissonArrival(), 10, 100.0)  # ~60,000 requests in a minute
+    monkeypatch.setenv(budget.ENV_VAR, "300.5M")  # room for ~5,000 requests drawn above the process
+    with pytest.raises(InputError, match=r"needed for ~6.1e4 requests drawn over 60 s|needed for ~61,\d+ requests drawn"):
+        generate_requests(workload, 60.0, seed=0)
+    monkeypatch.setenv(budget.ENV_VAR, "1G")
+    assert len(generate_requests(workload, 60.0, seed=0)) > 50_000

@@ -14,6 +14,7 @@ from loratwin.workload import (
     WorkloadSpec,
     load_workload_yaml,
     reference_layout,
+    zipf_layout,
 )
 
 # --- reference_layout -------------------------------------------------------------------------
@@ -86,8 +87,19 @@ def test_layout_rejects_bad_flags(kwargs, flag):
 
 
 def test_layout_error_says_which_value():
-    with pytest.raises(InputError, match=r"--rates: value 2 must be a number >= 0 \(req/s\), got -1"):
+    with pytest.raises(InputError, match=r"--rates: value 2 must be a number from 0 to 1e9 \(req/s\), got -1"):
         reference_layout(4, [1.0, -1], [8], seed=0)
+
+
+def test_rates_above_a_billion_req_s_are_refused_by_field():
+    """1e308 req/s overflowed the planner's sums and products into numpy warnings."""
+    with pytest.raises(InputError, match=r"--rates: value 1 must be a number from 0 to 1e9 \(req/s\), got 1e\+308"):
+        reference_layout(4, [1e308], [8], seed=0)
+    with pytest.raises(InputError, match=r"total_rate_req_s: must be a number from 0 to 1e9 \(req/s\)"):
+        zipf_layout(4, 1e10)
+    with pytest.raises(ValidationError, match="rate_req_s"):
+        AdapterSpec(id="a", rank=8, rate_req_s=1e308)
+    assert AdapterSpec(id="a", rank=8, rate_req_s=1e9).rate_req_s == 1e9
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -134,7 +146,7 @@ def test_yaml_explicit_adapters(tmp_path):
 adapters:
   - {id: sql, rank: 8, rate_req_s: 0.5}
   - {id: chat, rank: 32, rate_req_s: 2}
-  - {id: idle, rank: 16}
+  - {id: idle, rank: 16, rate_req_s: 0}
 lengths:
   mean_prompt_tokens: 300
 """,
@@ -176,7 +188,7 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
         ("adapters: []\n", "adapters: must not be empty"),
         ("lengths: {mean_prompt_tokens: 200}\n", "expected exactly one of 'adapters'"),
         (
-            "adapters: [{id: a, rank: 8}]\nlayout: {served: 1, rates: [1], ranks: [8]}\n",
+            "adapters: [{id: a, rank: 8, rate_req_s: 1}]\nlayout: {served: 1, rates: [1], ranks: [8]}\n",
             "expected exactly one of 'adapters'",
         ),
         (
@@ -185,7 +197,7 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
             + "  - {id: a3, rank: 8, rate_req_s: -1}\n",
             "adapters[3].rate_req_s: must be >= 0, got -1",
         ),
-        ("adapters: [{id: a, rank: 0}]\n", "adapters[0].rank: must be > 0, got 0"),
+        ("adapters: [{id: a, rank: 0, rate_req_s: 1}]\n", "adapters[0].rank: must be > 0, got 0"),
         ("adapters: [{id: a, rank: eight}]\n", "adapters[0].rank: must be an integer, got 'eight'"),
         ("adapters: [{id: a, rank: 8.5}]\n", "adapters[0].rank: must be a whole number, got 8.5"),
         ("adapters: [{id: a, rank: 8, rate_req_s: .inf}]\n", "adapters[0].rate_req_s: must be a finite number"),
@@ -194,9 +206,9 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
             "adapters: [{id: a, rank: 8, rate: 1}]\n",
             "adapters[0].rate: unknown field; expected one of: id, rank, rate_req_s",
         ),
-        ("adapter: [{id: a, rank: 8}]\n", "adapter: unknown field; expected one of: adapters, layout, lengths"),
+        ("adapter: [{id: a, rank: 8, rate_req_s: 1}]\n", "adapter: unknown field; expected one of: adapters, layout, lengths"),
         (
-            "adapters: [{id: a, rank: 8}, {id: a, rank: 16}]\n",
+            "adapters: [{id: a, rank: 8, rate_req_s: 1}, {id: a, rank: 16, rate_req_s: 1}]\n",
             "adapters: adapter ids must be unique, but 'a' is used by adapters[0] and adapters[1]",
         ),
         ("layout: {served: 0, rates: [1], ranks: [8]}\n", "layout.served: must be >= 1, got 0"),
@@ -205,15 +217,15 @@ def test_yaml_syntax_error_names_line_and_column(tmp_path):
         ("layout: {served: 4, rates: [1]}\n", "layout.ranks: is required"),
         ("layout: {served: 4, rates: [1], ranks: [8], sed: 1}\n", "layout.sed: unknown field; expected one of: served, rates, ranks, seed"),
         (
-            "adapters: [{id: a, rank: 8}]\nlengths: {kind: bogus}\n",
+            "adapters: [{id: a, rank: 8, rate_req_s: 1}]\nlengths: {kind: bogus}\n",
             "lengths.kind",
         ),
         (
-            "adapters: [{id: a, rank: 8}]\nlengths: {mean_prompt_tokens: 2000}\n",
+            "adapters: [{id: a, rank: 8, rate_req_s: 1}]\nlengths: {mean_prompt_tokens: 2000}\n",
             "lengths: mean_prompt_tokens must lie strictly between min_tokens (4) and 1024",
         ),
         (
-            "adapters: [{id: a, rank: 8}]\nlengths: {mean_prompt_tokens: 900, mean_output_tokens: 1000}\n",
+            "adapters: [{id: a, rank: 8, rate_req_s: 1}]\nlengths: {mean_prompt_tokens: 900, mean_output_tokens: 1000}\n",
             "lengths: ",
         ),
     ],
@@ -230,3 +242,14 @@ def test_yaml_mistakes_name_file_and_field(tmp_path, text, expected):
 def test_yaml_missing_file(tmp_path):
     with pytest.raises(InputError, match="nope.yaml does not exist; expected a workload YAML file"):
         load_workload_yaml(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("bad", ["x=y", "x,y", "x y", ""])
+def test_adapter_ids_refused_everywhere_they_are_read(bad):
+    """One rule for ids (check_adapter_id / adapter_id_problem), in files and in AdapterSpec alike."""
+    from loratwin.workload.spec import check_adapter_id
+
+    with pytest.raises(InputError):
+        check_adapter_id(bad, "f line 2")
+    with pytest.raises(ValidationError):
+        AdapterSpec(id=bad, rank=8, rate_req_s=1)

@@ -145,6 +145,9 @@ def replace(lines, index, text):
         (GOOD_TRACE, ["a,8", "b,sixteen"], "adapters.csv line 3: rank must be an integer, got 'sixteen'"),
         (GOOD_TRACE, ["a,8", "b"], "adapters.csv line 3: expected 2 columns"),
         (GOOD_TRACE, ["a,8", ",8"], "adapters.csv line 3: adapter_id must not be empty"),
+        # the adapters CSV reader's rule: an id names the adapter in vllm serve --lora-modules NAME=PATH
+        (GOOD_TRACE, ["a,8", "b c,8"], "adapters.csv line 3: adapter_id must hold no '=', no ',' and no spaces"),
+        (GOOD_TRACE, ["a,8", "b=c,8"], "adapters.csv line 3: adapter_id must hold no '=', no ',' and no spaces"),
         (GOOD_TRACE, [], "adapters.csv: no adapters"),
     ],
 )
@@ -175,9 +178,10 @@ def test_wrong_header(tmp_path, trace_header, adapters_header, expected):
         load_trace(tmp_path)
 
 
-def test_rate_column_must_be_a_non_negative_number(tmp_path):
-    write_trace(tmp_path, GOOD_TRACE, ["a,8,1", "b,8,-2"], adapters_header="adapter_id,rank,rate")
-    with pytest.raises(InputError, match="adapters.csv line 3: rate must be >= 0"):
+@pytest.mark.parametrize("rate", ["-2", "1e308"])
+def test_rate_column_must_be_a_rate(tmp_path, rate):
+    write_trace(tmp_path, GOOD_TRACE, ["a,8,1", f"b,8,{rate}"], adapters_header="adapter_id,rank,rate")
+    with pytest.raises(InputError, match=r"adapters.csv line 3: rate must be a number from 0 to 1e9 \(req/s\)"):
         load_trace(tmp_path)
 
 

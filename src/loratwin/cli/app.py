@@ -1,6 +1,7 @@
 """The `loratwin` Typer app, the helpers its commands share, and `main`, which turns user mistakes (a
 flag typer refuses, a LoratwinError, a file that cannot be read or written) into one `error:` line on
-stderr and exit status 2.
+stderr and exit status 2, and a warning (a damaged part of a sweep store left out) into one plain
+`warning:` line.
 
 Messages print literally: text a user gave (paths, adapter ids, notes) may hold square brackets, which
 rich would read as markup. `err_console` has markup off; consoles that style text escape what they quote.
@@ -10,13 +11,14 @@ standard library only; each command imports the stages it runs (numpy, numba, py
 """
 
 import sys
+import warnings
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from loratwin.errors import InputError, LoratwinError
+from loratwin.errors import LoratwinError
 
 
 def _flags_without_metavar() -> None:
@@ -80,18 +82,22 @@ def _out_console() -> Console:
 
 
 def _parse_list(text: str, flag: str, kind: type) -> list:
+    """A comma-separated flag value such as `--rates 1.6,0.8` or `--ranks 8,16`: every item must be a
+    value of `kind` (an empty item, as in `1,,2` or a trailing comma, is refused by its position)."""
+    what, example = {int: ("an integer", "8,16,32"), str: ("a name", "tree,figs")}.get(kind, ("a number", "1.6,0.8,0.4"))
+    if not text.strip():
+        raise LoratwinError(f"{flag}: expected a comma-separated list of values, each {what} (e.g. {example}), got {text!r}")
+    parts = text.split(",")
     values = []
-    for part in text.split(","):
+    for position, part in enumerate(parts, start=1):
         part = part.strip()
         if not part:
-            continue
+            raise LoratwinError(f"{flag}: item {position} of {len(parts)} is empty in {text!r} "
+                                f"(expected a comma-separated list, each {what}, e.g. {example})")
         try:
             values.append(kind(part))
         except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise LoratwinError(f"{flag}: {part!r} is not {what} (expected a comma-separated list, e.g. 1.6,0.8,0.4)") from None
-    if not values:
-        raise LoratwinError(f"{flag}: expected a comma-separated list of values, got {text!r}")
+            raise LoratwinError(f"{flag}: {part!r} is not {what} (expected a comma-separated list, e.g. {example})") from None
     return values
 
 
@@ -137,9 +143,10 @@ def _progress(total: int, description: str):
 
 
 def check_threshold(value: float, flag: str) -> None:
-    """A starvation threshold (`1 - throughput/offered >= value` starves) lies strictly between 0 and 1."""
-    if not 0 < value < 1:
-        raise InputError(f"{flag}: must be between 0 and 1, got {value:g}")
+    """A starvation threshold flag: loratwin.threshold's rule."""
+    from loratwin.threshold import check_threshold as check
+
+    check(value, flag)
 
 
 def print_error(message: str) -> None:
@@ -154,8 +161,14 @@ def _usage_message(exc: Exception) -> str:
     return exc.format_message() + hint
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one plain line on stderr, without the file, line and source that Python adds."""
+    err_console.print(f"warning: {' '.join(str(message).splitlines())}", markup=False, highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Entry point: user mistakes print one clear line and exit 2, without a traceback."""
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         status = app(standalone_mode=False)
     except _CLICK_ERROR as exc:
@@ -169,4 +182,6 @@ def main() -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         print_error(f"{where}{exc.strerror or exc}")
         sys.exit(2)
+    finally:
+        warnings.showwarning = shown
     sys.exit(status if isinstance(status, int) else 0)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from loratwin.errors import InputError
+
 DEFAULT_ADAPTER_DIR = "./adapters"  # loratwin.plan.placement.result.DEFAULT_ADAPTER_DIR
 DEFAULT_MAX_WAIT_S = 60.0
 DEFAULT_STARVATION_THRESHOLD = 0.1
@@ -29,8 +31,9 @@ ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
 
 
-def check_models_dir(models: Path | None, flag: str = "--models") -> None:
-    """--models names a folder `loratwin train` wrote (its manifest.json)."""
+def check_models_dir(models: Path | None, flag: str = "--models", profile: str | None = None) -> None:
+    """--models names a folder `loratwin train` wrote (its manifest.json and the default models it names,
+    readable), trained on `profile` when given."""
     from loratwin.errors import InputError
 
     if models is None:
@@ -40,12 +43,31 @@ def check_models_dir(models: Path | None, flag: str = "--models") -> None:
         raise InputError(f"{flag} {models}: {what} (expected a folder written by `loratwin train`)")
     if not (models / "manifest.json").is_file():
         raise InputError(f"{flag} {models}: no manifest.json there (expected a folder written by `loratwin train`)")
+    from loratwin.learn.bundle import read_manifest
+
+    trained_on = str(read_manifest(models)["profile"])
+    if profile is not None and trained_on != profile:
+        raise InputError(f"{flag} {models}: models trained on profile {trained_on}, not on --profile {profile}; "
+                         f"train models on a sweep of {profile} (`loratwin train`) or drop --models")
 
 
-def build_rule(max_wait: float, threshold: float, window_s: float):
+def pick_window(window: float | None, alias_value: float | None, alias: str) -> tuple[float, str]:
+    """The window given as --window or as its alias (recommend --duration, place --verify-duration),
+    and the flag it was given as, so that a refusal names what the user typed."""
+    if window is not None and alias_value is not None:
+        raise InputError(f"--window and {alias} are the same setting: give one of them")
+    if alias_value is not None:
+        return alias_value, alias
+    return (DEFAULT_WINDOW_S if window is None else window), "--window"
+
+
+def build_rule(max_wait: float, threshold: float, window_s: float, window_flag: str = "--window"):
     """The acceptance rule of these flags; the rule checks each limit and names its flag (before any
     output is written: place --out, --command-out)."""
     from loratwin.plan.judge import AcceptanceRule
+    from loratwin.plan.judge.rule import check_window
+
+    check_window(window_s, window_flag)
 
     return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,
                           window_s=window_s)

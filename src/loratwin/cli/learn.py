@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loratwin.cli.app import app, check_threshold
+from loratwin.cli.app import _parse_list, app, check_threshold
 from loratwin.cli.judging import check_models_dir
 from loratwin.errors import InputError, LoratwinError
 from loratwin.files import Output, check_outputs, written_whole
@@ -44,7 +44,7 @@ def train(
     from loratwin.learn import from_profile
 
     default = FAMILIES if results is not None else from_profile.FAMILIES
-    chosen = [f.strip() for f in (families if families is not None else ",".join(default)).split(",") if f.strip()]
+    chosen = _parse_list(families if families is not None else ",".join(default), "--families", str)
     unknown = [f for f in chosen if f not in FAMILIES]
     if unknown or not chosen:
         raise InputError(f"--families: unknown {', '.join(unknown) or 'empty list'} (known: {', '.join(FAMILIES)})")

@@ -21,8 +21,9 @@ from loratwin.cli.judging import (
     ThresholdFlag,
     build_rule,
     check_models_dir,
+    pick_window,
 )
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
@@ -42,7 +43,8 @@ def place_command(
     models: ModelsFlag = None,
     verify: Annotated[bool, typer.Option(help="Simulate every GPU with the twin and judge its numbers by the same rule.")] = False,
     compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
-    window: Annotated[float, typer.Option("--window", "--verify-duration", help="The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (the reference runs lasted an hour).")] = DEFAULT_WINDOW_S,
+    window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (default {DEFAULT_WINDOW_S:g}: the reference runs lasted an hour).")] = None,
+    verify_duration: Annotated[float | None, typer.Option("--verify-duration", help="The same as --window.")] = None,
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
@@ -52,24 +54,38 @@ def place_command(
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Place adapters on the fewest GPUs without starving requests; print each GPU's vLLM command."""
     import json
 
-    from loratwin.budget import configure
 
-    configure("place", max_memory, kind="place")
+    configure("place", max_memory, max_time, kind="place")
     from loratwin.plan import load_adapters, make_check
     from loratwin.plan.placement import compare_algorithms, place, verify_placement
     from loratwin.profiles import load_profile
 
-    rule = build_rule(max_wait, starvation_threshold, window)
-    check_models_dir(models)
+    window, window_flag = pick_window(window, verify_duration, "--verify-duration")
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
+    from loratwin.plan.placement.result import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
+    if models is not None and check != "learned":
+        raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
     _check_output_places(out, report, adapters)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
+    check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
+    if check == "twin" or verify:
+        from loratwin import budget
+        from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
+
+        budget.require(budget.twin_placement_estimate(
+            len(workload.adapters), workload.aggregate_rate_req_s, window,
+            slot_candidates=len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0, verify=verify,
+            workers=workers or 2))
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict()

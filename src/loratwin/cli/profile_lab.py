@@ -30,8 +30,10 @@ def plan(
     from loratwin.lab.capacity import gpu_capacity
     from loratwin.lab.commands import client_commands, make_adapters_commands, run_script, serve_command
     from loratwin.lab.plan import STARTUP_ALLOWANCE_S, TAIL_ALLOWANCE_S, PlanFlags, plan_experiments, total_gpu_s
+    from loratwin.plan.placement.result import check_adapter_dir
     from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
 
+    check_adapter_dir(adapter_dir)
     flags = PlanFlags(gpu_memory_utilization, max_num_seqs, max_num_batched_tokens, max_model_len, adapter_dir,
                       results_dir, seed)
     arch, spec = resolve_model(model), resolve_gpu(gpu)

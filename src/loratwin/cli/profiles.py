@@ -7,6 +7,9 @@ import typer
 
 from loratwin.cli.app import _out_console, app
 
+# a console this wide never wraps the table (it takes the width its content needs)
+PIPE_WIDTH = 10_000
+
 
 @app.command()
 def profiles(
@@ -22,6 +25,9 @@ def profiles(
         rows = [{"name": p.name, "model": p.model, "gpu": p.gpu, "engine": p.engine, "fitted": p.fitted} for p in loaded]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     else:
+        from rich.console import Console
+
         from loratwin.report.console import print_profiles
 
-        print_profiles(loaded, _out_console())
+        # into a pipe or a file, each profile on its lines whole: as wide as the table needs
+        print_profiles(loaded, _out_console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH))

@@ -21,8 +21,9 @@ from loratwin.cli.judging import (
     ThresholdFlag,
     build_rule,
     check_models_dir,
+    pick_window,
 )
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 
 stdout = Console(highlight=False, soft_wrap=True)
@@ -142,7 +143,8 @@ def recommend(
     models: ModelsFlag = None,
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
-    window: Annotated[float, typer.Option("--window", "--duration", help="The window the rule judges starvation over: the cost model's window, and simulated seconds per run for --verify, --refine and the twin check.")] = DEFAULT_WINDOW_S,
+    window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: the cost model's window, and simulated seconds per run for --verify, --refine and the twin check (default {DEFAULT_WINDOW_S:g}).")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="The same as --window.")] = None,
     keep_order: Annotated[bool, typer.Option("--keep-order", help="Serve the first adapters in the order given (e.g. by priority) instead of the order placement fills a GPU in.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Run the twin at the recommendation and with one adapter more, judged by the same rule.")] = False,
     refine: Annotated[bool, typer.Option("--refine", help="Move the recommendation to the most adapters the twin accepts near it, at the best max_loras nearby.")] = False,
@@ -152,24 +154,28 @@ def recommend(
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """How many of these adapters one GPU serves, with which --max-loras: placement on one GPU."""
     import json
 
-    from loratwin.budget import configure
 
-    configure("recommend", max_memory, kind="recommend")
+    configure("recommend", max_memory, max_time, kind="recommend")
     from loratwin.plan import load_adapters, make_check
     from loratwin.plan import recommend as run_recommend
     from loratwin.profiles import load_profile
 
-    rule = build_rule(max_wait, starvation_threshold, window)
-    check_models_dir(models)
+    window, window_flag = pick_window(window, duration, "--duration")
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
+    from loratwin.plan.placement.result import check_adapter_dir
+
+    check_adapter_dir(adapter_dir)
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
     _check_output_places(command_out, report, workload)
     spec = load_adapters(workload)
     loaded = load_profile(profile)
+    check_models_dir(models, profile=loaded.name)
     estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
     rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models,
                         profile_source=profile)
@@ -198,18 +204,20 @@ def _check_output_places(command_out: Path | None, report: Path | None, workload
 
 @app.command("quickstart")
 def quickstart(
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file (e.g. one `loratwin profile derive` wrote).")] = QUICKSTART_PROFILE,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Check and refine the answer with the twin (a few seconds).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
 ) -> None:
     """Recommend a configuration for a built-in example of 240 adapters and place them all on GPUs, with a short walkthrough."""
     import json
+    import shlex
 
     from loratwin.plan import AcceptanceRule, make_check, read_adapters_csv
     from loratwin.plan import recommend as run_recommend
     from loratwin.plan.inputs import QUICKSTART_CSV
     from loratwin.profiles import load_profile
 
-    profile = load_profile(QUICKSTART_PROFILE)
+    profile_name, profile = profile, load_profile(profile)
     spec = read_adapters_csv(QUICKSTART_CSV)
     example = str(QUICKSTART_CSV)
     rule = AcceptanceRule()
@@ -244,9 +252,10 @@ def quickstart(
         _print_quickstart_placement(placement, verification)
         step = 4
     stdout.print(f"\n{step}. Next:")
-    stdout.print(f"  loratwin recommend {example} --refine --verify   # the same from the command line", markup=False)
+    on_profile = "" if profile_name == QUICKSTART_PROFILE else f" --profile {shlex.quote(profile_name)}"
+    stdout.print(f"  loratwin recommend {example}{on_profile} --refine --verify   # the same from the command line", markup=False)
     if placement is not None:
-        stdout.print(f"  loratwin place {example} --gpus {placement.gpu_count} --verify   # every GPU's vllm serve command",
+        stdout.print(f"  loratwin place {example}{on_profile} --gpus {placement.gpu_count} --verify   # every GPU's vllm serve command",
                      markup=False)
     stdout.print("  loratwin recommend my-adapters.csv --profile qwen-2.5-7b-instruct --json   # your own list")
     stdout.print("  loratwin place my-adapters.csv --max-wait 20 --compare                    # a stricter wait limit")

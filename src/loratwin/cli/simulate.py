@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 
 ENGINES = ("fast", "reference")
@@ -25,7 +25,7 @@ def simulate(
     trace: Annotated[Path | None, typer.Option(help="Directory with trace.csv and adapters.csv to replay.")] = None,
     max_loras: Annotated[int, typer.Option("--max-loras", help="GPU adapter slots (vLLM --max-loras).")] = ...,
     max_cpu_loras: Annotated[int | None, typer.Option("--max-cpu-loras", help="CPU adapter cache size. Default: the number of served adapters.")] = None,
-    max_lora_rank: Annotated[int | None, typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts. Default: the largest rank served.")] = None,
+    max_lora_rank: Annotated[int | None, typer.Option("--max-lora-rank", help="Largest adapter rank the server accepts (vLLM: 8, 16, 32, 64, 128, 256, 320 or 512). Default: the smallest of those that serves the largest rank.")] = None,
     max_num_seqs: Annotated[int, typer.Option("--max-num-seqs", help="Most requests running at once. Default 2048, as in the reference measurements.")] = 2048,
     max_num_batched_tokens: Annotated[int, typer.Option("--max-num-batched-tokens", help="Token budget per engine step (chunked prefill).")] = 2048,
     client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap the waiting queue as a saturated client would (the reference runs' client: about 25500). Off by default.")] = None,
@@ -41,15 +41,15 @@ def simulate(
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
     bench_json: Annotated[Path | None, typer.Option("--bench-json", help="Also write the run as a vLLM benchmark result JSON (benchmark_serving.py --save-result keys).")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Simulate one vLLM replica serving LoRA adapters and print what it achieves."""
-    from loratwin.budget import configure
     from loratwin.workload import load_trace, load_workload_yaml, reference_layout
     from loratwin.workload.trace import replay_window, with_trace_rates
 
     # a generated workload runs 3600 s unless told; a trace runs over its own span (priced as it loads)
-    configure("simulate", max_memory, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
-              copies=seeds)
+    configure("simulate", max_memory, max_time, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
+              copies=seeds, window_from=_window_from(duration))
 
     sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
                                         ("--workload", workload), ("--trace", trace)) if given]
@@ -87,14 +87,18 @@ def simulate(
         raise LoratwinError(_flag_errors(exc)) from None
     _check_output_places(out, report, inputs=(workload, trace), bench_json=bench_json)
     requests = None
+    window_note = None
+    window_from = _window_from(duration)
+    ranks_from = "--ranks" if layout is not None else str(workload if workload is not None else trace / "adapters.csv")
     if workload is not None:
         spec = load_workload_yaml(workload)
     elif trace is not None:
         spec, requests = load_trace(trace)
+        if duration is None and len(requests):
+            window_from = f"to the last arrival in {trace / 'trace.csv'}, at {float(requests.arrival_s[-1]):.6g} s"
         duration, note = replay_window(requests, duration)
         spec = with_trace_rates(spec, requests, duration)  # offered: what the trace holds, not adapters.csv's rates
-        if note:
-            err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+        window_note = note  # printed once the run is done: a refusal prints alone
     else:
         spec = reference_layout(served, *layout, seed)
     if duration is None:
@@ -115,7 +119,11 @@ def simulate(
         sample_interval_s=sample_interval,
         starvation_threshold=starvation_threshold,
         engine_mode=engine,
+        window_from=window_from,
+        ranks_from=ranks_from,
     )
+    if window_note:
+        err_console.print(window_note, markup=False, highlight=False, soft_wrap=True)
     if out is not None:
         from loratwin.files import written_whole
         from loratwin.twin.result import RESULT_FILES
@@ -166,6 +174,11 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
         sys.stdout.write(json.dumps(doc, indent=2, default=float) + "\n")
     else:
         print_seed_runs(results, mean, _out_console())
+
+
+def _window_from(duration: float | None) -> str:
+    """Where a generated workload's window comes from, for a refusal that it causes (a trace's: its last arrival)."""
+    return "--duration" if duration is not None else "the default; --duration sets another"
 
 
 def _check_flags(seeds: int, duration: float | None, sample_interval: float, threshold: float, engine: str,

@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 
 from loratwin.cli.app import app, check_threshold, stop_progress
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, check_outputs
 
@@ -33,13 +33,16 @@ def sweep(
     json_out: Annotated[bool, typer.Option("--json", help="Print a summary as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the results here.")] = None,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Run a grid of twin simulations in parallel into a resumable results store."""
     import json
+    import shlex
 
-    from loratwin.budget import configure
+    from loratwin.sweep.runners import clamp_workers
 
-    configure("sweep", max_memory, copies=workers)
+    workers, workers_note = clamp_workers(backend, workers)
+    configure("sweep", max_memory, max_time, copies=workers)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -58,9 +61,19 @@ def sweep(
     check_runner_args(backend, workers, address)
     workload_slice = parse_slice(workloads) if workloads else None
     # the store is written in place (a rerun resumes it); a report may go inside it
-    check_outputs(Output("--out", out, folder=True, own=None), Output("--report", report, folder=True, own=REPORT_FILES))
+    from loratwin.sweep.store import STORE_MARKS
+
+    check_outputs(Output("--out", out, folder=True, own=None, resumes=STORE_MARKS),
+                  Output("--report", report, folder=True, own=REPORT_FILES))
     spec, source = load_grid(grid)
     if profile is not None:
+        from loratwin.errors import InputError
+        from loratwin.profiles import load_profile
+
+        try:  # a mistake here is in the flag, not in the grid file
+            load_profile(profile)
+        except InputError as err:
+            raise InputError(f"--profile: {err}") from None
         spec = spec.model_copy(update={"profile": profile})
     expansion = expand(spec, source, workload_slice=workload_slice)
     if not expansion.runs:
@@ -69,6 +82,8 @@ def sweep(
             f"{expansion.profile.name}, and max_loras must be <= served)"
         )
 
+    if workers_note:  # once the grid is accepted: a refusal prints alone
+        stderr.print(workers_note, soft_wrap=True)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -124,7 +139,7 @@ def sweep(
     stdout.print(f"  already stored: {summary.already_done}  run now: {summary.ran}  failed: {summary.failed}")
     rate = f"{summary.runs_per_s:.2f} runs/s" if summary.runs_per_s else "-"
     stdout.print(f"  wall time: {summary.wall_s:.1f} s ({rate}, {summary.workers} workers, {summary.backend})")
-    stdout.print(f"  stored: {summary.store_bytes / 1e6:.2f} MB;  next: loratwin labels {summary.out}")
+    stdout.print(f"  stored: {summary.store_bytes / 1e6:.2f} MB;  next: {shlex.join(['loratwin', 'labels', str(summary.out)])}")
 
 
 @app.command("labels")

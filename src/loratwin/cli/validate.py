@@ -1,5 +1,6 @@
 """`loratwin validate` and `loratwin calibrate`: the twin against real runs, and profiles fitted to measurements."""
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -7,7 +8,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import _out_console, _progress, app, err_console
-from loratwin.cli.memory import MaxMemoryFlag
+from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, atomic_write, check_outputs
 
@@ -25,18 +26,18 @@ def validate(
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report here.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the error table as JSON.")] = False,
     max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Replay real vLLM runs through the twin and report its errors beside the published twin's."""
-    from loratwin.budget import configure
 
-    configure("validate", max_memory)
+    configure("validate", max_memory, max_time)
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_error_table
     from loratwin.validate import error_table, load_runs, replay_runs
     from loratwin.validate.replay import check_replay_options
     from loratwin.validate.report import VALIDATION_FILES, write_validation
 
-    check_replay_options(tuple(range(seeds)), workers or None, client_max_waiting)
+    check_replay_options(range(seeds), workers or None, client_max_waiting)
     check_outputs(Output("--out", out, folder=True, own=VALIDATION_FILES),
                   Output("--report", report, folder=True, own=_report_files()), inputs=[runs_file])
     runs = [r for r in load_runs(runs_file)
@@ -45,6 +46,9 @@ def validate(
     if not runs:
         which = "match the --set/--model filters" if source_set or model else "ran or failed to start (by their status)"
         raise LoratwinError(f"{runs_file}: no runs to replay: none {which}")
+    from loratwin import budget
+
+    budget.require(budget.validation_estimate(len(runs), seeds, workers or os.cpu_count() or 1, f" of {runs_file}"))
     profiles: dict[str, object] = {}
 
     def profile_for(name: str):
@@ -62,7 +66,7 @@ def validate(
     what = f"replaying {len(runs)} runs x {seeds} seeds"
     progress, advance = _progress(len(runs) * seeds, what)
     with progress:
-        results = replay_runs(runs, profile_for, seeds=tuple(range(seeds)), workers=workers or None,
+        results = replay_runs(runs, profile_for, seeds=range(seeds), workers=workers or None,
                               client_max_waiting=client_max_waiting,
                               on_done=_lines_unless_terminal(advance, len(runs) * seeds, what))
     table = error_table(results)
@@ -116,6 +120,8 @@ def calibrate(
     gpu: Annotated[str, typer.Option(help="GPU description.")] = "unknown GPU",
     rounds: Annotated[int, typer.Option(help="Rounds of the twin-in-the-loop fit.")] = 5,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
+    max_memory: MaxMemoryFlag = None,
+    max_time: MaxTimeFlag = None,
 ) -> None:
     """Fit a profile (cost model) from measurements and write it as YAML."""
     import shlex
@@ -125,6 +131,7 @@ def calibrate(
     from loratwin.validate import load_runs
     from loratwin.validate.calibrate import calibrate as fit_profile
 
+    configure("calibrate", max_memory, max_time)
     if rounds < 1:
         raise LoratwinError(f"--rounds must be >= 1, got {rounds}")
     if workers < 0:
@@ -134,12 +141,18 @@ def calibrate(
     if not calibration_dir.is_dir():
         what = "is not a folder" if calibration_dir.exists() else "does not exist"
         raise LoratwinError(f"--calibration-dir {calibration_dir}: {what} (expected the folder of the measurement CSVs)")
+    if fit_set and runs is None:
+        raise LoratwinError("--fit-set selects runs of --runs: give --runs (a runs.csv) with it")
     check_outputs(Output("--out", out), inputs=[runs, calibration_dir])
     fit_runs = None
     if runs is not None:
         fit_runs = [r for r in load_runs(runs) if r.model == model and (not fit_set or r.source_set in fit_set)]
         if not fit_runs:
             raise LoratwinError(f"{runs}: no runs of model {model!r} in the --fit-set")
+        from loratwin import budget
+
+        budget.require(budget.validation_estimate(len(fit_runs), rounds + 1, workers or os.cpu_count() or 1,
+                                                  f" of {runs}, --rounds {rounds} + 1"))
 
     progress, advance = _progress(len(fit_runs or ()) * (rounds + 1), f"fitting on {len(fit_runs or ())} runs")
 

@@ -59,6 +59,10 @@ META_RUN, META_RATES, META_COUNTS, META_RANKS, META_CLIENTS = (
 # Memory to parse a result file, per byte of it: 6.4 B measured (RSS growth, /proc/self/statm) for an
 # 87 MB file of 20,000 requests with 200 inter-token gaps each; rounded up.
 JSON_BYTES_PER_FILE_BYTE = 7
+# The largest measurement a result file may hold: a day, in s (a time per request), in ms (a statistic)
+# or as a count (tokens, requests). Beyond it is a mistake, and sums of such values overflow to inf.
+MAX_SECONDS = 86_400.0
+MAX_VALUE = 1e12
 
 
 @dataclass(frozen=True)
@@ -119,14 +123,37 @@ def read_bench_json(path: Path) -> BenchResult:
     for key, value in lists.items():
         if not isinstance(value, list) or len(value) != len(lists["input_lens" if "input_lens" in lists else key]):
             raise InputError(f"{path}: {key} must be a list with one entry per request, as input_lens")
+        if key in ("input_lens", "output_lens"):
+            _whole_numbers(path, key, value)
+        elif key == "ttfts":
+            _seconds(path, key, value)
+        elif key == "itls":
+            for i, gaps in enumerate(value):
+                if not isinstance(gaps, list):
+                    raise InputError(f"{path}: itls[{i}] must be a list of inter-token gaps in s, got {gaps!r}")
+                _seconds(path, f"itls[{i}]", gaps)
     metadata = {k: v for k, v in doc.items() if isinstance(v, str) and k.startswith("loratwin_")}
     return BenchResult(path, str(doc["model_id"]), int(num_prompts), request_rate, values, metadata, lists)
 
 
 def _number(path: Path, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise InputError(f"{path}: {key} must be a number >= 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= MAX_VALUE):
+        raise InputError(f"{path}: {key} must be a number from 0 to {MAX_VALUE:g}, got {value!r}")
     return float(value)
+
+
+def _seconds(path: Path, key: str, values: list) -> None:
+    """Times in s: numbers from 0 to a day, named by the key and the request's index otherwise."""
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 <= value <= MAX_SECONDS):
+            raise InputError(f"{path}: {key}[{i}] must be a time in s from 0 to {MAX_SECONDS:g}, got {value!r}")
+
+
+def _whole_numbers(path: Path, key: str, values: list) -> None:
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int) or not (0 <= value <= MAX_VALUE):
+            raise InputError(f"{path}: {key}[{i}] must be a whole number of tokens from 0 to {MAX_VALUE:g}, "
+                             f"got {value!r}")
 
 
 # --- simulated runs ---------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ LOG_FILE = "a vLLM server log (vllm serve's stdout and stderr)"
 _VERSION = re.compile(r"vLLM API server version (\S+)")
 _ARGS = re.compile(r"(?:\bargs: Namespace\(|non-default args: \{)(.*)$", re.MULTILINE)
 _BUDGET = re.compile(r"Chunked prefill is enabled with max_num_batched_tokens=(\d+)")
-_KV = re.compile(r"GPU KV cache size: ([\d,]+) tokens")
+_KV = re.compile(r"GPU KV cache size: (\S+) tokens")
 _CONCURRENCY = re.compile(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x")
 _LOADING = re.compile(r"Model loading took ([\d.]+) ?GiB")
 _MODULE = re.compile(r"LoRAModulePath\(name='([^']*)', path='([^']*)'")
@@ -76,7 +76,10 @@ def read_server_log(path: Path) -> ServerFacts:
 
     def arg(name: str, required: bool = True):
         match = re.search(rf"(?:^|[\s,({{]){name}=" + _VALUE, args) or re.search(rf"'{name}': " + _VALUE, args)
-        value = ast.literal_eval(match.group(1)) if match else None
+        try:
+            value = ast.literal_eval(match.group(1)) if match else None
+        except (ValueError, SyntaxError):
+            value = match.group(1)  # left as typed: the conversion below names it
         if value is None and required:
             raise InputError(f"{path}: the server's arguments hold no {name} (--{name.replace('_', '-')}); the runs "
                              "table needs it: give the flag explicitly")
@@ -88,17 +91,31 @@ def read_server_log(path: Path) -> ServerFacts:
     if not modules:
         raise InputError(f"{path}: the server's arguments list no --lora-modules; expected the adapters it served")
     model = arg("model", required=False) or arg("model_tag")
-    max_loras = int(arg("max_loras"))
+    def whole(name: str, required: bool = True) -> int | None:
+        value = arg(name, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{path}: the server's arguments: {name} must be a whole number >= 1, got {value!r}")
+        return value
+
+    def fraction(name: str) -> float:
+        value = arg(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            raise InputError(f"{path}: the server's arguments: {name} must be a number in (0, 1], got {value!r}")
+        return float(value)
+
+    max_loras = whole("max_loras")
     kv = _last(_KV, text)
     concurrency = _last(_CONCURRENCY, text)
-    budget = arg("max_num_batched_tokens", required=False)
+    budget = whole("max_num_batched_tokens", required=False)
     if budget is None:
         stated = _last(_BUDGET, text)
         if stated is None:
             raise InputError(f"{path}: neither the arguments nor a 'Chunked prefill is enabled with "
                              "max_num_batched_tokens=N' line give the token budget; give --max-num-batched-tokens")
         budget = int(stated.group(1))
-    max_len = arg("max_model_len", required=False)
+    max_len = whole("max_model_len", required=False)
     if max_len is None and concurrency is not None:
         max_len = int(concurrency.group(1).replace(",", ""))
     loading = _last(_LOADING, text)
@@ -108,18 +125,31 @@ def read_server_log(path: Path) -> ServerFacts:
         vllm_version=version.group(1) if version else None,
         model=str(model),
         max_loras=max_loras,
-        max_lora_rank=int(arg("max_lora_rank")),
-        max_cpu_loras=int(arg("max_cpu_loras", required=False) or max_loras),  # vLLM's default: max_loras
-        max_num_seqs=int(arg("max_num_seqs")),
+        max_lora_rank=whole("max_lora_rank"),
+        max_cpu_loras=whole("max_cpu_loras", required=False) or max_loras,  # vLLM's default: max_loras
+        max_num_seqs=whole("max_num_seqs"),
         max_num_batched_tokens=int(budget),
-        gpu_memory_utilization=float(arg("gpu_memory_utilization")),
+        gpu_memory_utilization=fraction("gpu_memory_utilization"),
         max_model_len=max_len,
         lora_modules=modules,
-        kv_cache_tokens=int(kv.group(1).replace(",", "")) if kv else None,
+        kv_cache_tokens=_kv_tokens(path, kv.group(1)) if kv else None,
         max_concurrency=float(concurrency.group(2)) if concurrency else None,
         model_load_gib=float(loading.group(1)) if loading else None,
         failure=next((detail for words, detail in FAILURES if words in text), None) if kv is None else None,
     )
+
+
+def _kv_tokens(path: Path, text: str) -> int:
+    """The size on a 'GPU KV cache size: N tokens' line, checked by the profile's rule for KV sizes."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from loratwin.profiles.kv_capacity import MAX_KV_TOKENS, KVTokens
+
+    try:
+        return TypeAdapter(KVTokens).validate_python(int(text.replace(",", "")))
+    except (ValueError, ValidationError):
+        raise InputError(f"{path}: 'GPU KV cache size: {text} tokens': expected a token count from 1 to "
+                         f"{MAX_KV_TOKENS:,}") from None
 
 
 def _last(pattern: re.Pattern, text: str) -> re.Match | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 
 from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
 from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace, load_workload_yaml
+from loratwin.workload.spec import RATE_WORDS, _is_rate, check_adapter_id
 
 CSV_HEADER = ("adapter_id", "rank", "rate")
 
@@ -70,12 +70,7 @@ def _read_rows(path: Path, reader) -> list[AdapterSpec]:
         if len(row) != 3:
             raise InputError(f"{path} line {line}: expected 3 columns ({','.join(CSV_HEADER)}), got {len(row)}")
         adapter_id, rank_text, rate_text = (c.strip() for c in row)
-        if not adapter_id:
-            raise InputError(f"{path} line {line}: adapter_id must not be empty")
-        if "=" in adapter_id or any(c.isspace() for c in adapter_id):
-            # vLLM's --lora-modules takes name=path pairs separated by spaces
-            raise InputError(f"{path} line {line}: adapter_id must hold no '=' and no spaces (it names the adapter in "
-                             f"vllm serve --lora-modules NAME=PATH), got {adapter_id!r}")
+        check_adapter_id(adapter_id, f"{path} line {line}")
         if adapter_id in first_line:
             raise InputError(f"{path} line {line}: duplicate adapter_id {adapter_id!r} (first on line {first_line[adapter_id]})")
         try:
@@ -87,9 +82,9 @@ def _read_rows(path: Path, reader) -> list[AdapterSpec]:
         try:
             rate = float(rate_text)
         except ValueError:
-            raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {rate_text!r}") from None
-        if not math.isfinite(rate) or rate < 0:
-            raise InputError(f"{path} line {line}: rate must be a number >= 0 (req/s), got {rate_text!r}")
+            raise InputError(f"{path} line {line}: rate must be {RATE_WORDS}, got {rate_text!r}") from None
+        if not _is_rate(rate):
+            raise InputError(f"{path} line {line}: rate must be {RATE_WORDS}, got {rate_text!r}")
         first_line[adapter_id] = line
         adapters.append(AdapterSpec(id=adapter_id, rank=rank, rate_req_s=rate))
         total_rate += rate

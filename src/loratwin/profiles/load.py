@@ -22,11 +22,18 @@ def builtin_profiles() -> list[str]:
 
 
 def _format_validation(source: str, err: ValidationError) -> str:
-    lines = []
+    """One line for every mistake of the file: the missing fields together, then each other one by
+    its field, e.g. "profile p.yaml: missing fields step_time.base_ms, kv.capacity_tokens"."""
+    missing, problems = [], []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
-        lines.append(f"{source}: {loc}: {e['msg'].removeprefix('Value error, ')}")
-    return "\n".join(lines)
+        if e["type"] == "missing":
+            missing.append(loc)
+        else:
+            problems.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+    if missing:
+        problems.insert(0, f"missing field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    return f"profile {source}: " + "; ".join(problems)
 
 
 def profile_from_yaml_text(text: str, source: str) -> Profile:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from loratwin.errors import InfeasibleConfigError, InputError
+from loratwin.profiles.kv_capacity import KVCapacityModel, Rank
 from loratwin.profiles.step_cost import StepCost
 
 Values = float | np.ndarray  # a number, or numpy arrays that broadcast together
@@ -27,11 +27,6 @@ MAX_TERM_MS = 3_600_000.0
 # The LoRA factor multiplies the base step (the published model's is about 2, its per-adapter
 # slope about 0.02): a hundred is beyond any measurement.
 MAX_LORA_FACTOR = 100.0
-# KV capacity per server, in tokens: today's largest GPUs hold a few million; a billion is a
-# mistake (and keeps block counts far inside the engine's integers).
-MAX_KV_TOKENS = 1_000_000_000
-# vLLM's KV block sizes are 8 to 128 tokens.
-MAX_BLOCK_SIZE = 1024
 
 
 def _within(low: float, high: float, described: str) -> AfterValidator:
@@ -49,10 +44,24 @@ TermMs = Annotated[float, _within(0, MAX_TERM_MS, "of ms from 0 to 3,600,000 (an
 SignedTermMs = Annotated[
     float, _within(-MAX_TERM_MS, MAX_TERM_MS, "of ms from -3,600,000 to 3,600,000 (an hour; the terms are in ms)")
 ]
+# The scheduler's intercept is fitted by least squares and comes out slightly negative (about -0.004 ms
+# in the published profile, -0.2 ms in the reference one), but a step's CPU overhead cannot be much
+# below nothing: beyond -10 ms the fit (or a sign or unit) is wrong.
+MIN_INTERCEPT_MS = -10.0
+InterceptMs = Annotated[
+    float, _within(MIN_INTERCEPT_MS, MAX_TERM_MS, "of ms from -10 to 3,600,000 (a step's overhead cannot be "
+                   "much below nothing; the terms are in ms)")
+]
 LoraFactor = Annotated[float, _within(0, MAX_LORA_FACTOR, "from 0 to 100 (a factor on the base step)")]
-Rank = Annotated[int, Field(gt=0)]
-Slots = Annotated[int, Field(gt=0)]
-KVTokens = Annotated[int, Field(gt=0, le=MAX_KV_TOKENS)]
+
+
+def _known_tokenizer(name: str | None) -> str | None:
+    from loratwin.workload.length_tables import available_tables
+
+    tables = available_tables()
+    if name is not None and name not in tables:
+        raise ValueError(f"unknown tokenizer {name!r}; expected the name of a length table: {', '.join(tables)}")
+    return name
 
 
 class _Strict(BaseModel):
@@ -94,94 +103,43 @@ class SchedulerOverheadModel(_Strict):
     """
 
     # signed: a least-squares fit (the intercept and the slot-share slope come out negative)
-    intercept_ms: SignedTermMs = 0.0
+    intercept_ms: InterceptMs = 0.0
     per_running_ms: SignedTermMs = 0.0
     per_waiting_ms: SignedTermMs = 0.0
     per_waiting_slot_share_ms: SignedTermMs = 0.0
 
 
 class AdapterLoadModel(_Strict):
-    """Adapter load times in ms, indexed by the server's max_lora_rank, then the adapter's rank."""
+    """Adapter load times in ms, indexed by the server's max_lora_rank, then the adapter's rank.
+
+    An unmeasured adapter rank costs like the nearest measured rank above it (copy size grows with
+    rank). Beyond the measured ranks, a load's time grows in proportion to the adapter's bytes
+    (which grow with its rank) from the largest measured rank. An unmeasured max_lora_rank uses the
+    table of the largest measured max_lora_rank below it (else the smallest one). The measured loads
+    grow less than in proportion (CPU->GPU loads take about as long at rank 32 as at rank 8), so
+    beyond them this rule errs long.
+    """
 
     # a table per max_lora_rank, each with at least one rank: a lookup needs a neighbour
     cpu_to_gpu_ms: Annotated[dict[Rank, Annotated[dict[Rank, TermMs], Field(min_length=1)]], Field(min_length=1)]
     disk_to_cpu_ms: Annotated[dict[Rank, Annotated[dict[Rank, TermMs], Field(min_length=1)]], Field(min_length=1)]
 
-    def _lookup(self, table: dict[int, dict[int, float]], what: str, max_rank: int, rank: int) -> float:
-        by_rank = table.get(max_rank)
-        if by_rank is None:
-            raise InputError(
-                f"profile has no {what} time for max_lora_rank {max_rank}; "
-                f"measured max_lora_rank values: {sorted(table)}"
-            )
+    @staticmethod
+    def _lookup(table: dict[int, dict[int, float]], max_rank: int, rank: int) -> float:
+        below = [m for m in table if m <= max_rank]
+        by_rank = table[max(below) if below else min(table)]
         if rank in by_rank:
             return by_rank[rank]
-        # An unmeasured rank below max_lora_rank costs like the nearest measured rank above it
-        # (copy size grows with rank); above all measured ranks, the largest measured one.
         ranks = sorted(by_rank)
         i = bisect.bisect_left(ranks, rank)
-        return by_rank[ranks[min(i, len(ranks) - 1)]]
+        used = ranks[min(i, len(ranks) - 1)]
+        return by_rank[used] * max(1.0, rank / used)
 
     def cpu_to_gpu(self, max_rank: int, rank: int) -> float:
-        return self._lookup(self.cpu_to_gpu_ms, "CPU->GPU load", max_rank, rank)
+        return self._lookup(self.cpu_to_gpu_ms, max_rank, rank)
 
     def disk_to_cpu(self, max_rank: int, rank: int) -> float:
-        return self._lookup(self.disk_to_cpu_ms, "disk->CPU load", max_rank, rank)
-
-
-class KVCapacityModel(_Strict):
-    """KV cache size in tokens per (max_lora_rank, max_loras), as measured at server start.
-
-    A `null` capacity means the server does not start at that configuration (out of memory).
-    Between measured max_loras values capacity is interpolated linearly; a configuration next to
-    an infeasible one is treated as infeasible.
-    """
-
-    block_size: int = Field(default=16, gt=0, le=MAX_BLOCK_SIZE)
-    measured_max_num_seqs: int = Field(default=2048, gt=0)
-    # per max_lora_rank, at least one measured max_loras: interpolation needs a point
-    capacity_tokens: Annotated[
-        dict[Rank, Annotated[dict[Slots, KVTokens | None], Field(min_length=1)]], Field(min_length=1)
-    ]
-    infeasible_reason: dict[int, dict[int, str]] = Field(default_factory=dict)
-
-    def tokens(self, max_loras: int, max_lora_rank: int) -> int:
-        by_loras = self.capacity_tokens.get(max_lora_rank)
-        if by_loras is None:
-            raise InputError(
-                f"--max-lora-rank {max_lora_rank}: the profile's KV capacity is known for "
-                f"max_lora_rank {sorted(self.capacity_tokens)} only"
-            )
-        points = sorted(by_loras)
-        if max_loras > points[-1]:
-            raise InputError(
-                f"--max-loras {max_loras}: the profile's KV capacity is measured up to "
-                f"max_loras {points[-1]} at max_lora_rank {max_lora_rank}"
-            )
-        # Fewer slots than the smallest measured point: LoRA buffers are smaller, so the
-        # smallest measured point is a safe (slightly low) estimate.
-        max_loras_eff = max(max_loras, points[0])
-        i = bisect.bisect_left(points, max_loras_eff)
-        hi = points[i]
-        if hi == max_loras_eff:
-            value = by_loras[hi]
-            if value is None:
-                raise self._infeasible(max_loras, max_lora_rank, hi)
-            return int(value)
-        lo = points[i - 1]
-        v_lo, v_hi = by_loras[lo], by_loras[hi]
-        if v_lo is None or v_hi is None:
-            raise self._infeasible(max_loras, max_lora_rank, lo if v_lo is None else hi)
-        frac = (max_loras_eff - lo) / (hi - lo)
-        return int(round(v_lo + frac * (v_hi - v_lo)))
-
-    def _infeasible(self, max_loras: int, max_lora_rank: int, at: int) -> InfeasibleConfigError:
-        reason = self.infeasible_reason.get(max_lora_rank, {}).get(at, "out of GPU memory at start")
-        return InfeasibleConfigError(
-            f"vLLM does not start with --max-loras {max_loras} --max-lora-rank {max_lora_rank} "
-            f"on this profile: {reason} (LoRA buffers for {max_loras} x rank {max_lora_rank} "
-            "leave too little memory for the KV cache)"
-        )
+        return self._lookup(self.disk_to_cpu_ms, max_rank, rank)
 
 
 class GenerationModel(_Strict):
@@ -225,9 +183,9 @@ class Profile(_Strict):
     gpu: str
     engine: str = "vLLM 0.8.5, V1 engine, prefix caching off"
     source: str = ""
-    fitted: Literal["reference", "calibrated", "custom"] = "custom"
+    fitted: Literal["reference", "calibrated", "custom", "derived"] = "custom"
     # request-length table counted with this model's tokenizer (loratwin.workload.length_tables)
-    tokenizer: str | None = None
+    tokenizer: Annotated[str | None, AfterValidator(_known_tokenizer)] = None
     step_time: StepTimeModel
     scheduler_overhead: SchedulerOverheadModel = SchedulerOverheadModel()
     adapter_load: AdapterLoadModel

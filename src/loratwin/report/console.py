@@ -83,11 +83,12 @@ def print_run_result(result: RunResult, console: Console) -> None:
 
 
 def print_profiles(profiles: list[Profile], console: Console) -> None:
-    """The profiles, their names whole (they are typed as --profile) however narrow the terminal."""
+    """The profiles, their names whole (they are typed as --profile) however narrow the terminal, and
+    nothing cut: a value too long for its column folds onto the next line."""
     table = Table(show_header=True, header_style="bold")
     table.add_column("name", no_wrap=True, overflow="fold", min_width=max((len(p.name) for p in profiles), default=4))
     for col in ("model", "GPU", "engine", "fitted"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for p in profiles:
         table.add_row(*(Text(str(v)) for v in (p.name, p.model, p.gpu, p.engine, p.fitted)))
     console.print(table)

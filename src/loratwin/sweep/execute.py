@@ -17,6 +17,7 @@ from loratwin.sweep.grid import Expansion, GridSpec, RunConfig, expand
 from loratwin.sweep.runners import Runner, check_runner_args, make_runner
 from loratwin.sweep.search import SearchPlan
 from loratwin.sweep.store import ResultStore, store_bytes
+from loratwin.threshold import check_threshold
 
 
 @dataclass
@@ -78,8 +79,7 @@ def check_sweep_args(search: bool, threshold: float, max_configs: int | None) ->
         raise LoratwinError("--max-configs limits a full sweep; with --search, select workloads with --workloads")
     if max_configs is not None and max_configs < 1:
         raise LoratwinError(f"--max-configs: must be >= 1, got {max_configs}")
-    if not 0 < threshold < 1:
-        raise LoratwinError(f"--threshold: must be between 0 and 1, got {threshold}")
+    check_threshold(threshold, "--threshold")
 
 
 def run_sweep(

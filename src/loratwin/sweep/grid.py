@@ -32,6 +32,7 @@ from pydantic import (
 from loratwin import budget
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
+from loratwin.profiles.lora_rank import check_max_lora_rank, server_max_lora_rank
 from loratwin.textfile import read_user_text
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING, ServerConfig
 from loratwin.twin.simulation import DEFAULT_SAMPLE_INTERVAL_S
@@ -131,12 +132,23 @@ class ZipfPopularity(_Strict):
 
 class ServerAxes(_Strict):
     """Server flags held fixed over the grid (vLLM's names). `max_cpu_loras` is always the served count,
-    as in the reference runs; `max_lora_rank` None means the largest rank of each workload."""
+    as in the reference runs; `max_lora_rank` None means the smallest value vLLM accepts that
+    serves the largest rank of each workload."""
 
     max_lora_rank: Rank | None = None
     max_num_seqs: Count = 2048
     max_num_batched_tokens: Count = 2048
     client_max_waiting: Count | None = None
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _accepted_by_vllm(cls, value: int | None) -> int | None:
+        if value is not None:
+            try:
+                check_max_lora_rank(value, "max_lora_rank")
+            except InputError as err:
+                raise ValueError(str(err)) from None
+        return value
 
 
 class GridSpec(_Strict):
@@ -170,6 +182,10 @@ class GridSpec(_Strict):
                 "expected 'rates' (a list of rate-level lists, or {levels, choose}) and/or "
                 "'popularity' (a list of {total_rate_req_s, exponent})"
             )
+        try:
+            server_max_lora_rank(max(r for mix in self.ranks for r in mix))
+        except InputError as err:
+            raise ValueError(f"ranks: {err}") from None
         if self.server.max_lora_rank is not None:
             too_high = [r for mix in self.ranks for r in mix if r > self.server.max_lora_rank]
             if too_high:
@@ -440,7 +456,7 @@ def expand(
     skipped = 0
     skipped_at: list[tuple[int, int]] = []
     for w in workloads:
-        rank = grid.server.max_lora_rank or max(w.rank_levels)
+        rank = grid.server.max_lora_rank or server_max_lora_rank(max(w.rank_levels))
         for max_loras in max_loras_values:
             served_ok = [s for s in served_values if s >= max_loras]
             if not served_ok:
@@ -482,6 +498,8 @@ def _check_size(grid: GridSpec, workloads: list[WorkloadPoint], served: list[int
     one = budget.simulation_estimate(largest, budget.requests_bound(rate * grid.duration_s), grid.duration_s,
                                      samples=grid.duration_s / DEFAULT_SAMPLE_INTERVAL_S + 2)
     budget.require(budget.sweep_estimate(runs, one, budget.current_job().copies))
+    # the grid resumes when stopped, so its total time is announced; each run is held to the limit
+    budget.require(budget.Estimate(one.bytes, one.seconds, f"its largest run, of {one.what}"))
 
 
 def _base_rate(workload: WorkloadPoint, served: int) -> float:

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from loratwin.errors import LoratwinError
 from loratwin.files import written_whole
 from loratwin.sweep.store import IDENTITY_FIELDS, read_results
+from loratwin.threshold import check_threshold
 
 DEFAULT_THRESHOLD = 0.1
 # what write_labels puts in its folder, in the order it lists them
@@ -65,13 +65,8 @@ LABEL_SCHEMA = pa.schema(
 )
 
 
-def _check_threshold(threshold: float) -> None:
-    if not 0 < threshold < 1:
-        raise LoratwinError(f"--threshold: must be between 0 and 1, got {threshold}")
-
-
 def frontier_rows(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
-    _check_threshold(threshold)
+    check_threshold(threshold, "--threshold")
     groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
     for row in results.to_pylist():
         groups.setdefault((row["workload_index"], row["workload_key"], row["max_loras"]), []).append(row)

@@ -59,6 +59,14 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def clamp_workers(backend: str, workers: int | None) -> tuple[int | None, str | None]:
+    """--workers for the local backend, at most this machine's CPUs (more would only wait for a CPU,
+    each holding a run's memory), and the note that says so when it was more; the rest as given."""
+    if backend != "local" or workers is None or workers <= (cpus := default_workers()):
+        return workers, None
+    return cpus, f"note: --workers {workers}: this machine has {cpus} CPUs for this process; running {cpus} workers"
+
+
 class Runner(Protocol):
     capacity: int
     workers: int

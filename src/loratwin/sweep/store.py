@@ -45,6 +45,8 @@ MANIFEST = "manifest.json"
 GRID_FILE = "grid.json"
 PARTS = "parts"
 LOCK = ".lock"
+# what marks a folder as a store (to resume): the parts folder is made first, the grid file next
+STORE_MARKS = (GRID_FILE, MANIFEST, PARTS)
 
 IDENTITY_FIELDS: list[tuple[str, pa.DataType]] = [
     ("config_key", pa.string()),

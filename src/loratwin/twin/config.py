@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.profiles.lora_rank import check_max_lora_rank, server_max_lora_rank
 from loratwin.workload import WorkloadSpec
 
 # The reference measurements ran with --max-num-seqs 2048 (vLLM's own default is lower); loratwin
@@ -23,10 +24,11 @@ REFERENCE_CLIENT_MAX_WAITING = 25_500
 class ServerConfig(BaseModel):
     """Flags of `vllm serve` that shape multi-LoRA scheduling.
 
-    `max_cpu_loras` defaults to the number of served adapters and `max_lora_rank` to the largest
-    adapter rank, as in the reference measurements. `client_max_waiting` is not a vLLM flag: it
-    caps the waiting queue the way the reference runs' benchmark client did (arrivals beyond it
-    are held by the client until the queue shrinks); None means no cap.
+    `max_cpu_loras` defaults to the number of served adapters, as in the reference measurements,
+    and `max_lora_rank` to the smallest value vLLM accepts that serves the largest adapter rank.
+    `client_max_waiting` is not a vLLM flag: it caps the waiting queue the way the reference runs'
+    benchmark client did (arrivals beyond it are held by the client until the queue shrinks); None
+    means no cap.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,11 +56,40 @@ class ResolvedServer:
     block_size: int
 
 
-def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile) -> ResolvedServer:
-    """Fill in vLLM's defaults and refuse what vLLM would refuse, with the flag's name."""
+def default_max_lora_rank(workload: WorkloadSpec, profile: Profile, ranks_from: str = "the workload") -> int:
+    """max_lora_rank when --max-lora-rank is not given: the smallest value vLLM accepts that serves the
+    largest adapter rank (rank 4 -> 8, 12 -> 16), refused in terms of where the ranks come from
+    (`ranks_from`: "--ranks", a file) when vLLM or the profile cannot take it."""
+    rank = workload.max_rank
+    try:
+        server_rank = server_max_lora_rank(rank)
+    except InputError as err:
+        raise InputError(f"{ranks_from}: {err}") from None
+    known = profile.kv.ranks()
+    if server_rank not in known:
+        raise InputError(
+            f"{ranks_from}: the largest adapter rank, {rank}, needs max_lora_rank {server_rank}, and profile "
+            f"{profile.name}'s KV capacity is known for max_lora_rank {', '.join(map(str, known))} only"
+        )
+    return server_rank
+
+
+def resolve_server(server: ServerConfig, workload: WorkloadSpec, profile: Profile,
+                   ranks_from: str = "the workload") -> ResolvedServer:
+    """Fill in vLLM's defaults and refuse what vLLM would refuse, naming the flag the user gave (or,
+    for a default, what it comes from: `ranks_from` says where the adapters' ranks come from)."""
     served = len(workload.adapters)
+    if server.max_lora_rank is not None:
+        check_max_lora_rank(server.max_lora_rank)
+    max_lora_rank = (server.max_lora_rank if server.max_lora_rank is not None
+                     else default_max_lora_rank(workload, profile, ranks_from))
+    if server.max_cpu_loras is None and served < server.max_loras:
+        raise InputError(
+            f"--max-loras {server.max_loras}: more GPU slots than the {served} adapter{'' if served == 1 else 's'} "
+            f"served; the CPU cache (--max-cpu-loras, by default the served count, {served}) must hold at least "
+            f"--max-loras adapters, as vLLM requires: lower --max-loras to {served} or give --max-cpu-loras"
+        )
     max_cpu_loras = server.max_cpu_loras if server.max_cpu_loras is not None else served
-    max_lora_rank = server.max_lora_rank if server.max_lora_rank is not None else workload.max_rank
     if max_cpu_loras < server.max_loras:
         raise InputError(
             f"--max-cpu-loras ({max_cpu_loras}) must be >= --max-loras ({server.max_loras}), as vLLM requires"

@@ -69,12 +69,12 @@ def _check_requests(requests: RequestTable, server: ResolvedServer) -> None:
 CLOCK_LIMIT_NS = 2**62
 
 
-def _check_clock(duration_s: float) -> None:
+def _check_clock(duration_s: float, window_from: str | None = None) -> None:
     if not duration_s * NS_PER_S < CLOCK_LIMIT_NS:  # also refuses inf and nan
-        raise InputError(
-            f"--duration {duration_s:g} s is beyond the twin's clock ({CLOCK_LIMIT_NS / NS_PER_S:.3g} s: "
-            "it counts nanoseconds in 64 bits)"
-        )
+        clock = f"the twin's clock ({CLOCK_LIMIT_NS / NS_PER_S:.3g} s: it counts nanoseconds in 64 bits)"
+        if window_from is None or window_from == "--duration":
+            raise InputError(f"--duration {duration_s:g} s is beyond {clock}")
+        raise InputError(f"the window, {duration_s:g} s ({window_from}), is beyond {clock}; --duration sets a shorter one")
 
 
 def _check_step_range(profile: Profile, server: ResolvedServer, prompt_tokens: np.ndarray, duration_ns: int) -> None:
@@ -93,9 +93,10 @@ def _check_step_range(profile: Profile, server: ResolvedServer, prompt_tokens: n
         server.max_loras, server.max_lora_rank, waiting=wait_at, max_cpu_loras=server.max_cpu_loras,
     )
     loads = profile.adapter_load
-    worst_load_ms = server.max_loras * max(
-        max(table.values()) for by_rank in (loads.cpu_to_gpu_ms, loads.disk_to_cpu_ms) for table in by_rank.values()
-    )
+    tables = [table for by_rank in (loads.cpu_to_gpu_ms, loads.disk_to_cpu_ms) for table in by_rank.values()]
+    # beyond the measured ranks a load grows with the adapter's rank (AdapterLoadModel)
+    rank_scale = max(1.0, server.max_lora_rank / min(min(table) for table in tables))
+    worst_load_ms = server.max_loras * rank_scale * max(max(table.values()) for table in tables)
     worst_ms = float(np.max(step_ms)) + worst_load_ms
     if not worst_ms * NS_PER_MS + duration_ns < CLOCK_LIMIT_NS:
         raise InputError(
@@ -114,19 +115,21 @@ def _most_steps(profile: Profile, duration_s: float) -> float:
 
 def _check_size(
     workload: WorkloadSpec, profile: Profile, duration_s: float, sample_interval_s: float,
-    requests: RequestTable | None,
+    requests: RequestTable | None, window_from: str | None = None, engine: str = "fast",
 ) -> None:
     """Refuse a run too large for the memory limit before its requests are drawn: its adapters,
     the requests its arrival processes are expected to send (schedules and drift included), the
     periods of unpredictable arrivals, the engine steps (at most one per token asked for, and one
-    per shortest step) and the samples."""
+    per shortest step) and the samples. A refusal names what dominates (`window_from`: where the
+    window comes from, in words)."""
     if not math.isfinite(duration_s):
         return  # refused with its flag when the requests are drawn
     samples = duration_s / sample_interval_s + 2
     adapters = len(workload.adapters)
     periods = unpredictable_periods(workload, duration_s)[0] if requests is None else 0.0
     # what is known without arrays first: the expected rates take memory in proportion to the periods
-    budget.require(budget.simulation_estimate(adapters, 0, duration_s, samples=samples, periods=periods))
+    words = {"sample_interval_s": sample_interval_s, "window_from": window_from, "engine": engine}
+    budget.require(budget.simulation_estimate(adapters, None, duration_s, samples=samples, periods=periods, **words))
     if requests is None:
         expected = float(expected_mean_rates(workload, duration_s).sum()) * duration_s
         n_requests = budget.requests_bound(expected)
@@ -140,7 +143,7 @@ def _check_size(
         tokens = float(requests.prompt_tokens.mean() + requests.output_tokens.mean()) if len(requests) else 0.0
     steps = min(_most_steps(profile, duration_s), n_requests * (tokens + 2))
     budget.require(budget.simulation_estimate(adapters, n_requests, duration_s, steps=steps, samples=samples,
-                                              periods=periods))
+                                              periods=periods, **words))
 
 
 @contextlib.contextmanager
@@ -195,6 +198,8 @@ def simulate(
     sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
     starvation_threshold: float = 0.1,
     engine_mode: Literal["fast", "reference"] = "fast",
+    window_from: str | None = None,
+    ranks_from: str = "the workload",
 ) -> RunResult:
     """Simulate one vLLM replica serving `workload` for `duration_s` seconds (default: an hour, as
     the reference runs; for replayed `requests`, the trace's own window, `trace_window_s`).
@@ -205,7 +210,9 @@ def simulate(
     was generated; by default drawn requests are asked-for and replayed ones generated.
     Only requests completed inside the window count toward throughput, as in the reference
     benchmark client. `engine_mode="reference"` runs the plain step-by-step Python engine (same
-    results, much slower), the readable specification of the fast one.
+    results, much slower), the readable specification of the fast one. `window_from` and
+    `ranks_from` name where the window and the adapters' ranks come from in refusals (the CLI:
+    "--duration" or the trace file, "--ranks" or the workload file); by default --duration and the workload.
     """
     if isinstance(profile, str):
         profile = load_profile(profile)
@@ -213,11 +220,11 @@ def simulate(
         duration_s = DEFAULT_DURATION_S if requests is None else trace_window_s(requests)
     if not duration_s > 0:
         raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
-    _check_clock(duration_s)
+    _check_clock(duration_s, window_from)
     if not sample_interval_s > 0:
         raise InputError(f"sample interval must be > 0 seconds, got {sample_interval_s}")
-    resolved = resolve_server(server, workload, profile)
-    _check_size(workload, profile, duration_s, sample_interval_s, requests)
+    resolved = resolve_server(server, workload, profile, ranks_from)
+    _check_size(workload, profile, duration_s, sample_interval_s, requests, window_from, engine_mode)
     replayed = requests is not None
     if requests is None:
         requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)

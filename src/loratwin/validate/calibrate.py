@@ -20,10 +20,13 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated, Any, get_args, get_origin
 
 import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError
 
 from loratwin.errors import InputError
+from loratwin.profiles.kv_capacity import KVTokens, Rank, Slots
 from loratwin.profiles.model import (
     AdapterLoadModel,
     GenerationModel,
@@ -32,6 +35,7 @@ from loratwin.profiles.model import (
     Profile,
     SchedulerOverheadModel,
     StepTimeModel,
+    TermMs,
 )
 from loratwin.textfile import read_user_text
 from loratwin.validate.runs import RealRun
@@ -43,44 +47,102 @@ __all__ = [
     "fit_output_ratio", "fit_scheduler_overhead", "fit_step_time_on_runs",
 ]
 
+# vLLM's KV block size on the measured servers
+KV_BLOCK_SIZE = 16
 
-def _rows(path: Path, model: str | None = None) -> list[dict[str, str]]:
+
+# The columns each calibration file needs (model-specific files also need `model`).
+KV_COLUMNS = ("model", "max_loras", "max_lora_rank", "max_num_seqs", "kv_cache_tokens", "feasible")
+LOAD_COLUMNS = ("model", "status", "max_lora_rank", "adapter_rank", "load_ms_mean", "disk_load_ms_mean")
+SCHEDULER_COLUMNS = ("gpu_loras", "cpu_loras", "avg_batch_size", "avg_waiting_queue", "scheduling_time_per_step_ms")
+DECODE_COLUMNS = ("model", "status", "experiment_set", "mean_running", "input_tokens", "output_tokens", "mean_itl_ms")
+
+# A measured mean ITL is a positive time below the longest term a profile holds.
+PositiveMs = Annotated[TermMs, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+Row = tuple[int, dict[str, str]]  # (line number, row)
+
+
+def _rows(path: Path, columns: Sequence[str], model: str | None = None) -> list[Row]:
+    """The rows of a calibration CSV with their line numbers; refuses missing columns and, with
+    `model`, a file without rows of that model."""
     text = read_user_text(path, f"a calibration file ({path.name}, CSV with a header row)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list[Row] = []
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows = list(reader)
+        header = reader.fieldnames or []
+        if not header:
+            raise InputError(f"{path}: the file is empty (expected a header row with {', '.join(columns)} and "
+                             "measurements)")
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                             f"(expected the columns {', '.join(columns)})")
+        for row in reader:
+            rows.append((reader.line_num, row))
     except csv.Error as err:
         raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
     if model is not None:
-        rows = [r for r in rows if r.get("model") == model]
+        rows = [(line, r) for line, r in rows if r.get("model") == model]
         if not rows:
             raise InputError(f"{path}: no rows for model {model!r}")
+    elif not rows:
+        raise InputError(f"{path}: no rows (expected a header and at least one measurement)")
     return rows
 
 
-def _number(row: dict[str, str], name: str, path: Path) -> float:
+def _number(row: Row, name: str, path: Path, kind: Any = float) -> Any:
+    """Column `name` of a row, as a number of the type `kind` (a pydantic type that carries the
+    field's rule in the profile model), refused with the file, line and column otherwise."""
+    line, values = row
+    text = values.get(name)
+    where = f"{path} line {line}: {name}"
     try:
-        value = float(row[name])
-    except (KeyError, TypeError, ValueError):  # TypeError: a short row leaves the column None
-        raise InputError(f"{path}: column {name!r} missing or not a number ({row.get(name)!r})") from None
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # TypeError: a short row leaves the column None
+        raise InputError(f"{where}: expected a number, got {'nothing' if text is None else repr(text)}") from None
     if not math.isfinite(value):
-        raise InputError(f"{path}: column {name!r} must be a finite number, got {row[name]!r}")
-    return value
+        raise InputError(f"{where}: must be a finite number, got {text!r}")
+    if _is_int(kind):
+        if value != int(value):
+            raise InputError(f"{where}: must be a whole number, got {text!r}")
+        value = int(value)
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError as err:
+        message = _message(err)
+        raise InputError(f"{where}: {message}" + ("" if ", got " in message else f", got {text!r}")) from None
+
+
+def _is_int(kind: Any) -> bool:
+    return kind is int or (get_origin(kind) is Annotated and get_args(kind)[0] is int)
+
+
+def _message(err: ValidationError) -> str:
+    msg = err.errors()[0]["msg"]
+    return msg.removeprefix("Value error, ")
 
 
 def fit_kv_capacity(path: Path, model: str) -> KVCapacityModel:
     capacity: dict[int, dict[int, int | None]] = {}
     reasons: dict[int, dict[int, str]] = {}
-    for row in _rows(path, model):
-        rank, loras = int(_number(row, "max_lora_rank", path)), int(_number(row, "max_loras", path))
-        if row.get("feasible") == "1":
-            capacity.setdefault(rank, {})[loras] = int(_number(row, "kv_cache_tokens", path))
+    rows = _rows(path, KV_COLUMNS, model)
+    for row in rows:
+        rank, loras = _number(row, "max_lora_rank", path, Rank), _number(row, "max_loras", path, Slots)
+        if row[1].get("feasible") == "1":
+            tokens = _number(row, "kv_cache_tokens", path, KVTokens)
+            try:  # the profile's own rules on one measured size (two KV blocks at least)
+                KVCapacityModel(block_size=KV_BLOCK_SIZE, capacity_tokens={rank: {loras: tokens}})
+            except ValidationError as err:
+                raise InputError(f"{path} line {row[0]}: kv_cache_tokens: {_message(err)}") from None
+            capacity.setdefault(rank, {})[loras] = tokens
         else:
             capacity.setdefault(rank, {})[loras] = None
-            reasons.setdefault(rank, {})[loras] = (row.get("failure_detail") or "out of memory").replace("_", " ")
-    seqs = {int(_number(r, "max_num_seqs", path)) for r in _rows(path, model)}
+            reasons.setdefault(rank, {})[loras] = (row[1].get("failure_detail") or "out of memory").replace("_", " ")
+    seqs = {_number(r, "max_num_seqs", path, Slots) for r in rows}
     return KVCapacityModel(
-        block_size=16,
+        block_size=KV_BLOCK_SIZE,
         measured_max_num_seqs=max(seqs),
         capacity_tokens={k: dict(sorted(v.items())) for k, v in sorted(capacity.items())},
         infeasible_reason={k: dict(sorted(v.items())) for k, v in sorted(reasons.items())},
@@ -90,12 +152,14 @@ def fit_kv_capacity(path: Path, model: str) -> KVCapacityModel:
 def fit_adapter_loads(path: Path, model: str) -> AdapterLoadModel:
     cpu_to_gpu: dict[int, dict[int, float]] = {}
     disk: dict[int, dict[int, float]] = {}
-    for row in _rows(path, model):
-        if row.get("status") != "ok":
+    for row in _rows(path, LOAD_COLUMNS, model):
+        if row[1].get("status") != "ok":
             continue
-        max_rank, rank = int(_number(row, "max_lora_rank", path)), int(_number(row, "adapter_rank", path))
-        cpu_to_gpu.setdefault(max_rank, {})[rank] = round(_number(row, "load_ms_mean", path), 6)
-        disk.setdefault(max_rank, {})[rank] = round(_number(row, "disk_load_ms_mean", path), 6)
+        max_rank, rank = _number(row, "max_lora_rank", path, Rank), _number(row, "adapter_rank", path, Rank)
+        cpu_to_gpu.setdefault(max_rank, {})[rank] = round(_number(row, "load_ms_mean", path, TermMs), 6)
+        disk.setdefault(max_rank, {})[rank] = round(_number(row, "disk_load_ms_mean", path, TermMs), 6)
+    if not cpu_to_gpu:
+        raise InputError(f"{path}: no rows of model {model!r} with status ok")
     return AdapterLoadModel(
         cpu_to_gpu_ms={k: dict(sorted(v.items())) for k, v in sorted(cpu_to_gpu.items())},
         disk_to_cpu_ms={k: dict(sorted(v.items())) for k, v in sorted(disk.items())},
@@ -104,11 +168,11 @@ def fit_adapter_loads(path: Path, model: str) -> AdapterLoadModel:
 
 def fit_scheduler_overhead(path: Path) -> SchedulerOverheadModel:
     """Least squares of the scheduler time per step on running, waiting and waiting x slot share."""
-    rows = _rows(path)
-    b = np.array([_number(r, "avg_batch_size", path) for r in rows])
-    w = np.array([_number(r, "avg_waiting_queue", path) for r in rows])
-    share = np.array([_number(r, "gpu_loras", path) / _number(r, "cpu_loras", path) for r in rows])
-    y = np.array([_number(r, "scheduling_time_per_step_ms", path) for r in rows])
+    rows = _rows(path, SCHEDULER_COLUMNS)
+    b = np.array([_number(r, "avg_batch_size", path, NonNegative) for r in rows])
+    w = np.array([_number(r, "avg_waiting_queue", path, NonNegative) for r in rows])
+    share = np.array([_number(r, "gpu_loras", path, Slots) / _number(r, "cpu_loras", path, Slots) for r in rows])
+    y = np.array([_number(r, "scheduling_time_per_step_ms", path, TermMs) for r in rows])
     x = np.column_stack([np.ones_like(b), b, w, w * share])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     return SchedulerOverheadModel(
@@ -124,12 +188,14 @@ def fit_base_step(path: Path, model: str) -> dict[str, float]:
     N is the mean running batch and K its mean context (prompt + half the output per request)."""
     from scipy.optimize import nnls
 
-    rows = [r for r in _rows(path, model) if r.get("status") == "ok" and r.get("experiment_set") == "default_latency_output"]
+    rows = [r for r in _rows(path, DECODE_COLUMNS, model)
+            if r[1].get("status") == "ok" and r[1].get("experiment_set") == "default_latency_output"]
     if len(rows) < 3:
         raise InputError(f"{path}: need at least 3 ok default_latency_output rows for {model}")
-    n = np.array([_number(r, "mean_running", path) for r in rows])
-    context = n * np.array([_number(r, "input_tokens", path) + _number(r, "output_tokens", path) / 2 for r in rows])
-    y = np.array([_number(r, "mean_itl_ms", path) for r in rows])
+    n = np.array([_number(r, "mean_running", path, NonNegative) for r in rows])
+    context = n * np.array([_number(r, "input_tokens", path, NonNegative)
+                            + _number(r, "output_tokens", path, NonNegative) / 2 for r in rows])
+    y = np.array([_number(r, "mean_itl_ms", path, PositiveMs) for r in rows])
     x = np.column_stack([np.ones_like(n), n, context])
     coef, _ = nnls(x / y[:, None], np.ones_like(y))  # relative error
     return {name: round(float(c), 9) for name, c in zip(BASE_TERMS, coef, strict=True)}

@@ -8,10 +8,9 @@ the fit falls back on for what the runs cannot tell apart (the weak pull of `PRI
 runs then set:
 
 - KV capacity at each (max_loras, max_lora_rank) where a run logged the server's "GPU KV cache
-  size" (`kv_cache_tokens`), and the start profile's other points of that rank moved by the error
-  of the nearest logged point (a memory model's error is mostly bytes it missed, the same number
-  of tokens at neighbouring points); a run that did not start (`oom_at_start`) marks its point
-  infeasible;
+  size" (`kv_cache_tokens`); elsewhere the start profile's, moved by the logged errors (a memory
+  model's error is mostly bytes it missed: the same number of tokens at neighbouring points), see
+  `kv_with_measurements`; a run that did not start (`oom_at_start`) marks its point infeasible;
 - the share of requested output tokens the model generates (`calibrate.fit_output_ratio`);
 - every additive step-time term, base and LoRA (`twin_fit.fit_step_time_on_runs` with
   FIT_ALL_TERMS).
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loratwin.errors import InputError
+from loratwin.profiles.kv_capacity import MAX_KV_TOKENS, MIN_KV_BLOCKS
 from loratwin.profiles.model import GenerationModel, KVCapacityModel, Profile
 from loratwin.validate.calibrate import fit_output_ratio
 from loratwin.validate.runs import RealRun
@@ -72,15 +72,19 @@ def select_fit_runs(runs: Sequence[RealRun], model: str, source: str) -> list[Re
 
 
 def kv_with_measurements(kv: KVCapacityModel, runs: Sequence[RealRun]) -> tuple[KVCapacityModel, int]:
-    """`kv` with the capacities the runs logged (median per point) put in, the other points of each
-    rank moved by the error at the nearest logged point (ranks without one: by the median error), and
-    the points where a run did not start (and none started) marked infeasible. Also returns the number
-    of logged points."""
+    """`kv` with the capacities the runs logged (median per point) put in its table, and the points
+    where a run did not start (and none started) marked infeasible. What the logs say of the rest:
+    with a memory model, its non-torch bytes move by the median error at the logged points (the bytes
+    it missed); without one, the table's other points of each rank move by the error at the nearest
+    logged point (ranks without one: by the median error). Also returns the number of logged points."""
     logged: dict[tuple[int, int], list[float]] = {}
     failed: set[tuple[int, int]] = set()
     for r in runs:
         tokens = r.measured.get("kv_cache_tokens")
-        if r.started and tokens is not None and tokens > 0:
+        if r.started and tokens is not None:
+            if not MIN_KV_BLOCKS * kv.block_size <= tokens <= MAX_KV_TOKENS:
+                raise InputError(f"run {r.run_id}: kv_cache_tokens {tokens:g} is not a KV cache size (from "
+                                 f"{MIN_KV_BLOCKS} blocks of {kv.block_size} tokens to {MAX_KV_TOKENS:,} tokens)")
             logged.setdefault((r.max_lora_rank, r.max_loras), []).append(tokens)
         elif not r.started and r.start_known:
             failed.add((r.max_lora_rank, r.max_loras))
@@ -94,25 +98,35 @@ def kv_with_measurements(kv: KVCapacityModel, runs: Sequence[RealRun]) -> tuple[
             errors.setdefault(rank, {})[loras] = tokens - derived
     every_error = [e for by_loras in errors.values() for e in by_loras.values()]
     default_error = int(np.median(every_error)) if every_error else 0
-    table = {rank: dict(points) for rank, points in kv.capacity_tokens.items()}
+    table = {rank: dict(points) for rank, points in (kv.capacity_tokens or {}).items()}
     reasons = {rank: dict(points) for rank, points in kv.infeasible_reason.items()}
-    for rank, points in table.items():
-        for loras, tokens in points.items():
-            if tokens is not None:
-                moved = tokens + _nearest(errors.get(rank), loras, default_error)
-                points[loras] = moved if moved > 0 else None
-                if moved <= 0:
-                    reasons.setdefault(rank, {})[loras] = "no memory left for the KV cache (corrected by the runs)"
+    memory = kv.memory
+    if memory is not None:
+        missed = default_error * memory.architecture.kv_bytes_per_token
+        memory = memory.model_copy(update={"non_torch_bytes": max(0, memory.non_torch_bytes - missed)})
+    else:
+        fewest = MIN_KV_BLOCKS * kv.block_size
+        for rank, points in table.items():
+            for loras, tokens in points.items():
+                if tokens is not None:
+                    moved = tokens + _nearest(errors.get(rank), loras, default_error)
+                    points[loras] = moved if moved >= fewest else None
+                    if moved < fewest:
+                        reasons.setdefault(rank, {})[loras] = "no memory left for the KV cache (corrected by the runs)"
     for rank, loras in failed - set(measured):
         table.setdefault(rank, {})[loras] = None
         reasons.setdefault(rank, {})[loras] = "did not start in the lab runs (oom at start)"
     for (rank, loras), tokens in measured.items():
         table.setdefault(rank, {})[loras] = tokens
         reasons.get(rank, {}).pop(loras, None)
-    return kv.model_copy(update={
-        "capacity_tokens": {k: dict(sorted(v.items())) for k, v in sorted(table.items())},
-        "infeasible_reason": {k: dict(sorted(v.items())) for k, v in sorted(reasons.items()) if v},
-    }), len(measured)
+    # built anew: the model caches what it derives from its memory section
+    return KVCapacityModel(
+        block_size=kv.block_size,
+        measured_max_num_seqs=kv.measured_max_num_seqs,
+        capacity_tokens={k: dict(sorted(v.items())) for k, v in sorted(table.items())},
+        infeasible_reason={k: dict(sorted(v.items())) for k, v in sorted(reasons.items()) if v},
+        memory=memory,
+    ), len(measured)
 
 
 def _derived_tokens(kv: KVCapacityModel, max_loras: int, rank: int) -> int | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from loratwin.errors import InputError
+from loratwin import budget
 from loratwin.workload.spec import (
     GammaArrival,
     PoissonArrival,
@@ -35,10 +35,7 @@ from loratwin.workload.spec import (
 )
 from loratwin.workload.unpredictable import RATE_BOUND, walk_multipliers
 
-__all__ = ["MAX_REQUESTS", "generate_arrivals", "schedule_pieces"]
-
-# More requests than this would not fit in memory alongside the simulation; refuse them up front.
-MAX_REQUESTS = 50_000_000
+__all__ = ["generate_arrivals", "schedule_pieces"]
 
 
 def schedule_pieces(
@@ -136,11 +133,8 @@ def _schedule_mass(arrival: object, duration_s: float) -> float:
 
 
 def _check_volume(expected_requests: float, duration_s: float, hint: str = "") -> None:
-    if not expected_requests <= MAX_REQUESTS:  # also catches inf and nan
-        raise InputError(
-            f"the workload asks for about {expected_requests:.3g} requests in {duration_s:g} s, more than the "
-            f"{MAX_REQUESTS:,} one run can hold; lower the rates or duration_s{hint}"
-        )
+    """Refuse, before drawing them, more requests than the budget allows (loratwin.budget)."""
+    budget.require(budget.draw_estimate(expected_requests, duration_s, f" (lower the rates or duration_s{hint})"))
 
 
 def _scheduled_pieces(

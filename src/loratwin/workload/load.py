@@ -17,10 +17,12 @@ from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
 from loratwin.workload.lengths import check_length_spec
 from loratwin.workload.spec import (
+    RATE_WORDS,
     AdapterSpec,
     ArrivalSpec,
     NonNegativeRate,
     PoissonArrival,
+    Rate,
     RequestLengths,
     ShareGPTLengths,
     WorkloadSpec,
@@ -38,7 +40,7 @@ class _LayoutSection(_SpecModel):
     """The reference `layout:` form of a workload file, expanded through `reference_layout`."""
 
     served: Annotated[int, Field(ge=1)]
-    rates: Annotated[list[NonNegativeRate], Field(min_length=1)]
+    rates: Annotated[list[Rate], Field(min_length=1)]
     ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
     seed: Annotated[int, Field(ge=0)] = 0
     kind: Literal["reference"] = "reference"
@@ -49,7 +51,7 @@ class _ZipfLayoutSection(_SpecModel):
 
     kind: Literal["zipf"]
     served: Annotated[int, Field(ge=1)]
-    total_rate_req_s: NonNegativeRate
+    total_rate_req_s: Rate
     exponent: NonNegativeRate = 1.0
     ranks: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=1)]
     seed: Annotated[int, Field(ge=0)] = 0
@@ -97,6 +99,33 @@ def _check_adapters_list(adapters: Any) -> None:
     budget.require(budget.adapters_estimate(len(adapters), total))
 
 
+def _check_rates_given(path: Path, text: str, adapters: Any) -> None:
+    """Every adapter of an `adapters:` list states its rate: a forgotten `rate_req_s` would otherwise
+    serve the adapter at 0 req/s without a word."""
+    if not isinstance(adapters, list):
+        return
+    for position, adapter in enumerate(adapters):
+        if isinstance(adapter, dict) and "rate_req_s" not in adapter:
+            line = _adapter_line(text, position)
+            where = f"{path} line {line}" if line is not None else str(path)
+            name = f" (id {adapter['id']!r})" if "id" in adapter else ""
+            raise InputError(f"{where}: adapters[{position}]{name}: rate_req_s is required ({RATE_WORDS})")
+
+
+def _adapter_line(text: str, position: int) -> int | None:
+    """The line (from 1) where item `position` of the top-level `adapters:` list starts."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode):
+        return None
+    for key, value in root.value:
+        if key.value == "adapters" and isinstance(value, yaml.SequenceNode) and position < len(value.value):
+            return value.value[position].start_mark.line + 1
+    return None
+
+
 def load_workload_yaml(path: str | Path) -> WorkloadSpec:
     """Read a workload file: an `adapters:` list or a `layout:` mapping, plus optional `lengths:` and
     `arrival:` (the process of every adapter without its own `arrival:`)."""
@@ -123,6 +152,7 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
         parsed = _WorkloadFile.model_validate(document)
     except ValidationError as err:
         raise InputError(describe_validation_error(str(path), err, _WorkloadFile)) from None
+    _check_rates_given(path, text, document.get("adapters"))
 
     try:
         # Means that no log-normal can reach are a mistake in this file: report it now, not at sampling.

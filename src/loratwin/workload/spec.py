@@ -7,6 +7,7 @@ A workload is data, validated at the boundary: every mistake in a YAML file or a
 from __future__ import annotations
 
 import math
+import re
 import typing
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
@@ -38,12 +39,19 @@ __all__ = [
     "ScheduleSegment",
     "UnpredictableArrival",
     "WorkloadSpec",
+    "adapter_id_problem",
+    "check_adapter_id",
     "describe_validation_error",
     "reference_layout",
     "zipf_layout",
 ]
 
 NonNegativeRate = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# An adapter's rate (or a layout's) above a billion requests per second is a mistake, beyond any
+# deployment, and its sums and products overflow the planner's float arithmetic (1e308).
+MAX_RATE_REQ_S = 1e9
+RATE_WORDS = "a number from 0 to 1e9 (req/s)"
+Rate = Annotated[float, Field(ge=0, le=MAX_RATE_REQ_S, allow_inf_nan=False)]
 PositiveTokens = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -144,8 +152,16 @@ class AdapterSpec(_SpecModel):
 
     id: Annotated[str, Field(min_length=1)]
     rank: Annotated[int, Field(gt=0)]
-    rate_req_s: NonNegativeRate = 0.0
+    rate_req_s: Rate = 0.0
     arrival: ArrivalSpec | None = None  # None: the workload's `arrival`
+
+    @field_validator("id")
+    @classmethod
+    def _usable_id(cls, adapter_id: str) -> str:
+        problem = adapter_id_problem(adapter_id)
+        if problem is not None:
+            raise ValueError(problem)
+        return adapter_id
 
 
 class LengthSpec(_SpecModel):
@@ -287,7 +303,7 @@ def reference_layout(
     `arrival` is the process every adapter follows (Poisson when None).
     """
     served = _validated_served(served, "--served")
-    rate_levels = _validated_levels(rates, "--rates", "a number >= 0 (req/s)", _is_rate)
+    rate_levels = _validated_levels(rates, "--rates", RATE_WORDS, _is_rate)
     rank_levels = _validated_levels(ranks, "--ranks", "an integer > 0", _is_rank)
     full_cycles, extra = divmod(served, len(rate_levels))
     _check_size(served, full_cycles * math.fsum(rate_levels) + math.fsum(rate_levels[:extra]))
@@ -318,8 +334,8 @@ def zipf_layout(
     """
     served = _validated_served(served, "served")
     if not _is_rate(total_rate_req_s):
-        raise InputError(f"total_rate_req_s: must be a number >= 0 (req/s), got {total_rate_req_s!r}")
-    if not _is_rate(exponent):
+        raise InputError(f"total_rate_req_s: must be {RATE_WORDS}, got {total_rate_req_s!r}")
+    if not _is_nonnegative(exponent):
         raise InputError(f"exponent: must be a number >= 0, got {exponent!r}")
     rank_levels = _validated_levels(ranks, "ranks", "an integer > 0", _is_rank)
     _check_size(served, float(total_rate_req_s))
@@ -364,13 +380,40 @@ def _validated_seed(seed: object, flag: str) -> int:
     return int(seed)
 
 
-def _is_rate(value: object) -> bool:
+def _is_nonnegative(value: object) -> bool:
     return (
         isinstance(value, (int, float, np.integer, np.floating))
         and not isinstance(value, bool)
         and math.isfinite(float(value))
         and float(value) >= 0
     )
+
+
+def _is_rate(value: object) -> bool:
+    """A rate in req/s: RATE_WORDS."""
+    return _is_nonnegative(value) and float(value) <= MAX_RATE_REQ_S
+
+
+_ID_FORBIDDEN = re.compile(r"[=,\s]")
+
+
+def adapter_id_problem(adapter_id: str) -> str | None:
+    """What is wrong with an adapter id (None if nothing): it must not be empty, and must hold no '=',
+    ',' nor whitespace, since it names the adapter in vllm serve's --lora-modules NAME=PATH pairs
+    (separated by spaces; vLLM splits NAME=PATH at '=' and lists at ',')."""
+    if not adapter_id:
+        return "adapter_id must not be empty"
+    if _ID_FORBIDDEN.search(adapter_id):
+        return (f"adapter_id must hold no '=', no ',' and no spaces (it names the adapter in "
+                f"vllm serve --lora-modules NAME=PATH), got {adapter_id!r}")
+    return None
+
+
+def check_adapter_id(adapter_id: str, where: str) -> None:
+    """An adapter id from a file, checked by `adapter_id_problem`. `where`: "FILE line N"."""
+    problem = adapter_id_problem(adapter_id)
+    if problem is not None:
+        raise InputError(f"{where}: {problem}")
 
 
 def _is_rank(value: object) -> bool:

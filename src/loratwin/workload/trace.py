@@ -33,13 +33,16 @@ from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.workload.requests import RequestTable
 from loratwin.workload.spec import (
+    RATE_WORDS,
     AdapterSpec,
     WorkloadSpec,
+    _is_nonnegative,
     _is_rank,
     _is_rate,
     _validated_levels,
     _validated_seed,
     _validated_served,
+    check_adapter_id,
 )
 
 __all__ = [
@@ -182,8 +185,7 @@ def _read_adapters(path: Path) -> _AdapterRows:
                     f"{path} line {line}: expected {len(header)} columns ({','.join(header)}), got {len(row)}"
                 )
             adapter_id = row[0].strip()
-            if not adapter_id:
-                raise InputError(f"{path} line {line}: adapter_id must not be empty")
+            check_adapter_id(adapter_id, f"{path} line {line}")
             if adapter_id in first_line_of:
                 raise InputError(
                     f"{path} line {line}: duplicate adapter_id {adapter_id!r} (first on line {first_line_of[adapter_id]})"
@@ -193,8 +195,8 @@ def _read_adapters(path: Path) -> _AdapterRows:
                 raise InputError(f"{path} line {line}: rank must be an integer > 0, got {rank}")
             if rows.rates is not None:
                 rate = _parse_float(row[2], path, line, "rate")
-                if rate < 0:
-                    raise InputError(f"{path} line {line}: rate must be >= 0 (req/s), got {row[2].strip()}")
+                if not _is_rate(rate):
+                    raise InputError(f"{path} line {line}: rate must be {RATE_WORDS}, got {row[2].strip()}")
                 rows.rates.append(rate)
             first_line_of[adapter_id] = line
             rows.ids.append(adapter_id)
@@ -340,7 +342,7 @@ def load_azure_trace(
     n_adapters = _validated_served(n_adapters, "n_adapters")
     if popularity not in ("uniform", "zipf"):
         raise InputError(f"popularity: must be 'uniform' or 'zipf', got {popularity!r}")
-    if not _is_rate(exponent):
+    if not _is_nonnegative(exponent):
         raise InputError(f"exponent: must be a number >= 0, got {exponent!r}")
     rank_levels = _validated_levels(ranks, "ranks", "an integer > 0", _is_rank)
     rng = np.random.default_rng(_validated_seed(seed, "seed"))

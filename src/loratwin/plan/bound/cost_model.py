@@ -49,7 +49,7 @@ import numpy as np
 from loratwin.errors import InputError
 from loratwin.plan.bound.pricing import cheapest_mixed, cheapest_priced, mix_shortfalls
 from loratwin.plan.judge.cost_model import CostModelCheck
-from loratwin.plan.judge.slots import kv_tokens_or_none, slot_candidates, supported_ranks
+from loratwin.plan.judge.slots import class_ranks, kv_tokens_or_none, slot_candidates
 from loratwin.profiles import Profile
 
 # total-rate bands (req/s): a GPU in a higher band has longer steps, hence longer busy periods
@@ -151,15 +151,13 @@ def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_ada
     stay = m.output + 1
     late_limit = check.rule.window_s * check.rule.max_late_share
     blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []  # time, places, band, lows, rank
-    for rank in supported_ranks(profile):
-        if not (need <= rank).any():
-            continue
+    for rank in class_ranks(profile, need):
         # max_loras is a candidate, or the GPU's adapter count (every adapter resident): the
         # resident classes cover the counts between candidates, (previous, s)
         uppers = slot_candidates(profile, rank, 10**9, check.slot_grid)
-        measured = max(profile.kv.capacity_tokens[rank])
-        if not uppers or uppers[-1] < measured:
-            uppers.append(measured)
+        most = profile.kv.max_slots(rank)
+        if most and (not uppers or uppers[-1] < most):
+            uppers.append(most)
         previous = 0
         for s in uppers:
             between = _slot_terms(check, profile, m, rank, previous + 1, s - 1) if s - 1 > previous else None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loratwin.errors import InputError
 from loratwin.plan.judge.cost_model import CostModelCheck
 from loratwin.plan.judge.rule import AcceptanceRule, Prediction
 from loratwin.plan.judge.slots import SLOT_CANDIDATES, resolve_profile
@@ -108,6 +109,8 @@ def learned_models(profile_name: str, models_dir: str | Path | None = None) -> L
             chosen[target] = evaluators.load_model(directory / entry["file"])
         cut = manifest.get("recommend", {}).get("max_starved_p")
     except (OSError, KeyError, ValueError) as err:
+        if models_dir is not None:  # the user named them: say what is wrong, and nothing else
+            raise InputError(f"{manifest_path}: learned models unreadable ({err})") from None
         warnings.warn(f"{manifest_path}: learned models unreadable ({err}); using the cost-model check", stacklevel=2)
         return None
     return LearnedModels(chosen["total_tok_s"], chosen["starved"], str(directory),

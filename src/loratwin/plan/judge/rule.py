@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.threshold import check_threshold
 
 STARVATION_THRESHOLD = 0.1
 # The mean wait for a place in the batch (or for KV admission, or for a first token) a GPU may
@@ -31,6 +32,16 @@ DEFAULT_MAX_LOAD_SHARE = 0.5
 # The longest window judged: a year (the twin's clock and the late share's scale stay meaningful)
 MAX_WINDOW_S = 3.2e7
 DEFAULT_MAX_STARVED_PROBABILITY = 0.5
+
+
+def check_window(window_s: float, flag: str = "--window") -> None:
+    """The window a rule judges starvation over: positive, finite, at most MAX_WINDOW_S. `flag`: the
+    flag the user typed (--window, or an alias such as --duration)."""
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise InputError(f"{flag} must be a positive number of seconds, got {window_s:g}")
+    if window_s > MAX_WINDOW_S:
+        raise InputError(f"{flag} must be at most {MAX_WINDOW_S:g} s (a year: the twin's runs and the cost "
+                         f"model's late share are judged over it), got {window_s:g}")
 
 
 @dataclass(frozen=True)
@@ -117,18 +128,13 @@ class AcceptanceRule:
     max_starved_probability: float = DEFAULT_MAX_STARVED_PROBABILITY
 
     def __post_init__(self) -> None:
-        if not 0 < self.starvation_threshold < 1:
-            raise InputError(f"--starvation-threshold: must be between 0 and 1, got {self.starvation_threshold:g}")
+        check_threshold(self.starvation_threshold, "--starvation-threshold")
         # every request waits a little for KV admission: a zero limit would refuse every GPU
         if self.max_wait_s is not None and not self.max_wait_s > 0:
             raise InputError(f"--max-wait must be > 0 seconds (or inf), got {self.max_wait_s:g}")
         if self.max_kv_use is not None and not 0 < self.max_kv_use <= 1:
             raise InputError(f"max_kv_use must be in (0, 1], got {self.max_kv_use:g}")
-        if not (self.window_s > 0 and math.isfinite(self.window_s)):
-            raise InputError(f"--window must be a positive number of seconds, got {self.window_s:g}")
-        if self.window_s > MAX_WINDOW_S:
-            raise InputError(f"--window must be at most {MAX_WINDOW_S:g} s (a year: the twin's runs and the cost "
-                             f"model's late share are judged over it), got {self.window_s:g}")
+        check_window(self.window_s)
 
     @property
     def max_late_share(self) -> float:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
+from loratwin.profiles.lora_rank import VLLM_MAX_LORA_RANKS, server_max_lora_rank
 from loratwin.workload import AdapterSpec
 
 # max_loras values a check tries (plus the served count itself): dense where the choice matters.
@@ -18,23 +19,37 @@ def resolve_profile(profile: Profile | str) -> Profile:
 
 
 def supported_ranks(profile: Profile) -> list[int]:
-    """max_lora_rank values the profile can price (KV capacity and adapter loads both measured)."""
-    return sorted(set(profile.kv.capacity_tokens) & set(profile.adapter_load.cpu_to_gpu_ms))
+    """max_lora_rank values (of those vLLM accepts) the profile can price: every one with a memory
+    model, else those its KV capacity was measured at."""
+    return [r for r in profile.kv.ranks() if r in VLLM_MAX_LORA_RANKS]
 
 
 def server_rank(profile: Profile, adapter_ranks: Sequence[int]) -> int | None:
-    """The smallest max_lora_rank the profile knows that admits every rank given; None if none does."""
+    """The server's max_lora_rank for these adapters: the smallest vLLM accepts that serves the
+    largest (loratwin.profiles.lora_rank), or the next the profile can price; None if none can."""
     need = max(adapter_ranks)
-    fitting = [r for r in supported_ranks(profile) if r >= need]
+    if need > VLLM_MAX_LORA_RANKS[-1]:
+        return None
+    least = server_max_lora_rank(need)
+    fitting = [r for r in supported_ranks(profile) if r >= least]
     return fitting[0] if fitting else None
+
+
+def class_ranks(profile: Profile, need_ranks: Sequence[float]) -> list[int]:
+    """The max_lora_rank values a GPU class may take for adapters that need `need_ranks` (each the
+    server rank it needs): the ranks the profile measured that some need fits under, and the needed
+    ranks themselves (an unmeasured rank above every need only costs more: less KV, more LoRA work)."""
+    needs = {int(n) for n in need_ranks}
+    measured = set(profile.kv.capacity_tokens or {}) & set(supported_ranks(profile))
+    return sorted({r for r in measured if any(n <= r for n in needs)} | (needs & set(supported_ranks(profile))))
 
 
 def slot_candidates(profile: Profile, max_lora_rank: int, served: int, grid: Sequence[int]) -> list[int]:
     """Candidate max_loras values below the served count, the served count itself, up to what the
-    profile measured; a server never needs more slots than adapters."""
-    measured = max(profile.kv.capacity_tokens[max_lora_rank])
+    profile can price (`KVCapacityModel.max_slots`); a server never needs more slots than adapters."""
+    most = profile.kv.max_slots(max_lora_rank)
     values = sorted({s for s in grid if s < served} | {served})
-    return [s for s in values if s <= measured]
+    return [s for s in values if s <= most]
 
 
 def kv_tokens_or_none(profile: Profile, max_loras: int, max_lora_rank: int) -> int | None:
@@ -45,6 +60,8 @@ def kv_tokens_or_none(profile: Profile, max_loras: int, max_lora_rank: int) -> i
 
 
 def _no_rank_reason(profile: Profile, ranks: Sequence[int]) -> str:
+    if max(ranks) > VLLM_MAX_LORA_RANKS[-1]:
+        return f"rank {max(ranks)} is above {VLLM_MAX_LORA_RANKS[-1]}, the largest --max-lora-rank vLLM accepts"
     return (
         f"rank {max(ranks)} is above every max_lora_rank the profile "
         f"{profile.name} knows ({', '.join(map(str, supported_ranks(profile)))})"

@@ -26,7 +26,7 @@ def even_out(judge: Callable[[Sequence[int]], GpuVerdict], bins: list[list[int]]
     """The bins with load moved from the most to the least strained GPU, pair by pair, within
     `max_moves` moves; returns them and the moves made."""
     bins = [list(b) for b in bins]
-    strain = [judge(b).strain for b in bins]
+    strain = [judge(b).strain if b else 0.0 for b in bins]  # an empty GPU (place --gpus N) bears nothing
     for move in range(max_moves):
         high = max(range(len(bins)), key=lambda g: (strain[g], -g))
         low = min(range(len(bins)), key=lambda g: (strain[g], g))

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from loratwin import budget
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 from loratwin.plan.bound import lower_bound_gpus
 from loratwin.plan.judge import AcceptanceRule, GpuCheck, make_check, resolve_profile
 from loratwin.plan.placement.algorithms import ALGORITHMS, PlacementRun
@@ -134,7 +135,10 @@ def place(
 
     plans = [gpu_plan(i, b, judge) for i, b in enumerate(b for b in bins if b)]
     if gpus is not None and len(plans) < gpus:
-        notes.append(f"{gpus - len(plans)} of the {gpus} GPUs get no adapter")
+        empty = gpus - len(plans)
+        notes.append(f"{empty:,} of the {plural(gpus, 'GPU')} {'gets' if empty == 1 else 'get'} no adapter: "
+                     f"the load is light enough for {plural(len(plans), 'GPU')}, and moving adapters onto "
+                     f"{'it' if empty == 1 else 'them'} would not lower the busiest GPU's strain")
     return Placement(
         profile=profile.name,
         model=profile.model,

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from loratwin.errors import InputError
 from loratwin.twin.config import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from loratwin.workload import AdapterSpec, LengthSpec, PoissonArrival, ShareGPTLengths
 
@@ -14,10 +15,18 @@ from loratwin.workload import AdapterSpec, LengthSpec, PoissonArrival, ShareGPTL
 DEFAULT_ADAPTER_DIR = "./adapters"
 
 
+def check_adapter_dir(adapter_dir: str) -> None:
+    """The folder the adapters lie in (--adapter-dir) is named: an empty one would put each at /ID."""
+    if not str(adapter_dir).strip():
+        raise InputError(f"--adapter-dir: name the folder the adapters lie in, e.g. ./adapters or /srv/lora, "
+                         f"got {adapter_dir!r}")
+
+
 def vllm_command(model_id: str, adapter_ids: list[str], max_loras: int, max_lora_rank: int,
                  adapter_dir: str = DEFAULT_ADAPTER_DIR) -> list[str]:
     """`vllm serve` with these flags and adapters (each at `adapter_dir`/its id), as a list of arguments;
     max_num_seqs and max_num_batched_tokens as the prediction assumed. --max-cpu-loras: all the adapters."""
+    check_adapter_dir(adapter_dir)
     command = [
         "vllm", "serve", model_id, "--enable-lora",
         "--max-loras", str(max_loras), "--max-cpu-loras", str(len(adapter_ids)), "--max-lora-rank", str(max_lora_rank),

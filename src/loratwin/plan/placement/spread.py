@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 from loratwin.plan.placement.balance import even_out
 from loratwin.plan.placement.fill import greedy_bins
 from loratwin.plan.placement.shares import ShareJudge
@@ -28,10 +29,19 @@ def spread_evenly(judge: ShareJudge, gpus: int, bins: list[list[int]], notes: li
     spread, scale = _spread_greedy(judge, gpus, bins)
     if scale > 1.0:
         bins = spread
-        notes.append(f"spread over {len(bins)} GPUs (fills each as if rates were x{scale:.2f})")
+    filled = len(bins)
+    # a load that fits on fewer GPUs even at SPREAD_MAX_SCALE times its rates: the GPUs left empty
+    # are evened out too, so that the load is spread over all of them where adapters can move
+    bins = [*bins, *([] for _ in range(gpus - len(bins)))]
     bins, moves = even_out(judge, bins, EVEN_MOVES_PER_GPU * len(bins))
+    used = sum(1 for b in bins if b)
+    if scale > 1.0 and filled > 1:
+        notes.append(f"spread over {plural(filled, 'GPU')} (fills each as if rates were x{scale:.2f})")
+    if filled < gpus:
+        notes.append(f"the load fits on {plural(filled, 'GPU')} even at x{SPREAD_MAX_SCALE:g} the rates")
     if moves:
-        notes.append(f"evened out: {moves} moves of adapters from the most to the least strained GPU")
+        notes.append(f"evened out over {plural(used, 'GPU')}: {plural(moves, 'move')} of adapters from the most "
+                     f"to the least strained GPU")
     return bins
 
 
