@@ -11,10 +11,11 @@
 2. Those rows, as `loratwin profile import` would give them: the server's KV cache size of each run is
    its `kv_cache_tokens_lookup` (the size the server logs at that max_loras and max_lora_rank,
    measured in calibration/kv_capacity.csv), written to `kv_cache_tokens`.
-3. The fit starts from the derived profile (loratwin.profiles.derive.profile.derive_profile) where
-   this version has it, else from a stand-in: the built-in llama profile (its measured KV table,
-   adapter loads and scheduler overhead) with every step-time term replaced by a roofline at peak
-   datasheet figures (weights and KV read once per step, prompt FLOPs at peak, no LoRA cost).
+3. The fit starts from the derived profile of Llama on the 64 GB H100 (`loratwin profile derive`:
+   memory model, roofline; its roofline factors were fitted on the Llama dt_modelling runs and
+   calibration files, never on ml_test), or with --start stand-in from the built-in llama profile
+   with every step-time term replaced by a roofline at peak datasheet figures (weights and KV read
+   once per step, prompt FLOPs at peak, no LoRA cost).
 4. Every Llama `ml_test` run that ran or failed to start (never seen by the fit) is replayed with the
    fitted profile; the errors are those `loratwin validate` reports (half-SMAPE, %).
 
@@ -58,13 +59,10 @@ STAND_IN_PLAN = [
 
 def planned_runs() -> tuple[list, str]:
     """The experiment plan's runs for Llama on the reference GPU, then STAND_IN_PLAN (the nearest
-    runs are taken in this order until FIT_RUNS are picked)."""
+    runs are taken in this order until --runs are picked)."""
+    from loratwin.lab.plan import plan_experiments
     from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
 
-    try:
-        from loratwin.lab.plan import plan_experiments
-    except ImportError:
-        return STAND_IN_PLAN, "stand-in plan (loratwin.lab.plan is not in this version)"
     plan = plan_experiments(resolve_model(HF_ID), resolve_gpu(GPU))
     return [*plan, *STAND_IN_PLAN], f"the {len(plan)} runs of loratwin.lab.plan.plan_experiments, then the stand-in plan"
 
@@ -89,32 +87,22 @@ def roofline_stand_in():
 
 
 def start_profile(choice: str):
+    """The derived profile (auto), the stand-in, or a given profile; and how to name it."""
+    from loratwin.profiles import load_profile
+
     if choice not in ("auto", "stand-in"):
-        from loratwin.profiles import load_profile
-
         return load_profile(choice), f"profile {choice}"
-    if choice == "auto":
-        from loratwin.errors import InputError
-        from loratwin.profiles import load_profile
-        from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
-        from loratwin.workload.length_tables import available_tables
+    if choice == "stand-in":
+        return roofline_stand_in(), "stand-in (built-in llama profile, roofline step time)"
+    from loratwin.profiles.derive.catalog import resolve_gpu, resolve_model
+    from loratwin.profiles.derive.profile import derive_profile, serve_flags, tokenizer_table_for
+    from loratwin.workload.length_tables import available_tables
 
-        try:
-            from loratwin.profiles.derive.profile import ServeFlags, derive_profile, tokenizer_table_for
-        except ImportError:
-            pass
-        else:
-            arch, gpu = resolve_model(HF_ID), resolve_gpu(GPU)
-            # the reference runs' flags: --max-num-seqs 2048, the model's own max_model_len
-            flags = ServeFlags(max_num_seqs=2048, max_num_batched_tokens=2048)
-            tokenizer = tokenizer_table_for(HF_ID, available_tables())
-            try:
-                return derive_profile(arch, gpu, flags, tokenizer=tokenizer), "the derived profile"
-            except InputError:  # no memory model in this version: the measured KV table stands in for it
-                kv = load_profile(MODEL).kv
-                return (derive_profile(arch, gpu, flags, tokenizer=tokenizer, kv=kv),
-                        "the derived profile, with the built-in profile's measured KV table")
-    return roofline_stand_in(), "stand-in (built-in llama profile, roofline step time)"
+    arch, gpu = resolve_model(HF_ID), resolve_gpu(GPU)
+    # the reference servers' flags (max_model_len: the model's own)
+    flags = serve_flags(arch, gpu_memory_utilization=0.9, max_num_seqs=2048, max_num_batched_tokens=2048)
+    profile = derive_profile(arch, gpu, flags, tokenizer=tokenizer_table_for(HF_ID, available_tables()))
+    return profile, f"the derived profile ({profile.name})"
 
 
 def write_lab_table(rows: list[dict], path: Path) -> None:
@@ -133,7 +121,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--fit-seeds", type=int, default=1)
     parser.add_argument("--test-seeds", type=int, default=2)
-    parser.add_argument("--start", default="auto", help="auto (derived, else the stand-in), stand-in, or a profile")
+    parser.add_argument("--start", default="auto", help="auto (the derived profile), stand-in, or a profile")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "profile-fit-check")
     args = parser.parse_args()
 

@@ -71,3 +71,19 @@ def test_profile_fit_without_json_prints_the_errors_and_the_next_step(tmp_path):
     assert code == 0, stderr
     assert "profile p: fitted on 3 runs (1 KV capacities from their logs)" in stdout
     assert f"next: loratwin train --profile {out} --out MODELS" in stdout
+
+
+@pytest.mark.slow
+def test_profile_fit_starts_from_the_derived_profile(tmp_path):
+    _runs_table(tmp_path / "runs.csv")
+    out = tmp_path / "derived-fit.yaml"
+    code, stdout, stderr = run_main([
+        "profile", "fit", str(tmp_path / "runs.csv"), "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "h200",
+        "--out", str(out), "--rounds", "1", "--workers", "1", "--json"])
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["started_from"] == "the derived profile of meta-llama/Llama-3.1-8B-Instruct on h200"
+    profile = load_profile(out)
+    assert profile.fitted == "calibrated" and profile.kv.memory is not None  # the memory model carried over
+    assert profile.kv.capacity_tokens[16][2] == 250_000
+    assert "# Started from: the derived profile of meta-llama/Llama-3.1-8B-Instruct on h200" in out.read_text()

@@ -112,15 +112,9 @@ def _start_profile(start, arch, gpu_spec, flags):
         from loratwin.profiles import load_profile
 
         return load_profile(start), f"profile {start}"
-    try:
-        from loratwin.profiles.derive.profile import ServeFlags, derive_profile, tokenizer_table_for
-    except ImportError:
-        raise InputError(
-            "no derived profile to start from in this version (`loratwin profile derive` is missing); "
-            "give --start PROFILE"
-        ) from None
+    from loratwin.profiles.derive.profile import derive_profile, serve_flags, tokenizer_table_for
     from loratwin.workload.length_tables import available_tables
 
-    derived = derive_profile(arch, gpu_spec, ServeFlags(**flags),
+    derived = derive_profile(arch, gpu_spec, serve_flags(arch, **flags),
                              tokenizer=tokenizer_table_for(arch.name, available_tables()))
     return derived, f"the derived profile of {arch.name} on {gpu_spec.name}"
