@@ -2,8 +2,9 @@
 
 The built-in models were trained on a search of every third workload of the `paper` grid (280
 workloads) and the full grid of every 42nd (scripts/train_models.py: about 15-20 min of sweep and
-10 min of training per profile on 2 cores). A new profile gets a leaner version that fits in about
-20 minutes on 2 cores, sweep and training together (benchmarks/train_new_profile.py times it):
+10 min of training per profile on 2 cores). A new profile gets a leaner version, sweep and training
+within 20 minutes on 2 cores (benchmarks/train_new_profile.py: 14.8 min on a shared 2-core machine,
+7 min by CPU time on 2 free cores, 1,843 runs of 140 workloads):
 
 - the same grid (served and max_loras over the paper's ten counts, 120 rate triples x 7 rank mixes,
   an hour, the reference client's queue cap), searched by bisection per (workload, max_loras) on

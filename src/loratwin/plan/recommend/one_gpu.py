@@ -142,7 +142,7 @@ def no_models_note(profile: Profile, profile_source: str | None) -> str:
     """What to say when a profile has no trained models, and how to train them."""
     given = profile_source or f"{profile.name}.yaml"
     return (f"no trained models for profile {profile.name}, so no published-method answer and no --check learned; "
-            f"train them with `loratwin train --profile {given} --out MODELS` (about 20 min on 2 cores), "
+            f"train them with `loratwin train --profile {given} --out MODELS` (about 15 min on 2 cores), "
             "then pass --models MODELS")
 
 
