@@ -380,8 +380,6 @@ CASES = [
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
-    case("--starvation-threshold: must be between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
-    case("--models afile: is not a folder", "place", "adapters.csv", "--models", "afile"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
          "--out", "p.yaml"),
