@@ -352,7 +352,8 @@ def test_grids_are_priced_before_they_are_expanded(monkeypatch):
 @pytest.mark.slow
 def test_the_estimate_is_within_a_factor_of_two_of_a_measured_run():
     """Peak resident memory of a fresh process that simulates 1.2 million requests, against the
-    estimate simulate checks (which counts the process itself)."""
+    estimate simulate checks (which counts the process itself; the largest of the checks made, the
+    draw of arrivals checks its own share too)."""
     script = """
 import json, resource
 from loratwin import budget, ServerConfig, reference_layout, simulate
@@ -360,7 +361,7 @@ seen = []
 real = budget.require
 budget.require = lambda e, job=None: (seen.append(e), real(e, job))
 simulate(reference_layout(8, [40.0], [8, 16], 0), ServerConfig(max_loras=8), "llama-3.1-8b-instruct", duration_s=3600)
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "estimate": seen[-1].bytes}))
+print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "estimate": max(e.bytes for e in seen)}))
 """
     env = {k: v for k, v in os.environ.items() if k != budget.ENV_VAR}
     env["PYTHONPATH"] = str(Path(budget.__file__).parents[1])

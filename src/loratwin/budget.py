@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 
 __all__ = [
     "ENV_VAR",
@@ -408,7 +409,7 @@ def simulation_estimate(adapters: float, requests: float | None, duration_s: flo
     else:
         what = f"{format_count(periods)} periods of unpredictable arrivals over {window}, for {load}"
     if copies > 1:
-        what += f", {copies} runs"
+        what += f", {plural(copies, 'run')}"
     if engine == "reference":
         what += " on the reference engine (--engine reference)"
     return Estimate(PROCESS_BYTES + copies * one, copies * seconds, what)

@@ -110,6 +110,12 @@ def check_outputs(*outputs: Output, inputs: Iterable[Path | None] = ()) -> None:
     """The rule for output places (module docstring), before any work: an InputError naming the flag
     and the place for the first one that breaks it. Outputs whose path is None were not given."""
     given = [o for o in outputs if o.path is not None]
+    sources = [Path(p) for p in inputs if p is not None]
+    for source in sources:  # before the folder's contents are judged: an input there is the cause, not the user's files
+        for output in given:
+            if output.folder and output.own is not None and _holds(output.path, source):
+                what = "is" if _same(output.path, source) else f"holds {source},"
+                raise InputError(f"{output.shown}: {what} an input of this command; write the result elsewhere")
     for i, a in enumerate(given):
         for b in given[i + 1:]:
             _check_apart(a, b)
@@ -119,7 +125,7 @@ def check_outputs(*outputs: Output, inputs: Iterable[Path | None] = ()) -> None:
             _check_kind(output)
         else:
             _check_one(output)
-    for source in (Path(p) for p in inputs if p is not None):
+    for source in sources:
         for output in given:
             if not output.folder and _same(output.path, source):
                 raise InputError(f"{output.shown}: is an input of this command; write the result elsewhere")
@@ -173,6 +179,15 @@ def _check_apart(a: Output, b: Output) -> None:
 def _inside(filename: str | bytes | os.PathLike, folder: Path) -> bool:
     name = Path(os.fsdecode(filename))
     return name == folder or folder in name.parents or folder.name in name.parts
+
+
+def _holds(folder: Path, path: Path) -> bool:
+    """`path` is `folder` or inside it (a folder written whole would replace it)."""
+    try:
+        folder, path = Path(folder).resolve(), Path(path).resolve()
+    except OSError:
+        return False
+    return folder == path or folder in path.parents
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -94,6 +94,13 @@ WORKSPACE: dict[str, str | bytes] = {
     "fartrace/adapters.csv": "adapter_id,rank\na,8\n",
     "spacetrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a b,10,20\n",
     "spacetrace/adapters.csv": "adapter_id,rank\na b,8\n",
+    "nopart/manifest.json": '{"format": "loratwin-sweep/1", "parts": [{"file": "part-000001-0a0b0c0d.parquet", '
+                            '"rows": 2, "failed": 0}]}\n',
+    "longtrace/trace.csv": "arrival_time_s,adapter_id,input_tokens,output_tokens\n0.5,a,10,20\n0.6,a,100000000,20\n",
+    "longtrace/adapters.csv": "adapter_id,rank\na,8\n",
+    "bigrank.csv": "adapter_id,rank,rate\na,8,0.5\nb,99999,0.2\n",
+    "nots/summary.json": "{}\n",
+    "nots/requests.parquet": "not parquet",
     "huge.csv": "adapter_id,rank,rate\na,8,1e308\nb,8,1e308\n",
     "tokenizer.yaml": PROFILE_TEXT.replace("tokenizer: llama-3.1-8b-instruct", "tokenizer: nope"),
     "intercept.yaml": "\n".join(
@@ -194,7 +201,16 @@ CASES = [
     case("dir[x]/missing[y].yaml does not exist", "simulate", "--workload", "dir[x]/missing[y].yaml",
          "--max-loras", "2"),
     case("existing is a folder", "simulate", "--workload", "existing", "--max-loras", "2"),
-    case("afile: trace directory not found", "simulate", "--trace", "afile", "--max-loras", "2"),
+    case("afile: is a file; expected the trace folder, the one holding trace.csv and adapters.csv", "simulate",
+         "--trace", "afile", "--max-loras", "2"),
+    case("trace/trace.csv: is a file; expected the trace folder", "simulate", "--trace", "trace/trace.csv",
+         "--max-loras", "1"),
+    case("missing: trace directory not found", "simulate", "--trace", "missing", "--max-loras", "2"),
+    case("longtrace/trace.csv line 3: input_tokens + output_tokens must be at most 10,000,000 (longer than any "
+         "model's context), got 100,000,000 + 20", "simulate", "--trace", "longtrace", "--max-loras", "1"),
+    case("give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, or --trace DIR "
+         "(got --served, --trace)", "simulate", "--served", "3", "--trace", "trace", "--max-loras", "1"),
+    case("(got --rates, --workload)", "simulate", "--rates", "1", "--workload", "workload.yaml", "--max-loras", "1"),
     case("badtrace/trace.csv line 2: output_tokens must be an integer", "simulate", "--trace", "badtrace",
          "--max-loras", "2"),
     case("binary.bin: not a text file", *SIM, "--profile", "binary.bin"),
@@ -204,12 +220,21 @@ CASES = [
     case("missing does not exist", "report", "missing", "--out", "r"),
     case("afile holds no result loratwin can report on", "report", "afile", "--out", "r"),
     case("bad.yaml holds no result loratwin can report on", "report", "bad.yaml", "--out", "r"),
+    case("nots: a `simulate --out` folder without timeseries.parquet; the result is incomplete", "report", "nots",
+         "--out", "r"),
     case("brokenrun: cannot read the simulation result", "report", "brokenrun", "--out", "r"),
     case("--out missing/r: the folder missing does not exist", "report", "placement.yaml", "--out", "missing/r"),
     case("--out afile: is a file; expected a folder", "report", "placement.yaml", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "report", "placement.yaml", "--out", "existing"),
-    case("--out brokenrun: the folder holds requests.parquet, summary.json, timeseries.parquet", "report",
+    case("--out brokenrun: is an input of this command; write the result elsewhere", "report",
          "brokenrun", "--out", "brokenrun"),
+    case("nopart/parts/part-000001-0a0b0c0d.parquet: a part file listed in the manifest of nopart is missing; resume "
+         "the sweep (loratwin sweep GRID --out nopart", "report", "nopart", "--out", "r"),
+    case("nopart/parts/part-000001-0a0b0c0d.parquet: a part file listed in the manifest of nopart is missing",
+         "labels", "nopart"),
+    case("--out store: is an input of this command; write the result elsewhere", "labels", "store", "--out", "store"),
+    case("--out existing: holds existing/notes.txt, an input of this command", "report", "existing/notes.txt",
+         "--out", "existing"),
     case("Missing option '--out'", "report", "placement.yaml"),
     # workload describe
     case("missing.yaml does not exist", "workload", "describe", "missing.yaml"),
@@ -219,6 +244,8 @@ CASES = [
          "--duration", "-1"),
     case("existing/adapters.csv: adapters file not found", "workload", "describe", "existing"),
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "workload", "describe", "bad.csv"),
+    case("--duration must be at most 3.2e+07 s (a year", "workload", "describe", "workload.yaml", "--duration", "1e308",
+         "--json"),
     # profiles
     case("No such option: --bogus", "profiles", "--bogus"),
     case("unexpected extra argument", "profiles", "extra"),
@@ -320,6 +347,11 @@ CASES = [
     case("junk-models/total_tok_s.linear.json: not a", "explain", "--models", "junk-models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
+    case("rank 99999 is above 512, the largest --max-lora-rank vLLM accepts. No number of GPUs or replicas serves it: "
+         "reduce the adapter to rank 512 or below.", "recommend", "bigrank.csv"),
+    case("cannot be placed on one GPU of profile llama-3.1-8b-instruct: rank 99999 is above 512, the largest "
+         "--max-lora-rank vLLM accepts. No number of GPUs or replicas serves it", "place", "bigrank.csv", "--out",
+         "pl.yaml"),
     case("bad.csv line 2: rank must be an integer > 0, got 'eight'", "recommend", "bad.csv"),
     case("dup.csv line 3: duplicate adapter_id '[red]a'", "recommend", "dup.csv"),
     case("binary.bin: expected a .csv", "recommend", "binary.bin"),

@@ -101,14 +101,19 @@ def test_recovery_from_each_crash_point(tmp_path):
     assert read_results(root).num_rows == 6
 
 
-def test_a_manifest_listing_a_missing_part_is_reported(tmp_path):
+def test_a_manifest_listing_a_missing_part_is_reported_and_resuming_reruns_its_runs(tmp_path):
     root = tmp_path / "store"
     with ResultStore(root, {"name": "g"}) as store:
         store.add(fake_record("k1"))
     for part in (root / PARTS).iterdir():
         part.unlink()
-    with pytest.raises(StoreError, match="part files listed in the manifest are missing"):
-        ResultStore(root, {"name": "g"})
+    with pytest.raises(StoreError, match=r"part-.*\.parquet: a part file listed in the manifest of .* is missing; "
+                                         r"resume the sweep \(loratwin sweep GRID --out"):
+        read_results(root)
+    with ResultStore(root, {"name": "g"}) as store:
+        assert store.done == {}
+        assert len(store.set_aside) == 1 and "is missing; its 1 runs are run again" in store.set_aside[0]
+    assert read_results(root).num_rows == 0
 
 
 def _start_sweep(grid: Path, out: Path) -> subprocess.Popen:

@@ -175,7 +175,7 @@ def test_validate_command_writes_table_and_files(tmp_path):
                    "--out", str(tmp_path / "val"))
     assert proc.returncode == 0, proc.stderr
     # stderr is not a terminal here: progress comes as plain lines, never silence
-    assert "replaying 4 runs x 1 seeds: 4/4" in proc.stderr
+    assert "replaying 4 runs x 1 seed: 4/4" in proc.stderr
     table = json.loads(proc.stdout)
     assert table[0]["total_tok_s"]["n"] == 3
     assert table[0]["start_agreement"] == 1.0

@@ -25,6 +25,7 @@ from loratwin.cli.judging import (
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
 # tests/cli/test_startup.py checks that the two agree.
@@ -96,7 +97,7 @@ def place_command(
         if out is not None:  # kept if the verification is interrupted
             _write(doc, out)
             err_console.print(f"wrote {out} (the verification is added when it ends)")
-        err_console.print(f"verifying {placement.gpu_count} GPUs with the twin ({window:g} s each)...")
+        err_console.print(f"verifying {plural(placement.gpu_count, 'GPU')} with the twin ({window:g} s each)...")
         verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None)
         doc["verification"] = verification.to_dict()
     if out is not None:
@@ -197,7 +198,7 @@ def _print_placement(placement, verification, console: Console, compared: dict |
             v = verified[g.index]
             line += f"; the twin: {v.deciding}"
             if v.starved_adapters:
-                line += f" ({len(v.starved_adapters)} adapters starve by the per-adapter rule)"
+                line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)
     console.print(
         f"total offered {placement.offered_tok_s:,.0f} tok/s, predicted {placement.predicted_tok_s:,.0f} tok/s",
@@ -228,11 +229,11 @@ def _comparison(placement, compared: dict) -> str:
         if not isinstance(count, int):  # the algorithm could not place them: its reason
             parts.append(f"{algorithm}: {count}")
         elif count > mine:
-            parts.append(f"{algorithm} {count} GPUs ({placement.algorithm} uses {1 - mine / count:.0%} fewer than {algorithm})")
+            parts.append(f"{algorithm} {plural(count, 'GPU')} ({placement.algorithm} uses {1 - mine / count:.0%} fewer than {algorithm})")
         elif count < mine:
-            parts.append(f"{algorithm} {count} GPUs ({1 - count / mine:.0%} fewer than {placement.algorithm})")
+            parts.append(f"{algorithm} {plural(count, 'GPU')} ({1 - count / mine:.0%} fewer than {placement.algorithm})")
         else:
-            parts.append(f"{algorithm} {count} GPUs")
+            parts.append(f"{algorithm} {plural(count, 'GPU')}")
     return "the same adapters under the same check: " + "; ".join(parts)
 
 

@@ -9,6 +9,7 @@ import typer
 from loratwin.cli.app import _out_console, err_console
 from loratwin.cli.profile import profile_app
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
 
@@ -71,11 +72,11 @@ def plan(
     say("\n# 2. Runs (one at a time: start the server, wait for it, run one client per rate level, stop the server)")
     for r in runs:
         rates = ", ".join(f"{c} x {v:g}" for v, c in zip(r.rate_values, r.rate_counts, strict=True))
-        say(f"\n#   max_loras {r.max_loras}, {r.served_adapters} adapters (ranks {' '.join(map(str, r.adapter_rank_cycle))}), "
+        say(f"\n#   max_loras {r.max_loras}, {plural(r.served_adapters, 'adapter')} (ranks {' '.join(map(str, r.adapter_rank_cycle))}), "
             f"max_lora_rank {r.max_lora_rank}, rates {rates} req/s, {r.duration_s:g} s, "
             f"{r.dataset}; about {r.estimated_gpu_s / 60:.1f} GPU-minutes")
         say(run_script(r, served))
-    say(f"\n# Total: {len(runs)} runs, about {total / 3600:.1f} GPU-hours (each: its send window, a start-up "
+    say(f"\n# Total: {plural(len(runs), 'run')}, about {total / 3600:.1f} GPU-hours (each: its send window, a start-up "
         f"allowance of {STARTUP_ALLOWANCE_S:g} s, a {TAIL_ALLOWANCE_S:g} s tail, and draining what saturating runs "
         "leave queued)")
     say("\n# 3. Import the results")
@@ -117,7 +118,7 @@ def make_adapters(
                "adapters": [adapter_folder(i) for i in range(count)]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
-        err_console.print(f"wrote {count} adapters of rank {rank} for {arch.name} ({format_bytes(size)}) to {out}",
+        err_console.print(f"wrote {plural(count, 'adapter')} of rank {rank} for {arch.name} ({format_bytes(size)}) to {out}",
                           soft_wrap=True)
 
 
@@ -144,7 +145,7 @@ def import_runs(
     write_runs_csv(rows, out)
     if kv_out is not None:
         write_kv_csv(rows, kv_out)
-    err_console.print(f"wrote {len(rows)} runs to {out}" + (f" and their KV capacities to {kv_out}" if kv_out else ""),
+    err_console.print(f"wrote {plural(len(rows), 'run')} to {out}" + (f" and their KV capacities to {kv_out}" if kv_out else ""),
                       soft_wrap=True)
     if json_out:
         import json

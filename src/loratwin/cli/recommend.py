@@ -25,6 +25,7 @@ from loratwin.cli.judging import (
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -40,9 +41,9 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
 
     shown = ", ".join(rec.served_adapter_ids[:ADAPTERS_SHOWN]) + (", ..." if rec.served > ADAPTERS_SHOWN else "")
     out = stdout.print
-    out(f"[bold]Recommendation[/bold] for {rec.adapters_given} adapters on {escape(rec.profile)} "
+    out(f"[bold]Recommendation[/bold] for {plural(rec.adapters_given, 'adapter')} on {escape(rec.profile)} "
         f"({escape(rec.model_id)}):")
-    out(f"  serve {rec.served} of the {rec.adapters_given} adapters on one GPU ({rec.selection_rule}: {shown})",
+    out(f"  serve {rec.served} of the {plural(rec.adapters_given, 'adapter')} on one GPU ({rec.selection_rule}: {shown})",
         markup=False)
     out(f"  --max-loras {rec.max_loras}  --max-cpu-loras {rec.max_cpu_loras}  --max-lora-rank {rec.max_lora_rank}")
     out(f"  predicted throughput {rec.predicted_total_tok_s:,.0f} tok/s for {rec.offered_tok_s:,.0f} tok/s offered; "
@@ -82,11 +83,11 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
     modules = rec.vllm_command[rec.vllm_command.index("--lora-modules") + 1 :]
     out("[bold]Serve it[/bold]:")
     if command_out is not None:
-        out(f"  {command} ... ({len(modules)} adapters; full command written to {command_out})", markup=False)
+        out(f"  {command} ... ({plural(len(modules), 'adapter')}; full command written to {command_out})", markup=False)
     elif len(modules) <= ADAPTERS_SHOWN:
         out(f"  {shlex.join(rec.vllm_command)}", markup=False)
     else:
-        out(f"  {command} {' '.join(modules[:2])} ... ({len(modules)} adapters; "
+        out(f"  {command} {' '.join(modules[:2])} ... ({plural(len(modules), 'adapter')}; "
             "the full command: --command-out FILE or --json)", markup=False)
 
 
@@ -236,7 +237,7 @@ def quickstart(
     ranks = sorted({a.rank for a in spec.adapters})
     stdout.print("[bold]loratwin quickstart[/bold]: how many LoRA adapters can one GPU serve, with which flags, "
                  "and how many GPUs do they all need?\n")
-    stdout.print(f"1. The example: {len(rates)} adapters (ranks {', '.join(map(str, ranks))}) asking for "
+    stdout.print(f"1. The example: {plural(len(rates), 'adapter')} (ranks {', '.join(map(str, ranks))}) asking for "
                  f"{sum(rates):.1f} req/s together, a few busy ones ({max(rates):g} req/s) and many quiet ones "
                  f"({min(rates):g} req/s).\n   File: {example} (columns adapter_id,rank,rate).\n", markup=False)
     stdout.print("2. One GPU is filled the way `loratwin place` fills each GPU: a cost model of the twin predicts, in "
@@ -269,7 +270,7 @@ def _place_all(spec, profile, rule, verify: bool):
     fewest = place(spec, profile)
     placement = place(spec, profile, gpus=fewest.gpu_count)
     if verify:
-        stderr.print(f"verifying the placement with the twin (3600 s simulated on each of {placement.gpu_count} GPUs) ...")
+        stderr.print(f"verifying the placement with the twin (3600 s simulated on each of {plural(placement.gpu_count, 'GPU')}) ...")
     return placement, verify_placement(placement, profile, duration_s=rule.window_s, rule=rule) if verify else None
 
 
@@ -277,12 +278,12 @@ def _print_quickstart_placement(placement, verification) -> None:
     served = sum(len(g.adapters) for g in placement.gpus)
     proof = (" (the lower bound: no placement the cost model accepts uses fewer)" if placement.proven_fewest
              else f" (lower bound {placement.lower_bound})")
-    stdout.print(f"\n3. All {served} adapters: `loratwin place` puts them on {placement.gpu_count} GPUs{proof}, "
+    stdout.print(f"\n3. All {plural(served, 'adapter')}: `loratwin place` puts them on {plural(placement.gpu_count, 'GPU')}{proof}, "
                  "the load spread evenly, each GPU with its own flags:")
     verified = {v.index: v for v in verification.gpus} if verification is not None else {}
     for g in placement.gpus:
         ranks = ",".join(str(r) for r in sorted({a.rank for a in g.adapters}))
-        line = (f"  GPU {g.index}: {len(g.adapters)} adapters (ranks {ranks}, {g.rate_req_s:.1f} req/s)  "
+        line = (f"  GPU {g.index}: {plural(len(g.adapters), 'adapter')} (ranks {ranks}, {g.rate_req_s:.1f} req/s)  "
                 f"{g.lora_flags}  tightest limit: {g.deciding}")
         v = verified.get(g.index)
         if v is not None:

@@ -9,6 +9,7 @@ import typer
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
+from loratwin.grammar import plural
 
 ENGINES = ("fast", "reference")
 # what `--seeds N --out DIR` writes: one results folder per seed
@@ -51,12 +52,13 @@ def simulate(
     configure("simulate", max_memory, max_time, kind="simulate", simulated_s=3600.0 if duration is None and trace is None else duration,
               copies=seeds, window_from=_window_from(duration))
 
-    sources = [name for name, given in (("--served/--rates/--ranks", served is not None or rates or ranks),
-                                        ("--workload", workload), ("--trace", trace)) if given]
-    if len(sources) != 1:
+    generated = [flag for flag, value in (("--served", served), ("--rates", rates), ("--ranks", ranks))
+                 if value is not None]
+    given = [*generated, *(flag for flag, value in (("--workload", workload), ("--trace", trace)) if value is not None)]
+    if sum((bool(generated), workload is not None, trace is not None)) != 1:
         raise LoratwinError(
             "give exactly one workload: --served N --rates R1,R2,.. --ranks K1,K2,.., or --workload FILE, or --trace DIR"
-            + (f" (got {', '.join(sources)})" if sources else "")
+            + (f" (got {', '.join(given)})" if given else "")
         )
     _check_flags(seeds, duration, sample_interval, starvation_threshold, engine, workers)
     if seeds > 1 and trace is not None:
@@ -165,7 +167,7 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
             for s, result in zip(seed_values, results, strict=True):
                 (tmp / f"seed-{s}").mkdir()
                 result.write_files(tmp / f"seed-{s}")
-        err_console.print(f"wrote {len(results)} runs to {out}")
+        err_console.print(f"wrote {plural(len(results), 'run')} to {out}")
     numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}
     mean["starved_share"] = sum(r.starved for r in results) / len(results)

@@ -11,6 +11,7 @@ from loratwin.cli.app import _out_console, _progress, app, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import LoratwinError
 from loratwin.files import Output, atomic_write, check_outputs
+from loratwin.grammar import plural
 
 
 @app.command()
@@ -63,7 +64,7 @@ def validate(
             if profile is not None:
                 raise
             raise LoratwinError(f"{runs_file}: runs of model {name!r}: {err}; --profile sets one for every run") from None
-    what = f"replaying {len(runs)} runs x {seeds} seeds"
+    what = f"replaying {plural(len(runs), 'run')} x {plural(seeds, 'seed')}"
     progress, advance = _progress(len(runs) * seeds, what)
     with progress:
         results = replay_runs(runs, profile_for, seeds=range(seeds), workers=workers or None,
@@ -171,7 +172,7 @@ def calibrate(
     header = f"# Written by: {command}\n"
     if history:
         best = min(history, key=lambda r: r.score)
-        header += (f"# Fit on {len(fit_runs)} runs: throughput err {best.throughput_error:.2f}%, "
+        header += (f"# Fit on {plural(len(fit_runs), 'run')}: throughput err {best.throughput_error:.2f}%, "
                    f"ITL err {best.itl_error:.2f}%, starvation agreement {100 * best.starvation_agreement:.1f}%\n")
     text = header + yaml.safe_dump(profile_obj.model_dump(mode="json"), sort_keys=False)
     atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))

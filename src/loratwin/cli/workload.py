@@ -8,7 +8,6 @@ import typer
 
 from loratwin.cli.app import _out_console, app
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.errors import LoratwinError
 
 workload_app = typer.Typer(no_args_is_help=True, help="Inspect workloads.")
 app.add_typer(workload_app, name="workload")
@@ -33,8 +32,10 @@ def workload_describe(
     from loratwin.workload import load_trace, load_workload_yaml
     from loratwin.workload.describe import describe_trace, describe_workload
 
-    if duration is not None and not 0 < duration < float("inf"):
-        raise LoratwinError(f"--duration must be a positive number of seconds, got {duration:g}")
+    if duration is not None:
+        from loratwin.plan.judge.rule import check_window
+
+        check_window(duration, "--duration")
     prof = load_profile(profile)
     if file.is_dir():
         spec, requests = load_trace(file)

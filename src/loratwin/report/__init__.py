@@ -35,6 +35,10 @@ def detect_kind(path: str | Path) -> str:
     for name in KIND_MODULES:
         if _kind(name).matches(path):
             return _kind(name).KIND
+    lacking = _kind("simulation").missing(path)
+    if lacking:
+        raise InputError(f"{path}: a `simulate --out` folder without {', '.join(lacking)}; the result is incomplete: "
+                         "run simulate again with --out")
     raise InputError(
         f"{path} holds no result loratwin can report on: expected the --out directory of "
         "`simulate` (summary.json, requests.parquet, timeseries.parquet), of `validate` "

@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from loratwin.grammar import plural
+
 if TYPE_CHECKING:
     from loratwin.profiles import Profile
     from loratwin.twin import RunResult
@@ -69,7 +71,7 @@ def print_run_result(result: RunResult, console: Console) -> None:
     if not starved:
         console.print("No adapter starves individually.")
         return
-    console.print(f"[bold]{len(starved)} of {len(result.adapters)} adapters starve individually[/] "
+    console.print(f"[bold]{len(starved)} of {plural(len(result.adapters), 'adapter')} starve individually[/] "
                   f"(served tokens short of offered by >= {s['starvation_threshold']:.0%}):")
     shown = Table(show_header=True, header_style="bold")
     for col in ("adapter", "rank", "rate (req/s)", "arrived", "completed", "mean TTFT (ms)"):

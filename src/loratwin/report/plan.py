@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 from loratwin.report.charts import figure, png_bytes, thousands
 from loratwin.report.html import Page, integer, num
 
@@ -124,7 +125,7 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
     page = Page(title=title, kind=KIND, subtitle=subtitle)
     refused = [g for g in gpus if _refused(g)]
     if refused:
-        page.verdict(f"{len(refused)} of {len(gpus)} GPUs break a limit of the acceptance rule.", "bad")
+        page.verdict(f"{len(refused)} of {plural(len(gpus), 'GPU')} break a limit of the acceptance rule.", "bad")
     else:
         page.verdict("Every GPU is predicted to meet every limit of the acceptance rule.", "good")
     cards = [

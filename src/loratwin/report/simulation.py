@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from loratwin.grammar import plural
 from loratwin.report import charts
 from loratwin.report.html import Cell, Page, integer, num, pct
 
@@ -27,6 +28,14 @@ WINDOW_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 
 def matches(path: Path) -> bool:
     return path.is_dir() and all((path / name).is_file() for name in FILES)
+
+
+def missing(path: Path) -> list[str]:
+    """For a folder that looks like a `simulate --out` one (it holds summary.json), the result files it
+    lacks; [] otherwise."""
+    if not (path.is_dir() and (path / FILES[0]).is_file()):
+        return []
+    return [name for name in FILES if not (path / name).is_file()]
 
 
 def write_from_path(path: Path, out_dir: Path) -> Path:
@@ -126,9 +135,9 @@ def _verdict(page: Page, result: RunResult) -> None:
     n_starved, n = s["starved_adapters"], len(result.adapters)
     share = f"{s['throughput_over_offered']:.1%} of the offered load is served"
     if s["starved"]:
-        page.verdict(f"Starved: only {share}; {n_starved} of {n} adapters starve.", "bad")
+        page.verdict(f"Starved: only {share}; {n_starved} of {plural(n, 'adapter')} starve.", "bad")
     elif n_starved:
-        page.verdict(f"Keeps up overall ({share}), but {n_starved} of {n} adapters starve.", "bad")
+        page.verdict(f"Keeps up overall ({share}), but {n_starved} of {plural(n, 'adapter')} starve.", "bad")
     else:
         page.verdict(f"Keeps up: {share}, and no adapter starves.", "good")
 

@@ -243,13 +243,15 @@ class ResultStore:
                 tmp.unlink(missing_ok=True)
         listed_parts = _read_manifest(self.root)
         listed = {p["file"] for p in listed_parts}
-        missing = [name for name in listed if not (self.root / PARTS / name).exists()]
-        if missing:
-            raise StoreError(f"{self.root}: part files listed in the manifest are missing: {', '.join(sorted(missing))}")
         keys: set[str] = set()
         parts: list[dict[str, Any]] = []
         changed = False
         for p in listed_parts:
+            if not (self.root / PARTS / p["file"]).exists():  # its runs are not in `done`: they run again
+                self.set_aside.append(f"{self.root / PARTS / p['file']}: a part file listed in the manifest is missing; "
+                                      f"its {p.get('rows', '?')} runs are run again")
+                changed = True
+                continue
             # read whole, so that damage anywhere in it shows now and not in a later compaction
             try:
                 table = _read_part(self.root, p["file"])
@@ -378,6 +380,7 @@ def read_results(root: str | Path, skipped: list[str] | None = None) -> pa.Table
         parts = _read_manifest(root)
         problems: list[str] = []
         tables = []
+        p = {}
         try:
             for p in parts:
                 try:
@@ -393,7 +396,10 @@ def read_results(root: str | Path, skipped: list[str] | None = None) -> pa.Table
         except FileNotFoundError:
             # a writer compacted between reading the manifest and the parts
             if attempt == 2:
-                raise
+                raise StoreError(
+                    f"{root / PARTS / p.get('file', '?')}: a part file listed in the manifest of {root} is missing; resume the sweep "
+                    f"(loratwin sweep GRID --out {root}, with the grid it was run with) to run its runs again"
+                ) from None
             time.sleep(0.2)
     for problem in problems:
         if skipped is None:

@@ -10,6 +10,9 @@ order with default lengths; an adapter's `rate_req_s` is the `rate` column when 
 otherwise its request count divided by the trace span (the last arrival time, since the trace
 starts at 0), or 0 when that span is 0.
 
+A request's tokens (input_tokens + output_tokens) are at most `MAX_REQUEST_TOKENS`, 10,000,000: longer
+than the context of any model vLLM serves, so a larger count is a mistake in the file, named by its line.
+
 A replay is judged over the trace's own window by default (`replay_window`): a 600 s trace over an
 hour would report a sixth of its throughput. What it offers is what the trace holds in the window
 (`with_trace_rates`), whatever the `rate` column says.
@@ -62,6 +65,8 @@ AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 _ADAPTERS_HEADER_WITH_RATE = ("adapter_id", "rank", "rate")
 
 _INT32_MAX = int(np.iinfo(np.int32).max)
+# a request's input + output tokens: above the longest context any model vLLM serves (10M tokens)
+MAX_REQUEST_TOKENS = 10_000_000
 
 
 @dataclass
@@ -74,6 +79,9 @@ class _AdapterRows:
 def load_trace(dir_path: str | Path) -> tuple[WorkloadSpec, RequestTable]:
     """Read `adapters.csv` and `trace.csv` from `dir_path`; every mistake names the file and line."""
     directory = Path(dir_path)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{directory}: is a file; expected the trace folder, the one holding trace.csv and "
+                         "adapters.csv")
     if not directory.is_dir():
         raise InputError(f"{directory}: trace directory not found (expected trace.csv and adapters.csv in it)")
     # priced before reading: the rows each file holds (a header line each)
@@ -254,12 +262,16 @@ def _read_requests(path: Path, adapter_ids: list[str]) -> RequestTable:
             f"expected an id listed in {path.with_name('adapters.csv')}"
         )
 
-    return RequestTable(
-        arrival_s=arrival_s,
-        adapter=adapter,
-        prompt_tokens=_token_column(prompt_text, path, line_numbers, "input_tokens"),
-        output_tokens=_token_column(output_text, path, line_numbers, "output_tokens"),
-    )
+    prompt_tokens = _token_column(prompt_text, path, line_numbers, "input_tokens")
+    output_tokens = _token_column(output_text, path, line_numbers, "output_tokens")
+    too_long = np.flatnonzero(prompt_tokens.astype(np.int64) + output_tokens > MAX_REQUEST_TOKENS)
+    if too_long.size:
+        row = int(too_long[0])
+        raise InputError(
+            f"{path} line {line_numbers[row]}: input_tokens + output_tokens must be at most {MAX_REQUEST_TOKENS:,} "
+            f"(longer than any model's context), got {int(prompt_tokens[row]):,} + {int(output_tokens[row]):,}"
+        )
+    return RequestTable(arrival_s=arrival_s, adapter=adapter, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
 
 
 def _float_column(texts: list[str], path: Path, lines: list[int], name: str) -> np.ndarray:

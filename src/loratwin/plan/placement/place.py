@@ -30,6 +30,7 @@ from loratwin.plan.placement.result import GpuPlan, Placement
 from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
 from loratwin.plan.placement.shares import ShareJudge
 from loratwin.profiles import Profile
+from loratwin.profiles.lora_rank import VLLM_MAX_LORA_RANKS
 from loratwin.workload import AdapterSpec, WorkloadSpec
 
 COMPARED = ("greedy", "round-robin", "least-loaded", "rank-grouped")
@@ -89,13 +90,22 @@ def _check_each_alone(judge: ShareJudge) -> None:
         hottest = max(members, key=lambda i: adapters[i].rate_req_s)
         verdict = judge([hottest])
         if not verdict.ok:
-            a = adapters[hottest]
             why = verdict.reason or f"refused even alone on a GPU ({verdict.explain()})"
-            raise InputError(
-                f"adapter {a.id!r} (rank {a.rank}, {a.rate_req_s:g} req/s) cannot be placed on one GPU "
-                f"of profile {judge.profile.name}: {why}. Serve it from several replicas (split its traffic) "
-                "and list each replica as its own adapter."
-            )
+            raise refused_alone(adapters[hottest], judge.profile.name, why, "cannot be placed on")
+
+
+def refused_alone(adapter: AdapterSpec, profile_name: str, why: str, verb: str) -> InputError:
+    """The refusal of an adapter no GPU can serve alone, with what to do: a rank above vLLM's largest
+    max_lora_rank cannot be served at all (the rule: loratwin.profiles.lora_rank), any other adapter from
+    several replicas that split its traffic."""
+    a = adapter
+    if a.rank > VLLM_MAX_LORA_RANKS[-1]:
+        todo = (f"No number of GPUs or replicas serves it: reduce the adapter to rank {VLLM_MAX_LORA_RANKS[-1]} "
+                "or below")
+    else:
+        todo = "Serve it from several replicas (split its traffic) and list each replica as its own adapter"
+    return InputError(f"adapter {a.id!r} (rank {a.rank}, {a.rate_req_s:g} req/s) {verb} one GPU of profile "
+                      f"{profile_name}: {why}. {todo}.")
 
 
 def place(

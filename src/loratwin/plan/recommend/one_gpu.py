@@ -20,6 +20,7 @@ from loratwin.errors import InputError
 from loratwin.plan.judge import AcceptanceRule, GpuCheck, GpuVerdict, make_check, resolve_profile
 from loratwin.plan.placement import ShareJudge, as_workload
 from loratwin.plan.placement.fill import fill_order, largest_prefix
+from loratwin.plan.placement.place import refused_alone
 from loratwin.plan.placement.result import DEFAULT_ADAPTER_DIR, vllm_command
 from loratwin.profiles import Profile
 from loratwin.workload import WorkloadSpec
@@ -107,9 +108,7 @@ def recommend(
     if served == 0:
         first = workload.adapters[sequence[0]]
         verdict = judge(sequence[:1])
-        raise InputError(f"adapter {first.id!r} (rank {first.rank}, {first.rate_req_s:g} req/s) does not fit on one "
-                         f"GPU of profile {profile.name}: {verdict.reason or verdict.explain()}. Serve it from several "
-                         "replicas (split its traffic) and list each replica as its own adapter.")
+        raise refused_alone(first, profile.name, verdict.reason or verdict.explain(), "does not fit on")
     rec = describe_share(workload, profile, judge, sequence, served, keep_order=keep_order, adapter_dir=adapter_dir)
     learned = getattr(check, "models", None)
     if learned is not None:

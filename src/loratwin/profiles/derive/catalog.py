@@ -129,47 +129,58 @@ def architecture_from_config(config: object, name: str, source: str) -> ModelArc
     """The architecture in a parsed `config.json`; a missing or wrong field names itself and `source`."""
     if not isinstance(config, dict):
         raise InputError(f"{source}: expected a JSON object of model config fields (a Hugging Face config.json)")
+    problems: list[str] = []  # every mistake in the file, on one line
     archs = config.get("architectures")
     arch = archs[0] if isinstance(archs, list) and archs and isinstance(archs[0], str) else None
     if arch not in SUPPORTED_ARCHITECTURES:
-        raise InputError(
-            f"{source}: architectures: {archs!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
-        )
+        problems.append(f"architectures: {archs!r} is not supported; supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
     missing = [
         key
         for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size", "vocab_size")
         if key not in config
     ]
     if missing:
-        raise InputError(f"{source}: missing fields {', '.join(missing)}")
+        problems.append(f"missing fields {', '.join(missing)}")
     dtype = config.get("torch_dtype", "bfloat16")
     if dtype not in DTYPE_BYTES:
-        raise InputError(f"{source}: torch_dtype: expected one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
-    heads = config["num_attention_heads"]
-    hidden = config["hidden_size"]
+        problems.append(f"torch_dtype: expected one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+    heads = config.get("num_attention_heads")
+    hidden = config.get("hidden_size")
     # head_dim is absent from older configs: it is then hidden_size / num_attention_heads
-    head_dim = config.get("head_dim") or (
+    derived_head_dim = "head_dim" not in config
+    head_dim = (
         hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 else None
-    )
+    ) if derived_head_dim else config["head_dim"]
     fields = {
         "name": name,
-        "architecture": arch,
-        "num_hidden_layers": config["num_hidden_layers"],
+        "architecture": arch or "",
+        "num_hidden_layers": config.get("num_hidden_layers"),
         "hidden_size": hidden,
         "num_attention_heads": heads,
         "num_key_value_heads": config.get("num_key_value_heads", heads),
         "head_dim": head_dim,
-        "intermediate_size": config["intermediate_size"],
-        "vocab_size": config["vocab_size"],
+        "intermediate_size": config.get("intermediate_size"),
+        "vocab_size": config.get("vocab_size"),
         "max_position_embeddings": config.get("max_position_embeddings", 4096),
         "tie_word_embeddings": config.get("tie_word_embeddings", False),
-        "dtype_bytes": DTYPE_BYTES[dtype],
+        "dtype_bytes": DTYPE_BYTES.get(dtype, 2),
         "qkv_bias": arch in _QKV_BIAS,
     }
     try:
-        return ModelArchitecture.model_validate(fields, strict=True)
+        architecture = ModelArchitecture.model_validate(fields, strict=True)
     except ValidationError as exc:
-        raise InputError(_validation_message(source, exc)) from None
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else "(top level)"
+            if field in missing:
+                continue  # already said
+            message = e["msg"].removeprefix("Value error, ")
+            if field == "head_dim" and derived_head_dim:
+                field = "head_dim (not in the file: hidden_size / num_attention_heads)"
+            problems.append(f"{field}: {message}")
+        architecture = None
+    if problems or architecture is None:
+        raise InputError(f"{source}: " + "; ".join(problems))
+    return architecture
 
 
 def resolve_model(name_or_path: str | Path) -> ModelArchitecture:
