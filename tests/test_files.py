@@ -62,6 +62,28 @@ def test_a_folder_with_the_users_files_is_refused_and_left_alone(tmp_path):
     assert listing(tmp_path) == {"run": None, "run/notes.txt": "mine"}
 
 
+def test_carried_entries_stay_through_a_swap_and_a_failed_one(tmp_path, monkeypatch):
+    import loratwin.files as files
+
+    run = tmp_path / "run"
+    (run / "store").mkdir(parents=True)
+    (run / "store" / "part.parquet").write_text("kept")
+    (run / "summary.json").write_text("old")
+    with written_whole(run, (*OWN, "store"), carry=("store",)) as tmp:
+        (tmp / "summary.json").write_text("new")
+    assert listing(tmp_path) == {"run": None, "run/store": None, "run/store/part.parquet": "kept",
+                                 "run/summary.json": "new"}
+
+    def failing_swap(tmp, path, own):
+        raise OutputError("the swap failed")
+
+    monkeypatch.setattr(files, "_swap_in", failing_swap)
+    with pytest.raises(OutputError), written_whole(run, (*OWN, "store"), carry=("store",)) as tmp:
+        (tmp / "summary.json").write_text("newer")
+    assert listing(tmp_path) == {"run": None, "run/store": None, "run/store/part.parquet": "kept",
+                                 "run/summary.json": "new"}
+
+
 def test_a_link_to_a_folder_stays_a_link(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")

@@ -46,10 +46,12 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 @contextmanager
-def written_whole(path: str | Path, own: Sequence[str]) -> Iterator[Path]:
+def written_whole(path: str | Path, own: Sequence[str], carry: Sequence[str] = ()) -> Iterator[Path]:
     """Yields a new, empty temporary folder beside `path`; when the block ends without an error, the
     folder takes `path`'s place whole (a previous result there, everything in it matching the glob
-    patterns `own`, is replaced). On an error or an interrupt nothing changes at `path`."""
+    patterns `own`, is replaced). On an error or an interrupt nothing changes at `path`. `carry`:
+    names of entries of the existing folder that the new one keeps (moved across just before the
+    swap, and back if it fails; e.g. the sweep store `train --profile` keeps beside its models)."""
     path = Path(path)
     if path.is_symlink():  # write where the link points; the link stays
         path = Path(os.path.realpath(path))
@@ -66,7 +68,16 @@ def written_whole(path: str | Path, own: Sequence[str]) -> Iterator[Path]:
                 raise  # something else, e.g. an input that could not be read
             raise OutputError(f"{path}: cannot write the results folder ({_reason(exc)}); nothing was written") from None
         _sync_tree(tmp)
-        _swap_in(tmp, path, own)
+        carried = [name for name in carry if (path / name).exists() and not (tmp / name).exists()]
+        for name in carried:
+            os.rename(path / name, tmp / name)
+        try:
+            _swap_in(tmp, path, own)
+        except BaseException:
+            for name in carried:  # the swap left `path` as it was: give its entries back
+                if (tmp / name).exists():
+                    os.rename(tmp / name, path / name)
+            raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

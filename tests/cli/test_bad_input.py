@@ -31,6 +31,12 @@ SIM = ("simulate", "--served", "4", "--rates", "0.4,0.2", "--ranks", "8,16", "--
 ADAPTERS_CSV = "adapter_id,rank,rate\na,8,0.5\nb,16,0.2\n"
 DERIVE = ("profile", "derive", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--gpu", "h200", "--out", "p.yaml")
 GRID = "name: tiny\nduration_s: 60\nserved: [8, 16]\nmax_loras: [8]\nrates: [[0.8, 0.4, 0.2]]\nranks: [[8, 16]]\n"
+# a lab's runs table, as `loratwin profile import` writes it (one run)
+LAB_HEADER = ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
+              "rate_counts,status,total_tok_s,mean_itl_ms")
+LAB_ROW = "a,lab,llama-3.1-8b-instruct,2,4,16,8 16,0.1 0.2,2 2,ok,100,20"
+FIT = ("profile", "fit", "lab.csv", "--model", "llama-3.1-8b-instruct", "--gpu", "h100-64gb", "--start",
+       "llama-3.1-8b-instruct")
 PROFILE_TEXT = (Path(__file__).resolve().parents[2] / "src" / "loratwin" / "profiles" / "data"
                 / "llama-3.1-8b-instruct.yaml").read_text()
 CAL_DECODE = ("model,status,experiment_set,mean_running,input_tokens,output_tokens,mean_itl_ms\n"
@@ -73,6 +79,10 @@ WORKSPACE: dict[str, str | bytes] = {
     "profile.yaml": "# the user's profile\n",
     "dir.yaml/keep.txt": "a folder named like a file\n",
     "models/keep.txt": "a folder without manifest.json\n",
+    "lab-nocols.csv": LAB_HEADER.replace(",total_tok_s,mean_itl_ms", "") + "\n" + LAB_ROW.rsplit(",", 2)[0] + "\n",
+    "lab-qwen.csv": LAB_HEADER + "\n" + LAB_ROW.replace("llama-3.1-8b-instruct", "qwen-2.5-7b-instruct") + "\n",
+    "lab-failed.csv": LAB_HEADER + "\n" + LAB_ROW.replace(",ok,", ",oom_at_start,").replace(",100,20", ",,") + "\n",
+    "lab.csv": LAB_HEADER + "\n" + LAB_ROW + "\n",
     "labrun/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
     "labrun/client-0.json": '{"model_id": "meta-llama/Llama-3.1-8B-Instruct", "duration": 30}',
     "labrun2/server.log": (Path(__file__).resolve().parents[1] / "fixtures" / "lab" / "run-ok" / "server.log").read_text(),
@@ -319,6 +329,13 @@ CASES = [
     case("--threshold: must be strictly between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
     case("missing: does not exist", "train", "missing", "--out", "m"),
     case("store: too few workloads with a known optimum", "train", "store", "--out", "m", "--no-tune"),
+    case("give RESULTS (the --out folder of a sweep) or --profile PROFILE", "train", "--out", "m"),
+    case("unknown profile 'nope'", "train", "--profile", "nope", "--out", "m"),
+    case("profile.yaml: expected a mapping of profile fields", "train", "--profile", "profile.yaml", "--out", "m"),
+    case("--workers: must be >= 1, got 0", "train", "--profile", "llama-3.1-8b-instruct", "--out", "m", "--workers", "0"),
+    case("--out existing: the folder holds notes.txt", "train", "--profile", "llama-3.1-8b-instruct", "--out",
+         "existing"),
+    case("--out afile: is a file; expected a folder", "train", "--profile", "llama-3.1-8b-instruct", "--out", "afile"),
     # explain
     case("--target: unknown 'nope'", "explain", "--target", "nope"),
     case("--model: no 'nope' model", "explain", "--model", "nope"),
@@ -395,6 +412,30 @@ CASES = [
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
+    # profile fit
+    case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
+         "--out", "p.yaml"),
+    case("lab-qwen.csv: no runs of model 'meta-llama/Llama-3.1-8B-Instruct' (it holds runs of qwen-2.5-7b-instruct)",
+         *FIT[:2], "lab-qwen.csv", *FIT[3:], "--out", "p.yaml"),
+    case("lab-failed.csv: none of the 1 runs of model 'meta-llama/Llama-3.1-8B-Instruct' can be fitted on", *FIT[:2],
+         "lab-failed.csv", *FIT[3:], "--out", "p.yaml"),
+    case("missing.csv does not exist", *FIT[:2], "missing.csv", *FIT[3:], "--out", "p.yaml"),
+    case("bad.csv: missing columns", *FIT[:2], "bad.csv", *FIT[3:], "--out", "p.yaml"),
+    case("--out p.txt: expected a .yaml file name", *FIT, "--out", "p.txt"),
+    case("--out missing/p.yaml: the folder missing does not exist", *FIT, "--out", "missing/p.yaml"),
+    case("--out lab.csv: expected a .yaml file name", *FIT, "--out", "lab.csv"),
+    case("--out profile.yaml: is an input of this command", *FIT[:2], "profile.yaml", *FIT[3:], "--out",
+         "profile.yaml"),
+    case("--gpu-memory-utilization: must be in (0, 1], got 1.5", *FIT, "--out", "p.yaml",
+         "--gpu-memory-utilization", "1.5"),
+    case("--max-num-batched-tokens (512) must be >= --max-num-seqs (1024)", *FIT, "--out", "p.yaml",
+         "--max-num-seqs", "1024", "--max-num-batched-tokens", "512"),
+    case("--max-model-len: must be >= 1, got 0", *FIT, "--out", "p.yaml", "--max-model-len", "0"),
+    case("--rounds: must be >= 1, got 0", *FIT, "--out", "p.yaml", "--rounds", "0"),
+    case("--model: unknown model 'nope'", *FIT[:4], "nope", *FIT[5:], "--out", "p.yaml"),
+    case("--gpu: unknown GPU 'nope'", *FIT[:6], "nope", *FIT[7:], "--out", "p.yaml"),
+    case("unknown profile 'nope'", *FIT[:8], "nope", "--out", "p.yaml"),
+    case("Missing option '--out'", *FIT),
     case("--starvation-threshold: must be strictly between 0 and 1, got 2", "place", "adapters.csv", "--starvation-threshold", "2"),
     case("--verify-duration must be a positive number of seconds, got 0", "place", "adapters.csv",
          "--verify-duration", "0"),
@@ -585,7 +626,7 @@ def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
                 "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
-                "profile import", "profile derive"}
+                "profile import", "profile derive", "profile fit"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

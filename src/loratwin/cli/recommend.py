@@ -66,6 +66,12 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
             f"{published['best_served']:.0f}, snapped to the training grid and capped at the list), max_loras "
             f"{published['max_loras']}; best throughput for such a mix {published['best_total_tok_s']:,.0f} tok/s "
             f"({published['best_total_tok_s_family']}, at the model's own optimum, not for these adapters)")
+    if rec.models_used:
+        out("[bold]Learned models[/bold]:")
+        for m in rec.models_used:
+            where = "shipped with loratwin" if m["shipped"] else "trained by loratwin train"
+            families = ", ".join(f"{target}: {family}" for target, family in m["families"].items())
+            out(f"  {m['use']}: {m['directory']} ({where}, for profile {m['profile']}; {families})", markup=False)
     if rec.refinement is not None:
         _print_refinement(rec.refinement)
     if rec.verification is not None:
@@ -172,7 +178,8 @@ def recommend(
     loaded = load_profile(profile)
     check_models_dir(models, profile=loaded.name)
     estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
-    rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models)
+    rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models,
+                        profile_source=profile)
     rec = _check_with_twin(rec, spec, loaded, estimator, verify=verify, refine=refine, seed=seed, keep_order=keep_order,
                            adapter_dir=adapter_dir)
     if command_out is not None:

@@ -88,8 +88,10 @@ def train_profile(
     n_folds: int = 5,
     threshold: float = STARVATION_THRESHOLD,
     log: Callable[[str], None] = lambda message: None,
+    about: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Cross-validate every family on every target, fit each on all data, write the shipped ones."""
+    """Cross-validate every family on every target, fit each on all data, write the shipped ones.
+    `about`: what else to say of the training data in the manifest (e.g. the sweep that made it)."""
     started = time.monotonic()
     prof, runs, labels = load_sweep(results_dir, profile, threshold)
     tables = {"config": config_table(runs, prof, threshold), "optimum": optimum_table(labels, prof)}
@@ -144,6 +146,7 @@ def train_profile(
             "workloads_with_optimum": len(tables["optimum"]),
             "cv_folds": n_folds,
             "cv_grouped_by": "workload",
+            **(about or {}),
         },
         "defaults": defaults,
         "models": models,

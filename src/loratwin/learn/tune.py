@@ -35,8 +35,10 @@ def tune_max_starved_p(
     threshold: float = STARVATION_THRESHOLD,
     workers: int | None = None,
     log: Callable[[str], None] = lambda message: None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
-    """Try each margin on the sweep's workloads; write the best into the models' manifest."""
+    """Try each margin on the sweep's workloads; write the best into the models' manifest.
+    `profile`: the profile (name or YAML path) when the manifest's name alone does not find it."""
     from loratwin.twin import ServerConfig
     from loratwin.twin.batch import SimulationTask, simulate_many
     from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
@@ -44,7 +46,7 @@ def tune_max_starved_p(
 
     models_dir = Path(models_dir)
     manifest = json.loads((models_dir / "manifest.json").read_text(encoding="utf-8"))
-    profile, runs, labels = load_sweep(results_dir, manifest["profile"], threshold)
+    profile, runs, labels = load_sweep(results_dir, profile or manifest["profile"], threshold)
     table = config_table(runs, profile, threshold)
     families = manifest["defaults"]["total_tok_s"], manifest["defaults"]["starved"]
     lengths = profile_lengths(profile)

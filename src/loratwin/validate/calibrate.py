@@ -10,16 +10,7 @@ Each term of the cost model is fitted on the measurements that isolate it:
 - the share of requested output tokens the model generates: the realised output lengths of the
   unstarved real runs;
 - the LoRA and prefill terms of the step time: on real multi-LoRA runs, with the twin in the loop
-  (below), since no isolated measurement of them at realistic batches exists.
-
-The twin-in-the-loop fit: replay the runs with the current profile, record for each run the mean
-value of every step-time term (weighted by tokens emitted, and per step), and solve a non-negative
-least-squares problem in relative error on two kinds of equations: the run's measured mean ITL
-(all runs), and its mean step time (runs whose throughput is capacity-bound, where the measured
-throughput fixes the mean step time: steps_twin x throughput_twin / throughput_real steps took the
-window). Terms are linear in the coefficients, so each solve is exact for the replayed dynamics;
-a few rounds let the dynamics follow the coefficients. The round with the lowest combined error
-on the fitting runs is kept. Only global coefficients are fitted.
+  (`twin_fit.py`), since no isolated measurement of them at realistic batches exists.
 """
 
 from __future__ import annotations
@@ -28,7 +19,6 @@ import csv
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 
@@ -48,16 +38,15 @@ from loratwin.profiles.model import (
     TermMs,
 )
 from loratwin.textfile import read_user_text
-from loratwin.validate.errors import half_smape
-from loratwin.validate.replay import STEP_TERM_FIELDS, ReplayResult, replay_runs
 from loratwin.validate.runs import RealRun
+from loratwin.validate.twin_fit import BASE_TERMS, RUN_TERMS, FitRound, fit_step_time_on_runs
 from loratwin.workload.length_tables import available_tables
 
-# Terms of the step time fitted on the base-model decode runs, and on the real multi-LoRA runs.
-BASE_TERMS = ("base_ms", "per_seq_ms", "per_context_token_ms")
-RUN_TERMS = ("lora_step_ms", "per_prefill_token_ms", "lora_per_adapter_ms", "lora_per_seq_per_slot_ms", "lora_per_rank_ms")
-# A run counts as capacity-bound (its throughput set by the step time) below this served/offered.
-CAPACITY_BOUND_RATIO = 0.97
+__all__ = [
+    "BASE_TERMS", "RUN_TERMS", "FitRound", "calibrate", "fit_adapter_loads", "fit_base_step", "fit_kv_capacity",
+    "fit_output_ratio", "fit_scheduler_overhead", "fit_step_time_on_runs",
+]
+
 # vLLM's KV block size on the measured servers
 KV_BLOCK_SIZE = 16
 
@@ -222,93 +211,6 @@ def fit_output_ratio(runs: Sequence[RealRun]) -> float:
     if not ratios:
         return 1.0
     return round(min(1.0, float(np.median(ratios))), 4)
-
-
-@dataclass
-class FitRound:
-    """One round of the twin-in-the-loop fit: the profile replayed and its errors on the fitting runs."""
-
-    profile: Profile
-    throughput_error: float
-    itl_error: float
-    starvation_agreement: float
-    results: list[ReplayResult] = field(repr=False, default_factory=list)
-
-    @property
-    def score(self) -> float:
-        # errors in %, starvation disagreements weigh like percent points of error
-        return self.throughput_error + self.itl_error + 100 * (1 - self.starvation_agreement)
-
-
-def _score(profile: Profile, results: Sequence[ReplayResult]) -> FitRound:
-    ok = [r for r in results if r.started and r.run.has_metrics]
-    flags = [r for r in ok if r.run.starved is not None]
-    return FitRound(
-        profile=profile,
-        throughput_error=half_smape([r.run.measured["total_tok_s"] for r in ok], [r.total_tok_s for r in ok]),
-        itl_error=half_smape([r.run.measured["mean_itl_ms"] for r in ok], [r.mean_itl_ms for r in ok]),
-        starvation_agreement=float(np.mean([r.starved == r.run.starved for r in flags])) if flags else 1.0,
-        results=list(results),
-    )
-
-
-def _solve_run_terms(profile: Profile, results: Sequence[ReplayResult], duration_s: float) -> dict[str, float]:
-    from scipy.optimize import nnls
-
-    st = profile.step_time.model_dump()
-    fixed = np.array([st[name] if name in BASE_TERMS else 0.0 for name in STEP_TERM_FIELDS])
-    free = [STEP_TERM_FIELDS.index(name) for name in RUN_TERMS]
-    a_rows, b_rows = [], []
-    for r in results:
-        if not (r.started and r.run.has_metrics and r.mean_itl_ms):
-            continue
-        itl = r.run.measured["mean_itl_ms"]
-        a_rows.append(r.terms_per_token[free] / itl)
-        b_rows.append((itl - r.overhead_per_token_ms - fixed @ r.terms_per_token) / itl)
-        real_ratio = r.run.measured.get("throughput_over_offered")
-        if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
-            step = duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
-            a_rows.append(r.terms_per_step[free] / step)
-            b_rows.append((step - r.overhead_per_step_ms - fixed @ r.terms_per_step) / step)
-    if len(a_rows) < len(free):
-        raise InputError(f"too few usable runs to fit the step time ({len(a_rows)} equations)")
-    coef, _ = nnls(np.array(a_rows), np.array(b_rows))
-    return {name: round(float(c), 9) for name, c in zip(RUN_TERMS, coef, strict=True)}
-
-
-def fit_step_time_on_runs(
-    profile: Profile,
-    runs: Sequence[RealRun],
-    *,
-    rounds: int = 4,
-    seeds: Sequence[int] = (0,),
-    workers: int | None = None,
-    duration_s: float = 3600.0,
-    on_round: Callable[[int, FitRound], None] | None = None,
-    on_replay_done: Callable[[], None] | None = None,
-) -> tuple[Profile, list[FitRound]]:
-    """The twin-in-the-loop fit of the LoRA and prefill terms (see the module docstring)."""
-    history: list[FitRound] = []
-    current = profile
-    for i in range(rounds + 1):
-        results = replay_runs(runs, lambda _model, fitted=current: fitted, seeds=seeds, workers=workers,
-                              duration_s=duration_s, on_done=on_replay_done)
-        fit_round = _score(current, results)
-        history.append(fit_round)
-        if on_round:
-            on_round(i, fit_round)
-        if i == rounds:
-            break
-        terms = _solve_run_terms(current, results, duration_s)
-        if i > 0:
-            # half steps after the first: the dynamics answer the coefficients, and full steps
-            # oscillate between over- and under-loaded fits
-            previous = current.step_time.model_dump()
-            terms = {k: round((v + previous[k]) / 2, 9) for k, v in terms.items()}
-        step = current.step_time.model_copy(update={**terms, "lora_factor_base": 1.0, "lora_factor_per_adapter": 0.0})
-        current = current.model_copy(update={"step_time": step})
-    best = min(history, key=lambda r: r.score)
-    return best.profile, history
 
 
 def calibrate(

@@ -16,6 +16,8 @@ from loratwin.validate.runs import RealRun, run_requests, run_server, run_worklo
 
 # The reference runs' benchmark client saturated near this many waiting requests.
 REFERENCE_CLIENT_CAP = 25_500
+# The benchmark window of a run whose runs file does not say (`configured_time_s`): the reference runs' hour.
+DEFAULT_DURATION_S = 3600.0
 
 # Per-step terms of the step-time model, in the order of STEP_TERM_FIELDS (profile field names).
 STEP_TERM_FIELDS = (
@@ -55,14 +57,15 @@ class ReplayResult:
     overhead_per_token_ms: float | None = None
     overhead_per_step_ms: float | None = None
     steps: float | None = None
+    duration_s: float = DEFAULT_DURATION_S  # the window the run was replayed over
 
 
-def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float]) -> dict:
-    run, profile, seed, cap, duration_s, threshold = task
+def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float, dict[str, int]]) -> dict:
+    run, profile, seed, cap, duration_s, threshold, flags = task
     workload = run_workload(run, seed)
     try:
         result = simulate(
-            workload, run_server(run, cap), profile,
+            workload, run_server(run, cap, **flags), profile,
             duration_s=duration_s, seed=seed, starvation_threshold=threshold,
             requests=run_requests(run, workload, profile, duration_s, seed), outputs_requested=True,
         )
@@ -86,6 +89,11 @@ def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float]) ->
     }
 
 
+def run_duration(run: RealRun) -> float:
+    """The run's benchmark window in seconds: its `configured_time_s`, else DEFAULT_DURATION_S."""
+    return run.measured.get("configured_time_s") or DEFAULT_DURATION_S
+
+
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return float(np.mean(values)) if values else None
@@ -107,19 +115,23 @@ def replay_runs(
     *,
     seeds: Sequence[int] = (0, 1, 2),
     client_max_waiting: int | None = REFERENCE_CLIENT_CAP,
-    duration_s: float = 3600.0,
+    duration_s: float | None = None,
     starvation_threshold: float = 0.1,
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
+    server: dict[str, int] | None = None,
 ) -> list[ReplayResult]:
     """Simulate every run that ran or failed to start, once per seed, on `workers` processes
-    (default: all cores). `profile_for(model)` gives the profile of each run's model.
+    (default: all cores), each over `duration_s` or else its own window (`run_duration`).
+    `profile_for(model)` gives the profile of each run's model; `server`
+    sets flags of every run's server (max_num_seqs, max_num_batched_tokens; see `run_server`).
     The starvation flag is taken on the seeds' mean throughput/offered ratio."""
     check_replay_options(seeds, workers, client_max_waiting)
     runs = [r for r in runs if r.start_known]
     profiles = {model: profile_for(model) for model in sorted({r.model for r in runs})}
     tasks = [
-        (run, profiles[run.model], seed, client_max_waiting, duration_s, starvation_threshold)
+        (run, profiles[run.model], seed, client_max_waiting, duration_s or run_duration(run), starvation_threshold,
+         dict(server or {}))
         for run in runs for seed in seeds
     ]
     workers = workers or os.cpu_count() or 1
@@ -157,5 +169,6 @@ def replay_runs(
             overhead_per_token_ms=_mean([o["overhead_per_token_ms"] for o in per_seed]),
             overhead_per_step_ms=_mean([o["overhead_per_step_ms"] for o in per_seed]),
             steps=_mean([o["steps"] for o in per_seed]),
+            duration_s=duration_s or run_duration(run),
         ))
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,13 @@ MEASURED_FLOATS = (
     "throughput_over_offered", "approx_offered_tok_s", "sent_offered_tok_s", "ttft_with_unfinished_ms",
     "max_waiting", "mean_running", "mean_waiting", "pool_mean_input_tokens", "pool_mean_output_tokens",
     "completed", "total_output_tokens", "paper_dt_total_tok_s", "paper_dt_itl_ms", "paper_dt_ttft_ms",
+    # the server's "GPU KV cache size" at start, where the runs file has it (`loratwin profile import`)
+    "kv_cache_tokens",
+    # the benchmark window asked for (s); the twin replays the run over it (default an hour)
+    "configured_time_s", "duration_s",
 )
+# A benchmark window beyond a day is a mistake in the file (the reference runs took an hour).
+MAX_WINDOW_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,9 @@ def _parse_row(row: dict[str, str], line: int, source: str) -> RealRun:
             raise fail(f"{name} must be a number, got {value!r}") from None
         if measured[name] is not None and not math.isfinite(measured[name]):
             raise fail(f"{name} must be a finite number, got {value!r}")
+    window = measured["configured_time_s"]
+    if window is not None and not 0 < window <= MAX_WINDOW_S:
+        raise fail(f"configured_time_s must be a number of seconds > 0 and <= {MAX_WINDOW_S:g}, got {window:g}")
     rates, counts = numbers("rate_values", float, 0), numbers("rate_counts", int, 0)
     if len(rates) != len(counts):
         raise fail("rate_values and rate_counts must have the same length")
@@ -155,10 +165,11 @@ def _check_width(row: list[str], header: list[str], line: int, source: str) -> N
         )
 
 
-def load_runs(path: str | Path) -> list[RealRun]:
+def load_runs(path: str | Path, required: Sequence[str] = ()) -> list[RealRun]:
     """Read a runs file; errors name the file, line and column. A row with fewer or more fields
     than the header is an error, not a row with blanks: a truncated file must not pass as runs
-    without measurements."""
+    without measurements. `required`: columns needed beyond the configuration's (e.g. the
+    measurements a fit needs)."""
     path = Path(path)
     source = str(path)
     reader = csv.reader(io.StringIO(read_user_text(path, RUNS_FILE), newline=""))
@@ -166,7 +177,7 @@ def load_runs(path: str | Path) -> list[RealRun]:
         header = [name.strip() for name in next(reader, None) or []]
         if not header:
             raise InputError(f"{source}: the file is empty; expected {RUNS_FILE}")
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        missing = [c for c in (*REQUIRED_COLUMNS, *required) if c not in header]
         if missing:
             raise InputError(f"{source}: missing columns {', '.join(missing)}; expected {RUNS_FILE}")
         twice = sorted({name for name in header if header.count(name) > 1})
@@ -213,11 +224,14 @@ def run_requests(run: RealRun, workload: WorkloadSpec, profile: Profile, duratio
     return RequestTable(arrival_s=requests.arrival_s, adapter=requests.adapter, prompt_tokens=prompt, output_tokens=output)
 
 
-def run_server(run: RealRun, client_max_waiting: int | None) -> ServerConfig:
-    """The server flags of a run (`--max-cpu-loras` = served adapters, as in every reference run)."""
+def run_server(run: RealRun, client_max_waiting: int | None, **flags: int) -> ServerConfig:
+    """The server flags of a run (`--max-cpu-loras` = served adapters, as in every reference run);
+    `flags`: other ServerConfig fields (max_num_seqs, max_num_batched_tokens), else vLLM's defaults
+    as the reference runs had them."""
     return ServerConfig(
         max_loras=run.max_loras,
         max_cpu_loras=run.served_adapters,
         max_lora_rank=run.max_lora_rank,
         client_max_waiting=client_max_waiting,
+        **flags,
     )

@@ -44,8 +44,8 @@ def _learned(profile, lengths, rule, arrival, models_dir) -> GpuCheck:
     check = LearnedCheck.for_profile(profile, lengths, models_dir, rule=rule)
     if check is None:
         where = f"in {models_dir}" if models_dir is not None else "shipped"
-        raise InputError(f"--check learned: no learned models {where} for profile {profile.name} "
-                         "(`loratwin train` writes them; pass the directory with --models)")
+        raise InputError(f"--check learned: no learned models {where} for profile {profile.name}; train them with "
+                         "`loratwin train --profile PROFILE --out MODELS` and pass --models MODELS")
     return check
 
 

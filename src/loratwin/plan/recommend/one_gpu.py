@@ -56,6 +56,8 @@ class Recommendation:
     refinement: dict[str, Any] | None = None
     source: str = "cost-model"
     notes: list[str] = field(default_factory=list)
+    # the learned models behind the answer or beside it: what used them, where they are, their families
+    models_used: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,11 +90,14 @@ def recommend(
     adapter_dir: str = DEFAULT_ADAPTER_DIR,
     published: bool = True,
     models: str | Path | None = None,
+    profile_source: str | None = None,
 ) -> Recommendation:
     """How many of `workload`'s adapters one GPU of `profile` serves, at which max_loras: the most
     the rule accepts on `check`'s predictions (the cost model by default). With `published`, the
     optimum models' answer comes beside it when there are models for the profile (shipped, or in
-    `models`, a directory `loratwin train` wrote)."""
+    `models`, a directory `loratwin train` wrote); when there are none, a note says how to train
+    them (for `profile_source`: the profile as the user gave it). `models_used` names every learned
+    model involved."""
     workload = as_workload(workload)
     budget.require(budget.recommendation_estimate(len(workload.adapters)))
     profile = resolve_profile(profile)
@@ -105,9 +110,39 @@ def recommend(
         verdict = judge(sequence[:1])
         raise refused_alone(first, profile.name, verdict.reason or verdict.explain(), "does not fit on")
     rec = describe_share(workload, profile, judge, sequence, served, keep_order=keep_order, adapter_dir=adapter_dir)
+    learned = getattr(check, "models", None)
+    if learned is not None:
+        docs = {"total_tok_s": learned.throughput, "starved": learned.starvation}
+        rec.models_used.append(models_entry(
+            "the learned check (throughput, starvation)", learned.source,
+            next((d["profile"] for d in docs.values() if d.get("profile")), None),
+            {target: d.get("family", d.get("kind")) for target, d in docs.items()}))
     if published:
-        rec.published_method = _published(workload, profile, models)
+        answer = rec.published_method = _published(workload, profile, models)
+        if answer is None:
+            rec.notes.append(no_models_note(profile, profile_source))
+        else:
+            rec.models_used.append(models_entry(
+                "the published method (optimum models)", answer["models"], answer["models_profile"],
+                {t: answer[f"{t}_family"] for t in ("best_served", "best_max_loras", "best_total_tok_s")}))
     return rec
+
+
+def models_entry(use: str, directory: str, profile: str | None, families: dict[str, str]) -> dict[str, Any]:
+    """Which learned models did what: their folder (shipped or trained), the profile they were trained
+    for and the family per target."""
+    from loratwin.learn.bundle import MODELS_DIR
+
+    return {"use": use, "directory": str(directory), "shipped": Path(directory).resolve().parent == MODELS_DIR.resolve(),
+            "profile": profile, "families": families}
+
+
+def no_models_note(profile: Profile, profile_source: str | None) -> str:
+    """What to say when a profile has no trained models, and how to train them."""
+    given = profile_source or f"{profile.name}.yaml"
+    return (f"no trained models for profile {profile.name}, so no published-method answer and no --check learned; "
+            f"train them with `loratwin train --profile {given} --out MODELS` (about 15 min on 2 cores), "
+            "then pass --models MODELS")
 
 
 def describe_share(workload: WorkloadSpec, profile: Profile, judge: ShareJudge, sequence: list[int], served: int, *,

@@ -48,6 +48,7 @@ def published_answer(workload: WorkloadSpec, profile: Profile, models: ModelSet 
     served_doc = models.model("best_served", family)
     answer["path"] = decision_path(served_doc, np.array([features[f] for f in served_doc["features"]], np.float64))
     answer["models"] = str(models.directory)
+    answer["models_profile"] = models.profile
     return answer
 
 

@@ -110,7 +110,7 @@ def apply_refinement(rec: Recommendation, refinement: dict[str, Any], workload: 
         if not moved.accepted:
             notes.append(f"the {check.name} estimator would refuse this point ({moved.deciding_limit}); the twin, "
                          f"over {refinement['duration_s']:g} s, accepts it")
-        rec = replace(moved, published_method=rec.published_method, notes=notes)
+        rec = replace(moved, published_method=rec.published_method, notes=notes, models_used=rec.models_used)
     return replace(rec, refinement=refinement, source=f"{rec.check}, refined with the twin")
 
 
