@@ -70,3 +70,16 @@ def test_a_derived_profile_is_deterministic(derived, tmp_path):
     assert code == 0, err
     body = [line for line in derived.read_text().splitlines() if not line.startswith("#")]
     assert [line for line in again.read_text().splitlines() if not line.startswith("#")] == body
+
+
+def test_recommend_on_a_derived_profile_says_it_is_not_validated(derived):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "src" / "loratwin" / "plan" / "examples" / "quickstart.csv"
+    code, out, err = run_main(["recommend", str(example), "--profile", str(derived)])
+    assert code == 0, err
+    assert "DERIVED" in out and "not validated on this GPU" in out
+    assert "--max-num-seqs 512" in out  # the profile's own server flags in the vllm serve command
+    code, out, err = run_main(["recommend", str(example)])
+    assert code == 0, err
+    assert "DERIVED" not in out

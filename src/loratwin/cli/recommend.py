@@ -34,7 +34,15 @@ ADAPTERS_SHOWN = 6
 QUICKSTART_PROFILE = "llama-3.1-8b-instruct"
 
 
-def _print_recommendation(rec: Any, command_out: Path | None) -> None:
+def derived_note(profile: Any) -> str:
+    """A warning line for a profile derived from datasheets (`loratwin profile derive`), "" otherwise."""
+    if profile.fitted != "derived":
+        return ""
+    return ("  note: the profile is DERIVED from the model's architecture and the GPU's datasheet and not validated "
+            "on this GPU; calibrate it (loratwin profile plan, import, fit) before relying on these numbers")
+
+
+def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") -> None:
     import shlex
 
     from rich.markup import escape
@@ -43,6 +51,8 @@ def _print_recommendation(rec: Any, command_out: Path | None) -> None:
     out = stdout.print
     out(f"[bold]Recommendation[/bold] for {plural(rec.adapters_given, 'adapter')} on {escape(rec.profile)} "
         f"({escape(rec.model_id)}):")
+    if note:
+        stdout.print(note, markup=False)
     out(f"  serve {rec.served} of the {plural(rec.adapters_given, 'adapter')} on one GPU ({rec.selection_rule}: {shown})",
         markup=False)
     out(f"  --max-loras {rec.max_loras}  --max-cpu-loras {rec.max_cpu_loras}  --max-lora-rank {rec.max_lora_rank}")
@@ -192,7 +202,7 @@ def recommend(
     if json_out:
         print(json.dumps(rec.to_dict(), indent=1, allow_nan=False))
         return
-    _print_recommendation(rec, command_out)
+    _print_recommendation(rec, command_out, derived_note(loaded))
 
 
 def _check_output_places(command_out: Path | None, report: Path | None, workload: Path) -> None:
@@ -247,7 +257,7 @@ def quickstart(
                  "in the batch or for the KV cache"
                  + ("; then the twin simulates an hour around that answer, judged by the same rule:\n"
                     if check else ":\n"))
-    _print_recommendation(rec, None)
+    _print_recommendation(rec, None, derived_note(profile))
     step = 3
     if placement is not None:
         _print_quickstart_placement(placement, verification)
