@@ -15,14 +15,7 @@ from loratwin.sweep import execute
 from loratwin.sweep.grid import grid_from_yaml
 from loratwin.sweep.store import read_results
 
-TINY_GRID = """\
-name: tiny
-duration_s: 120
-served: [8, 16, 24]
-max_loras: [8, 16]
-rates: [[3.2, 1.6, 0.8], [1.6, 0.8, 0.4], [0.8, 0.4, 0.2], [0.4, 0.2, 0.1], [0.2, 0.1, 0.05], [6.4, 3.2, 1.6]]
-ranks: [[8, 16]]
-"""
+from .test_train import TINY_GRID  # the same tiny sweep as `train`'s own tests
 
 
 @pytest.fixture
