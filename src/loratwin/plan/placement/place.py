@@ -60,10 +60,12 @@ def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile
     return lower_bound_gpus(list(workload.adapters), profile, check or default_check(profile, workload))
 
 
-def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
-    """GPU `index` serving `members` at the option the rule chooses for them."""
+def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge, max_loras: int | None = None) -> GpuPlan:
+    """GPU `index` serving `members` at the option the rule chooses for them, or at `max_loras` where
+    the rule accepts it there (a running server keeps its flags)."""
     verdict = judge(members)
-    option = verdict.chosen()
+    kept = verdict.option(max_loras) if max_loras is not None else None
+    option = kept if kept is not None and kept.accepted else verdict.chosen()
     if option is None or verdict.max_lora_rank is None:
         raise InputError(f"GPU {index}: no configuration starts ({verdict.reason or 'out of memory'})")
     return GpuPlan(
@@ -82,7 +84,7 @@ def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
     )
 
 
-def _check_each_alone(judge: ShareJudge) -> None:
+def check_each_alone(judge: ShareJudge) -> None:
     """Refuse adapters that no single GPU can serve: the busiest of each rank alone (a quieter one
     of the same rank only fits better)."""
     adapters = judge.adapters
@@ -134,7 +136,7 @@ def place(
     check = check or default_check(profile, workload)
     items = list(workload.adapters)
     judge = ShareJudge(check, profile, items)
-    _check_each_alone(judge)
+    check_each_alone(judge)
     notes: list[str] = []
     # the bound does not depend on the placement: it is worked out beside the algorithm (the LP
     # solver and the compiled wait solver let go of the GIL) and waited for where first needed

@@ -1,0 +1,193 @@
+"""Re-placement: the running placement adapted to new rates with the fewest adapters moved.
+
+    from loratwin.plan.placement.replace import replace
+    result = replace(old_placement, new_adapters, "llama-3.1-8b-instruct")
+    result.placement, result.moves, result.fresh_moves
+
+Every adapter stays on its GPU unless the acceptance rule (the same check and ShareJudge as
+`place`) refuses that GPU under the new rates. Off each refused GPU go the fewest adapters whose
+removal makes it accepted: the count is the fewest of the hottest-first removals (bisection over
+the rate order: taking off the busiest adapters relieves a GPU most); at that count each adapter
+taken off is swapped for the coldest one left whose removal still works (a cold adapter moves the
+fewest requests onto a server that must load it; ties: the cheaper load). Those adapters and the
+new ones go, hottest first, onto the accepted GPU that stays accepted with the least strain (a GPU
+that keeps its --max-loras before one that would restart); what no GPU takes fills new GPUs with
+the greedy. Vanished adapters are dropped without a move; a GPU left empty is freed.
+
+A fresh placement of the same adapters is made too, its GPUs matched to the old ones (the most
+adapters kept, `moves.match_gpus`): its moves are reported, and it is taken instead when it moves
+fewer adapters (`chosen` says which). A GPU keeps its --max-loras where the rule still accepts it;
+otherwise the rule chooses again and the GPU is listed in `restarts`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from loratwin.errors import InputError
+from loratwin.plan.judge import GpuCheck, resolve_profile
+from loratwin.plan.placement.fill import greedy_bins, largest_prefix
+from loratwin.plan.placement.moves import Move, gpus_of, match_gpus, moves_between, restarted
+from loratwin.plan.placement.place import as_workload, check_each_alone, default_check, gpu_plan, place
+from loratwin.plan.placement.result import Placement
+from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
+from loratwin.plan.placement.shares import ShareJudge
+from loratwin.profiles import Profile
+from loratwin.workload import AdapterSpec, WorkloadSpec
+
+
+@dataclass
+class Replacement:
+    """A re-placement: the new placement, what it moved and what a fresh placement would move."""
+
+    placement: Placement
+    moves: list[Move]
+    added: list[Move]  # adapters new to the placement, with the load each costs
+    dropped: list[str]  # adapters that vanished from the input
+    restarts: list[int]  # GPUs whose --max-loras or --max-lora-rank changed (the server restarts)
+    refused: list[int]  # old GPUs the rule refuses under the new rates, as they were
+    freed: list[int]  # old GPUs left without adapters
+    fresh_moves: int  # what a fresh placement of the same adapters would move (its GPUs matched)
+    fresh_gpus: int
+    chosen: str  # "kept" (the adapters stay where the rule allows) or "fresh"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def moved_load_ms(self) -> float:
+        return sum(m.load_ms for m in self.moves)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc = self.placement.to_dict()
+        doc.update({
+            "replaced_from": {"chosen": self.chosen, "refused_gpus": self.refused, "freed_gpus": self.freed,
+                              "restarts": self.restarts, "dropped": self.dropped, "notes": self.notes},
+            "moves": [m.to_dict() for m in self.moves],
+            "added": [m.to_dict() for m in self.added],
+            "move_count": len(self.moves),
+            "moved_load_ms": self.moved_load_ms,
+            "added_load_ms": sum(m.load_ms for m in self.added),
+            "fresh_moves": self.fresh_moves,
+            "fresh_gpus": self.fresh_gpus,
+        })
+        return doc
+
+
+def replace(old: Placement, adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile | str,
+            check: GpuCheck | None = None, search_moves: int = DEFAULT_SEARCH_MOVES) -> Replacement:
+    """`old` adapted to `adapters` (their new rates; new ones may appear, old ones vanish) with the
+    fewest adapters moved, every GPU accepted by `check`'s rule (see the module's docstring)."""
+    started = time.perf_counter()
+    workload = as_workload(adapters)
+    profile = resolve_profile(profile)
+    if old.profile != profile.name:
+        raise InputError(f"--from: the placement was made for profile {old.profile!r}, not {profile.name!r}; "
+                         f"give --profile {old.profile} or place afresh")
+    check = check or default_check(profile, workload)
+    items = list(workload.adapters)
+    judge = ShareJudge(check, profile, items)
+    check_each_alone(judge)
+    before = gpus_of(old)
+    index = {a.id: i for i, a in enumerate(items)}
+    bins = {g.index: [index[a.id] for a in g.adapters if a.id in index] for g in old.gpus}
+    freed = [g for g, members in bins.items() if not members]
+    bins = {g: members for g, members in bins.items() if members}
+    refused = [g for g, members in bins.items() if not judge.ok(members)]
+    pool = [i for i, a in enumerate(items) if a.id not in before]
+    for g in refused:
+        bins[g], off = fewest_off(judge, bins[g])
+        pool += off
+    first_new = max((g.index for g in old.gpus), default=-1) + 1
+    old_slots = {g.index: g.max_loras for g in old.gpus}
+    _place_pool(judge, bins, pool, old_slots, first_new)
+    fresh = place(workload, profile, check=check, search_moves=search_moves)
+    kept = _placement(old, fresh, [gpu_plan(g, bins[g], judge, old_slots.get(g)) for g in sorted(bins)], started)
+    fresh_matched = _placement(old, fresh, match_gpus(before, fresh.gpus, first_new), started)
+    kept_moves, added = moves_between(before, kept, profile)
+    fresh_moves, fresh_added = moves_between(before, fresh_matched, profile)
+    chosen, result = "kept", kept
+    if len(fresh_moves) < len(kept_moves):
+        chosen, result, kept_moves, added = "fresh", fresh_matched, fresh_moves, fresh_added
+    notes = []
+    if chosen == "fresh":
+        notes.append(f"a fresh placement moves fewer adapters ({len(fresh_moves)}) than keeping them where the "
+                     "rule allows: it is taken, its GPUs matched to the old ones")
+    result.elapsed_s = time.perf_counter() - started
+    return Replacement(
+        placement=result, moves=kept_moves, added=added, dropped=sorted(set(before) - set(index)),
+        restarts=restarted(old, result), refused=sorted(refused), freed=sorted(freed),
+        fresh_moves=len(fresh_moves), fresh_gpus=fresh.gpu_count, chosen=chosen, notes=notes,
+    )
+
+
+def fewest_off(judge: ShareJudge, members: list[int]) -> tuple[list[int], list[int]]:
+    """(kept, taken off): the fewest of `members` to take off for the rule to accept the rest,
+    the coldest (then cheapest to load) such choice. Acceptance is taken as monotone in the rates,
+    as the greedy's fill takes it; the result is always judged."""
+    adapters = judge.adapters
+
+    def cost(i: int) -> tuple[float, int, int]:  # colder, then smaller (a lower rank loads faster)
+        return adapters[i].rate_req_s, adapters[i].rank, i
+
+    coldest_first = sorted(members, key=cost)
+    keep = largest_prefix(coldest_first, judge.ok, hint=len(members) - 1, whole_first=False)
+    if keep == 0:  # not even its coldest adapter alone: cannot happen once check_each_alone passed
+        return [], coldest_first
+    kept, off = coldest_first[:keep], coldest_first[keep:]
+    for taken in sorted(off, key=cost, reverse=True):  # hottest taken first: the most to gain by a swap
+        # the coldest kept adapter whose removal (with `taken` back on) is accepted: a suffix of the
+        # kept adapters by rate, found by bisection
+        candidates = [c for c in kept if cost(c) < cost(taken)]
+        if not candidates:
+            continue
+        rest = [i for i in kept if i not in candidates]
+
+        def works(k: int, candidates=candidates, rest=rest, taken=taken) -> bool:
+            return judge.ok([*rest, *candidates[:k], *candidates[k + 1:], taken])
+
+        lo, hi = 0, len(candidates) - 1
+        if not works(hi):
+            continue
+        while lo < hi:  # the first k that works
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if works(mid) else (mid + 1, hi)
+        swapped = candidates[lo]
+        kept = sorted([*(i for i in kept if i != swapped), taken], key=cost)
+        off = [*(i for i in off if i != taken), swapped]
+    return kept, off
+
+
+def _place_pool(judge: ShareJudge, bins: dict[int, list[int]], pool: list[int], old_slots: dict[int, int],
+                first_new: int) -> None:
+    """Each adapter of `pool`, busiest first, onto the GPU that stays accepted with the least
+    strain (one keeping its --max-loras first); the rest onto new GPUs filled by the greedy."""
+    adapters = judge.adapters
+    left = []
+    for i in sorted(pool, key=lambda i: (-adapters[i].rate_req_s, i)):
+        best = None
+        for g, members in bins.items():
+            verdict = judge([*members, i])
+            if not verdict.ok:
+                continue
+            same = verdict.option(old_slots[g]) if g in old_slots else None
+            key = (0 if same is not None and same.accepted else 1, verdict.strain, g)
+            best = key if best is None or key < best else best
+        if best is None:
+            left.append(i)
+        else:
+            bins[best[2]].append(i)
+    if left:
+        sub = ShareJudge(judge.check, judge.profile, [adapters[i] for i in left])
+        for k, members in enumerate(greedy_bins(sub)):
+            bins[first_new + k] = [left[m] for m in members]
+
+
+def _placement(old: Placement, fresh: Placement, gpus: list, started: float) -> Placement:
+    return Placement(
+        profile=fresh.profile, model=fresh.model, algorithm="re-placement", check=fresh.check, gpus=gpus,
+        lower_bound=fresh.lower_bound, elapsed_s=time.perf_counter() - started, notes=[],
+        lengths=fresh.lengths, arrival=fresh.arrival, adapter_dir=old.adapter_dir,
+        serve_arguments=fresh.serve_arguments,
+    )
