@@ -51,6 +51,7 @@ def place_command(
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
     adapter_dir: AdapterDirFlag = DEFAULT_ADAPTER_DIR,
+    from_placement: Annotated[Path | None, typer.Option("--from", help="A placement written by place --out: keep every adapter where the rule still accepts it and move the fewest (prints the moves and what a fresh placement would move).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
@@ -87,9 +88,16 @@ def place_command(
             len(workload.adapters), workload.aggregate_rate_req_s, window,
             slot_candidates=len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0, verify=verify,
             workers=workers or 2))
-    placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
+    replaced = None
+    if from_placement is not None:
+        from loratwin.cli.moves import replace_from
+
+        replaced = replace_from(from_placement, workload, loaded, judge, search_moves, gpus, algorithm, compare)
+        placement = replaced.placement
+    else:
+        placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
-    doc = placement.to_dict()
+    doc = placement.to_dict() if replaced is None else replaced.to_dict()
     if compare:
         doc["compare"] = compare_algorithms(workload, loaded, check=judge, skip=algorithm)
     verification = None
@@ -111,6 +119,10 @@ def place_command(
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     console = Console() if sys.stdout.isatty() else Console(width=200)
+    if replaced is not None:
+        from loratwin.cli.moves import print_moves
+
+        print_moves(replaced, console)
     _print_placement(placement, verification, console, doc.get("compare"))
 
 
