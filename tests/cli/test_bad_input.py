@@ -75,6 +75,12 @@ WORKSPACE: dict[str, str | bytes] = {
     "afile": "a file the user had\n",
     "existing/notes.txt": "the user's notes\n",
     "placement.yaml": "gpus: []\nnote: the user's placement\n",
+    "rates.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,8,0.7\n",
+    "rates-period.csv": "period,adapter_id,rank,rate\n-1,a,8,0.5\n",
+    "rates-rank.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,16,0.7\n",
+    "rates-header.csv": "adapter_id,rank,rate\na,8,0.5\n",
+    "rates-twice.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n0,a,8,0.7\n",
+    "rates-rate.csv": "period,adapter_id,rank,rate\n0,a,8,fast\n",
     "serve.sh": "#!/bin/sh\necho the user's command\n",
     "profile.yaml": "# the user's profile\n",
     "dir.yaml/keep.txt": "a folder named like a file\n",
@@ -412,6 +418,27 @@ CASES = [
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
+    case("--from missing.yaml", "place", "adapters.csv", "--from", "missing.yaml"),
+    case("--from placement.yaml", "place", "adapters.csv", "--from", "placement.yaml"),
+    case("--from placement.yaml: --gpus does not apply to a re-placement", "place", "adapters.csv", "--from",
+         "placement.yaml", "--gpus", "2"),
+    # replay-drift
+    case("missing.csv", "replay-drift", "missing.csv"),
+    case("rates-header.csv line 1: expected the header period,adapter_id,rank,rate", "replay-drift",
+         "rates-header.csv"),
+    case("rates-period.csv line 2: period must be an integer >= 0, got '-1'", "replay-drift", "rates-period.csv"),
+    case("rates-rank.csv line 3: adapter 'a' has rank 16, but rank 8 on line 2", "replay-drift", "rates-rank.csv"),
+    case("rates-twice.csv line 3: adapter 'a' twice in period 0 (first on line 2)", "replay-drift", "rates-twice.csv"),
+    case("rates-rate.csv line 2: rate must be a number from 0 to 1e9 (req/s), got 'fast'", "replay-drift",
+         "rates-rate.csv"),
+    case("adapters.csv line 1: expected the header period,adapter_id,rank,rate", "replay-drift", "adapters.csv"),
+    case("workload.yaml: expected a CSV period,adapter_id,rank,rate or a trace directory", "replay-drift",
+         "workload.yaml"),
+    case("--period must be a number of seconds > 0, got 0.0", "replay-drift", "rates.csv", "--period", "0"),
+    case("--out existing: the folder holds notes.txt", "replay-drift", "rates.csv", "--out", "existing"),
+    case("--out afile: is a file; expected a folder", "replay-drift", "rates.csv", "--out", "afile"),
+    case("--workers must be >= 0, got -1", "replay-drift", "rates.csv", "--workers", "-1"),
+    case("--check must be one of", "replay-drift", "rates.csv", "--check", "guess"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
          "--out", "p.yaml"),
@@ -626,7 +653,7 @@ def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
                 "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
-                "profile import", "profile derive", "profile fit"}
+                "profile import", "profile derive", "profile fit", "replay-drift"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

@@ -18,6 +18,7 @@ from loratwin.cli.judging import (
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
+from loratwin.grammar import plural
 
 DEFAULT_PERIOD_S = 300.0  # the published unpredictable workloads change every adapter's rate every 5 minutes
 OWN = ("period-*.json", "periods.csv", "summary.json")
@@ -78,7 +79,8 @@ def replay_drift_command(
         if writer is not None:
             writer.finish(complete=False)
         where = f"; they are in {out}" if out is not None else ""
-        err_console.print(f"interrupted after {len(finished)} of {len(periods)} periods{where}")
+        err_console.print(f"interrupted after {len(finished)} of {len(periods)} periods{where}", markup=False,
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     if writer is not None:
         writer.finish(complete=True)
@@ -91,7 +93,7 @@ def replay_drift_command(
 
 def _line(r) -> str:
     starved = ", ".join(map(str, r.starved_gpus)) or "none"
-    return (f"period {r.index}: {r.gpus} GPUs, {r.moves} moved ({r.fresh_moves} afresh), {r.added} added, "
+    return (f"period {r.index}: {plural(r.gpus, 'GPU')}, {r.moves} moved ({r.fresh_moves} afresh), {r.added} added, "
             f"loads {r.load_ms / 1000:.2f} s, starved GPUs {starved}, served {r.served_share:.1%}")
 
 
