@@ -22,6 +22,7 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
+    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -198,9 +199,13 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     console.print("Each GPU's tightest limit (pressure = value over limit; above 1 the rule refuses):", highlight=False)
     for g in placement.gpus:
         line = f"  GPU {g.index}: {g.deciding}"
+        if g.slos:
+            line += f" [SLOs: {slo_line(g.slos)}]"
         if verification is not None:
             v = verified[g.index]
             line += f"; the twin: {v.deciding}"
+            if v.slos:
+                line += f" [SLOs: {slo_line(v.slos)}]"
             if v.starved_adapters:
                 line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)

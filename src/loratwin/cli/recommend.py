@@ -23,6 +23,7 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
+    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -103,15 +104,6 @@ def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") ->
     else:
         out(f"  {command} {' '.join(modules[:2])} ... ({plural(len(modules), 'adapter')}; "
             "the full command: --command-out FILE or --json)", markup=False)
-
-
-def slo_line(rows: list[dict]) -> str:
-    """Each SLO's value against its limit, e.g. `ttft_p99 1,234 of 2,000 ms (met)`."""
-    def one(r: dict) -> str:
-        value = "not predicted" if r["value_ms"] is None else f"{r['value_ms']:,.0f}"
-        state = "" if r["met"] is None else " (met)" if r["met"] else " (MISSED)"
-        return f"{r['slo']} {value} of {r['limit_ms']:,.0f} ms{state}"
-    return "; ".join(one(r) for r in rows)
 
 
 def _print_refinement(r: dict) -> None:
