@@ -53,9 +53,9 @@ class TwinJudgesSlos:
     def note(self) -> str:
         """One line for the command's output: who judges what."""
         what = ", ".join(dict.fromkeys(_short_label(s) for s in self.missing))
-        return (f"the {_estimator(self.screen.name)} does not predict {what}: the twin judges the SLOs "
-                f"({TWIN_RUNS_PER_SHARE} runs of {self.rule.window_s:g} s on each share the "
-                f"{_estimator(self.screen.name)} accepts)")
+        who, do, does = _estimator(self.screen.name)
+        return (f"the {who} {do} not predict {what}: the twin judges the SLOs ({TWIN_RUNS_PER_SHARE} runs of "
+                f"{self.rule.window_s:g} s on each share the {who} {does})")
 
     def share_judge(self, adapters: Sequence[AdapterSpec], profile: Profile) -> Callable[[Sequence[int]], GpuVerdict]:
         return judge_by_list(self, adapters, profile)
@@ -83,8 +83,11 @@ def _short_label(slo: Slo) -> str:
         "time per output token", "TPOT")
 
 
-def _estimator(name: str) -> str:
-    return {"cost-model": "cost model", "learned": "learned models"}.get(name, f"{name} estimator")
+def _estimator(name: str) -> tuple[str, str, str]:
+    """The estimator's name in a sentence, with its verbs (do not predict, accept)."""
+    if name == "learned":
+        return "learned models", "do", "accept"
+    return ("cost model" if name == "cost-model" else f"{name} estimator"), "does", "accepts"
 
 
 __all__ = ["TWIN_RUNS_PER_SHARE", "TwinJudgesSlos", "unpredicted_slos"]
