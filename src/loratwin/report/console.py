@@ -56,6 +56,7 @@ def print_run_result(result: RunResult, console: Console) -> None:
     table.add_row(f"starvation (1 - throughput/offered >= {s['starvation_threshold']:g})", verdict)
     table.add_row("TTFT mean / p50 / p99 (ms)", _ms_triplet(s, "ttft"))
     table.add_row("ITL mean / p50 / p99 (ms)", _ms_triplet(s, "itl"))
+    table.add_row("TPOT mean / p50 / p99 (ms)", _ms_triplet(s, "tpot"))
     table.add_row("requests arrived / sent / completed",
                   f"{s['arrived']:,} / {s['sent']:,} / {s['completed']:,}")
     table.add_row("preemptions", f"{s['preemptions']:,}")
@@ -152,6 +153,22 @@ def print_seed_runs(results: list[RunResult], mean: dict, console: Console) -> N
                   _num(mean["completed"], 0), _num(mean["preemptions"], 0), _num(mean["starved_adapters"], 1),
                   style="bold")
     console.print(table)
+
+
+def print_slos(rows: list[dict], goodput_req_s: float, completed_req_s: float, console: Console,
+               title: str = "SLOs") -> None:
+    """Each SLO (`loratwin.slo.slo_status` rows): its value, its limit and whether it is met; then the
+    goodput (completed requests per second that met every SLO) and its share of the completed."""
+    table = Table(show_header=True, header_style="bold", title=title)
+    for col in ("SLO", "metric", "value ms", "limit ms", "met"):
+        table.add_column(col, justify="left" if col in ("SLO", "metric") else "right")
+    for r in rows:
+        met = "-" if r["met"] is None else "yes" if r["met"] else "[bold red]NO[/]"
+        table.add_row(r["slo"], r["metric"], _num(r["value_ms"], 1), _num(r["limit_ms"], 0), met)
+    console.print(table)
+    share = goodput_req_s / completed_req_s if completed_req_s > 0 else 0.0
+    console.print(f"goodput {goodput_req_s:.3f} req/s: {share:.1%} of the {completed_req_s:.3f} req/s completed met "
+                  "every SLO", highlight=False)
 
 
 def print_workload_summary(summary: dict, console: Console) -> None:
