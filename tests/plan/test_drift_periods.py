@@ -33,3 +33,18 @@ def test_a_trace_is_cut_into_periods_with_the_rates_it_sends(tmp_path):
 def test_a_period_must_be_positive_seconds(tmp_path, period):
     with pytest.raises(InputError, match="--period must be a number of seconds > 0"):
         read_periods(tmp_path / "rates.csv", period)
+
+
+def test_a_workload_yaml_is_drawn_then_cut_and_each_period_keeps_its_requests(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text("arrival: unpredictable\nadapters:\n"
+                    + "".join(f"  - {{id: a{i}, rank: 8, rate_req_s: 2}}\n" for i in range(4)))
+    periods = read_periods(path, 300, duration_s=900, seed=3)
+    assert [p.start_s for p in periods] == [0.0, 300.0, 600.0]
+    for p in periods:
+        assert len(p.requests) and 0 <= p.requests.arrival_s.min() and p.requests.arrival_s.max() < 300
+        counts = [int((p.requests.adapter == i).sum()) for i in range(4)]
+        assert [a.rate_req_s for a in p.workload.adapters] == [c / 300 for c in counts]
+    # the unpredictable process changes every adapter's rate each period
+    assert periods[0].workload.adapters != periods[2].workload.adapters
+    assert read_periods(path, 300, duration_s=900, seed=3)[1].workload == periods[1].workload

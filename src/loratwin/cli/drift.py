@@ -28,13 +28,14 @@ COLUMNS = ("index", "start_s", "adapters", "gpus", "moves", "added", "dropped", 
 
 @app.command("replay-drift")
 def replay_drift_command(
-    rates: Annotated[Path, typer.Argument(help="CSV period,adapter_id,rank,rate (rate in req/s, period k starts at k x --period), or a trace directory (rates counted per period).")],
+    rates: Annotated[Path, typer.Argument(help="CSV period,adapter_id,rank,rate (rate in req/s, period k starts at k x --period), a trace directory, or a workload YAML (its requests drawn over --duration); a trace's or workload's rates are counted per period.")],
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
     period: Annotated[float, typer.Option("--period", help="Seconds per period: each is re-placed, then simulated this long.")] = DEFAULT_PERIOD_S,
+    duration: Annotated[float, typer.Option(help="For a workload YAML: the seconds its requests are drawn over.")] = 3600.0,
     check: CheckFlag = "auto",
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
-    seed: Annotated[int, typer.Option(help="Seed of period 0's simulation (period k: seed + k).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of a workload YAML's requests and of period 0's simulation (period k: seed + k).")] = 0,
     workers: Annotated[int, typer.Option(help="Processes simulating the GPUs of a period (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the periods as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for the results: period-K.json (placement, moves, twin) per period as it finishes, periods.csv, summary.json.")] = None,
@@ -57,8 +58,8 @@ def replay_drift_command(
 
     # placing judges a GPU over the rule's usual window: the servers outlive the periods
     rule = build_rule(max_wait, starvation_threshold, DEFAULT_WINDOW_S)
-    periods = read_periods(rates, period)
     loaded = load_profile(profile)
+    periods = read_periods(rates, period, duration, seed, model_name=loaded.tokenizer or loaded.name)
     estimates = [budget.twin_placement_estimate(len(p.workload.adapters), p.workload.aggregate_rate_req_s,
                                                 p.duration_s, verify=True, workers=workers or 2) for p in periods]
     budget.require(budget.Estimate(max(e.bytes for e in estimates), sum(e.seconds for e in estimates),
@@ -166,6 +167,6 @@ def _print_table(results) -> None:
                       str(r.added), str(r.dropped), f"{r.load_ms / 1000:.2f}", str(r.restarts), str(r.refused_before),
                       ",".join(map(str, r.starved_gpus)) or "-", f"{r.served_share:.1%}")
     console.print(table)
-    console.print(f"{sum(r.moves for r in results)} adapters moved in all ({sum(r.fresh_moves for r in results)} "
+    console.print(f"{plural(sum(r.moves for r in results), 'adapter')} moved in all ({sum(r.fresh_moves for r in results)} "
                   f"with a fresh placement every period); periods with a starved GPU: "
                   f"{sum(1 for r in results if r.starved_gpus)} of {len(results)}", highlight=False)

@@ -1,14 +1,16 @@
 """A drifting workload, period by period: the adapters (rank, rate) each period of `period_s`
 seconds offers.
 
-Two sources:
+Three sources:
 - a rates CSV, header `period,adapter_id,rank,rate`: period an integer >= 0 (period k starts at
   k x period_s; a period with no rows is skipped), rate in req/s; an adapter keeps its rank in every
   period; an adapter absent from a period does not exist then (it vanishes, and may come back);
 - a trace directory (`trace.csv` + `adapters.csv`, see loratwin.workload.load_trace): each period's
   rate of an adapter is the requests the trace sends it in that period over `period_s` (0 when it
   sends none: the adapter stays served); the trace is cut into whole periods from 0 s, a last
-  partial period kept when it is at least half a period long.
+  partial period kept when it is at least half a period long; each period keeps its requests;
+- a workload YAML (e.g. `arrival: unpredictable`, whose rates change every 300 s): its requests
+  drawn over `duration_s` with `seed`, then cut into periods as a trace is.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
-from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace
+from loratwin.workload import AdapterSpec, RequestTable, WorkloadSpec, generate_requests, load_trace, load_workload_yaml
 from loratwin.workload.spec import MAX_RATE_REQ_S, RATE_WORDS, check_adapter_id
 
 RATES_HEADER = ("period", "adapter_id", "rank", "rate")
@@ -35,18 +37,26 @@ class Period:
     start_s: float
     duration_s: float
     workload: WorkloadSpec
+    # the period's own requests (from a trace or a drawn workload), from 0 s at the period's start,
+    # adapters indexed as in `workload`; None: a rates CSV, whose periods are drawn as Poisson
+    requests: RequestTable | None = None
 
 
-def read_periods(path: str | Path, period_s: float) -> list[Period]:
-    """The periods of a rates CSV or a trace directory (module docstring), in time order."""
+def read_periods(path: str | Path, period_s: float, duration_s: float = 3600.0, seed: int = 0,
+                 model_name: str | None = None) -> list[Period]:
+    """The periods of a rates CSV, a trace directory or a workload YAML (its requests drawn over
+    `duration_s` with `seed`, lengths from `model_name`'s table) (module docstring), in time order."""
     if isinstance(period_s, bool) or not isinstance(period_s, (int, float)) or not math.isfinite(period_s) \
             or period_s <= 0:
         raise InputError(f"--period must be a number of seconds > 0, got {period_s!r}")
     path = Path(path)
     if path.is_dir():
-        return _trace_periods(path, float(period_s))
+        workload, requests = load_trace(path)
+        return _cut(workload, requests, float(period_s))
+    if path.suffix.lower() in (".yaml", ".yml"):
+        return _drawn_periods(path, float(period_s), duration_s, seed, model_name)
     if path.suffix.lower() != ".csv":
-        raise InputError(f"{path}: expected a CSV {','.join(RATES_HEADER)} or a trace directory")
+        raise InputError(f"{path}: expected a CSV {','.join(RATES_HEADER)}, a workload YAML or a trace directory")
     return _csv_periods(path, float(period_s))
 
 
@@ -111,19 +121,34 @@ def _integer(text: str, where: str, name: str, words: str, least: int) -> int:
     return value
 
 
-def _trace_periods(path: Path, period_s: float) -> list[Period]:
-    workload, requests = load_trace(path)
-    end = float(requests.arrival_s[-1]) if len(requests) else 0.0
+def _drawn_periods(path: Path, period_s: float, duration_s: float, seed: int, model_name: str | None) -> list[Period]:
+    if isinstance(duration_s, bool) or not isinstance(duration_s, (int, float)) or not math.isfinite(duration_s) \
+            or duration_s < period_s:
+        raise InputError(f"--duration must be a number of seconds >= --period ({period_s:g}), got {duration_s!r}")
+    workload = load_workload_yaml(path)
+    budget.require(budget.simulation_estimate(len(workload.adapters),
+                                              budget.requests_bound(workload.aggregate_rate_req_s * duration_s),
+                                              duration_s, window_from="--duration"))
+    requests = generate_requests(workload, float(duration_s), seed, model_name=model_name)
+    return _cut(workload, requests, period_s, end=float(duration_s))
+
+
+def _cut(workload: WorkloadSpec, requests: RequestTable, period_s: float, end: float | None = None) -> list[Period]:
+    """Whole periods of `period_s` from 0 s up to `end` (default: the last arrival), a tail under
+    half a period joined to the last; each adapter's rate: its requests in the period over its length."""
+    if end is None:
+        end = float(requests.arrival_s[-1]) if len(requests) else 0.0
     count = max(1, math.floor(end / period_s + 0.5))
     which = np.minimum((requests.arrival_s // period_s).astype(np.int64), count - 1)
-    n = len(workload.adapters)
-    counts = np.zeros((count, n), dtype=np.int64)
+    counts = np.zeros((count, len(workload.adapters)), dtype=np.int64)
     np.add.at(counts, (which, requests.adapter), 1)
     periods = []
     for k in range(count):
-        # the last period takes the arrivals of a partial tail shorter than half a period too
         duration = period_s if k < count - 1 else max(period_s, end - k * period_s)
         adapters = tuple(a.model_copy(update={"rate_req_s": float(c / duration)})
                          for a, c in zip(workload.adapters, counts[k].tolist(), strict=True))
-        periods.append(Period(k, k * period_s, period_s, workload.model_copy(update={"adapters": adapters})))
+        inside = np.flatnonzero(which == k)
+        own = RequestTable(arrival_s=requests.arrival_s[inside] - k * period_s, adapter=requests.adapter[inside],
+                           prompt_tokens=requests.prompt_tokens[inside], output_tokens=requests.output_tokens[inside])
+        periods.append(Period(k, k * period_s, duration, workload.model_copy(update={"adapters": adapters}), own))
     return periods
