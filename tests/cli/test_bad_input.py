@@ -448,6 +448,7 @@ CASES = [
     case("--out existing: the folder holds notes.txt", "replay-drift", "rates.csv", "--out", "existing"),
     case("--out afile: is a file; expected a folder", "replay-drift", "rates.csv", "--out", "afile"),
     case("--workers must be >= 0, got -1", "replay-drift", "rates.csv", "--workers", "-1"),
+    case("--window must be a positive number of seconds, got 0", "replay-drift", "rates.csv", "--window", "0"),
     case("--check must be one of", "replay-drift", "rates.csv", "--check", "guess"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],

@@ -27,7 +27,7 @@ def rates_csv(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_replay_drift_reports_every_period_and_writes_them(rates_csv, tmp_path):
     out = tmp_path / "drift"
-    code, stdout, err = run_main(["replay-drift", str(rates_csv), "--period", "30", "--json", "--out", str(out)])
+    code, stdout, err = run_main(["replay-drift", str(rates_csv), "--period", "30", "--window", "300", "--json", "--out", str(out)])
     assert code == 0, err
     rows = json.loads(stdout)["rows"]
     assert [r["adapters"] for r in rows] == [3, 4, 3]
@@ -35,7 +35,7 @@ def test_replay_drift_reports_every_period_and_writes_them(rates_csv, tmp_path):
     assert rows[1]["refused_before"] == 1 and rows[1]["moves"] >= 1 and rows[1]["added"] == 1
     assert rows[1]["moves"] <= rows[1]["fresh_moves"]
     assert rows[2]["dropped"] == 1 and rows[2]["moves"] == 0
-    assert all(0 < r["served_share"] <= 1 for r in rows)
+    assert all(0 < r["served_share"] <= 1 and r["simulated_s"] == 300 for r in rows)
     assert sorted(p.name for p in out.iterdir()) == [
         "period-0000.json", "period-0001.json", "period-0002.json", "periods.csv", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
@@ -43,7 +43,7 @@ def test_replay_drift_reports_every_period_and_writes_them(rates_csv, tmp_path):
     period1 = json.loads((out / "period-0001.json").read_text())["placement"]
     assert {m["adapter"] for m in period1["moves"]} and all(m["from_gpu"] == 0 for m in period1["moves"])
     assert "verification" in period1
-    assert (out / "periods.csv").read_text().splitlines()[0].startswith("index,start_s,adapters,gpus,moves")
+    assert (out / "periods.csv").read_text().splitlines()[0].startswith("index,start_s,simulated_s,adapters,gpus,moves")
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_an_interrupted_replay_keeps_the_finished_periods(rates_csv, tmp_path, m
 
     monkeypatch.setattr(replay, "replace", interrupted)  # the second period's re-placement
     out = tmp_path / "drift"
-    code, stdout, err = run_main(["replay-drift", str(rates_csv), "--period", "30", "--out", str(out)])
+    code, stdout, err = run_main(["replay-drift", str(rates_csv), "--period", "30", "--window", "300", "--out", str(out)])
     assert code == 130
     assert f"interrupted after 1 of 3 periods; they are in {out}" in err
     assert sorted(p.name for p in out.iterdir()) == ["period-0000.json", "periods.csv", "summary.json"]

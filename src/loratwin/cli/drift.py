@@ -22,7 +22,7 @@ from loratwin.grammar import plural
 
 DEFAULT_PERIOD_S = 300.0  # the published unpredictable workloads change every adapter's rate every 5 minutes
 OWN = ("period-*.json", "periods.csv", "summary.json")
-COLUMNS = ("index", "start_s", "adapters", "gpus", "moves", "added", "dropped", "load_ms", "restarts",
+COLUMNS = ("index", "start_s", "simulated_s", "adapters", "gpus", "moves", "added", "dropped", "load_ms", "restarts",
            "refused_before", "fresh_moves", "starved_gpus", "offered_tok_s", "served_tok_s", "served_share")
 
 
@@ -32,6 +32,7 @@ def replay_drift_command(
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
     period: Annotated[float, typer.Option("--period", help="Seconds per period: each is re-placed, then simulated this long.")] = DEFAULT_PERIOD_S,
     duration: Annotated[float, typer.Option(help="For a workload YAML: the seconds its requests are drawn over.")] = 3600.0,
+    window: Annotated[float, typer.Option("--window", help="Seconds the twin simulates each period's placement at the period's rates (default: the window the starvation rule judges, an hour; --window equal to --period counts requests still queued at the period's end as unserved).")] = DEFAULT_WINDOW_S,
     check: CheckFlag = "auto",
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
@@ -56,12 +57,11 @@ def replay_drift_command(
     from loratwin.plan.drift import read_periods, replay_drift
     from loratwin.profiles import load_profile
 
-    # placing judges a GPU over the rule's usual window: the servers outlive the periods
-    rule = build_rule(max_wait, starvation_threshold, DEFAULT_WINDOW_S)
+    rule = build_rule(max_wait, starvation_threshold, window)
     loaded = load_profile(profile)
     periods = read_periods(rates, period, duration, seed, model_name=loaded.tokenizer or loaded.name)
     estimates = [budget.twin_placement_estimate(len(p.workload.adapters), p.workload.aggregate_rate_req_s,
-                                                p.duration_s, verify=True, workers=workers or 2) for p in periods]
+                                                window, verify=True, workers=workers or 2) for p in periods]
     budget.require(budget.Estimate(max(e.bytes for e in estimates), sum(e.seconds for e in estimates),
                                    f"{len(periods)} periods: " + estimates[0].what))
     judge = make_check(check, loaded, periods[0].workload.lengths, rule=rule)
@@ -75,7 +75,7 @@ def replay_drift_command(
             writer.add(result)
 
     try:
-        replay_drift(periods, loaded, judge, rule, seed=seed, workers=workers or None, on_period=done)
+        replay_drift(periods, loaded, judge, rule, seed=seed, workers=workers or None, window_s=window, on_period=done)
     except KeyboardInterrupt:
         if writer is not None:
             writer.finish(complete=False)

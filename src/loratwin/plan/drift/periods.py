@@ -11,6 +11,7 @@ Three sources:
   partial period kept when it is at least half a period long; each period keeps its requests;
 - a workload YAML (e.g. `arrival: unpredictable`, whose rates change every 300 s): its requests
   drawn over `duration_s` with `seed`, then cut into periods as a trace is.
+Within a period, arrivals are Poisson at its rates (the drift is in the rates from period to period).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ import numpy as np
 from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
-from loratwin.workload import AdapterSpec, RequestTable, WorkloadSpec, generate_requests, load_trace, load_workload_yaml
+from loratwin.workload import (
+    AdapterSpec,
+    PoissonArrival,
+    RequestTable,
+    WorkloadSpec,
+    generate_requests,
+    load_trace,
+    load_workload_yaml,
+)
 from loratwin.workload.spec import MAX_RATE_REQ_S, RATE_WORDS, check_adapter_id
 
 RATES_HEADER = ("period", "adapter_id", "rank", "rate")
@@ -145,10 +154,12 @@ def _cut(workload: WorkloadSpec, requests: RequestTable, period_s: float, end: f
     periods = []
     for k in range(count):
         duration = period_s if k < count - 1 else max(period_s, end - k * period_s)
-        adapters = tuple(a.model_copy(update={"rate_req_s": float(c / duration)})
+        # the period's rates are what drifted: within it, arrivals are Poisson at them
+        adapters = tuple(a.model_copy(update={"rate_req_s": float(c / duration), "arrival": None})
                          for a, c in zip(workload.adapters, counts[k].tolist(), strict=True))
         inside = np.flatnonzero(which == k)
         own = RequestTable(arrival_s=requests.arrival_s[inside] - k * period_s, adapter=requests.adapter[inside],
                            prompt_tokens=requests.prompt_tokens[inside], output_tokens=requests.output_tokens[inside])
-        periods.append(Period(k, k * period_s, duration, workload.model_copy(update={"adapters": adapters}), own))
+        spec = workload.model_copy(update={"adapters": adapters, "arrival": PoissonArrival()})
+        periods.append(Period(k, k * period_s, duration, spec, own))
     return periods

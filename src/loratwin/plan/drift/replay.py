@@ -1,7 +1,9 @@
 """Drift replay: a drifting workload served period by period. The first period is placed afresh;
 every later one is re-placed from the previous placement (`loratwin.plan.placement.replace`: the
 fewest adapters moved), then simulated with that period's rates, each GPU at its flags, from an
-empty server (queues do not carry over from one period to the next).
+empty server (queues do not carry over from one period to the next), for `window_s` (the rule's
+window by default: would the placement hold if the period's rates lasted; the period's own length
+counts requests still queued at its end as unserved, which the rule's wait limit allows).
 
 Per period: GPUs, adapters moved and added with the loads they cost, restarted servers, the GPUs
 the rule refused as they were, starved GPUs (the published rule on the twin's numbers) and the
@@ -28,6 +30,7 @@ class PeriodResult:
     index: int
     start_s: float
     duration_s: float
+    simulated_s: float  # the twin's window for this period's placement at its rates
     adapters: int
     gpus: int
     moves: int
@@ -56,7 +59,7 @@ class PeriodResult:
 
 
 def replay_drift(periods: Sequence[Period], profile: Profile | str, check: GpuCheck, rule: AcceptanceRule,
-                 seed: int = 0, workers: int | None = None,
+                 seed: int = 0, workers: int | None = None, window_s: float | None = None,
                  on_period: Callable[[PeriodResult], None] | None = None) -> list[PeriodResult]:
     """Every period re-placed from the one before and simulated (module docstring); `on_period` gets
     each result as it finishes (an interrupted replay keeps those)."""
@@ -76,11 +79,12 @@ def replay_drift(periods: Sequence[Period], profile: Profile | str, check: GpuCh
             moved, added = [m.load_ms for m in result.moves], [m.load_ms for m in result.added]
             dropped, restarts, refused = len(result.dropped), len(result.restarts), len(result.refused)
             fresh = result.fresh_moves
-        run = verify_placement(placement, profile, duration_s=period.duration_s, rule=rule, seed=seed + period.index,
+        simulated_s = window_s if window_s is not None else rule.window_s
+        run = verify_placement(placement, profile, duration_s=simulated_s, rule=rule, seed=seed + period.index,
                                workers=workers)
         doc["verification"] = run.to_dict()
         outcome = PeriodResult(
-            index=period.index, start_s=period.start_s, duration_s=period.duration_s,
+            index=period.index, start_s=period.start_s, duration_s=period.duration_s, simulated_s=simulated_s,
             adapters=len(period.workload.adapters), gpus=placement.gpu_count, moves=len(moved), added=len(added),
             dropped=dropped, load_ms=sum(moved) + sum(added), restarts=restarts, refused_before=refused,
             fresh_moves=fresh, starved_gpus=run.starved_gpus, refused_gpus=run.refused_gpus,
