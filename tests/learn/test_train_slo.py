@@ -76,3 +76,20 @@ def test_a_store_without_the_metric_is_refused(tmp_path):
             writer.add(_run(w, 8, 16) | {"p99_tpot_ms": None})
     with pytest.raises(InputError, match=f"--slo tpot_p99:40: the runs in {root} hold no p99_tpot_ms"):
         train_profile(root, tmp_path / "m", families=["tree"], n_folds=3, slos=parse_slos(["tpot_p99:40"]))
+
+
+def test_the_published_answer_says_when_its_models_had_other_slos(store, tmp_path):
+    from loratwin.plan.recommend.published import published_answer
+    from loratwin.profiles import load_profile
+    from loratwin.workload import reference_layout
+
+    train_profile(store, tmp_path / "m", families=["tree"], n_folds=3, slos=parse_slos(["ttft_p99:3500"]))
+    profile, workload = load_profile("llama-3.1-8b-instruct"), reference_layout(48, RATES[2], [8, 16], 0)
+    same = published_answer(workload, profile, tmp_path / "m", slos=parse_slos(["ttft_p99:3.5e3"]))
+    assert same["models_slos"] == ["ttft_p99:3500"] and same["slo_note"] is None
+    other = published_answer(workload, profile, tmp_path / "m", slos=parse_slos(["ttft_p99:2000"]))["slo_note"]
+    assert "trained under the SLOs ttft_p99:3500, not the SLOs ttft_p99:2000 as asked" in other
+    assert "--slo ttft_p99:2000" in other
+    assert "not no SLO as asked" in published_answer(workload, profile, tmp_path / "m")["slo_note"]
+    shipped = published_answer(workload, profile, slos=parse_slos(["ttft_p99:2000"]))
+    assert shipped["models_slos"] == [] and "the starvation rule alone (no SLO)" in shipped["slo_note"]
