@@ -135,7 +135,7 @@ def evaluate(runs_csv: Path, limits_ms: tuple[float, ...] = SLO_LIMITS_MS, group
                            "limits": []}
     for x in limits_ms:
         tables: dict[str, Any] = {}
-        for name, key in (("slo", x), ("default", None)):
+        for name, key in (("with_slo", x), ("default", None)):
             rows = []
             for group, (runs, p99) in groups.items():
                 answer = by_task[(group, key)]
@@ -157,7 +157,7 @@ def print_report(s: dict[str, Any]) -> None:
     header = ["group (rates req/s, ranks)", "recommended (S, C)", "real run found (S, C)", "real p99 TTFT ms",
               "starved", "SLO met", "tok/s", "best real (S, C): tok/s", "regret"]
     for entry in s["limits"]:
-        for name, title in (("slo", f"recommend --slo {entry['slo']}"),
+        for name, title in (("with_slo", f"recommend --slo {entry['slo']}"),
                             ("default", f"default recommend (no --slo) scored against {entry['slo']}")):
             table = entry[name]
             print(f"### {title}\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pyarrow.parquet as pq
 import pytest
@@ -148,3 +149,19 @@ def test_labels_written_under_slos_record_them(tmp_path):
     assert [r["slos"] for r in rows] == ["ttft_p99:3000,itl_p99:60"] * 2 and rows[0]["best_served"] == "16"
     with pytest.raises(InputError, match=f"the runs in {store} hold no p99_tpot_ms"):
         write_labels(store, out=tmp_path / "labels2", slos=parse_slos(["tpot_p99:40"]))
+
+
+def test_labels_slo_on_the_command_line(tmp_path):
+    from cli.inprocess import run_main  # tests/ is on sys.path
+
+    store = tmp_path / "results"
+    with ResultStore(store, {"name": "hand-made"}) as writer:
+        for record in TABLE.to_pylist():
+            writer.add(record)
+    code, out, err = run_main(["labels", str(store), "--slo", "ttft_p99:3000", "--json"])
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["slos"] == ["ttft_p99:3000"] and [r["best_served"] for r in data["labels"]] == [16, 16]
+    code, out, err = run_main(["labels", str(store), "--slo", "ttft_p99:3000", "--out", str(tmp_path / "l2")])
+    assert code == 0, err
+    assert "threshold 0.1, SLOs ttft_p99:3000" in out
