@@ -355,6 +355,14 @@ CASES = [
     case("junk-models/total_tok_s.linear.json: not a", "explain", "--models", "junk-models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
+    # --slo KEY:MS (loratwin.slo), on every command that takes it
+    case("--slo 'ttft_p99': expected KEY:MS", "recommend", "adapters.csv", "--slo", "ttft_p99"),
+    case("--slo 'foo:1': unknown key 'foo'", "place", "adapters.csv", "--slo", "foo:1"),
+    case("--slo 'ttft_p99:-1': the limit must be a positive number of milliseconds", *SIM, "--slo", "ttft_p99:-1"),
+    case("--slo: ttft_p99 is given twice", "recommend", "adapters.csv", "--slo", "ttft_p99:100", "--slo",
+         "ttft_p99:200"),
+    case("--slo 'itl_p99:x': expected a number of milliseconds", *SIM, "--slo", "itl_p99:x", "--out", "run"),
+    case("--slo 'ttft_mean:0'", "place", "adapters.csv", "--slo", "ttft_mean:0", "--out", "p.yaml"),
     case("rank 99999 is above 512, the largest --max-lora-rank vLLM accepts. No number of GPUs or replicas serves it: "
          "reduce the adapter to rank 512 or below.", "recommend", "bigrank.csv"),
     case("cannot be placed on one GPU of profile llama-3.1-8b-instruct: rank 99999 is above 512, the largest "
