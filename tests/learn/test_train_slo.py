@@ -93,3 +93,18 @@ def test_the_published_answer_says_when_its_models_had_other_slos(store, tmp_pat
     assert "not no SLO as asked" in published_answer(workload, profile, tmp_path / "m")["slo_note"]
     shipped = published_answer(workload, profile, slos=parse_slos(["ttft_p99:2000"]))
     assert shipped["models_slos"] == [] and "the starvation rule alone (no SLO)" in shipped["slo_note"]
+
+
+def test_recommend_notes_models_trained_under_other_slos(store, tmp_path):
+    from loratwin.plan import AcceptanceRule, recommend
+    from loratwin.workload import reference_layout
+
+    train_profile(store, tmp_path / "m", families=["tree"], n_folds=3, slos=parse_slos(["ttft_p99:3500"]))
+    workload = reference_layout(12, RATES[4], [8, 16], 0)
+    rule = AcceptanceRule(slos=parse_slos(["ttft_p99:60000"]), window_s=120)
+    rec = recommend(workload, "llama-3.1-8b-instruct", rule=rule, models=tmp_path / "m")
+    assert rec.published_method["models_slos"] == ["ttft_p99:3500"]
+    assert any("trained under the SLOs ttft_p99:3500, not the SLOs ttft_p99:60000" in n for n in rec.notes)
+    same = recommend(workload, "llama-3.1-8b-instruct", rule=rule.with_(slos=parse_slos(["ttft_p99:3500"])),
+                     models=tmp_path / "m")
+    assert not any("trained under" in n for n in same.notes)
