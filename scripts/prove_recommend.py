@@ -54,9 +54,17 @@ from loratwin.learn.features import as_matrix, config_features
 from loratwin.learn.zoo import macro_f1, paper_error
 from loratwin.plan.judge import AcceptanceRule, make_check
 from loratwin.plan.recommend import recommend, refine
-from loratwin.plan.recommend.published import GRID_COUNTS, published_answer, workload_mix
+from loratwin.plan.recommend.published import published_answer, workload_mix
 from loratwin.profiles import load_profile
-from loratwin.validate.ml_test import PROFILE, cycling_workload, group_name, load_groups, ok_runs
+from loratwin.validate.ml_test import (
+    GRID_COUNTS,
+    PROFILE,
+    cycling_workload,
+    grid_point,
+    group_name,
+    load_groups,
+    ok_runs,
+)
 from loratwin.workload import WorkloadSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,17 +73,6 @@ TITLES = {"recommend": "recommend", "published_method": "published method alone 
           "recommend_refined": "recommend + twin refinement"}
 LOOKUP = ("each answer is looked up at the real run with the largest grid served count <= its served count and the "
           "grid max_loras nearest its max_loras (at most that served count; ties: the smaller)")
-
-
-def grid_point(served: int, max_loras: int) -> tuple[int, int] | None:
-    """The largest grid served count <= `served` and the grid max_loras nearest `max_loras` (at
-    most that count, as in the real runs; ties: the smaller); None below the grid."""
-    below = [c for c in GRID_COUNTS if c <= served]
-    if not below:
-        return None
-    count = max(below)
-    slots = min((c for c in GRID_COUNTS if c <= count), key=lambda c: (abs(c - max_loras), c))
-    return count, slots
 
 
 def real_run_at(rows: list[dict[str, Any]], runs: list[dict[str, Any]], served: int,

@@ -11,10 +11,10 @@ and is run as the command runs it: the acceptance rule with the SLO (which repla
 limit), the `auto` estimator (the cost model, the twin judging the SLO the cost model does not
 predict), `recommend(..., keep_order=True)`.
 
-The answer (S = max_loras, C = served) is looked up at the nearest measured run of the group
-(loratwin.validate.nearest_runs: log-distance over served, max_loras, max rank and offered rate;
-the run itself where it was measured). It fails when that run starved (`starved_approx`) or broke
-the SLO (its real p99_ttft_ms > X). Its regret is 1 - its throughput / the best real run of the
+The answer (S = max_loras, C = served) is looked up as scripts/prove_recommend.py looks up its
+answers (loratwin.validate.ml_test.grid_point): at the real run with the largest grid served count
+<= C and the grid max_loras nearest S. It fails when that run starved (`starved_approx`), broke
+the SLO (its real p99_ttft_ms > X), or is missing or did not run (its status is shown). Its regret is 1 - its throughput / the best real run of the
 group that neither starved nor broke the SLO; the mean is over the groups whose run meets both
 (the table shows every group's). Targets: no failure in the nine groups; mean regret at most 2%.
 
@@ -37,16 +37,15 @@ from loratwin.plan.judge import AcceptanceRule, make_check
 from loratwin.plan.recommend import recommend
 from loratwin.profiles import load_profile
 from loratwin.slo import Slo
-from loratwin.validate.ml_test import PROFILE, Group, cycling_workload, group_name, load_groups
-from loratwin.validate.nearest_runs import WantedRun, nearest_runs
+from loratwin.validate.ml_test import PROFILE, Group, cycling_workload, grid_point, group_name, load_groups
 from loratwin.validate.runs import RealRun, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = ROOT.parent / "shared" / "data" / "real-vllm" / "runs.csv"
 SLO_LIMITS_MS = (2000.0, 5000.0, 10000.0)
 MAX_REGRET = 0.02
-LOOKUP = ("each answer is looked up at the nearest measured run of its group (validate/nearest_runs.py: "
-          "log-distance over served, max_loras, max rank and offered rate)")
+LOOKUP = ("each answer is looked up at the real run with the largest grid served count <= its served count and the "
+          "grid max_loras nearest its max_loras (validate/ml_test.py grid_point)")
 
 
 def real_groups(runs_csv: Path) -> dict[Group, tuple[list[RealRun], dict[str, float]]]:
@@ -61,12 +60,12 @@ def real_groups(runs_csv: Path) -> dict[Group, tuple[list[RealRun], dict[str, fl
     return out
 
 
-def look_up(group: Group, runs: list[RealRun], served: int, max_loras: int) -> RealRun:
-    """The measured run of the group nearest to the answer (served, max_loras)."""
-    rates, ranks = group
-    wanted = WantedRun(served_adapters=served, max_loras=max_loras, max_lora_rank=max(ranks), rate_values=rates,
-                       adapter_rank_cycle=ranks)
-    return nearest_runs([wanted], runs)[0]
+def look_up(runs: list[RealRun], served: int, max_loras: int) -> tuple[tuple[int, int] | None, RealRun | None]:
+    """The grid point of an answer (served, max_loras) and the group's measured run there (None: not
+    measured, or it did not run)."""
+    point = grid_point(served, max_loras)
+    run = next((r for r in runs if point == (r.served_adapters, r.max_loras)), None)
+    return point, run
 
 
 def meets(run: RealRun, p99: dict[str, float], limit_ms: float) -> tuple[bool, bool]:
@@ -85,12 +84,18 @@ def score(group: Group, runs: list[RealRun], p99: dict[str, float], answer: tupl
           limit_ms: float) -> dict[str, Any]:
     """An answer (max_loras, served) against the real runs of its group under the SLO `limit_ms`."""
     max_loras, served = answer
-    run = look_up(group, runs, served, max_loras)
-    not_starved, slo_met = meets(run, p99, limit_ms)
+    point, run = look_up(runs, served, max_loras)
     best = best_real(runs, p99, limit_ms)
+    found = None if point is None else [point[1], point[0]]
+    if run is None:  # no measurement there: counted as a failure, never as a success
+        return {"recommended": [max_loras, served], "found": found, "run_id": None, "p99_ttft_ms": None,
+                "starved": True, "slo_met": False, "total_tok_s": 0.0, "measured": False,
+                "best": None if best is None else [best.max_loras, best.served_adapters, best.measured["total_tok_s"]],
+                "regret": None}
+    not_starved, slo_met = meets(run, p99, limit_ms)
     tok_s = run.measured["total_tok_s"]
     return {
-        "recommended": [max_loras, served], "found": [run.max_loras, run.served_adapters], "run_id": run.run_id,
+        "recommended": [max_loras, served], "found": found, "run_id": run.run_id, "measured": True,
         "p99_ttft_ms": p99.get(run.run_id), "starved": not not_starved, "slo_met": slo_met, "total_tok_s": tok_s,
         "best": None if best is None else [best.max_loras, best.served_adapters, best.measured["total_tok_s"]],
         "regret": None if best is None else 1.0 - tok_s / best.measured["total_tok_s"],
@@ -115,8 +120,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     SLO may out-serve the best run that meets it: its negative regret would hide the failure)."""
     failed = [r["group"] for r in rows if r["starved"] or not r["slo_met"]]
     regrets = [r["regret"] for r in rows if r["regret"] is not None and r["group"] not in failed]
-    return {"groups": len(rows), "starved": sum(r["starved"] for r in rows),
-            "slo_broken": sum(not r["slo_met"] for r in rows), "failed_groups": failed,
+    measured = [r for r in rows if r["measured"]]
+    return {"groups": len(rows), "starved": sum(r["starved"] for r in measured),
+            "slo_broken": sum(not r["slo_met"] for r in measured), "not_measured": len(rows) - len(measured),
+            "failed_groups": failed,
             "regret_groups": len(regrets),
             "mean_regret": float(np.mean(regrets)) if regrets else None,
             "median_regret": float(np.median(regrets)) if regrets else None}
@@ -169,12 +176,15 @@ def print_report(s: dict[str, Any]) -> None:
             for r in table["rows"]:
                 best = "-" if r["best"] is None else "({}, {}): {:,.0f}".format(*r["best"])
                 p99 = "-" if r["p99_ttft_ms"] is None else f"{r['p99_ttft_ms']:,.0f}"
-                print(f"| {r['group']} | ({r['recommended'][0]}, {r['recommended'][1]}) | ({r['found'][0]}, "
-                      f"{r['found'][1]}) | {p99} | {'STARVED' if r['starved'] else 'no'} | "
-                      f"{'yes' if r['slo_met'] else 'BROKEN'} | {r['total_tok_s']:,.0f} | {best} | {_pct(r['regret'])} |")
+                found = "below the grid" if r["found"] is None else "({}, {})".format(*r["found"])
+                starved, met = (("STARVED" if r["starved"] else "no"), ("yes" if r["slo_met"] else "BROKEN")) \
+                    if r["measured"] else ("NOT MEASURED", "-")
+                print(f"| {r['group']} | ({r['recommended'][0]}, {r['recommended'][1]}) | {found} | {p99} | {starved} | "
+                      f"{met} | {r['total_tok_s']:,.0f} | {best} | {_pct(r['regret'])} |")
             m = table["summary"]
             seconds = sum(r["elapsed_s"] for r in table["rows"])
-            print(f"\n{title}: starved in {m['starved']} of {m['groups']} groups, SLO broken in {m['slo_broken']} "
+            print(f"\n{title}: starved in {m['starved']} of {m['groups']} groups, SLO broken in {m['slo_broken']}, "
+                  f"not measured in {m['not_measured']} "
                   f"({', '.join(m['failed_groups']) or 'none failed'}); mean regret {_pct(m['mean_regret'])} "
                   f"(median {_pct(m['median_regret'])}) over the {m['regret_groups']} groups meeting both; "
                   f"recommend took {seconds:.0f} s in all\n")

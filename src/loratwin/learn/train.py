@@ -34,11 +34,12 @@ from loratwin.learn.zoo import (
     to_document,
 )
 from loratwin.slo import Slo
+from loratwin.validate.ml_test import GRID_COUNTS as ML_TEST_GRID
 
 MANIFEST_FORMAT = "loratwin-models/1"
 # Shipped with the package: the interpretable families (the references take 0.3-0.4 MB each).
 SHIPPED_FAMILIES = ("tree", "figs", "rulefit", "ebm", "linear")
-GRID_COUNTS = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384]
+GRID_COUNTS = list(ML_TEST_GRID)
 
 # what train_profile (and tune) put in a models folder
 MODEL_FILES = ("*.json", "comparison.md")

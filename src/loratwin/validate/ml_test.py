@@ -20,6 +20,9 @@ from loratwin.workload import AdapterSpec, WorkloadSpec
 PROFILE = "llama-3.1-8b-instruct"
 POOL = 384
 THRESHOLD = 0.1
+# The served and max_loras counts the groups were measured at (max_loras <= served); the sweep's
+# published grid and the optimum models' answers use the same counts.
+GRID_COUNTS = (16, 32, 64, 96, 128, 160, 192, 256, 320, 384)
 
 Group = tuple[tuple[float, ...], tuple[int, ...]]
 
@@ -60,3 +63,15 @@ def cycling_workload(rates: tuple[float, ...], ranks: tuple[int, ...], count: in
 
 def group_name(rates: tuple[float, ...], ranks: tuple[int, ...]) -> str:
     return "/".join(f"{r:g}" for r in rates) + " ranks " + "-".join(map(str, ranks))
+
+
+def grid_point(served: int, max_loras: int) -> tuple[int, int] | None:
+    """Where an answer (served, max_loras) is looked up among the measured runs: the largest grid
+    served count <= `served` and the grid max_loras nearest `max_loras` (at most that count, as in
+    the real runs; ties: the smaller); None below the grid."""
+    below = [c for c in GRID_COUNTS if c <= served]
+    if not below:
+        return None
+    count = max(below)
+    slots = min((c for c in GRID_COUNTS if c <= count), key=lambda c: (abs(c - max_loras), c))
+    return count, slots

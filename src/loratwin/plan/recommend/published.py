@@ -19,11 +19,10 @@ from loratwin.learn.explain import decision_path
 from loratwin.learn.features import AdapterMix, workload_features
 from loratwin.profiles import Profile
 from loratwin.slo import Slo, parse_slo
+from loratwin.validate.ml_test import GRID_COUNTS
 from loratwin.workload import ShareGPTLengths, WorkloadSpec
 from loratwin.workload.describe import expected_mean_rates
 
-# The served and slot counts of the training grid: the optimum models' answers snap to them.
-GRID_COUNTS = (16, 32, 64, 96, 128, 160, 192, 256, 320, 384)
 TARGETS = ("best_served", "best_max_loras", "best_total_tok_s")
 
 
