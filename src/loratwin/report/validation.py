@@ -71,7 +71,9 @@ def _pairs(rows: list[dict], measured: str, predicted: str) -> tuple[np.ndarray,
 
 
 def _half_smape(y: np.ndarray, p: np.ndarray) -> float | None:
-    return float(100 * np.mean(np.abs(y - p) / (np.abs(y) + np.abs(p)))) if y.size else None
+    from loratwin.validate.errors import half_smape
+
+    return half_smape(y, p) if y.size else None
 
 
 def _write(rows: list[dict], table: list[dict], out_dir: Path) -> Path:

@@ -24,6 +24,7 @@ from loratwin.plan.placement.fill import fill_order, largest_prefix
 from loratwin.plan.placement.place import refused_alone
 from loratwin.plan.placement.result import DEFAULT_ADAPTER_DIR, vllm_command
 from loratwin.profiles import Profile
+from loratwin.slo import Slo
 from loratwin.workload import WorkloadSpec
 
 FILL_ORDER = "as place fills a GPU: the largest rank first, busy and quiet adapters alternately"
@@ -133,10 +134,12 @@ def recommend(
             next((d["profile"] for d in docs.values() if d.get("profile")), None),
             {target: d.get("family", d.get("kind")) for target, d in docs.items()}))
     if published:
-        answer = rec.published_method = _published(workload, profile, models)
+        answer = rec.published_method = _published(workload, profile, models, check.rule.slos)
         if answer is None:
             rec.notes.append(no_models_note(profile, profile_source))
         else:
+            if answer["slo_note"]:  # its models were trained under other SLOs than the rule's
+                rec.notes.append(answer["slo_note"])
             rec.models_used.append(models_entry(
                 "the published method (optimum models)", answer["models"], answer["models_profile"],
                 {t: answer[f"{t}_family"] for t in ("best_served", "best_max_loras", "best_total_tok_s")}))
@@ -227,11 +230,12 @@ def _refusal(verdict: GpuVerdict) -> str:
     return f"every max_loras is refused; the closest, max_loras {option.max_loras}: {option.deciding}"
 
 
-def _published(workload: WorkloadSpec, profile: Profile, models: str | Path | None) -> dict[str, Any] | None:
+def _published(workload: WorkloadSpec, profile: Profile, models: str | Path | None,
+               slos: tuple[Slo, ...] = ()) -> dict[str, Any] | None:
     from loratwin.plan.recommend.published import published_answer
 
     try:
-        return published_answer(workload, profile, models)
+        return published_answer(workload, profile, models, slos=slos)
     except InputError:
         if models is not None:  # the user named them: say what is wrong
             raise
