@@ -101,6 +101,15 @@ def test_a_placement_puts_replicas_on_different_gpus_every_one_accepted(profile)
         assert math.fsum(g["adapter_rates_req_s"]) == pytest.approx(g["rate_req_s"])
 
 
+def test_the_greedy_fills_a_replicas_gpu_with_other_adapters(profile):
+    # two replicas at 10 req/s and eight quiet adapters (4 req/s): two GPUs, the quiet ones beside a replica
+    adapters = [AdapterSpec(id="hot", rank=8, rate_req_s=20.0),
+                *(AdapterSpec(id=f"q{i}", rank=8, rate_req_s=0.5) for i in range(8))]
+    placement = place(adapters, profile, check=TotalRate(), search_moves=0)
+    assert placement.gpu_count == placement.lower_bound == 2
+    assert placement.routing["hot"] == {0: 0.5, 1: 0.5}
+
+
 def test_an_adapter_refused_even_without_traffic_is_still_refused(profile):
     class NothingStarts(TotalRate):
         def evaluate(self, adapters, profile):
