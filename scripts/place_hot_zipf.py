@@ -6,7 +6,7 @@ printed beside it), the replicas made (adapters split, the largest split), and t
 (median of --runs runs; every run gives the same placement).
 
     python scripts/place_hot_zipf.py [--profile llama-3.1-8b-instruct] [--runs 3] [--out hot.yaml]
-        [--search-moves 50]
+        [--search-moves 50] [--verify 3600]
 
 `--out` writes the placement (with its routing table) as `loratwin place --out` does: the input
 of the cluster twin's check of it (starved GPUs, share served, routers side by side), which this
@@ -25,7 +25,7 @@ import numpy as np
 from loratwin import load_profile
 from loratwin.plan.bound import lower_bound_gpus
 from loratwin.plan.judge import make_check
-from loratwin.plan.placement import DEFAULT_SEARCH_MOVES, place
+from loratwin.plan.placement import DEFAULT_SEARCH_MOVES, place, verify_placement
 from loratwin.workload import zipf_layout
 
 SERVED, TOTAL_REQ_S, EXPONENT, RANKS = 500, 600.0, 1.0, (8, 16, 32)
@@ -49,6 +49,9 @@ def main() -> int:
     parser.add_argument("--search-moves", type=int, default=DEFAULT_SEARCH_MOVES)
     parser.add_argument("--seed", type=int, default=0, help="the seed of the rank shuffle")
     parser.add_argument("--out", type=Path, help="also write the placement here (.yaml or .json)")
+    parser.add_argument("--verify", type=float, metavar="SECONDS", default=0.0,
+                        help="also simulate every GPU alone with the twin for this long, at its share of each "
+                             "replicated adapter's rate (place --verify)")
     args = parser.parse_args()
 
     profile = load_profile(args.profile)
@@ -81,6 +84,14 @@ def main() -> int:
     print(f"time: {np.median(times):.2f} s median of {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)})")
     for note in placement.notes:
         print(f"note: {note}")
+    if args.verify > 0:
+        checked = verify_placement(placement, profile, duration_s=args.verify, rule=check.rule)
+        ratios = [g.throughput_over_offered for g in checked.gpus]
+        print(f"twin, each GPU alone ({args.verify:g} s, seed 0): refused {checked.refused_gpus or 'none'}, starved "
+              f"{checked.starved_gpus or 'none'}, GPUs with starved adapters {checked.gpus_with_starved_adapters or 'none'}; "
+              f"throughput / offered {min(ratios):.3f}-{max(ratios):.3f} (median {np.median(ratios):.3f}); replica GPUs: "
+              + ", ".join(f"{g.index} {g.throughput_over_offered:.3f}" for g in checked.gpus
+                          if any(g.index in gpus for gpus in split.values())))
     if args.out is not None:
         doc = placement.to_dict()
         text = json.dumps(doc, indent=2) if args.out.suffix == ".json" else _yaml(doc)
