@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from loratwin import AdapterSpec, InputError, load_profile
 from loratwin.plan.placement import ShareJudge, place
-from loratwin.plan.placement.moves import gpus_of, load_ms, match_gpus
+from loratwin.plan.placement.moves import gpus_of, load_ms, match_gpus, renamed
 from loratwin.plan.placement.place import default_check
 from loratwin.plan.placement.replace import fewest_off, replace
 from loratwin.workload import WorkloadSpec, zipf_layout
@@ -110,11 +110,14 @@ def test_fewest_off_prefers_the_cold_adapters_at_the_same_count(profile):
 
 
 def test_fresh_gpus_are_matched_to_the_old_ones_keeping_the_most_adapters(placed):
-    before = gpus_of(placed)
-    shuffled = list(reversed(placed.gpus))
-    renamed = match_gpus(before, [g.__class__(**{**g.__dict__, "index": 90 + k}) for k, g in enumerate(shuffled)], 50)
-    assert [(g.index, [a.id for a in g.adapters]) for g in renamed] == \
+    import dataclasses
+
+    shuffled = dataclasses.replace(placed, gpus=[dataclasses.replace(g, index=90 + k)
+                                                 for k, g in enumerate(reversed(placed.gpus))], routing=None)
+    gpus, routing = renamed(shuffled, match_gpus(gpus_of(placed), shuffled, 50))
+    assert [(g.index, [a.id for a in g.adapters]) for g in gpus] == \
         [(g.index, [a.id for a in g.adapters]) for g in placed.gpus]
+    assert routing == placed.routing
 
 
 @pytest.mark.slow

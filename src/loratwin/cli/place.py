@@ -56,6 +56,7 @@ def place_command(
     from_placement: Annotated[Path | None, typer.Option("--from", help="A placement written by place --out: keep every adapter where the rule still accepts it and move the fewest (prints the moves and what a fresh placement would move).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
+    routing_out: Annotated[Path | None, typer.Option("--routing-out", help="Also write the routing table alone here (.yaml, or .json): adapter -> GPU -> share of its requests.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
@@ -77,7 +78,7 @@ def place_command(
     if models is not None and check != "learned":
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
-    _check_output_places(out, report, adapters)
+    _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
     check_models_dir(models, profile=loaded.name)
@@ -116,6 +117,9 @@ def place_command(
     if out is not None:
         _write(doc, out)
         err_console.print(f"wrote {out}")
+    if routing_out is not None:
+        _write(doc["routing"], routing_out)
+        err_console.print(f"wrote {routing_out}")
     if report is not None:
         from loratwin.report import write_plan_report
 
@@ -140,13 +144,15 @@ def _check_flags(gpus: int | None, search_moves: int, workers: int) -> None:
         raise InputError(f"--workers must be >= 0, got {workers}")
 
 
-def _check_output_places(out: Path | None, report: Path | None, adapters: Path) -> None:
+def _check_output_places(out: Path | None, report: Path | None, adapters: Path, routing_out: Path | None = None) -> None:
     from loratwin.files import Output, check_outputs
     from loratwin.report.html import REPORT_FILES
 
-    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
-        raise InputError(f"--out {out}: expected a .yaml or .json file name")
-    check_outputs(Output("--out", out), Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
+    for flag, path in (("--out", out), ("--routing-out", routing_out)):
+        if path is not None and path.suffix.lower() not in OUT_SUFFIXES:
+            raise InputError(f"{flag} {path}: expected a .yaml or .json file name")
+    check_outputs(Output("--out", out), Output("--routing-out", routing_out),
+                  Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
 
 
 def _write(doc: dict, path: Path) -> None:
@@ -173,7 +179,7 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     from rich.table import Table
 
     console.print(
-        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
+        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {len(placement.routing)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
         f"lower bound {placement.lower_bound} GPU{'s' if placement.lower_bound != 1 else ''}"
         f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile "
@@ -241,6 +247,19 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
         console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False, markup=False)
         console.print(command, highlight=False, soft_wrap=True, markup=False)
+    _print_routes(placement, console)
+
+
+def _print_routes(placement, console: Console) -> None:
+    """The replicated adapters' routes: the share of each one's requests every GPU of it gets."""
+    routes = placement.replicated
+    if not routes:
+        return
+    console.print(f"\n[bold]Routing[/] ({plural(len(routes), 'adapter')} served from several GPUs; every other "
+                  "adapter goes to its one GPU):")
+    for adapter, gpus in routes.items():
+        shares = ", ".join(f"GPU {g} {w:.1%}" for g, w in gpus.items())
+        console.print(f"  {adapter}: {shares}", highlight=False, markup=False)
 
 
 def _comparison(placement, compared: dict) -> str:

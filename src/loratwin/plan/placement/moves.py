@@ -7,7 +7,8 @@ from."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loratwin.plan.placement.result import GpuPlan, Placement
@@ -39,11 +40,7 @@ def load_ms(profile: Profile, max_lora_rank: int, rank: int) -> float:
 
 def gpus_of(placement: Placement) -> dict[str, set[int]]:
     """Adapter id -> the GPUs serving it (one unless it is replicated)."""
-    where: dict[str, set[int]] = {}
-    for g in placement.gpus:
-        for a in g.adapters:
-            where.setdefault(a.id, set()).add(g.index)
-    return where
+    return {a: set(gpus) for a, gpus in placement.routing.items()}
 
 
 def moves_between(old: Mapping[str, set[int]], new: Placement, profile: Profile) -> tuple[list[Move], list[Move]]:
@@ -68,30 +65,35 @@ def moves_between(old: Mapping[str, set[int]], new: Placement, profile: Profile)
     return moves, added
 
 
-def match_gpus(old: Mapping[str, set[int]], fresh: Sequence[GpuPlan], first_new_index: int) -> list[GpuPlan]:
-    """`fresh`'s GPUs renamed after the old GPUs they share the most adapters with (an assignment
-    maximising the adapters that stay put: scipy's linear_sum_assignment); the others get new
-    indices from `first_new_index`."""
-    import dataclasses
-
+def match_gpus(old: Mapping[str, set[int]], fresh: Placement, first_new_index: int) -> dict[int, int]:
+    """New names for `fresh`'s GPUs: each after the old GPU it shares the most adapters with (an
+    assignment maximising the adapters that stay put: scipy's linear_sum_assignment), the others
+    new indices from `first_new_index`. Returns fresh GPU index -> new index."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
     old_indices = sorted({g for gpus in old.values() for g in gpus})
     column = {g: j for j, g in enumerate(old_indices)}
-    shared = np.zeros((len(fresh), len(old_indices)))
-    for i, plan in enumerate(fresh):
+    shared = np.zeros((len(fresh.gpus), len(old_indices)))
+    for i, plan in enumerate(fresh.gpus):
         for a in plan.adapters:
             for g in old.get(a.id, ()):
                 shared[i, column[g]] += 1
     rows, cols = linear_sum_assignment(shared, maximize=True)
     named = {int(r): old_indices[int(c)] for r, c in zip(rows, cols) if shared[r, c] > 0}
-    renamed, next_index = [], first_new_index
-    for i, plan in enumerate(fresh):
+    renamed, next_index = {}, first_new_index
+    for i, plan in enumerate(fresh.gpus):
         if i not in named:
             named[i], next_index = next_index, next_index + 1
-        renamed.append(dataclasses.replace(plan, index=named[i]))
-    return sorted(renamed, key=lambda g: g.index)
+        renamed[plan.index] = named[i]
+    return renamed
+
+
+def renamed(placement: Placement, names: Mapping[int, int]) -> tuple[list[GpuPlan], dict[str, dict[int, float]]]:
+    """`placement`'s GPUs and routing with GPU indices renamed by `names`, GPUs in index order."""
+    gpus = sorted((dataclasses.replace(g, index=names[g.index]) for g in placement.gpus), key=lambda g: g.index)
+    routing = {a: dict(sorted((names[g], w) for g, w in route.items())) for a, route in placement.routing.items()}
+    return gpus, routing
 
 
 def restarted(old: Placement, new: Placement) -> list[int]:

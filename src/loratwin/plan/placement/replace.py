@@ -14,6 +14,12 @@ new ones go, hottest first, onto the accepted GPU that stays accepted with the l
 that keeps its --max-loras before one that would restart); what no GPU takes fills new GPUs with
 the greedy. Vanished adapters are dropped without a move; a GPU left empty is freed.
 
+Replicas (`replicas`): an adapter served from several GPUs keeps every replica on its GPU, its
+requests split evenly over them again (the routing weights re-balanced); one that needs more
+replicas at its new rate than it has (as `place` splits) gets the extra ones placed like new
+adapters, on GPUs that do not hold it. A replica placed on a GPU, or taken off one, is a move.
+Replicas are not dropped when an adapter cools down (that would be a move too).
+
 A fresh placement of the same adapters is made too, its GPUs matched to the old ones (the most
 adapters kept, `moves.match_gpus`): its moves are reported, and it is taken instead when it moves
 fewer adapters (`chosen` says which). A GPU keeps its --max-loras where the rule still accepts it;
@@ -30,8 +36,8 @@ from typing import Any
 from loratwin.errors import InputError
 from loratwin.plan.judge import GpuCheck, resolve_profile
 from loratwin.plan.placement.fill import greedy_bins, largest_prefix
-from loratwin.plan.placement.moves import Move, gpus_of, match_gpus, moves_between, restarted
-from loratwin.plan.placement.place import as_workload, check_each_alone, default_check, gpu_plan, place
+from loratwin.plan.placement.moves import Move, gpus_of, match_gpus, moves_between, renamed, restarted
+from loratwin.plan.placement.place import as_workload, default_check, gpu_plan, place, split_for_gpus
 from loratwin.plan.placement.result import Placement
 from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
 from loratwin.plan.placement.shares import ShareJudge
@@ -86,40 +92,68 @@ def replace(old: Placement, adapters: Sequence[AdapterSpec] | WorkloadSpec, prof
         raise InputError(f"--from: the placement was made for profile {old.profile!r}, not {profile.name!r}; "
                          f"give --profile {old.profile} or place afresh")
     check = check or default_check(profile, workload)
-    items = list(workload.adapters)
-    judge = ShareJudge(check, profile, items)
-    check_each_alone(judge)
     before = gpus_of(old)
-    index = {a.id: i for i, a in enumerate(items)}
-    bins = {g.index: [index[a.id] for a in g.adapters if a.id in index] for g in old.gpus}
+    items, weights, homes = _replicas(workload, before, check, profile)
+    judge = ShareJudge(check, profile, items)
+    bins: dict[int, list[int]] = {g.index: [] for g in old.gpus}
+    pool = []
+    for i, home in enumerate(homes):
+        (bins[home] if home is not None else pool).append(i)
     freed = [g for g, members in bins.items() if not members]
     bins = {g: members for g, members in bins.items() if members}
     refused = [g for g, members in bins.items() if not judge.ok(members)]
-    pool = [i for i, a in enumerate(items) if a.id not in before]
     for g in refused:
         bins[g], off = fewest_off(judge, bins[g])
         pool += off
     first_new = max((g.index for g in old.gpus), default=-1) + 1
     old_slots = {g.index: g.max_loras for g in old.gpus}
     _place_pool(judge, bins, pool, old_slots, first_new)
-    fresh = place(workload, profile, check=check, search_moves=search_moves)
-    kept = _placement(old, fresh, [gpu_plan(g, bins[g], judge, old_slots.get(g)) for g in sorted(bins)], started)
-    fresh_matched = _placement(old, fresh, match_gpus(before, fresh.gpus, first_new), started)
+    routing: dict[str, dict[int, float]] = {a.id: {} for a in workload.adapters}
+    for g, members in sorted(bins.items()):
+        for i in members:
+            routing[items[i].id][g] = weights[i]
+    kept = _placement(old, fresh := place(workload, profile, check=check, search_moves=search_moves),
+                      [gpu_plan(g, bins[g], judge, old_slots.get(g)) for g in sorted(bins)], routing)
+    fresh_gpus, fresh_routing = renamed(fresh, match_gpus(before, fresh, first_new))
+    fresh_matched = _placement(old, fresh, fresh_gpus, fresh_routing)
     kept_moves, added = moves_between(before, kept, profile)
     fresh_moves, fresh_added = moves_between(before, fresh_matched, profile)
     chosen, result = "kept", kept
     if len(fresh_moves) < len(kept_moves):
         chosen, result, kept_moves, added = "fresh", fresh_matched, fresh_moves, fresh_added
-    notes = []
+    notes = [n for n in fresh.notes if "split into replicas" in n] if chosen == "fresh" else []
     if chosen == "fresh":
         notes.append(f"a fresh placement moves fewer adapters ({len(fresh_moves)}) than keeping them where the "
                      "rule allows: it is taken, its GPUs matched to the old ones")
+    result.notes = notes
     result.elapsed_s = time.perf_counter() - started
     return Replacement(
-        placement=result, moves=kept_moves, added=added, dropped=sorted(set(before) - set(index)),
+        placement=result, moves=kept_moves, added=added,
+        dropped=sorted(set(before) - {a.id for a in workload.adapters}),
         restarts=restarted(old, result), refused=sorted(refused), freed=sorted(freed),
         fresh_moves=len(fresh_moves), fresh_gpus=fresh.gpu_count, chosen=chosen, notes=notes,
     )
+
+
+def _replicas(workload: WorkloadSpec, before: dict[str, set[int]], check: GpuCheck,
+              profile: Profile) -> tuple[list[AdapterSpec], list[float], list[int | None]]:
+    """What to place: one item per replica (`replicas`: the same id and rank, an even share of the
+    rate), its weight, and the GPU it stays on (None: to be placed). A replicated adapter keeps
+    every replica on its GPU, its weights evened out; one that needs more replicas at its new rate
+    (`split_for_gpus`, as `place` splits) gets the extra ones to place."""
+    needed = split_for_gpus(lambda a: check.evaluate([a], profile), profile.name, workload.adapters).replicas
+    items: list[AdapterSpec] = []
+    weights: list[float] = []
+    homes: list[int | None] = []
+    for a in workload.adapters:
+        gpus = sorted(before.get(a.id, ()))
+        n = max(needed.get(a.id, 1), len(gpus))
+        share = a if n == 1 else a.model_copy(update={"rate_req_s": a.rate_req_s / n})
+        for k in range(n):
+            items.append(share)
+            weights.append(1.0 / n)
+            homes.append(gpus[k] if k < len(gpus) else None)
+    return items, weights, homes
 
 
 def fewest_off(judge: ShareJudge, members: list[int]) -> tuple[list[int], list[int]]:
@@ -184,10 +218,9 @@ def _place_pool(judge: ShareJudge, bins: dict[int, list[int]], pool: list[int], 
             bins[first_new + k] = [left[m] for m in members]
 
 
-def _placement(old: Placement, fresh: Placement, gpus: list, started: float) -> Placement:
+def _placement(old: Placement, fresh: Placement, gpus: list, routing: dict[str, dict[int, float]]) -> Placement:
     return Placement(
         profile=fresh.profile, model=fresh.model, algorithm="re-placement", check=fresh.check, gpus=gpus,
-        lower_bound=fresh.lower_bound, elapsed_s=time.perf_counter() - started, notes=[],
-        lengths=fresh.lengths, arrival=fresh.arrival, adapter_dir=old.adapter_dir,
-        serve_arguments=fresh.serve_arguments,
+        lower_bound=fresh.lower_bound, elapsed_s=0.0, notes=[], lengths=fresh.lengths, arrival=fresh.arrival,
+        adapter_dir=old.adapter_dir, serve_arguments=fresh.serve_arguments, slos=fresh.slos, routing=routing,
     )

@@ -110,6 +110,9 @@ def verify_placement(
     limits = rule.limits(profile)
     tasks = []
     for g in placement.gpus:
+        # a replica runs at its share of its adapter's rate (rate x routing weight): random routing of
+        # Poisson arrivals is Poisson at that rate, exactly; other kinds are taken as the same kind at
+        # the lower rate (placement.replicas)
         workload = WorkloadSpec(adapters=g.adapters, lengths=placement.lengths, arrival=placement.arrival)
         server = ServerConfig(max_loras=g.max_loras, max_cpu_loras=g.max_cpu_loras, max_lora_rank=g.max_lora_rank,
                               client_max_waiting=client_max_waiting)
