@@ -36,9 +36,18 @@ def scaled(workload, ids, factor):
 
 
 def assert_each_once(result, adapters):
-    ids = sorted(a.id for g in result.placement.gpus for a in g.adapters)
-    assert ids == sorted(a.id for a in adapters)
-    assert all(g.accepted for g in result.placement.gpus)
+    """Every adapter on its GPUs once each, its weights summing to 1; every GPU accepted."""
+    placement = result.placement
+    assert sorted(placement.routing) == sorted(a.id for a in adapters)
+    for adapter_id, route in placement.routing.items():
+        assert sum(route.values()) == pytest.approx(1.0)
+        held = [g.index for g in placement.gpus for a in g.adapters if a.id == adapter_id]
+        assert sorted(held) == sorted(route), "once on each of its GPUs, nowhere else"
+    rates = {a.id: a.rate_req_s for a in adapters}
+    for g in placement.gpus:
+        for a in g.adapters:
+            assert a.rate_req_s == pytest.approx(rates[a.id] * placement.routing[a.id][g.index])
+    assert all(g.accepted for g in placement.gpus)
 
 
 def test_an_unchanged_workload_moves_nothing(placed, zipf60, profile):
@@ -121,8 +130,30 @@ def test_fresh_gpus_are_matched_to_the_old_ones_keeping_the_most_adapters(placed
 
 
 @pytest.mark.slow
+def test_replicas_keep_their_gpus_and_a_busier_adapter_gets_more(profile):
+    workload = zipf_layout(40, 200.0, 1.0, ranks=(8, 16), seed=1)  # its busiest adapter needs 2 replicas
+    old = place(workload, profile)
+    hottest = workload.adapters[0].id
+    assert len(old.routing[hottest]) >= 2
+    calmer = scaled(workload, {hottest}, 0.9)
+    result = replace(old, calmer, profile)
+    assert result.placement.routing[hottest].keys() == old.routing[hottest].keys()
+    assert all(m.adapter != hottest for m in result.moves)
+    assert_each_once(result, calmer)
+    busier = scaled(workload, {hottest}, 3.0)
+    result = replace(old, busier, profile)
+    assert_each_once(result, busier)
+    gpus = result.placement.routing[hottest]
+    assert set(old.routing[hottest]) <= set(gpus) and len(gpus) > len(old.routing[hottest])
+    added = [m for m in result.moves if m.adapter == hottest]
+    if result.chosen == "kept":
+        assert len(added) == len(gpus) - len(old.routing[hottest]) and all(m.from_gpu is None for m in added)
+    assert len(result.moves) <= result.fresh_moves
+
+
+@pytest.mark.slow
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 10_000), n=st.integers(3, 50), total=st.floats(2.0, 30.0),
+@given(seed=st.integers(0, 10_000), n=st.integers(3, 50), total=st.floats(2.0, 90.0),
        hot=st.floats(0.0, 1.0), factor=st.floats(1.0, 4.0), dropped=st.integers(0, 3), new=st.integers(0, 3))
 def test_every_adapter_once_every_gpu_accepted_and_no_more_moves_than_fresh(seed, n, total, hot, factor, dropped,
                                                                             new, profile):
@@ -136,8 +167,8 @@ def test_every_adapter_once_every_gpu_accepted_and_no_more_moves_than_fresh(seed
     adapters += [AdapterSpec(id=f"new-{k}", rank=rng.choice((8, 16, 32)), rate_req_s=rng.uniform(0.01, 2)) for k in range(new)]
     try:
         result = replace(old, adapters, profile)
-    except InputError as err:  # an adapter too busy for one GPU: refused the same way as by place
-        assert "cannot be placed on one GPU" in str(err)
+    except InputError as err:  # only an adapter no replicas serve is refused
+        assert "No number of GPUs or replicas serves it" in str(err)
         return
     assert_each_once(result, adapters)
     assert len(result.moves) <= result.fresh_moves
