@@ -111,7 +111,9 @@ class ReplicaRun:
         return finish_run(prepared, out, starvation_threshold)
 
 
-Decide = Callable[[int, list[int], list[int]], int]  # (request, candidates, their outstanding) -> replica
+# (request, the replicas holding its adapter, outstanding count of a replica at the arrival) -> replica;
+# a rule asks only for the counts it reads (affinity: the home's alone while it is below the threshold)
+Decide = Callable[[int, list[int], Callable[[int], int]], int]
 
 
 def run_lockstep(
@@ -124,7 +126,7 @@ def run_lockstep(
     duration_ns: int,
 ) -> np.ndarray:
     """Route and run: `routes[i]` >= 0 is a request's fixed replica (its adapter has one); -1 means
-    `decide(i, holders[adapter[i]], their outstanding counts)` picks it at its arrival. Returns the
+    `decide(i, holders[adapter[i]], outstanding)` picks it at its arrival. Returns the
     routes, every one filled."""
     routes = routes.copy()
     n_replicas = len(runs)
@@ -139,13 +141,13 @@ def run_lockstep(
 
     for i in np.flatnonzero(routes < 0):
         t = int(arrival_ns[i])
-        options = holders[adapter[i]]
-        counts = []
-        for r in options:
+
+        def outstanding(r: int, i: int = int(i), t: int = t) -> int:
             flush(r, i)
             runs[r].advance(t)
-            counts.append(runs[r].outstanding(t))
-        chosen = decide(int(i), options, counts)
+            return runs[r].outstanding(t)
+
+        chosen = decide(int(i), holders[adapter[i]], outstanding)
         routes[i] = chosen
         runs[chosen].add(np.array([i], np.int64))
     for r in range(n_replicas):

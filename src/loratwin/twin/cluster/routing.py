@@ -6,6 +6,8 @@ replicas are simulated together (`lockstep`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 # the router's random stream is apart from the workload's (same seed, other stream)
@@ -29,20 +31,20 @@ def weighted_routes(adapter: np.ndarray, weights: list[dict[int, float]], seed: 
     return routes
 
 
-def least_outstanding(candidates: list[int], outstanding: list[int]) -> int:
-    """The candidate with the fewest outstanding requests; the first listed on ties."""
-    best = 0
-    for k in range(1, len(candidates)):
-        if outstanding[k] < outstanding[best]:
-            best = k
-    return candidates[best]
+def least_outstanding(candidates: list[int], outstanding: Callable[[int], int]) -> int:
+    """The candidate with the fewest outstanding requests (`outstanding(replica)`); the first
+    listed on ties."""
+    best, best_count = candidates[0], outstanding(candidates[0])
+    for r in candidates[1:]:
+        count = outstanding(r)
+        if count < best_count:
+            best, best_count = r, count
+    return best
 
 
-def affinity(home: int, candidates: list[int], outstanding: list[int], spill_threshold: int) -> int:
+def affinity(home: int, candidates: list[int], outstanding: Callable[[int], int], spill_threshold: int) -> int:
     """The home replica unless it has more than `spill_threshold` outstanding requests; then the
     least-outstanding other candidate (home again when it is the only one)."""
-    k_home = candidates.index(home)
-    if outstanding[k_home] <= spill_threshold or len(candidates) == 1:
+    if len(candidates) == 1 or outstanding(home) <= spill_threshold:
         return home
-    others = [k for k in range(len(candidates)) if k != k_home]
-    return least_outstanding([candidates[k] for k in others], [outstanding[k] for k in others])
+    return least_outstanding([r for r in candidates if r != home], outstanding)

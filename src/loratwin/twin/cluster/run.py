@@ -27,6 +27,7 @@ from loratwin.twin.simulation import (
     prepare_run,
 )
 from loratwin.workload import RequestTable, WorkloadSpec, generate_requests
+from loratwin.workload.trace import trace_window_s
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,15 @@ class ReplicaTask:
     sample_interval_s: float
     starvation_threshold: float
     lengths_name: str
+    outputs_requested: bool
 
 
 def _prepare(task: ReplicaTask):
     import dataclasses
 
     prepared = prepare_run(task.workload, task.server, task.profile, duration_s=task.duration_s, seed=task.seed,
-                           requests=task.requests, outputs_requested=True, sample_interval_s=task.sample_interval_s)
+                           requests=task.requests, outputs_requested=task.outputs_requested,
+                           sample_interval_s=task.sample_interval_s)
     return dataclasses.replace(prepared, lengths_name=task.lengths_name)
 
 
@@ -69,7 +72,7 @@ def simulate_cluster(
     profile: Profile | str,
     *,
     router: str = "weighted-random",
-    duration_s: float = DEFAULT_DURATION_S,
+    duration_s: float | None = None,
     seed: int = 0,
     workers: int | None = None,
     use_ray: bool = False,
@@ -77,17 +80,22 @@ def simulate_cluster(
     sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
     starvation_threshold: float = 0.1,
     requests: RequestTable | None = None,
+    outputs_requested: bool | None = None,
 ) -> ClusterResult:
     """Simulate `spec`'s replicas behind `router` for `duration_s` seconds.
 
     The workload's requests are drawn once with `seed` (as `simulate` draws them for one replica
-    serving the whole workload), or given as `requests`. `weighted-random` routes them all up front
+    serving the whole workload), or given as `requests` (a trace: its window by default; outputs as
+    generated unless `outputs_requested`, as `simulate` replays). `weighted-random` routes them all up front
     (its draws seeded apart from the workload's) and runs the replicas on their own, on `workers`
     processes (default: all cores) or on Ray (`use_ray`); `least-outstanding` and `affinity` run them
     together in this process (`lockstep`). The same inputs give the same result whatever the workers."""
     check_router(router, spill_threshold)
     if isinstance(profile, str):
         profile = load_profile(profile)
+    replayed = requests is not None
+    if duration_s is None:
+        duration_s = DEFAULT_DURATION_S if requests is None else trace_window_s(requests)
     if not duration_s > 0:
         raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
     _check_clock(duration_s)
@@ -103,7 +111,9 @@ def simulate_cluster(
     weights = [spec.routing[a.id] for a in workload.adapters]
     holders = [sorted(w) for w in weights]
     adapter = requests.adapter.astype(np.int64)
-    lengths_name = _lengths_name(workload, profile, replayed=False)
+    lengths_name = _lengths_name(workload, profile, replayed=replayed)
+    if outputs_requested is None:
+        outputs_requested = not replayed
 
     def task(r: int, idx: np.ndarray) -> ReplicaTask:
         replica = spec.replicas[r]
@@ -112,7 +122,7 @@ def simulate_cluster(
             local[index[a]] = position
         sub = workload.model_copy(update={"adapters": tuple(workload.adapters[index[a]] for a in replica.adapters)})
         return ReplicaTask(sub, replica.server, profile, _subset(requests, idx, local), duration_s, seed,
-                           sample_interval_s, starvation_threshold, lengths_name)
+                           sample_interval_s, starvation_threshold, lengths_name, outputs_requested)
 
     if router == "weighted-random":
         routes = weighted_routes(adapter, weights, seed)
