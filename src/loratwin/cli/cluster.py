@@ -74,9 +74,16 @@ def simulate_cluster_command(
     _print(doc, _out_console())
 
 
-def _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting) -> None:
-    if router not in ROUTERS:
+def check_router_flag(router: str | None, verify: bool = True) -> None:
+    """--router: one of ROUTERS (place takes it only with --verify)."""
+    if router is not None and router not in ROUTERS:
         raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
+    if router is not None and not verify:
+        raise InputError("--router is for --verify (place simulates nothing without it)")
+
+
+def _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting) -> None:
+    check_router_flag(router)
     if spill_threshold < 0:
         raise InputError(f"--spill-threshold must be >= 0 (outstanding requests), got {spill_threshold}")
     if workers < 0:
