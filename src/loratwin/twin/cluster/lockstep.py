@@ -4,16 +4,19 @@ Each replica is the single-GPU engine run in pieces (`engine.advance`): before a
 adapter several replicas hold is routed, those replicas run every step that starts before its
 arrival, so their outstanding counts are exact at that instant. The engine starts a step only once
 every arrival up to its start is known, so a replica run in pieces equals the same replica run in one
-call with the requests it was sent (tests/twin/test_cluster.py checks it)."""
+call with the requests it was sent (tests/twin/test_cluster.py checks it). The loop over requests is
+compiled (one call for the whole window, re-entered only to grow a full log)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import numpy as np
+from numba import njit
+from numba.typed import List
 
 from loratwin.twin import engine
+from loratwin.twin.cluster.routing import AFFINITY, affinity_spills, least_outstanding
 from loratwin.twin.result import RunResult
 from loratwin.twin.simulation import PreparedRun, finish_run, log_caps
 from loratwin.workload import RequestTable
@@ -31,76 +34,39 @@ _REQUEST_FIELDS = ("arrival_ns", "req_adapter", "prompt_tokens", "output_tokens"
 
 class ReplicaRun:
     """One replica whose requests arrive while it runs. `prepared` holds every request it could be
-    sent (all of its adapters'), in time order: the cluster's requests `possible` (ascending); `add`
-    sends it some of them, by their index in the cluster."""
+    sent (all of its adapters', in time order); the loop copies those it is sent into `inputs`."""
 
-    def __init__(self, prepared: PreparedRun, possible: np.ndarray) -> None:
+    def __init__(self, prepared: PreparedRun) -> None:
         self.prepared = prepared
-        self.possible = possible
         inputs = prepared.inputs
         n = len(inputs.arrival_ns)
-        self._sent_arrays = {name: np.empty(n, getattr(inputs, name).dtype) for name in _REQUEST_FIELDS}
-        self.inputs = inputs._replace(**self._sent_arrays)
+        self.possible = tuple(getattr(inputs, name) for name in _REQUEST_FIELDS)
+        self.inputs = inputs._replace(**{name: np.empty(n, getattr(inputs, name).dtype) for name in _REQUEST_FIELDS})
         caps = log_caps(prepared.profile, prepared.duration_s, n, inputs.max_num_seqs)
         self.st, self.sc = engine.new_state(
             n, len(inputs.gpu_load_ns), inputs.cpu_preloaded, inputs.gpu_preloaded, inputs.max_num_seqs,
             inputs.num_blocks, inputs.duration_ns, inputs.sample_interval_ns, *caps.values(),
         )
+        self.taken = np.empty(n, np.int64)  # positions in `possible` of the requests sent, in order
         self.n_known = 0
-        self._positions: list[np.ndarray] = []
 
-    def add(self, requests: np.ndarray) -> None:
-        """Send it these of the cluster's requests (ascending, after those sent so far)."""
-        positions = np.searchsorted(self.possible, requests)
-        k = len(positions)
-        if k == 0:
-            return
-        for name, target in self._sent_arrays.items():
-            target[self.n_known:self.n_known + k] = getattr(self.prepared.inputs, name)[positions]
-        self.n_known += k
-        self._positions.append(positions)
-
-    def advance(self, until_ns: int, final: bool = False) -> None:
-        """Run every step that starts before `until_ns` (to the window's end if `final`)."""
-        sc = self.sc
-        if not final and (sc[engine.SC_NOW] >= until_ns or (
-                sc[engine.SC_NRUN] == 0 and sc[engine.SC_N_WAITING] == 0 and sc[engine.SC_NEXT_ARRIVAL] == self.n_known)):
-            return  # already there, or idle with nothing new: the call would change nothing
-        while True:
-            engine.advance(*self.inputs, self.st, sc, self.n_known, until_ns, final)
-            overflow = int(sc[engine.SC_OVERFLOW])
-            if overflow == 0:
-                return
-            self._grow(overflow)
-
-    def _grow(self, overflow: int) -> None:
+    def grow(self) -> None:
+        """Double the log the engine reported full."""
         arrays = list(self.st)
-        for name in _LOG_ARRAYS[overflow]:
+        for name in _LOG_ARRAYS[int(self.sc[engine.SC_OVERFLOW])]:
             i = engine.STATE_ARRAYS.index(name)
             bigger = np.empty(2 * len(arrays[i]), arrays[i].dtype)
             bigger[:len(arrays[i])] = arrays[i]
             arrays[i] = bigger
         self.st = tuple(arrays)
 
-    def outstanding(self, t_ns: int) -> int:
-        """Requests sent to it and not finished at `t_ns` (after `advance(t_ns)`: only its last step
-        can end later, and its finishes are not yet at `t_ns`)."""
-        sc = self.sc
-        finished = sc[engine.SC_N_FINISHED]
-        if sc[engine.SC_LAST_END] > t_ns:
-            finished -= sc[engine.SC_LAST_FINISHED]
-        return self.n_known - int(finished)
-
-    def sent_positions(self) -> np.ndarray:
-        return np.concatenate(self._positions) if self._positions else np.empty(0, np.int64)
-
     def result(self, starvation_threshold: float) -> RunResult:
-        """Its RunResult, over the requests it was sent (call after `advance(end, final=True)`)."""
+        """Its RunResult, over the requests it was sent (once the loop has run to the end)."""
         out = engine.EngineOutput(*engine.collect(self.st, self.sc))
         n = self.n_known
         out = out._replace(sent_ns=out.sent_ns[:n], first_ns=out.first_ns[:n], finish_ns=out.finish_ns[:n],
                            generated=out.generated[:n], preempted=out.preempted[:n])
-        taken = self.sent_positions()
+        taken = self.taken[:n]
         requests = self.prepared.requests
         prepared = dataclasses.replace(
             self.prepared,
@@ -111,46 +77,115 @@ class ReplicaRun:
         return finish_run(prepared, out, starvation_threshold)
 
 
-# (request, the replicas holding its adapter, outstanding count of a replica at the arrival) -> replica;
-# a rule asks only for the counts it reads (affinity: the home's alone while it is below the threshold)
-Decide = Callable[[int, list[int], Callable[[int], int]], int]
+@njit(cache=True)
+def _outstanding(sc, n_known, t_ns):
+    """Requests sent to a replica and not finished at `t_ns`, after it ran to `t_ns`: only its last
+    step can end later, and that step's finishes are not yet done at `t_ns`."""
+    finished = sc[engine.SC_N_FINISHED]
+    if sc[engine.SC_LAST_END] > t_ns:
+        finished -= sc[engine.SC_LAST_FINISHED]
+    return n_known - finished
 
 
-def run_lockstep(
-    runs: list[ReplicaRun],
-    routes: np.ndarray,
-    arrival_ns: np.ndarray,
-    adapter: np.ndarray,
-    holders: list[list[int]],
-    decide: Decide,
-    duration_ns: int,
-) -> np.ndarray:
-    """Route and run: `routes[i]` >= 0 is a request's fixed replica (its adapter has one); -1 means
-    `decide(i, holders[adapter[i]], outstanding)` picks it at its arrival. Returns the
-    routes, every one filled."""
-    routes = routes.copy()
-    n_replicas = len(runs)
-    fixed = [np.flatnonzero(routes == r) for r in range(n_replicas)]
-    flushed = [0] * n_replicas  # how many of `fixed[r]` were sent
+@njit(cache=True)
+def _advance(x, st, sc, n_known, until_ns, final):
+    """engine.advance on a replica's inputs (an EngineInputs as a plain tuple)."""
+    engine.advance(x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7], x[8], x[9], x[10], x[11], x[12], x[13], x[14],
+                   x[15], x[16], x[17], st, sc, n_known, until_ns, final)
 
-    def flush(r: int, before: int) -> None:
-        upto = int(np.searchsorted(fixed[r], before))
-        if upto > flushed[r]:
-            runs[r].add(fixed[r][flushed[r]:upto])
-            flushed[r] = upto
 
-    for i in np.flatnonzero(routes < 0):
-        t = int(arrival_ns[i])
+@njit(cache=True)
+def _send(k, i, inputs, possible, taken, n_known, cursor):
+    """Request i (the next of replica k's possible ones at `cursor[k]`) is sent to replica k."""
+    n = n_known[k]
+    p = cursor[k]
+    inputs[0][n] = possible[0][p]
+    inputs[1][n] = possible[1][p]
+    inputs[2][n] = possible[2][p]
+    inputs[3][n] = possible[3][p]
+    taken[n] = p
+    n_known[k] = n + 1
 
-        def outstanding(r: int, i: int = int(i), t: int = t) -> int:
-            flush(r, i)
-            runs[r].advance(t)
-            return runs[r].outstanding(t)
 
-        chosen = decide(int(i), holders[adapter[i]], outstanding)
-        routes[i] = chosen
-        runs[chosen].add(np.array([i], np.int64))
-    for r in range(n_replicas):
-        flush(r, len(routes))
-        runs[r].advance(duration_ns, final=True)
+@njit(cache=True)
+def _loop(inputs_l, st_l, sc_l, possible_l, taken_l, n_known, cursor, start, arrival_ns, adapter, routes,
+          holder_ptr, holder_idx, home, rule, spill_threshold, duration_ns):
+    """Route requests start.. in order and run the replicas with them, then to the window's end.
+    Returns (-1, -1) when done, or (request, replica) where a replica's log filled (grow it and call
+    again from that request: nothing of it was done)."""
+    n = arrival_ns.shape[0]
+    counts = np.empty(holder_idx.shape[0], np.int64)  # outstanding requests of the replicas asked,
+    order = np.empty(holder_idx.shape[0], np.int64)  # and which they are
+    spills = False
+    for i in range(start, n):
+        a = adapter[i]
+        lo = holder_ptr[a]
+        hi = holder_ptr[a + 1]
+        chosen = routes[i]
+        if chosen < 0:
+            t = arrival_ns[i]
+            m = 0
+            h = home[a]
+            if rule == AFFINITY:
+                # the home first; the other holders' counts only when it is above the threshold
+                _advance(inputs_l[h], st_l[h], sc_l[h], n_known[h], t, False)
+                if sc_l[h][engine.SC_OVERFLOW] != 0:
+                    return i, h
+                spills = affinity_spills(_outstanding(sc_l[h], n_known[h], t), spill_threshold)
+                chosen = h
+            for j in range(lo, hi):
+                k = holder_idx[j]
+                if rule == AFFINITY and (not spills or k == h):
+                    continue
+                _advance(inputs_l[k], st_l[k], sc_l[k], n_known[k], t, False)
+                if sc_l[k][engine.SC_OVERFLOW] != 0:
+                    return i, k
+                counts[m] = _outstanding(sc_l[k], n_known[k], t)
+                order[m] = k
+                m += 1
+            if m > 0:
+                chosen = order[least_outstanding(counts[:m])]
+            routes[i] = chosen
+        for j in range(lo, hi):
+            k = holder_idx[j]
+            if k == chosen:
+                _send(k, i, inputs_l[k], possible_l[k], taken_l[k], n_known, cursor)
+            cursor[k] += 1
+    for k in range(len(st_l)):
+        _advance(inputs_l[k], st_l[k], sc_l[k], n_known[k], duration_ns, True)
+        if sc_l[k][engine.SC_OVERFLOW] != 0:
+            return n, k
+    return -1, -1
+
+
+def run_lockstep(runs: list[ReplicaRun], routes: np.ndarray, arrival_ns: np.ndarray, adapter: np.ndarray,
+                 holders: list[list[int]], home: list[int], rule: int, spill_threshold: int, duration_ns: int) -> np.ndarray:
+    """Route and run: `routes[i]` >= 0 is a request's fixed replica (its adapter has one); -1: the
+    rule (routing.LEAST_OUTSTANDING or AFFINITY) picks among `holders[adapter[i]]` at its arrival.
+    Every replica's `possible` requests are those of the adapters it holds. Returns the routes."""
+    routes = routes.astype(np.int64).copy()
+    holder_ptr = np.zeros(len(holders) + 1, np.int64)
+    holder_ptr[1:] = np.cumsum([len(h) for h in holders])
+    holder_idx = np.array([r for h in holders for r in h], np.int64)
+    inputs_l = List([tuple(r.inputs) for r in runs])
+    sc_l = List([r.sc for r in runs])
+    possible_l = List([r.possible for r in runs])
+    taken_l = List([r.taken for r in runs])
+    st_l = List([r.st for r in runs])
+    n_known = np.zeros(len(runs), np.int64)
+    cursor = np.zeros(len(runs), np.int64)
+    start = 0
+    while True:
+        stop, k = _loop(inputs_l, st_l, sc_l, possible_l, taken_l, n_known, cursor, start, arrival_ns,
+                        adapter.astype(np.int64), routes, holder_ptr, holder_idx, np.asarray(home, np.int64), rule,
+                        spill_threshold, duration_ns)
+        if stop < 0:
+            break
+        runs[k].st = st_l[k]
+        runs[k].grow()
+        st_l[k] = runs[k].st
+        sc_l[k][engine.SC_OVERFLOW] = 0
+        start = stop
+    for k, run in enumerate(runs):
+        run.st, run.n_known = st_l[k], int(n_known[k])
     return routes

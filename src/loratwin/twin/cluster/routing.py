@@ -2,16 +2,18 @@
 
 `weighted-random` needs no state: every request's replica is drawn up front. The other two read the
 replicas' outstanding requests (sent by the router, not finished) at the request's arrival, so the
-replicas are simulated together (`lockstep`)."""
+replicas are simulated together (`lockstep`). The rules are compiled: the lockstep loop calls them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+from numba import njit
 
 # the router's random stream is apart from the workload's (same seed, other stream)
 ROUTER_STREAM = 0x5E7_0A7E
+# the stateful rules as the compiled loop names them
+LEAST_OUTSTANDING = 0
+AFFINITY = 1
 
 
 def weighted_routes(adapter: np.ndarray, weights: list[dict[int, float]], seed: int) -> np.ndarray:
@@ -31,20 +33,18 @@ def weighted_routes(adapter: np.ndarray, weights: list[dict[int, float]], seed: 
     return routes
 
 
-def least_outstanding(candidates: list[int], outstanding: Callable[[int], int]) -> int:
-    """The candidate with the fewest outstanding requests (`outstanding(replica)`); the first
-    listed on ties."""
-    best, best_count = candidates[0], outstanding(candidates[0])
-    for r in candidates[1:]:
-        count = outstanding(r)
-        if count < best_count:
-            best, best_count = r, count
+@njit(cache=True)
+def least_outstanding(outstanding):
+    """Position of the candidate with the fewest outstanding requests; the first on ties."""
+    best = 0
+    for k in range(1, outstanding.shape[0]):
+        if outstanding[k] < outstanding[best]:
+            best = k
     return best
 
 
-def affinity(home: int, candidates: list[int], outstanding: Callable[[int], int], spill_threshold: int) -> int:
-    """The home replica unless it has more than `spill_threshold` outstanding requests; then the
-    least-outstanding other candidate (home again when it is the only one)."""
-    if len(candidates) == 1 or outstanding(home) <= spill_threshold:
-        return home
-    return least_outstanding([r for r in candidates if r != home], outstanding)
+@njit(cache=True)
+def affinity_spills(home_outstanding, spill_threshold):
+    """Affinity sends a request to its adapter's home replica unless the home has more than
+    `spill_threshold` outstanding requests; then to the least-outstanding other replica holding it."""
+    return home_outstanding > spill_threshold

@@ -12,7 +12,7 @@ from loratwin.errors import InputError
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.cluster.lockstep import ReplicaRun, run_lockstep
 from loratwin.twin.cluster.report import ClusterResult
-from loratwin.twin.cluster.routing import affinity, least_outstanding, weighted_routes
+from loratwin.twin.cluster.routing import AFFINITY, LEAST_OUTSTANDING, weighted_routes
 from loratwin.twin.cluster.spec import DEFAULT_SPILL_THRESHOLD, ClusterSpec, check_router
 from loratwin.twin.result import RunResult
 from loratwin.twin.simulation import (
@@ -133,16 +133,13 @@ def simulate_cluster(
             raise InputError(f"--ray: the {router} router reads every replica's state at each arrival, so its replicas "
                              "run together in one process; Ray runs the weighted-random router")
         holds = [np.isin(adapter, [index[a] for a in replica.adapters]) for replica in spec.replicas]
-        runs = [ReplicaRun(_prepare(task(r, np.flatnonzero(h))), np.flatnonzero(h)) for r, h in enumerate(holds)]
+        runs = [ReplicaRun(_prepare(task(r, np.flatnonzero(h)))) for r, h in enumerate(holds)]
+        del holds
         single = np.array([h[0] if len(h) == 1 else -1 for h in holders], np.int64)
         homes = [spec.home(a.id) for a in workload.adapters]
-        if router == "least-outstanding":
-            def decide(i, options, counts):
-                return least_outstanding(options, counts)
-        else:
-            def decide(i, options, counts):
-                return affinity(homes[adapter[i]], options, counts, spill_threshold)
-        routes = run_lockstep(runs, single[adapter], arrival_ns, adapter, holders, decide, duration_ns)
+        rule = LEAST_OUTSTANDING if router == "least-outstanding" else AFFINITY
+        routes = run_lockstep(runs, single[adapter], arrival_ns, adapter, holders, homes, rule, spill_threshold,
+                              duration_ns)
         results = [run.result(starvation_threshold) for run in runs]
     return ClusterResult(spec=spec, router=router, duration_s=duration_s, seed=seed, replicas=results,
                          routes=routes, request_adapter=adapter, spill_threshold=spill_threshold)
