@@ -576,7 +576,7 @@ CASES = [
     case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "adapters.csv"),
     case("missing.csv does not exist", "simulate-cluster", "cluster.yaml", "missing.csv"),
     case("afile: expected a placement file (.yaml or .json", "simulate-cluster", "afile", "adapters.csv"),
-    case("bad.yaml: line 3, column 1: invalid YAML", "simulate-cluster", "bad.yaml", "adapters.csv"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "simulate-cluster", "bad.yaml", "adapters.csv"),
     case("placement.yaml: gpus: expected a non-empty list of GPUs", "simulate-cluster", "placement.yaml", "adapters.csv"),
     case("cluster-weights.yaml: routing.b: the weights must sum to 1, got 1.2", "simulate-cluster",
          "cluster-weights.yaml", "adapters.csv"),
@@ -660,7 +660,7 @@ def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
                 "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
-                "profile import", "profile derive", "profile fit"}
+                "profile import", "profile derive", "profile fit", "simulate-cluster"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

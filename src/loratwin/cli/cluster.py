@@ -43,6 +43,9 @@ def simulate_cluster_command(
     configure("simulate-cluster", max_memory, max_time, kind="simulate",
               simulated_s=3600.0 if duration is None else duration, window_from="--duration")
     _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting)
+    from loratwin.twin.cluster.spec import check_router
+
+    check_router(router, spill_threshold, ray)
     from loratwin.files import Output, check_outputs
 
     check_outputs(Output("--out", out, folder=True, own=CLUSTER_FILES), inputs=[placement, workload])

@@ -10,10 +10,11 @@ compiled (one call for the whole window, re-entered only to grow a full log)."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 from numba import njit
-from numba.typed import List
+from numba.core.errors import NumbaPendingDeprecationWarning
 
 from loratwin.twin import engine
 from loratwin.twin.cluster.routing import AFFINITY, affinity_spills, least_outstanding
@@ -167,18 +168,21 @@ def run_lockstep(runs: list[ReplicaRun], routes: np.ndarray, arrival_ns: np.ndar
     holder_ptr = np.zeros(len(holders) + 1, np.int64)
     holder_ptr[1:] = np.cumsum([len(h) for h in holders])
     holder_idx = np.array([r for h in holders for r in h], np.int64)
-    inputs_l = List([tuple(r.inputs) for r in runs])
-    sc_l = List([r.sc for r in runs])
-    possible_l = List([r.possible for r in runs])
-    taken_l = List([r.taken for r in runs])
-    st_l = List([r.st for r in runs])
+    # plain lists (numba reflects them): a typed List compiles its methods in every process
+    inputs_l = [tuple(r.inputs) for r in runs]
+    sc_l = [r.sc for r in runs]
+    possible_l = [r.possible for r in runs]
+    taken_l = [r.taken for r in runs]
+    st_l = [r.st for r in runs]
     n_known = np.zeros(len(runs), np.int64)
     cursor = np.zeros(len(runs), np.int64)
     start = 0
     while True:
-        stop, k = _loop(inputs_l, st_l, sc_l, possible_l, taken_l, n_known, cursor, start, arrival_ns,
-                        adapter.astype(np.int64), routes, holder_ptr, holder_idx, np.asarray(home, np.int64), rule,
-                        spill_threshold, duration_ns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaPendingDeprecationWarning)
+            stop, k = _loop(inputs_l, st_l, sc_l, possible_l, taken_l, n_known, cursor, start, arrival_ns,
+                            adapter.astype(np.int64), routes, holder_ptr, holder_idx, np.asarray(home, np.int64), rule,
+                            spill_threshold, duration_ns)
         if stop < 0:
             break
         runs[k].st = st_l[k]

@@ -90,7 +90,7 @@ def simulate_cluster(
     (its draws seeded apart from the workload's) and runs the replicas on their own, on `workers`
     processes (default: all cores) or on Ray (`use_ray`); `least-outstanding` and `affinity` run them
     together in this process (`lockstep`). The same inputs give the same result whatever the workers."""
-    check_router(router, spill_threshold)
+    check_router(router, spill_threshold, use_ray)
     if isinstance(profile, str):
         profile = load_profile(profile)
     replayed = requests is not None
@@ -129,9 +129,6 @@ def simulate_cluster(
         tasks = [task(r, np.flatnonzero(routes == r)) for r in range(len(spec.replicas))]
         results = _run_apart(tasks, workers, use_ray)
     else:
-        if use_ray:
-            raise InputError(f"--ray: the {router} router reads every replica's state at each arrival, so its replicas "
-                             "run together in one process; Ray runs the weighted-random router")
         holds = [np.isin(adapter, [index[a] for a in replica.adapters]) for replica in spec.replicas]
         runs = [ReplicaRun(_prepare(task(r, np.flatnonzero(h)))) for r, h in enumerate(holds)]
         del holds

@@ -99,8 +99,12 @@ def even_routing(replicas: tuple[Replica, ...]) -> dict[str, dict[int, float]]:
     return {a: {r: 1.0 / len(rs) for r in rs} for a, rs in holders.items()}
 
 
-def check_router(router: str, spill_threshold: int) -> None:
+def check_router(router: str, spill_threshold: int, use_ray: bool = False) -> None:
+    """The router's flags; Ray runs only the state-free router (the others run their replicas together)."""
     if router not in ROUTERS:
         raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
     if isinstance(spill_threshold, bool) or not isinstance(spill_threshold, int) or spill_threshold < 0:
         raise InputError(f"--spill-threshold must be an integer >= 0 (outstanding requests), got {spill_threshold!r}")
+    if use_ray and router != "weighted-random":
+        raise InputError(f"--ray: the {router} router reads every replica's state at each arrival, so its replicas "
+                         "run together in one process; Ray runs the weighted-random router")
