@@ -60,7 +60,7 @@ def main() -> None:
     for n in args.gpus:
         spec = ring_cluster(n)
         for router in args.routers:
-            def once(duration_s: float):
+            def once(duration_s: float, spec=spec, router=router):
                 return simulate_cluster(spec, "llama-3.1-8b-instruct", router=router, duration_s=duration_s,
                                         seed=0, workers=args.workers)
             once(30.0)  # warm-up: loads the compiled engine

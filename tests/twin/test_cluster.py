@@ -197,3 +197,14 @@ def test_an_unknown_router_is_refused():
     workload, table = make_workload([(0.0, 0, 4, 4)], n_adapters=1)
     with pytest.raises(InputError, match="--router must be one of"):
         simulate_cluster(cluster(workload, [[0]]), PROFILE, router="round-robin", duration_s=1.0, requests=table)
+
+
+@pytest.mark.slow
+def test_ray_and_local_processes_give_the_same_result():
+    pytest.importorskip("ray")
+    workload, table = make_workload([(0.01 * i, i % 3, 8, 8) for i in range(30)], n_adapters=3)
+    spec = cluster(workload, [[0, 1], [1, 2]])
+    local = simulate_cluster(spec, PROFILE, duration_s=1.0, requests=table, workers=2)
+    on_ray = simulate_cluster(spec, PROFILE, duration_s=1.0, requests=table, workers=1, use_ray=True)
+    assert np.array_equal(local.routes, on_ray.routes)
+    assert [r.summary for r in local.replicas] == [r.summary for r in on_ray.replicas]
