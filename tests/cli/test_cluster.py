@@ -41,7 +41,7 @@ def test_simulate_cluster_json_and_out(files, router):
     assert doc["cluster"]["router"] == router
     assert doc["cluster"]["requests"] == sum(g["requests"] for g in doc["gpus"])
     c = next(a for a in doc["adapters"] if a["adapter_id"] == "c")
-    # affinity keeps c on its home (GPU 1, weight 0.75): it never has 512 requests outstanding here
+    # affinity keeps c on its home (GPU 1, weight 0.75): it never has 256 requests outstanding here
     assert set(c["split"]) == ({"GPU 1"} if router == "affinity" else {"GPU 0", "GPU 1"})
     a = next(a for a in doc["adapters"] if a["adapter_id"] == "a")
     assert a["split"] == {"GPU 0": a["requests"]}

@@ -14,7 +14,7 @@ from loratwin.grammar import plural
 # loratwin.twin.cluster.ROUTERS and DEFAULT_SPILL_THRESHOLD, written out so that --help does not
 # import the twin; tests/cli/test_cluster.py checks that they agree.
 ROUTERS = ("weighted-random", "least-outstanding", "affinity")
-DEFAULT_SPILL_THRESHOLD = 512
+DEFAULT_SPILL_THRESHOLD = 256
 # what --out DIR holds: the cluster's report and one results folder per GPU
 CLUSTER_FILES = ("cluster.json", "gpu-*")
 

@@ -100,6 +100,7 @@ def simulate_cluster(
         raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
     _check_clock(duration_s)
     workload = spec.workload
+    _check_cluster_size(spec, profile, duration_s, sample_interval_s, requests)
     if requests is None:
         requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)
     duration_ns = int(round(duration_s * NS_PER_S))
@@ -140,6 +141,24 @@ def simulate_cluster(
         results = [run.result(starvation_threshold) for run in runs]
     return ClusterResult(spec=spec, router=router, duration_s=duration_s, seed=seed, replicas=results,
                          routes=routes, request_adapter=adapter, spill_threshold=spill_threshold)
+
+
+def _check_cluster_size(spec: ClusterSpec, profile: Profile, duration_s: float, sample_interval_s: float,
+                        requests: RequestTable | None) -> None:
+    """Refuse a cluster too large for the memory limit before its requests are drawn: every replica's
+    run is held at once (the lockstep loop runs them together; the others gather their results)."""
+    from loratwin import budget
+    from loratwin.twin.simulation import _most_steps
+    from loratwin.workload.describe import expected_mean_rates
+
+    n = len(spec.replicas)
+    if requests is None:
+        expected = budget.requests_bound(float(expected_mean_rates(spec.workload, duration_s).sum()) * duration_s)
+    else:
+        expected = len(requests)
+    budget.require(budget.simulation_estimate(
+        sum(len(r.adapters) for r in spec.replicas), expected, duration_s, steps=n * _most_steps(profile, duration_s),
+        samples=n * (duration_s / sample_interval_s + 2), sample_interval_s=sample_interval_s))
 
 
 def _run_apart(tasks: list[ReplicaTask], workers: int | None, use_ray: bool) -> list[RunResult]:

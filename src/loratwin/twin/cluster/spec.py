@@ -11,10 +11,11 @@ from loratwin.workload import WorkloadSpec
 
 ROUTERS = ("weighted-random", "least-outstanding", "affinity")
 # affinity spills a request to another replica once its home replica has more than this many
-# requests outstanding (sent by the router, not finished). A replica near a typical accepted load
-# (about 10 req/s of ~200-token outputs at ~40 ms a step) holds a few hundred: the default lets the
-# home replica take its normal load and spills only when it queues well beyond it.
-DEFAULT_SPILL_THRESHOLD = 512
+# requests outstanding (sent by the router, not finished). A GPU at a typical accepted load (the
+# ring of benchmarks/cluster_speed.py: ~8.7 req/s, 22 adapters, --max-loras 8, llama profile) holds
+# about 130 on average (36 running, 97 waiting for a place in the batch) and peaks near 210: twice
+# the mean lets the home take its normal load and spills only when it queues beyond it.
+DEFAULT_SPILL_THRESHOLD = 256
 # weights of one adapter must sum to 1 within this
 WEIGHT_SUM_TOLERANCE = 1e-6
 
