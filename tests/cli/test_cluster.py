@@ -67,3 +67,28 @@ def test_place_verify_with_a_router_adds_the_cluster_totals(files):
     verification = json.loads(out)["verification"]
     assert verification["cluster"]["router"] == "least-outstanding"
     assert len(verification["gpus"]) == 2
+
+
+@pytest.mark.slow
+def test_a_replicated_adapter_is_routed_over_its_gpus(files):
+    (files / "hot.csv").write_text("adapter_id,rank,rate\nhot,8,100\nb,16,0.3\n")
+    code, out, err = run_main(["place", "hot.csv", "--check", "cost-model", "--out", "hot.yaml"])
+    assert code == 0, err
+    routing = next(iter(yaml_routing(files / "hot.yaml")["hot"].values()))
+    assert routing < 1  # the hot adapter has replicas
+    code, out, err = run_main(["simulate-cluster", "hot.yaml", "hot.csv", "--router", "least-outstanding",
+                               "--duration", "20", "--json"])
+    assert code == 0, err
+    hot = next(a for a in json.loads(out)["adapters"] if a["adapter_id"] == "hot")
+    assert len(hot["split"]) > 1 and sum(hot["split"].values()) == hot["requests"]
+    code, out, err = run_main(["place", "hot.csv", "--check", "cost-model", "--verify", "--router", "affinity",
+                               "--window", "20", "--json"])
+    assert code == 0, err
+    cluster = json.loads(out)["verification"]["cluster"]
+    assert cluster["router"] == "affinity" and 0.5 < cluster["served_share"] <= 1.0
+
+
+def yaml_routing(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())["routing"]

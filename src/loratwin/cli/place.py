@@ -12,17 +12,18 @@ from loratwin.cli.app import app, err_console
 from loratwin.cli.cluster import ROUTERS, check_router_flag
 from loratwin.cli.judging import (
     DEFAULT_ADAPTER_DIR,
-    DEFAULT_MAX_WAIT_S,
     DEFAULT_STARVATION_THRESHOLD,
     DEFAULT_WINDOW_S,
     AdapterDirFlag,
     CheckFlag,
     MaxWaitFlag,
     ModelsFlag,
+    SloFlag,
     ThresholdFlag,
     build_rule,
     check_models_dir,
     pick_window,
+    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -47,7 +48,8 @@ def place_command(
     compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
     window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (default {DEFAULT_WINDOW_S:g}: the reference runs lasted an hour).")] = None,
     verify_duration: Annotated[float | None, typer.Option("--verify-duration", help="The same as --window.")] = None,
-    max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
+    max_wait: MaxWaitFlag = None,
+    slo: SloFlag = None,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
@@ -55,6 +57,7 @@ def place_command(
     adapter_dir: AdapterDirFlag = DEFAULT_ADAPTER_DIR,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
+    routing_out: Annotated[Path | None, typer.Option("--routing-out", help="Also write the routing table alone here (.yaml, or .json): adapter -> GPU -> share of its requests.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
@@ -69,7 +72,7 @@ def place_command(
     from loratwin.profiles import load_profile
 
     window, window_flag = pick_window(window, verify_duration, "--verify-duration")
-    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag, slo)
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)
@@ -77,19 +80,22 @@ def place_command(
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
     check_router_flag(router, verify)
-    _check_output_places(out, report, adapters)
+    _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
     check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
-    if check == "twin" or verify:
+    handover = getattr(judge, "note", None) is not None  # the twin judges the SLOs the estimator does not predict
+    if check == "twin" or verify or handover:
         from loratwin import budget
+        from loratwin.plan.judge.handover import TWIN_RUNS_PER_SHARE
         from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
 
+        runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else TWIN_RUNS_PER_SHARE if handover else 0
         budget.require(budget.twin_placement_estimate(
-            len(workload.adapters), workload.aggregate_rate_req_s, window,
-            slot_candidates=len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0, verify=verify,
-            workers=workers or 2))
+            len(workload.adapters), workload.aggregate_rate_req_s, window, slot_candidates=runs, verify=verify,
+            workers=workers or 2,
+            flag="the twin check (--check twin)" if check == "twin" else "the twin judging the SLOs (--slo)"))
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict()
@@ -107,6 +113,9 @@ def place_command(
     if out is not None:
         _write(doc, out)
         err_console.print(f"wrote {out}")
+    if routing_out is not None:
+        _write(doc["routing"], routing_out)
+        err_console.print(f"wrote {routing_out}")
     if report is not None:
         from loratwin.report import write_plan_report
 
@@ -127,13 +136,15 @@ def _check_flags(gpus: int | None, search_moves: int, workers: int) -> None:
         raise InputError(f"--workers must be >= 0, got {workers}")
 
 
-def _check_output_places(out: Path | None, report: Path | None, adapters: Path) -> None:
+def _check_output_places(out: Path | None, report: Path | None, adapters: Path, routing_out: Path | None = None) -> None:
     from loratwin.files import Output, check_outputs
     from loratwin.report.html import REPORT_FILES
 
-    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
-        raise InputError(f"--out {out}: expected a .yaml or .json file name")
-    check_outputs(Output("--out", out), Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
+    for flag, path in (("--out", out), ("--routing-out", routing_out)):
+        if path is not None and path.suffix.lower() not in OUT_SUFFIXES:
+            raise InputError(f"{flag} {path}: expected a .yaml or .json file name")
+    check_outputs(Output("--out", out), Output("--routing-out", routing_out),
+                  Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
 
 
 def _write(doc: dict, path: Path) -> None:
@@ -160,7 +171,7 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     from rich.table import Table
 
     console.print(
-        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
+        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {len(placement.routing)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
         f"lower bound {placement.lower_bound} GPU{'s' if placement.lower_bound != 1 else ''}"
         f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile "
@@ -198,9 +209,13 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     console.print("Each GPU's tightest limit (pressure = value over limit; above 1 the rule refuses):", highlight=False)
     for g in placement.gpus:
         line = f"  GPU {g.index}: {g.deciding}"
+        if g.slos:
+            line += f" [SLOs: {slo_line(g.slos)}]"
         if verification is not None:
             v = verified[g.index]
             line += f"; the twin: {v.deciding}"
+            if v.slos:
+                line += f" [SLOs: {slo_line(v.slos)}]"
             if v.starved_adapters:
                 line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)
@@ -228,6 +243,19 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
         console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False, markup=False)
         console.print(command, highlight=False, soft_wrap=True, markup=False)
+    _print_routes(placement, console)
+
+
+def _print_routes(placement, console: Console) -> None:
+    """The replicated adapters' routes: the share of each one's requests every GPU of it gets."""
+    routes = placement.replicated
+    if not routes:
+        return
+    console.print(f"\n[bold]Routing[/] ({plural(len(routes), 'adapter')} served from several GPUs; every other "
+                  "adapter goes to its one GPU):")
+    for adapter, gpus in routes.items():
+        shares = ", ".join(f"GPU {g} {w:.1%}" for g, w in gpus.items())
+        console.print(f"  {adapter}: {shares}", highlight=False, markup=False)
 
 
 def _comparison(placement, compared: dict) -> str:

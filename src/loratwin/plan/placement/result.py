@@ -57,6 +57,7 @@ class GpuPlan:
     tightest: str = ""  # that limit's short name
     wait_s: float = 0.0  # predicted mean wait for a place in the batch
     queue_s: float = 0.0  # predicted mean wait of every request for KV admission
+    slos: list[dict[str, Any]] | None = None  # each SLO of the rule at this GPU's prediction (ms)
 
     @property
     def max_cpu_loras(self) -> int:
@@ -80,6 +81,8 @@ class GpuPlan:
             "max_cpu_loras": self.max_cpu_loras,
             "max_lora_rank": self.max_lora_rank,
             "rate_req_s": self.rate_req_s,
+            # each adapter's rate on this GPU (a replicated adapter's share of its requests)
+            "adapter_rates_req_s": [a.rate_req_s for a in self.adapters],
             "offered_tok_s": self.offered_tok_s,
             "predicted_tok_s": self.predicted_tok_s,
             "accepted": self.accepted,
@@ -88,6 +91,7 @@ class GpuPlan:
             "tightest": self.tightest,
             "predicted_wait_s": self.wait_s,
             "predicted_kv_queue_s": self.queue_s,
+            **({"slos": self.slos} if self.slos is not None else {}),
         }
 
 
@@ -108,6 +112,18 @@ class Placement:
     arrival: Any = field(default_factory=PoissonArrival)
     adapter_dir: str = DEFAULT_ADAPTER_DIR  # where the adapters lie, for the vllm serve commands
     serve_arguments: tuple[str, ...] = DEFAULT_SERVE  # the profile's server flags (Profile.serve_arguments)
+    slos: tuple[str, ...] = ()  # the rule's latency SLOs, as typed (KEY:MS)
+    # adapter id -> {GPU index: share of its requests routed there}; None: each adapter on its one GPU
+    routing: dict[str, dict[int, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.routing is None:
+            self.routing = {a.id: {g.index: 1.0} for g in self.gpus for a in g.adapters}
+
+    @property
+    def replicated(self) -> dict[str, dict[int, float]]:
+        """The routes of the adapters served from more than one GPU."""
+        return {a: gpus for a, gpus in self.routing.items() if len(gpus) > 1}
 
     @property
     def gpu_count(self) -> int:
@@ -133,8 +149,8 @@ class Placement:
         return self.check == "cost-model" and self.gpu_count == self.lower_bound
 
     def assignment(self) -> dict[str, int]:
-        """Adapter id -> GPU index."""
-        return {a.id: g.index for g in self.gpus for a in g.adapters}
+        """Adapter id -> GPU index; a replicated adapter's first GPU (its GPUs: `routing`)."""
+        return {a: min(gpus) for a, gpus in self.routing.items()}
 
     def vllm_serve_commands(self, model: str | None = None, adapter_dir: str | None = None) -> list[str]:
         """One `vllm serve` command line per GPU (shell-quoted), each adapter at `adapter_dir`/its id
@@ -152,12 +168,19 @@ class Placement:
             "gpu_count": self.gpu_count,
             "requested_gpus": self.requested_gpus,
             "lower_bound_gpus": self.lower_bound,
-            "adapters": sum(len(g.adapters) for g in self.gpus),
+            "adapters": len(self.routing),
+            "replicated_adapters": len(self.replicated),
             "offered_tok_s": self.offered_tok_s,
             "predicted_tok_s": self.predicted_tok_s,
             "refused_gpus": self.refused_gpus,
             "elapsed_s": self.elapsed_s,
             "notes": list(self.notes),
+            "slos": list(self.slos),
             "gpus": [g.to_dict() for g in self.gpus],
             "vllm_serve_commands": self.vllm_serve_commands(),
+            "routing": self.routing_dict(),
         }
+
+    def routing_dict(self) -> dict[str, dict[int, float]]:
+        """The routing table: adapter id -> {GPU index: weight}, every adapter, weights summing to 1."""
+        return {a: dict(gpus) for a, gpus in self.routing.items()}

@@ -11,6 +11,7 @@ from typing import Any
 from loratwin.plan.judge import AcceptanceRule, resolve_profile, twin_prediction
 from loratwin.plan.placement.result import Placement
 from loratwin.profiles import Profile
+from loratwin.slo import slo_status
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.workload import WorkloadSpec
 
@@ -33,6 +34,9 @@ class VerifiedGpu:
     # mean TTFT of requests sent while their adapter had none unfinished: the twin's counterpart
     # of the predicted wait for a place in the batch
     idle_start_ttft_s: float | None = None
+    # each SLO of the rule on the twin's numbers (loratwin.slo.slo_status) and the run's goodput
+    slos: list[dict[str, Any]] | None = None
+    goodput_req_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -137,6 +141,8 @@ def verify_placement(
             mean_ttft_s=r.mean_ttft_s,
             p99_ttft_s=r.p99_ttft_s,
             idle_start_ttft_s=r.idle_start_ttft_s,
+            slos=slo_status(rule.slos, r.summary) if rule.slos else None,
+            goodput_req_s=r.goodput_req_s(rule.slos) if rule.slos else None,
         ))
     return Verification(duration_s, seed, verified, time.perf_counter() - started, cluster)
 
@@ -148,6 +154,9 @@ def _apart_results(placement, profile, duration_s, seed, workers, client_max_wai
 
     tasks = []
     for g in placement.gpus:
+        # a replica runs at its share of its adapter's rate (rate x routing weight): random routing of
+        # Poisson arrivals is Poisson at that rate, exactly; other kinds are taken as the same kind at
+        # the lower rate (placement.replicas)
         workload = WorkloadSpec(adapters=g.adapters, lengths=placement.lengths, arrival=placement.arrival)
         server = ServerConfig(max_loras=g.max_loras, max_cpu_loras=g.max_cpu_loras, max_lora_rank=g.max_lora_rank,
                               client_max_waiting=client_max_waiting)
@@ -164,9 +173,14 @@ def _cluster_results(placement, profile, workload, router, duration_s, seed, wor
     from loratwin.plan.placement.read import placement_cluster
     from loratwin.twin.cluster import simulate_cluster
 
-    if workload is None:
-        seen = {a.id: a for g in placement.gpus for a in g.adapters}
-        workload = WorkloadSpec(adapters=tuple(seen.values()), lengths=placement.lengths, arrival=placement.arrival)
+    if workload is None:  # the placement's adapters, each at the sum of its replicas' shares of the rate
+        first, rate = {}, {}
+        for g in placement.gpus:
+            for a in g.adapters:
+                first.setdefault(a.id, a)
+                rate[a.id] = rate.get(a.id, 0.0) + a.rate_req_s
+        adapters = tuple(a.model_copy(update={"rate_req_s": rate[a.id]}) for a in first.values())
+        workload = WorkloadSpec(adapters=adapters, lengths=placement.lengths, arrival=placement.arrival)
     spec = placement_cluster(placement.to_dict(), workload, "the placement", client_max_waiting=client_max_waiting)
     result = simulate_cluster(spec, profile, router=router, duration_s=duration_s, seed=seed, workers=workers or 2,
                               starvation_threshold=threshold)
