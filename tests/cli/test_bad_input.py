@@ -54,6 +54,9 @@ LLAMA_MODELS = {
         "models": {f"{t}.linear": {"file": f"{t}.linear.json", "target": t, "family": "linear"} for t in LINEAR_MODELS}}),
     **{f"llama-models/{t}.linear.json": (SHIPPED / f"{t}.linear.json").read_text() for t in LINEAR_MODELS},
 }
+# a placement with adapter b on both GPUs (what place --out writes, cut to what simulate-cluster reads)
+CLUSTER = ("profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, max_lora_rank: 16}\n"
+           "- {gpu: 1, adapters: [b], max_loras: 1, max_lora_rank: 16}\nrouting:\n  a: {0: 1.0}\n  b: {0: 0.5, 1: 0.5}\n")
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -143,6 +146,11 @@ WORKSPACE: dict[str, str | bytes] = {
     "runs.csv": ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
                  "rate_counts,status,total_tok_s,starved_approx\n"
                  "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
+    "cluster.yaml": CLUSTER,
+    "cluster-weights.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 1: 0.7}"),
+    "cluster-gpu.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 7: 0.5}"),
+    "cluster-missing.yaml": CLUSTER.replace("adapters: [a, b]", "adapters: [b]").replace("  a: {0: 1.0}\n", ""),
+    "cluster-extra.csv": ADAPTERS_CSV + "c,8,0.1\n",
     "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
                     "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
@@ -619,6 +627,32 @@ CASES = [
     case("--ranks: '7.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)", "simulate", "--served",
          "4", "--rates", "1", "--ranks", "7.5", "--max-loras", "2"),
     case("--families: item 1 of 2 is empty", "train", "store", "--out", "m", "--families", ",tree"),
+    # simulate-cluster
+    case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "adapters.csv"),
+    case("missing.csv does not exist", "simulate-cluster", "cluster.yaml", "missing.csv"),
+    case("afile: expected a placement file (.yaml or .json", "simulate-cluster", "afile", "adapters.csv"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "simulate-cluster", "bad.yaml", "adapters.csv"),
+    case("placement.yaml: gpus: expected a non-empty list of GPUs", "simulate-cluster", "placement.yaml", "adapters.csv"),
+    case("cluster-weights.yaml: routing.b: the weights must sum to 1, got 1.2", "simulate-cluster",
+         "cluster-weights.yaml", "adapters.csv"),
+    case("cluster-gpu.yaml: routing.b: 7 is not a GPU of gpus:", "simulate-cluster", "cluster-gpu.yaml", "adapters.csv"),
+    case("cluster-missing.yaml: gpus: adapters of the workload on no GPU: a", "simulate-cluster", "cluster-missing.yaml",
+         "adapters.csv"),
+    case("cluster.yaml: gpus: adapters of the workload on no GPU: c", "simulate-cluster", "cluster.yaml",
+         "cluster-extra.csv"),
+    case("cluster.yaml: gpus[0].adapters: not in the workload: b", "simulate-cluster", "cluster.yaml", "trace"),
+    case("--router must be one of weighted-random, least-outstanding, affinity, got 'nope'", "simulate-cluster",
+         "cluster.yaml", "adapters.csv", "--router", "nope"),
+    case("--spill-threshold must be >= 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--spill-threshold", "-1"),
+    case("--workers must be >= 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--workers", "-1"),
+    case("--duration must be > 0 seconds, got 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--duration", "0"),
+    case("--ray: the least-outstanding router reads every replica's state", "simulate-cluster", "cluster.yaml",
+         "adapters.csv", "--router", "least-outstanding", "--ray", "--duration", "5"),
+    case("--out afile: is a file; expected a folder", "simulate-cluster", "cluster.yaml", "adapters.csv", "--out", "afile"),
+    case("--out existing: the folder holds notes.txt", "simulate-cluster", "cluster.yaml", "adapters.csv", "--out",
+         "existing"),
+    case("--router must be one of weighted-random, least-outstanding, affinity, got 'nope'", "place", "adapters.csv",
+         "--verify", "--router", "nope"),
 ]
 
 
@@ -681,7 +715,7 @@ def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
                 "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
-                "profile import", "profile derive", "profile fit", "replay-drift"}
+                "profile import", "profile derive", "profile fit", "simulate-cluster", "replay-drift"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from loratwin.cli.app import app, err_console
+from loratwin.cli.cluster import ROUTERS, check_router_flag
 from loratwin.cli.judging import (
     DEFAULT_ADAPTER_DIR,
     DEFAULT_STARVATION_THRESHOLD,
@@ -52,6 +53,7 @@ def place_command(
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
+    router: Annotated[str | None, typer.Option(help=f"--verify the GPUs as one cluster behind this router ({', '.join(ROUTERS)}; see simulate-cluster). Default: each GPU on its own.")] = None,
     adapter_dir: AdapterDirFlag = DEFAULT_ADAPTER_DIR,
     from_placement: Annotated[Path | None, typer.Option("--from", help="A placement written by place --out: keep every adapter where the rule still accepts it and move the fewest (prints the moves and what a fresh placement would move).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
@@ -78,6 +80,7 @@ def place_command(
     if models is not None and check != "learned":
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
+    check_router_flag(router, verify)
     _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
@@ -112,7 +115,8 @@ def place_command(
             _write(doc, out)
             err_console.print(f"wrote {out} (the verification is added when it ends)")
         err_console.print(f"verifying {plural(placement.gpu_count, 'GPU')} with the twin ({window:g} s each)...")
-        verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None)
+        verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None,
+                                        router=router, workload=workload)
         doc["verification"] = verification.to_dict()
     if out is not None:
         _write(doc, out)
@@ -241,6 +245,10 @@ def _print_placement(placement, verification, console: Console, compared: dict |
                if verification.starved_gpus else ""),
             highlight=False,
         )
+        if verification.cluster is not None:
+            c = verification.cluster
+            console.print(f"the GPUs as one cluster ({c['router']} router): {c['served_share']:.1%} of the offered "
+                          f"{c['offered_tok_s']:,.0f} tok/s served", highlight=False, markup=False)
     where = ("adapter paths are placeholders: --adapter-dir DIR gives yours" if placement.adapter_dir == DEFAULT_ADAPTER_DIR
              else f"adapters in {escape(placement.adapter_dir)}")
     console.print(f"\n[bold]One command per GPU[/] ({where}):")
