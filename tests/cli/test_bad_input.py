@@ -78,6 +78,10 @@ WORKSPACE: dict[str, str | bytes] = {
     "afile": "a file the user had\n",
     "existing/notes.txt": "the user's notes\n",
     "placement.yaml": "gpus: []\nnote: the user's placement\n",
+    "placement-qwen.yaml": "profile: qwen-2.5-7b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
+                           "max_lora_rank: 16}\n",
+    "placement-weights.yaml": "profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
+                              "max_lora_rank: 16}\nrouting: {a: {0: 0.5}, b: {0: 1}}\n",
     "rates.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,8,0.7\n",
     "rates-period.csv": "period,adapter_id,rank,rate\n-1,a,8,0.5\n",
     "rates-rank.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,16,0.7\n",
@@ -451,8 +455,15 @@ CASES = [
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
-    case("--from missing.yaml", "place", "adapters.csv", "--from", "missing.yaml"),
-    case("--from placement.yaml", "place", "adapters.csv", "--from", "placement.yaml"),
+    case("missing.yaml does not exist; expected a placement file", "place", "adapters.csv", "--from", "missing.yaml"),
+    case("--from placement.yaml: expected a placement: GPUs with their adapters", "place", "adapters.csv", "--from",
+         "placement.yaml"),
+    case("adapters.csv: expected a placement file (.yaml or .json, as place --out writes)", "place", "workload.yaml",
+         "--from", "adapters.csv"),
+    case("--from placement-qwen.yaml: the placement was made for profile 'qwen-2.5-7b-instruct', not "
+         "'llama-3.1-8b-instruct'", "place", "adapters.csv", "--from", "placement-qwen.yaml"),
+    case("--from placement-weights.yaml: routing.a: the weights must sum to 1, got 0.5", "place", "adapters.csv",
+         "--from", "placement-weights.yaml"),
     case("--from placement.yaml: --gpus does not apply to a re-placement", "place", "adapters.csv", "--from",
          "placement.yaml", "--gpus", "2"),
     # replay-drift

@@ -17,10 +17,11 @@ def replace_from(path: Path, workload, profile, check, search_moves: int, gpus, 
         if given:
             raise InputError(f"--from {path}: {flag} does not apply to a re-placement (it keeps the GPUs of "
                              "--from and opens new ones only where needed); drop one of them")
-    from loratwin.plan.placement.read import read_placement
     from loratwin.plan.placement.replace import replace
+    from loratwin.plan.placement.running import read_running
 
-    return replace(read_placement(path), workload, profile, check=check, search_moves=search_moves)
+    return replace(read_running(path), workload, profile, check=check, search_moves=search_moves,
+                   source=f"--from {path}")
 
 
 def print_moves(result, console: Console) -> None:

@@ -38,7 +38,7 @@ def load_ms(profile: Profile, max_lora_rank: int, rank: int) -> float:
     return loads.disk_to_cpu(max_lora_rank, rank) + loads.cpu_to_gpu(max_lora_rank, rank)
 
 
-def gpus_of(placement: Placement) -> dict[str, set[int]]:
+def gpus_of(placement: Placement | Running) -> dict[str, set[int]]:
     """Adapter id -> the GPUs serving it (one unless it is replicated)."""
     return {a: set(gpus) for a, gpus in placement.routing.items()}
 
@@ -96,9 +96,31 @@ def renamed(placement: Placement, names: Mapping[int, int]) -> tuple[list[GpuPla
     return gpus, routing
 
 
-def restarted(old: Placement, new: Placement) -> list[int]:
+def restarted(old: Placement | Running, new: Placement) -> list[int]:
     """GPUs present before and after whose --max-loras or --max-lora-rank changed: vLLM reads both at
     start, so those servers restart. Adapters come and go on a running server without one (vLLM's
     runtime /v1/load_lora_adapter and /v1/unload_lora_adapter)."""
     before = {g.index: (g.max_loras, g.max_lora_rank) for g in old.gpus}
     return [g.index for g in new.gpus if g.index in before and before[g.index] != (g.max_loras, g.max_lora_rank)]
+
+
+@dataclass(frozen=True)
+class RunningGpu:
+    index: int
+    max_loras: int
+    max_lora_rank: int
+
+
+@dataclass(frozen=True)
+class Running:
+    """What re-placement needs of a placement that runs: its profile, each GPU's flags, and the
+    routing table (adapter id -> {GPU index: weight})."""
+
+    profile: str
+    gpus: tuple[RunningGpu, ...]
+    routing: dict[str, dict[int, float]]
+
+    @classmethod
+    def of(cls, placement: Placement) -> Running:
+        return cls(placement.profile, tuple(RunningGpu(g.index, g.max_loras, g.max_lora_rank) for g in placement.gpus),
+                   {a: dict(route) for a, route in placement.routing.items()})

@@ -36,9 +36,9 @@ from typing import Any
 from loratwin.errors import InputError
 from loratwin.plan.judge import GpuCheck, resolve_profile
 from loratwin.plan.placement.fill import greedy_bins, largest_prefix
-from loratwin.plan.placement.moves import Move, gpus_of, match_gpus, moves_between, renamed, restarted
+from loratwin.plan.placement.moves import Move, Running, gpus_of, match_gpus, moves_between, renamed, restarted
 from loratwin.plan.placement.place import as_workload, default_check, gpu_plan, place, split_for_gpus
-from loratwin.plan.placement.result import Placement
+from loratwin.plan.placement.result import DEFAULT_ADAPTER_DIR, Placement
 from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
 from loratwin.plan.placement.shares import ShareJudge
 from loratwin.profiles import Profile
@@ -81,15 +81,18 @@ class Replacement:
         return doc
 
 
-def replace(old: Placement, adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile | str,
-            check: GpuCheck | None = None, search_moves: int = DEFAULT_SEARCH_MOVES) -> Replacement:
-    """`old` adapted to `adapters` (their new rates; new ones may appear, old ones vanish) with the
-    fewest adapters moved, every GPU accepted by `check`'s rule (see the module's docstring)."""
+def replace(old: Placement | Running, adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile | str,
+            check: GpuCheck | None = None, search_moves: int = DEFAULT_SEARCH_MOVES, source: str = "--from") -> Replacement:
+    """`old` (a placement, or what `read_running` reads of a placement file) adapted to `adapters`
+    (their new rates; new ones may appear, old ones vanish) with the fewest adapters moved, every
+    GPU accepted by `check`'s rule (see the module's docstring). `source` names `old` in errors."""
     started = time.perf_counter()
+    adapter_dir = old.adapter_dir if isinstance(old, Placement) else DEFAULT_ADAPTER_DIR
+    old = old if isinstance(old, Running) else Running.of(old)
     workload = as_workload(adapters)
     profile = resolve_profile(profile)
     if old.profile != profile.name:
-        raise InputError(f"--from: the placement was made for profile {old.profile!r}, not {profile.name!r}; "
+        raise InputError(f"{source}: the placement was made for profile {old.profile!r}, not {profile.name!r}; "
                          f"give --profile {old.profile} or place afresh")
     check = check or default_check(profile, workload)
     before = gpus_of(old)
@@ -112,10 +115,11 @@ def replace(old: Placement, adapters: Sequence[AdapterSpec] | WorkloadSpec, prof
     for g, members in sorted(bins.items()):
         for i in members:
             routing[items[i].id][g] = weights[i]
-    kept = _placement(old, fresh := place(workload, profile, check=check, search_moves=search_moves),
-                      [gpu_plan(g, bins[g], judge, old_slots.get(g)) for g in sorted(bins)], routing)
+    fresh = place(workload, profile, check=check, search_moves=search_moves)
+    kept = _placement(adapter_dir, fresh, [gpu_plan(g, bins[g], judge, old_slots.get(g)) for g in sorted(bins)],
+                      routing)
     fresh_gpus, fresh_routing = renamed(fresh, match_gpus(before, fresh, first_new))
-    fresh_matched = _placement(old, fresh, fresh_gpus, fresh_routing)
+    fresh_matched = _placement(adapter_dir, fresh, fresh_gpus, fresh_routing)
     kept_moves, added = moves_between(before, kept, profile)
     fresh_moves, fresh_added = moves_between(before, fresh_matched, profile)
     chosen, result = "kept", kept
@@ -218,9 +222,9 @@ def _place_pool(judge: ShareJudge, bins: dict[int, list[int]], pool: list[int], 
             bins[first_new + k] = [left[m] for m in members]
 
 
-def _placement(old: Placement, fresh: Placement, gpus: list, routing: dict[str, dict[int, float]]) -> Placement:
+def _placement(adapter_dir: str, fresh: Placement, gpus: list, routing: dict[str, dict[int, float]]) -> Placement:
     return Placement(
         profile=fresh.profile, model=fresh.model, algorithm="re-placement", check=fresh.check, gpus=gpus,
         lower_bound=fresh.lower_bound, elapsed_s=0.0, notes=[], lengths=fresh.lengths, arrival=fresh.arrival,
-        adapter_dir=old.adapter_dir, serve_arguments=fresh.serve_arguments, slos=fresh.slos, routing=routing,
+        adapter_dir=adapter_dir, serve_arguments=fresh.serve_arguments, slos=fresh.slos, routing=routing,
     )
