@@ -1,7 +1,8 @@
 """Re-placement figures: a Zipf workload placed, then 50 adapters drawn at random (per seed) triple
 their rate; the adapters `place --from` moves against what a fresh placement of the same adapters
-moves (its GPUs matched to the old ones), the loads they cost, and the twin on every GPU of the
-re-placement (starved GPUs by the published rule, GPUs the rule refuses on the twin's numbers).
+moves (its GPUs matched to the old ones), the loads they cost, and the cluster twin on the
+re-placement (every GPU behind the weighted-random router, one arrival stream per adapter split by
+the routing weights): starved GPUs by the published rule, GPUs the rule refuses on its numbers.
 
     python scripts/replace_figures.py [--case hot|today] [--seeds 3] [--duration 3600] [--workers 2]
 
@@ -22,7 +23,7 @@ from loratwin import load_profile
 from loratwin.errors import InputError
 from loratwin.plan.placement import place, verify_placement
 from loratwin.plan.placement.replace import replace
-from loratwin.workload import zipf_layout
+from loratwin.workload import WorkloadSpec, zipf_layout
 
 CASES = {"hot": (500, 600.0), "today": (200, 50.0)}
 RANKS = (8, 16, 32)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"case {args.case}: {served} Zipf adapters at {total:g} req/s on {old.gpu_count} GPUs; {HOT_ADAPTERS} "
           f"adapters drawn per seed triple their rate; profile {profile.name}\n")
     print("| seed | GPUs | moved | share of adapters | fresh moves | fresh GPUs | move loads s | restarts | "
-          "starved GPUs (twin) | refused GPUs (twin) | re-place s |")
+          "starved GPUs (cluster twin) | refused GPUs (cluster twin) | re-place s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for seed in range(args.seeds):
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         result = replace(old, adapters, profile)
         elapsed = time.perf_counter() - started
-        twin = verify_placement(result.placement, profile, duration_s=args.duration, seed=seed, workers=args.workers)
+        twin = verify_placement(result.placement, profile, duration_s=args.duration, seed=seed, workers=args.workers,
+                                router="weighted-random", workload=WorkloadSpec(adapters=tuple(adapters)))
         row = (len(result.moves), result.fresh_moves, len(twin.starved_gpus))
         rows.append(row)
         print(f"| {seed} | {result.placement.gpu_count} | {row[0]} | {row[0] / served:.1%} | {row[1]} | "

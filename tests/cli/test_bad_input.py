@@ -486,6 +486,8 @@ CASES = [
     case("--workers must be >= 0, got -1", "replay-drift", "rates.csv", "--workers", "-1"),
     case("--window must be a positive number of seconds, got 0", "replay-drift", "rates.csv", "--window", "0"),
     case("--check must be one of", "replay-drift", "rates.csv", "--check", "guess"),
+    case("--router must be one of weighted-random, least-outstanding, affinity, got 'nearest'", "replay-drift",
+         "rates.csv", "--router", "nearest"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
          "--out", "p.yaml"),

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from loratwin.cli.app import app, err_console
+from loratwin.cli.cluster import ROUTERS
 from loratwin.cli.judging import (
     DEFAULT_MAX_WAIT_S,
     DEFAULT_STARVATION_THRESHOLD,
@@ -33,6 +34,7 @@ def replay_drift_command(
     period: Annotated[float, typer.Option("--period", help="Seconds per period: each is re-placed, then simulated this long.")] = DEFAULT_PERIOD_S,
     duration: Annotated[float, typer.Option(help="For a workload YAML: the seconds its requests are drawn over.")] = 3600.0,
     window: Annotated[float, typer.Option("--window", help="Seconds the twin simulates each period's placement at the period's rates (default: the window the starvation rule judges, an hour; --window equal to --period counts requests still queued at the period's end as unserved).")] = DEFAULT_WINDOW_S,
+    router: Annotated[str, typer.Option(help=f"How the cluster twin's requests pick a GPU among those holding their adapter: {', '.join(ROUTERS)}.")] = "weighted-random",
     check: CheckFlag = "auto",
     max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
@@ -49,6 +51,10 @@ def replay_drift_command(
     configure("replay-drift", max_memory, max_time, kind="place")
     if workers < 0:
         raise InputError(f"--workers must be >= 0, got {workers}")
+    from loratwin.twin.cluster import DEFAULT_SPILL_THRESHOLD
+    from loratwin.twin.cluster.spec import check_router
+
+    check_router(router, DEFAULT_SPILL_THRESHOLD)
     from loratwin.files import Output, check_outputs
 
     check_outputs(Output("--out", out, folder=True, own=OWN), inputs=[rates])
@@ -75,7 +81,8 @@ def replay_drift_command(
             writer.add(result)
 
     try:
-        replay_drift(periods, loaded, judge, rule, seed=seed, workers=workers or None, window_s=window, on_period=done)
+        replay_drift(periods, loaded, judge, rule, seed=seed, workers=workers or None, window_s=window,
+                     router=router, on_period=done)
     except KeyboardInterrupt:
         if writer is not None:
             writer.finish(complete=False)

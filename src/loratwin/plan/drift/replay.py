@@ -1,7 +1,7 @@
 """Drift replay: a drifting workload served period by period. The first period is placed afresh;
 every later one is re-placed from the previous placement (`loratwin.plan.placement.replace`: the
-fewest adapters moved), then simulated with that period's rates, each GPU at its flags, from an
-empty server (queues do not carry over from one period to the next), for `window_s` (the rule's
+fewest adapters moved), then simulated with that period's rates by the cluster twin (every GPU
+at its flags behind a router, the routing weights the placement's), from empty servers (queues do not carry over from one period to the next), for `window_s` (the rule's
 window by default: would the placement hold if the period's rates lasted; the period's own length
 counts requests still queued at its end as unserved, which the rule's wait limit allows).
 
@@ -60,9 +60,12 @@ class PeriodResult:
 
 def replay_drift(periods: Sequence[Period], profile: Profile | str, check: GpuCheck, rule: AcceptanceRule,
                  seed: int = 0, workers: int | None = None, window_s: float | None = None,
+                 router: str | None = "weighted-random",
                  on_period: Callable[[PeriodResult], None] | None = None) -> list[PeriodResult]:
-    """Every period re-placed from the one before and simulated (module docstring); `on_period` gets
-    each result as it finishes (an interrupted replay keeps those)."""
+    """Every period re-placed from the one before and simulated (module docstring): by the cluster
+    twin behind `router` (loratwin.twin.cluster.ROUTERS: the period's requests drawn once per
+    adapter and routed by the placement's weights), or with None every GPU on its own; `on_period`
+    gets each result as it finishes (an interrupted replay keeps those)."""
     profile = resolve_profile(profile)
     results: list[PeriodResult] = []
     previous = None
@@ -81,7 +84,7 @@ def replay_drift(periods: Sequence[Period], profile: Profile | str, check: GpuCh
             fresh = result.fresh_moves
         simulated_s = window_s if window_s is not None else rule.window_s
         run = verify_placement(placement, profile, duration_s=simulated_s, rule=rule, seed=seed + period.index,
-                               workers=workers)
+                               workers=workers, router=router, workload=period.workload)
         doc["verification"] = run.to_dict()
         outcome = PeriodResult(
             index=period.index, start_s=period.start_s, duration_s=period.duration_s, simulated_s=simulated_s,
