@@ -6,6 +6,7 @@ import pytest
 
 from loratwin import InputError
 from loratwin.plan.drift import read_periods
+from loratwin.workload import generate_requests, load_workload_yaml
 
 
 def test_a_rates_csv_gives_one_workload_per_period_in_time_order(tmp_path):
@@ -35,16 +36,18 @@ def test_a_period_must_be_positive_seconds(tmp_path, period):
         read_periods(tmp_path / "rates.csv", period)
 
 
-def test_a_workload_yaml_is_drawn_then_cut_and_each_period_keeps_its_requests(tmp_path):
+def test_a_workload_yaml_is_drawn_then_cut_into_periods_of_its_rates(tmp_path):
     path = tmp_path / "w.yaml"
     path.write_text("arrival: unpredictable\nadapters:\n"
                     + "".join(f"  - {{id: a{i}, rank: 8, rate_req_s: 2}}\n" for i in range(4)))
     periods = read_periods(path, 300, duration_s=900, seed=3)
     assert [p.start_s for p in periods] == [0.0, 300.0, 600.0]
-    for p in periods:
-        assert len(p.requests) and 0 <= p.requests.arrival_s.min() and p.requests.arrival_s.max() < 300
-        counts = [int((p.requests.adapter == i).sum()) for i in range(4)]
+    drawn = generate_requests(load_workload_yaml(path), 900.0, 3)
+    for k, p in enumerate(periods):
+        inside = (drawn.arrival_s >= 300 * k) & (drawn.arrival_s < 300 * (k + 1))
+        counts = [int((drawn.adapter[inside] == i).sum()) for i in range(4)]
         assert [a.rate_req_s for a in p.workload.adapters] == [c / 300 for c in counts]
+        assert p.workload.arrival.kind == "poisson" and all(a.arrival is None for a in p.workload.adapters)
     # the unpredictable process changes every adapter's rate each period
     assert periods[0].workload.adapters != periods[2].workload.adapters
     assert read_periods(path, 300, duration_s=900, seed=3)[1].workload == periods[1].workload

@@ -8,7 +8,7 @@ Three sources:
 - a trace directory (`trace.csv` + `adapters.csv`, see loratwin.workload.load_trace): each period's
   rate of an adapter is the requests the trace sends it in that period over `period_s` (0 when it
   sends none: the adapter stays served); the trace is cut into whole periods from 0 s, a last
-  partial period kept when it is at least half a period long; each period keeps its requests;
+  partial period kept when it is at least half a period long;
 - a workload YAML (e.g. `arrival: unpredictable`, whose rates change every 300 s): its requests
   drawn over `duration_s` with `seed`, then cut into periods as a trace is.
 Within a period, arrivals are Poisson at its rates (the drift is in the rates from period to period).
@@ -46,9 +46,6 @@ class Period:
     start_s: float
     duration_s: float
     workload: WorkloadSpec
-    # the period's own requests (from a trace or a drawn workload), from 0 s at the period's start,
-    # adapters indexed as in `workload`; None: a rates CSV, whose periods are drawn as Poisson
-    requests: RequestTable | None = None
 
 
 def read_periods(path: str | Path, period_s: float, duration_s: float = 3600.0, seed: int = 0,
@@ -157,9 +154,6 @@ def _cut(workload: WorkloadSpec, requests: RequestTable, period_s: float, end: f
         # the period's rates are what drifted: within it, arrivals are Poisson at them
         adapters = tuple(a.model_copy(update={"rate_req_s": float(c / duration), "arrival": None})
                          for a, c in zip(workload.adapters, counts[k].tolist(), strict=True))
-        inside = np.flatnonzero(which == k)
-        own = RequestTable(arrival_s=requests.arrival_s[inside] - k * period_s, adapter=requests.adapter[inside],
-                           prompt_tokens=requests.prompt_tokens[inside], output_tokens=requests.output_tokens[inside])
         spec = workload.model_copy(update={"adapters": adapters, "arrival": PoissonArrival()})
-        periods.append(Period(k, k * period_s, duration, spec, own))
+        periods.append(Period(k, k * period_s, duration, spec))
     return periods
