@@ -8,9 +8,11 @@ printed beside it), the replicas made (adapters split, the largest split), and t
     python scripts/place_hot_zipf.py [--profile llama-3.1-8b-instruct] [--runs 3] [--out hot.yaml]
         [--search-moves 50] [--verify 3600]
 
-`--out` writes the placement (with its routing table) as `loratwin place --out` does: the input
-of the cluster twin's check of it (starved GPUs, share served, routers side by side), which this
-script runs when that twin is installed (`cluster_check`).
+`--out` writes the placement (with its routing table) as `loratwin place --out` does (the input of
+`loratwin simulate-cluster`). `--cluster SECONDS` (default 3600; 0: skip) then runs the cluster
+twin on the placement, every GPU behind one router fed by the routing table, once per router
+policy (weighted-random, least-outstanding, affinity), side by side: starved GPUs (published rule),
+share of the offered load served, GPUs with a starved adapter, and the time it took.
 """
 
 from __future__ import annotations
@@ -31,15 +33,21 @@ from loratwin.workload import zipf_layout
 SERVED, TOTAL_REQ_S, EXPONENT, RANKS = 500, 600.0, 1.0, (8, 16, 32)
 
 
-def cluster_check(placement_file: Path, profile: str) -> str:
-    """The hook for the cluster twin's check of the placement (twin/cluster, `loratwin
-    simulate-cluster`, built apart): run it here on `placement_file` (every GPU fed by the routing
-    table) and return its figures: starved GPUs, share of requests served, routers side by side."""
-    import importlib.util
+def cluster_check(placement, workload, profile, duration_s: float, seed: int) -> list[dict]:
+    """The cluster twin on the placement, once per router policy: the figures of each."""
+    from loratwin.plan.placement.read import placement_cluster
+    from loratwin.twin.cluster import ROUTERS, simulate_cluster
 
-    if importlib.util.find_spec("loratwin.twin.cluster") is None:
-        return "not run: the cluster twin (loratwin.twin.cluster) is not in this build; the placement file is its input"
-    return f"not run yet: the cluster twin is installed; run it on {placement_file} (profile {profile}) here"
+    spec = placement_cluster(placement.to_dict(), workload, "the placement")
+    rows = []
+    for router in ROUTERS:
+        started = time.perf_counter()
+        result = simulate_cluster(spec, profile, router=router, duration_s=duration_s, seed=seed, workers=2)
+        elapsed = time.perf_counter() - started
+        with_starved = [row["gpu"] for row in result.gpu_rows() if row.get("starved_adapters")]
+        rows.append({"router": router, "starved_gpus": result.starved_gpus, "served_share": result.served_share,
+                     "gpus_with_starved_adapters": with_starved, "elapsed_s": elapsed})
+    return rows
 
 
 def main() -> int:
@@ -49,6 +57,8 @@ def main() -> int:
     parser.add_argument("--search-moves", type=int, default=DEFAULT_SEARCH_MOVES)
     parser.add_argument("--seed", type=int, default=0, help="the seed of the rank shuffle")
     parser.add_argument("--out", type=Path, help="also write the placement here (.yaml or .json)")
+    parser.add_argument("--cluster", type=float, metavar="SECONDS", default=3600.0,
+                        help="run the cluster twin on the placement for this long, per router (0: skip)")
     parser.add_argument("--verify", type=float, metavar="SECONDS", default=0.0,
                         help="also simulate every GPU alone with the twin for this long, at its share of each "
                              "replicated adapter's rate (place --verify)")
@@ -97,7 +107,14 @@ def main() -> int:
         text = json.dumps(doc, indent=2) if args.out.suffix == ".json" else _yaml(doc)
         args.out.write_text(text + "\n")
         print(f"wrote {args.out}")
-        print(f"cluster twin: {cluster_check(args.out, args.profile)}")
+    if args.cluster > 0:
+        print(f"cluster twin ({args.cluster:g} s, seed {args.seed}), every GPU behind one router:")
+        print("| router | starved GPUs | share of offered load served | GPUs with a starved adapter | time |")
+        print("|---|---|---|---|---|")
+        for row in cluster_check(placement, workload, profile, args.cluster, args.seed):
+            print(f"| {row['router']} | {len(row['starved_gpus'])} {row['starved_gpus'] or ''} | "
+                  f"{100 * row['served_share']:.2f}% | {len(row['gpus_with_starved_adapters'])} | "
+                  f"{row['elapsed_s']:.1f} s |")
     return 0
 
 
