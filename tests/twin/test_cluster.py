@@ -208,3 +208,14 @@ def test_ray_and_local_processes_give_the_same_result():
     on_ray = simulate_cluster(spec, PROFILE, duration_s=1.0, requests=table, workers=1, use_ray=True)
     assert np.array_equal(local.routes, on_ray.routes)
     assert [r.summary for r in local.replicas] == [r.summary for r in on_ray.replicas]
+
+
+def test_affinity_never_spills_to_a_busier_replica():
+    # a2 lives on GPU 1 only and loads it with 4 outstanding requests; a0's home is GPU 0: its third
+    # request finds home past the threshold (2 > 1) but GPU 1 busier (4): it stays home
+    rows = [(0.0, 2, 4, 40)] * 4 + [(0.001, 0, 4, 40), (0.002, 0, 4, 40), (0.003, 0, 4, 40)]
+    workload, table = make_workload(rows, n_adapters=3)
+    spec = cluster(workload, [[0, 1], [0, 1, 2]],
+                   routing={"a0": {0: 0.6, 1: 0.4}, "a1": {0: 0.5, 1: 0.5}, "a2": {1: 1.0}}, max_loras=2)
+    result = simulate_cluster(spec, PROFILE, router="affinity", spill_threshold=1, duration_s=1.0, requests=table)
+    assert result.routes.tolist() == [1, 1, 1, 1, 0, 0, 0]

@@ -136,7 +136,9 @@ def _loop(inputs_l, st_l, sc_l, possible_l, taken_l, n_known, cursor, start, arr
                 chosen = h
             for j in range(lo, hi):
                 k = holder_idx[j]
-                if rule == AFFINITY and (not spills or k == h):
+                # spilling, the request goes to the holder with the fewest outstanding, home included:
+                # it leaves home only for a replica less loaded than home
+                if rule == AFFINITY and not spills:
                     continue
                 _advance(inputs_l[k], st_l[k], sc_l[k], n_known[k], t, False)
                 if sc_l[k][engine.SC_OVERFLOW] != 0:

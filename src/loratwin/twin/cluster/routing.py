@@ -46,5 +46,6 @@ def least_outstanding(outstanding):
 @njit(cache=True)
 def affinity_spills(home_outstanding, spill_threshold):
     """Affinity sends a request to its adapter's home replica unless the home has more than
-    `spill_threshold` outstanding requests; then to the least-outstanding other replica holding it."""
+    `spill_threshold` outstanding requests; then to the replica holding it with the fewest outstanding
+    (home included: a request never spills to a replica busier than its home)."""
     return home_outstanding > spill_threshold

@@ -10,7 +10,7 @@ from loratwin.twin.config import ServerConfig
 from loratwin.workload import WorkloadSpec
 
 ROUTERS = ("weighted-random", "least-outstanding", "affinity")
-# affinity spills a request to another replica once its home replica has more than this many
+# affinity may spill a request to a less loaded replica once its home replica has more than this many
 # requests outstanding (sent by the router, not finished). A GPU at a typical accepted load (the
 # ring of benchmarks/cluster_speed.py: ~8.7 req/s, 22 adapters, --max-loras 8, llama profile) holds
 # about 130 on average (36 running, 97 waiting for a place in the batch) and peaks near 210: twice
