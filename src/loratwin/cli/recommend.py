@@ -76,8 +76,10 @@ def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") ->
         out(f"  {line}", markup=False)
     published = rec.published_method
     if published is not None:
+        trained = published.get("models_slos") or []
+        under = f"under the SLOs {escape(' '.join(trained))}" if trained else "the starvation rule alone"
         out(f"[bold]Published method[/bold] (its optimum models, {published['best_served_family']}, straight from the "
-            f"whole list's mix; the starvation rule alone): served {published['served']} (the model says "
+            f"whole list's mix; {under}): served {published['served']} (the model says "
             f"{published['best_served']:.0f}, snapped to the training grid and capped at the list), max_loras "
             f"{published['max_loras']}; best throughput for such a mix {published['best_total_tok_s']:,.0f} tok/s "
             f"({published['best_total_tok_s_family']}, at the model's own optimum, not for these adapters)")
