@@ -63,6 +63,9 @@ def parse_slo(text: str, flag: str = "--slo") -> Slo:
     try:
         limit = float(value)
     except ValueError:
+        if "," in value:
+            each = " ".join(f"{flag} {part.strip()}" for part in str(text).split(","))
+            raise InputError(f"{flag} {text!r}: one SLO per {flag}, e.g. {each}") from None
         raise InputError(f"{flag} {text!r}: expected a number of milliseconds after the colon, got {value!r}") from None
     if not (limit > 0 and math.isfinite(limit)):
         raise InputError(f"{flag} {text!r}: the limit must be a positive number of milliseconds, got {value!r}")
@@ -72,7 +75,10 @@ def parse_slo(text: str, flag: str = "--slo") -> Slo:
 
 
 def parse_slos(texts: Iterable[str] | None, flag: str = "--slo") -> tuple[Slo, ...]:
-    """Every `--slo` given, in the order given; a key given twice is refused (which would hold?)."""
+    """Every `--slo` given, in the order given; a key given twice is refused (which would hold?). A
+    file's list of SLOs (a manifest's `slos`) that is not a list is refused, not read letter by letter."""
+    if isinstance(texts, (str, bytes, Mapping)) or not isinstance(texts, Iterable | None):
+        raise InputError(f"{flag}: expected a list of KEY:MS, e.g. [ttft_p99:2000], got {texts!r}")
     slos: list[Slo] = []
     for text in texts or ():
         slo = parse_slo(text, flag)
