@@ -94,7 +94,7 @@ def place_command(
         runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else TWIN_RUNS_PER_SHARE if handover else 0
         budget.require(budget.twin_placement_estimate(
             len(workload.adapters), workload.aggregate_rate_req_s, window, slot_candidates=runs, verify=verify,
-            workers=workers or 2,
+            workers=workers or 2, screened=handover,
             flag="the twin check (--check twin)" if check == "twin" else "the twin judging the SLOs (--slo)"))
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
