@@ -97,3 +97,12 @@ def slo_status(slos: Iterable[Slo], summary: Mapping[str, object]) -> list[dict[
         rows.append({"slo": slo.key, "metric": slo.metric, "limit_ms": slo.limit_ms, "value_ms": value,
                      "met": slo.met(value)})
     return rows
+
+
+def slo_line(rows: Iterable[Mapping[str, object]]) -> str:
+    """`slo_status` rows in words, each value against its limit, e.g. `ttft_p99 1,234 of 2,000 ms (met)`."""
+    def one(r: Mapping[str, object]) -> str:
+        value = "not predicted" if r["value_ms"] is None else f"{r['value_ms']:,.0f}"
+        state = "" if r["met"] is None else " (met)" if r["met"] else " (MISSED)"
+        return f"{r['slo']} {value} of {r['limit_ms']:,.0f} ms{state}"
+    return "; ".join(one(r) for r in rows)

@@ -23,11 +23,11 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
-    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
+from loratwin.slo import slo_line
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
 # tests/cli/test_startup.py checks that the two agree.

@@ -23,11 +23,11 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
-    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
+from loratwin.slo import slo_line
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
