@@ -369,3 +369,14 @@ print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1
     assert proc.returncode == 0, proc.stderr
     measured = json.loads(proc.stdout.splitlines()[-1])
     assert measured["peak"] / 2 <= measured["estimate"] <= measured["peak"] * 2, measured
+
+
+def test_the_twin_judging_slos_after_a_screen_costs_a_few_shares_per_later_gpu():
+    # 2,000 adapters at 519 req/s over 300 s: 24 GPUs and 63 shares simulated (twice) in the measurement
+    full = budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, flag="--slo")
+    screened = budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, screened=True, flag="--slo")
+    assert screened.seconds < full.seconds / 2
+    assert "~431 GPU shares" in screened.what  # 2 x (log2(2000) + 1 + 51 x 4), above the 126 measured
+    one = budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, gpus_judged=1, flag="--slo")
+    assert budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, gpus_judged=1, screened=True,
+                                          flag="--slo").seconds == one.seconds  # recommend: one GPU's bisection

@@ -144,6 +144,9 @@ WORKSPACE: dict[str, str | bytes] = {
     "cal5/kv_capacity.csv": "model,slots,max_lora_rank,max_num_seqs,kv_cache_tokens,feasible\nm,8,8,2048,300000,1\n",
     **LLAMA_MODELS,
     "badjson-models/manifest.json": "{bad",
+    # a models folder whose manifest's slos is a string, not a list
+    **{k.replace("llama-models/", "slostr-models/"): (v if not k.endswith("manifest.json")
+       else v[:-1] + ', "slos": "ttft_p99:5000"}') for k, v in LLAMA_MODELS.items()},
     "nodefaults-models/manifest.json": '{"profile": "llama-3.1-8b-instruct", "models": {}}',
     "junk-models/manifest.json": LLAMA_MODELS["llama-models/manifest.json"],
     "junk-models/total_tok_s.linear.json": '{"format": "junk"}',
@@ -381,6 +384,10 @@ CASES = [
          "ttft_p99:200"),
     case("--slo 'itl_p99:x': expected a number of milliseconds", *SIM, "--slo", "itl_p99:x", "--out", "run"),
     case("--slo 'ttft_mean:0'", "place", "adapters.csv", "--slo", "ttft_mean:0", "--out", "p.yaml"),
+    case("--slo 'ttft_p99:100,itl_p99:50': one SLO per --slo, e.g. --slo ttft_p99:100 --slo itl_p99:50", *SIM,
+         "--slo", "ttft_p99:100,itl_p99:50"),
+    case("slostr-models/manifest.json: slos: expected a list of KEY:MS, e.g. [ttft_p99:2000], got 'ttft_p99:5000'",
+         "recommend", "adapters.csv", "--models", "slostr-models"),
     case("rank 99999 is above 512, the largest --max-lora-rank vLLM accepts. No number of GPUs or replicas serves it: "
          "reduce the adapter to rank 512 or below.", "recommend", "bigrank.csv"),
     case("cannot be placed on one GPU of profile llama-3.1-8b-instruct: rank 99999 is above 512, the largest "

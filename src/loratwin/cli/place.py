@@ -23,11 +23,11 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
-    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
+from loratwin.slo import slo_line
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
 # tests/cli/test_startup.py checks that the two agree.
@@ -95,7 +95,7 @@ def place_command(
         runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else TWIN_RUNS_PER_SHARE if handover else 0
         budget.require(budget.twin_placement_estimate(
             len(workload.adapters), workload.aggregate_rate_req_s, window, slot_candidates=runs, verify=verify,
-            workers=workers or 2,
+            workers=workers or 2, screened=handover,
             flag="the twin check (--check twin)" if check == "twin" else "the twin judging the SLOs (--slo)"))
     replaced = None
     if from_placement is not None:
