@@ -30,6 +30,11 @@ def test_the_cli_names_the_twin_routers_and_threshold():
     assert cluster.DEFAULT_SPILL_THRESHOLD == twin_cluster.DEFAULT_SPILL_THRESHOLD
 
 
+def test_the_help_prints_the_ray_extra_with_its_brackets():
+    code, out, _ = run_main(["simulate-cluster", "--help"])
+    assert code == 0 and "loratwin[ray]" in out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("router", ["weighted-random", "least-outstanding", "affinity"])
 def test_simulate_cluster_json_and_out(files, router):

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from loratwin.cli.app import _out_console, app, err_console
+from loratwin.cli.app import _out_console, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
@@ -29,7 +29,7 @@ def simulate_cluster_command(
     duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the weighted-random draws.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes for the weighted-random router's GPUs (0: all cores).")] = 0,
-    ray: Annotated[bool, typer.Option("--ray", help="Run the weighted-random router's GPUs on Ray (pip install 'loratwin[ray]').")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run the weighted-random router's GPUs on Ray (pip install 'loratwin\\[ray]').")] = False,
     client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap each GPU's waiting queue as a saturated client would. Off by default.")] = None,
     starvation_threshold: Annotated[float, typer.Option(help="A GPU starves when 1 - throughput/offered >= this.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
@@ -42,7 +42,7 @@ def simulate_cluster_command(
 
     configure("simulate-cluster", max_memory, max_time, kind="simulate",
               simulated_s=3600.0 if duration is None else duration, window_from="--duration")
-    _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting)
+    _check_flags(router, workers, duration, seed, starvation_threshold, client_max_waiting)
     from loratwin.twin.cluster.spec import check_router
 
     check_router(router, spill_threshold, ray)
@@ -52,7 +52,7 @@ def simulate_cluster_command(
     from loratwin.plan import load_adapters
     from loratwin.plan.placement.read import placement_cluster, placement_profile, read_placement_doc
     from loratwin.profiles import load_profile
-    from loratwin.twin.cluster import simulate_cluster
+    from loratwin.twin.cluster import check_cluster_run, simulate_cluster
     from loratwin.workload import load_trace
 
     requests = None
@@ -63,6 +63,8 @@ def simulate_cluster_command(
     doc = read_placement_doc(placement)
     spec = placement_cluster(doc, spec_workload, str(placement), client_max_waiting=client_max_waiting)
     loaded = load_profile(profile or placement_profile(doc, str(placement)))
+    check_cluster_run(spec, loaded, router=router, duration_s=duration, use_ray=ray, spill_threshold=spill_threshold,
+                      requests=requests, source=str(placement))
     err_console.print(f"simulating {plural(len(spec.replicas), 'GPU')} behind the {router} router...")
     result = simulate_cluster(spec, loaded, router=router, duration_s=duration, seed=seed, workers=workers or None,
                               use_ray=ray, spill_threshold=spill_threshold, starvation_threshold=starvation_threshold,
@@ -85,18 +87,15 @@ def check_router_flag(router: str | None, verify: bool = True) -> None:
         raise InputError("--router is for --verify (place simulates nothing without it)")
 
 
-def _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting) -> None:
+def _check_flags(router, workers, duration, seed, starvation_threshold, client_max_waiting) -> None:
     check_router_flag(router)
-    if spill_threshold < 0:
-        raise InputError(f"--spill-threshold must be >= 0 (outstanding requests), got {spill_threshold}")
     if workers < 0:
         raise InputError(f"--workers must be >= 0 (0: all cores), got {workers}")
     if duration is not None and not duration > 0:
         raise InputError(f"--duration must be > 0 seconds, got {duration:g}")
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
-    if not 0 < starvation_threshold <= 1:
-        raise InputError(f"--starvation-threshold must be in (0, 1], got {starvation_threshold:g}")
+    check_threshold(starvation_threshold, "--starvation-threshold")
     if client_max_waiting is not None and client_max_waiting < 1:
         raise InputError(f"--client-max-waiting must be >= 1, got {client_max_waiting}")
 
