@@ -110,10 +110,11 @@ def _routing(table: Any, replicas: list[Replica], position_of: dict[int, int], s
         for gpu, weight in weights.items():
             index = _gpu_key(gpu)
             if index is None or index not in position_of:
-                raise InputError(f"{where}: {gpu!r} is not a GPU of gpus:")
+                raise InputError(f"{where}: {gpu!r} is not a GPU of gpus: (its GPUs: {_listed([str(i) for i in position_of])})")
             position = position_of[index]
             if position not in holders[adapter_id]:
-                raise InputError(f"{where}.{index}: GPU {index} does not hold {adapter_id} (its gpus: entry lists it not)")
+                raise InputError(f"{where}.{index}: GPU {index} does not hold {adapter_id} (gpus[{position}].adapters "
+                                 "does not list it)")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight > 0):
                 raise InputError(f"{where}.{index}: expected a weight > 0, got {weight!r}")
             routed[position] = float(weight)
