@@ -147,6 +147,7 @@ WORKSPACE: dict[str, str | bytes] = {
     "cluster-extra.csv": ADAPTERS_CSV + "c,8,0.1\n",
     "cluster-moved.yaml": CLUSTER.replace("adapters: [a, b]", "adapters: [b]").replace("adapters: [b], max_loras: 1",
                                                                                        "adapters: [b, a], max_loras: 1"),
+    "fast.yaml": "layout: {kind: zipf, served: 500, total_rate_req_s: 1e9, exponent: 1.0, ranks: [8]}\n",
     "cluster-rank.yaml": CLUSTER.replace("max_loras: 1, max_lora_rank: 16", "max_loras: 1, max_lora_rank: 8"),
     "cluster-rank12.yaml": CLUSTER.replace("max_loras: 2, max_lora_rank: 16", "max_loras: 2, max_lora_rank: 12"),
     "cluster-cpu.yaml": CLUSTER.replace("max_loras: 2, max_lora_rank: 16", "max_loras: 2, max_lora_rank: 16, max_cpu_loras: 1"),
@@ -607,6 +608,7 @@ CASES = [
     # simulate-cluster
     case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "adapters.csv"),
     case("missing.csv does not exist", "simulate-cluster", "cluster.yaml", "missing.csv"),
+    case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "fast.yaml"),  # before the workload's size
     case("afile: expected a placement file (.yaml or .json", "simulate-cluster", "afile", "adapters.csv"),
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate-cluster", "bad.yaml", "adapters.csv"),
     case("placement.yaml: gpus: expected a non-empty list of GPUs", "simulate-cluster", "placement.yaml", "adapters.csv"),

@@ -55,12 +55,12 @@ def simulate_cluster_command(
     from loratwin.twin.cluster import check_cluster_run, simulate_cluster
     from loratwin.workload import load_trace
 
+    doc = read_placement_doc(placement)  # the placement first: its mistakes are named before the workload is priced
     requests = None
     if workload.is_dir():
         spec_workload, requests = load_trace(workload)
     else:
         spec_workload = load_adapters(workload)
-    doc = read_placement_doc(placement)
     spec = placement_cluster(doc, spec_workload, str(placement), client_max_waiting=client_max_waiting)
     loaded = load_profile(profile or placement_profile(doc, str(placement)))
     check_cluster_run(spec, loaded, router=router, duration_s=duration, use_ray=ray, spill_threshold=spill_threshold,
