@@ -118,6 +118,9 @@ def test_a_command_prices_adapters_for_what_it_does_with_them():
     placed = budget.adapters_estimate(10**6, 100.0, job=budget.Job("place", "place"))
     assert simulated.bytes > loaded.bytes and placed.bytes > loaded.bytes
     assert simulated.what == "1e6 adapters and ~363,000 requests over 3600 s"  # 360,000 and 5 sigma
+    # a file's adapters priced before their rates are read: no requests named (not "~0 requests")
+    unread = budget.adapters_estimate(3, job=budget.Job("simulate-cluster", "simulate", 600.0, window_from="--duration"))
+    assert unread.what == "3 adapters over 600 s (--duration)"
 
 
 def test_the_refusal_is_one_line_with_the_estimate_and_the_limit(monkeypatch):

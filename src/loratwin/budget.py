@@ -500,7 +500,7 @@ def adapters_estimate(adapters: float, rate_req_s: float = 0.0, requests: float 
     what the later, exact check of the same job finds (it adds what only it can count)."""
     job = job or _job
     if job.kind == "simulate" and job.simulated_s is not None:
-        if requests is None:
+        if requests is None and rate_req_s > 0:  # no rate (not read yet): the requests are not counted, nor named
             requests = requests_bound(rate_req_s * job.simulated_s)
         return simulation_estimate(adapters, requests, job.simulated_s, copies=job.copies, window_from=job.window_from)
     if job.kind == "simulate" and requests is not None:
