@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -97,3 +98,20 @@ def yaml_routing(path):
     import yaml
 
     return yaml.safe_load(path.read_text())["routing"]
+
+
+def test_a_light_load_is_printed_in_tenths_of_a_token_per_second():
+    from rich.console import Console
+
+    from loratwin.cli.cluster import _print
+
+    gpu = {"gpu": "GPU 0", "adapters": 1, "requests": 3, "offered_tok_s": 0.06, "total_tok_s": 0.06,
+           "throughput_over_offered": 1.0, "mean_ttft_ms": 14.0, "p99_ttft_ms": 15.0, "mean_itl_ms": 13.0,
+           "p99_itl_ms": 13.0, "starved": False}
+    cluster = {"router": "weighted-random", "duration_s": 600.0, "total_tok_s": 0.06, "offered_tok_s": 0.06,
+               "served_share": 1.0, "completed": 3, "requests": 3, "starved_gpus": []}
+    console = Console(record=True, width=200)
+    _print({"cluster": cluster, "gpus": [gpu], "adapters": []}, console)
+    text = console.export_text()
+    assert "0.1 of 0.1 tok/s offered" in text
+    assert re.search(r"│ +0\.1 │ +0\.1 │", text), text

@@ -113,6 +113,11 @@ def _write(result, doc: dict, out: Path) -> None:
             run.write_files(folder)
 
 
+def _tok(value: float) -> str:
+    """tok/s, whole above 10, else to a tenth (a light trace over a long window is not 0 tok/s)."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
 def _ms(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -126,8 +131,8 @@ def _print(doc: dict, console) -> None:
                    "ITL ms mean", "ITL ms p99", "starved"):
         table.add_column(column, justify="left" if column in ("GPU", "starved") else "right")
     for g in doc["gpus"]:
-        table.add_row(g["gpu"], str(g["adapters"]), f"{g['requests']:,}", f"{g['offered_tok_s']:,.0f}",
-                      f"{g['total_tok_s']:,.0f}", f"{g['throughput_over_offered']:.1%}", _ms(g["mean_ttft_ms"]),
+        table.add_row(g["gpu"], str(g["adapters"]), f"{g['requests']:,}", _tok(g["offered_tok_s"]),
+                      _tok(g["total_tok_s"]), f"{g['throughput_over_offered']:.1%}", _ms(g["mean_ttft_ms"]),
                       _ms(g["p99_ttft_ms"]), _ms(g["mean_itl_ms"]), _ms(g["p99_itl_ms"]),
                       "[red]STARVED[/]" if g["starved"] else "no")
     console.print(table)
@@ -143,7 +148,7 @@ def _print(doc: dict, console) -> None:
             console.print(f"  ... (+{len(split) - 10}; --json lists every adapter)", highlight=False)
     starved = c["starved_gpus"]
     console.print(
-        f"cluster ({c['router']}, {c['duration_s']:g} s): {c['total_tok_s']:,.0f} of {c['offered_tok_s']:,.0f} tok/s "
+        f"cluster ({c['router']}, {c['duration_s']:g} s): {_tok(c['total_tok_s'])} of {_tok(c['offered_tok_s'])} tok/s "
         f"offered ({c['served_share']:.1%} served), {c['completed']:,} of {c['requests']:,} requests completed; "
         + (f"starved GPUs: {', '.join(starved)}" if starved else "no GPU starves"),
         highlight=False, markup=False,
