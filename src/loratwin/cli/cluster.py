@@ -26,7 +26,7 @@ def simulate_cluster_command(
     profile: Annotated[str | None, typer.Option(help="Built-in profile name or a profile YAML file. Default: the placement's.")] = None,
     router: Annotated[str, typer.Option(help=f"How requests pick a GPU among those holding their adapter: {', '.join(ROUTERS)}.")] = "weighted-random",
     spill_threshold: Annotated[int, typer.Option(help="affinity: a request leaves its adapter's home GPU (largest weight) when that GPU has more than this many requests outstanding.")] = DEFAULT_SPILL_THRESHOLD,
-    duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span. Only requests finished inside it count: a window of minutes can flag as starved a GPU whose requests take tens of seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the weighted-random draws.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes for the weighted-random router's GPUs (0: all cores).")] = 0,
     ray: Annotated[bool, typer.Option("--ray", help="Run the weighted-random router's GPUs on Ray (pip install 'loratwin\\[ray]').")] = False,
