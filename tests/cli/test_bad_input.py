@@ -608,6 +608,9 @@ CASES = [
     # simulate-cluster
     case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "adapters.csv"),
     case("missing.csv does not exist", "simulate-cluster", "cluster.yaml", "missing.csv"),
+    case("cluster.yaml: a placement (gpus:, as place --out writes), not a workload", "simulate-cluster", "cluster.yaml",
+         "cluster.yaml"),
+    case("cluster.yaml: a placement (gpus:, as place --out writes), not a workload", "place", "cluster.yaml"),
     case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "fast.yaml"),  # before the workload's size
     case("afile: expected a placement file (.yaml or .json", "simulate-cluster", "afile", "adapters.csv"),
     case("bad.yaml: line 2, column 3: invalid YAML", "simulate-cluster", "bad.yaml", "adapters.csv"),
