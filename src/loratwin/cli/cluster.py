@@ -96,8 +96,14 @@ def _check_flags(router, workers, duration, seed, starvation_threshold, client_m
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
     check_threshold(starvation_threshold, "--starvation-threshold")
-    if client_max_waiting is not None and client_max_waiting < 1:
-        raise InputError(f"--client-max-waiting must be >= 1, got {client_max_waiting}")
+    if client_max_waiting is not None:  # the server's rule for it, as simulate holds it
+        from loratwin.cli.simulate import _flag_errors
+        from loratwin.twin import ServerConfig
+
+        try:
+            ServerConfig(max_loras=1, client_max_waiting=client_max_waiting)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise InputError(_flag_errors(exc)) from None
 
 
 def _write(result, doc: dict, out: Path) -> None:
