@@ -372,3 +372,9 @@ print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1
     assert proc.returncode == 0, proc.stderr
     measured = json.loads(proc.stdout.splitlines()[-1])
     assert measured["peak"] / 2 <= measured["estimate"] <= measured["peak"] * 2, measured
+
+
+def test_place_prices_the_gpus_it_is_asked_for():
+    few, many = budget.requested_gpus_estimate(10), budget.requested_gpus_estimate(1e23)
+    assert few.bytes < 1e9 and many.bytes > 1e24
+    assert many.what == "placing on 1e23 GPUs (--gpus)"

@@ -141,6 +141,9 @@ PLACE_ADAPTER_S = 1e-3
 PLACE_PAIR_S = 1.6e-7
 # A GPU served 12-13 req/s in those placements; the GPU count the memo term assumes.
 PLACE_RATE_PER_GPU = 10.0
+# Each GPU --gpus asks for, empty or not: +124 MB and +1.6 s for 1e6 GPUs over 10 (3 adapters, RSS).
+PLACE_GPU_BYTES = 130
+PLACE_GPU_S = 1.6e-6
 
 # The twin judging a placement (place --check twin, --verify): each simulation is one GPU's share over
 # the window. Beside its requests (SIM_REQUEST_S), a busy GPU's engine steps and the run's set-up cost
@@ -444,6 +447,12 @@ def placement_estimate(adapters: float, rate_req_s: float) -> Estimate:
               + PLACE_PROBE_BYTES * adapters * gpus / 2)
     seconds = LAYOUT_ADAPTER_S * adapters + PLACE_ADAPTER_S * adapters + PLACE_PAIR_S * adapters**2
     return Estimate(memory, seconds, f"placing {format_count(adapters)} adapters")
+
+
+def requested_gpus_estimate(gpus: float) -> Estimate:
+    """What placing on `gpus` GPUs (place --gpus) needs for the GPUs alone, beside the adapters."""
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + PLACE_GPU_BYTES * gpus, PLACE_GPU_S * gpus,
+                    f"placing on {format_count(gpus)} GPUs (--gpus)")
 
 
 def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float, *, slot_candidates: int = 0,

@@ -450,6 +450,7 @@ CASES = [
     case("--routing-out p.yaml: the same place as --out", "place", "adapters.csv", "--out", "p.yaml",
          "--routing-out", "p.yaml"),
     case("--gpus must be >= 1, got 0", "place", "adapters.csv", "--gpus", "0", "--out", "placement.yaml"),
+    case("place: about 1.3e25 bytes of memory and roughly ", "place", "adapters.csv", "--gpus", "99999999999999999999999"),
     case("--search-moves must be >= 0", "place", "adapters.csv", "--search-moves", "-1"),
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",

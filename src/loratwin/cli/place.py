@@ -79,6 +79,10 @@ def place_command(
     if models is not None and check != "learned":
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
+    if gpus is not None:
+        from loratwin import budget
+
+        budget.require(budget.requested_gpus_estimate(gpus))
     check_router_flag(router, verify)
     _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
