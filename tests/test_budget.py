@@ -378,3 +378,9 @@ def test_place_prices_the_gpus_it_is_asked_for():
     few, many = budget.requested_gpus_estimate(10), budget.requested_gpus_estimate(1e23)
     assert few.bytes < 1e9 and many.bytes > 1e24
     assert many.what == "placing on 1e23 GPUs (--gpus)"
+
+
+def test_verify_holds_a_run_per_gpu_at_most_whatever_the_workers():
+    some = budget.twin_placement_estimate(3, 3.7, 10, verify=True, workers=2)
+    huge = budget.twin_placement_estimate(3, 3.7, 10, verify=True, workers=10**23)
+    assert huge.bytes == some.bytes

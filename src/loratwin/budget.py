@@ -469,9 +469,10 @@ def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float,
     one_bytes = SIM_ADAPTER_BYTES * adapters / gpus + SIM_REQUEST_BYTES * requests
     judged = gpus if gpus_judged is None else min(gpus, gpus_judged)
     checks = judged * (math.log2(max(adapters, 1.0)) + 1) * slot_candidates
-    seconds = one_s * checks + (one_s * math.ceil(gpus / max(1, workers)) if verify else 0.0)
+    workers = max(1, min(workers, math.ceil(gpus)))  # the runs at once: a worker per GPU at most (simulate_many)
+    seconds = one_s * checks + (one_s * math.ceil(gpus / workers) if verify else 0.0)
     flags = " and ".join(w for w, on in ((flag, checks > 0), ("--verify", verify)) if on)
-    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + max(1, workers if verify else 1) * one_bytes, seconds,
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + (workers if verify else 1) * one_bytes, seconds,
                     f"simulating ~{format_count(checks + (gpus if verify else 0))} GPU shares of {format_window(window_s)} "
                     f"(--window) for {flags}, {format_count(adapters)} adapters at {rate_req_s:g} req/s")
 
