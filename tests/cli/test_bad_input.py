@@ -630,7 +630,10 @@ CASES = [
     case("cluster.yaml: gpus[0].adapters: not in the workload: b", "simulate-cluster", "cluster.yaml", "trace"),
     case("--router must be one of weighted-random, least-outstanding, affinity, got 'nope'", "simulate-cluster",
          "cluster.yaml", "adapters.csv", "--router", "nope"),
-    case("--spill-threshold must be an integer from 0 to", "simulate-cluster", "cluster.yaml", "adapters.csv", "--spill-threshold", "-1"),
+    case("--spill-threshold must be an integer from 0 to", "simulate-cluster", "cluster.yaml", "adapters.csv", "--router",
+         "affinity", "--spill-threshold", "-1"),
+    case("--spill-threshold is for --router affinity (the weighted-random router spills nothing)", "simulate-cluster",
+         "cluster.yaml", "adapters.csv", "--spill-threshold", "10"),
     case("--workers must be >= 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--workers", "-1"),
     case("--spill-threshold must be an integer from 0 to 9223372036854775807 (outstanding requests), got "
          "99999999999999999999", "simulate-cluster", "cluster.yaml", "adapters.csv", "--router", "affinity",

@@ -25,7 +25,7 @@ def simulate_cluster_command(
     workload: Annotated[Path, typer.Argument(help="Its adapters: CSV adapter_id,rank,rate, a workload YAML, or a trace directory (replayed).")],
     profile: Annotated[str | None, typer.Option(help="Built-in profile name or a profile YAML file. Default: the placement's.")] = None,
     router: Annotated[str, typer.Option(help=f"How requests pick a GPU among those holding their adapter: {', '.join(ROUTERS)}.")] = "weighted-random",
-    spill_threshold: Annotated[int, typer.Option(help="affinity: a request leaves its adapter's home GPU (largest weight) when that GPU has more than this many requests outstanding.")] = DEFAULT_SPILL_THRESHOLD,
+    spill_threshold: Annotated[int | None, typer.Option(help=f"With --router affinity: a request leaves its adapter's home GPU (largest weight) when that GPU has more than this many requests outstanding. Default: {DEFAULT_SPILL_THRESHOLD}.")] = None,
     duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span. Only requests finished inside it count: a window of minutes can flag as starved a GPU whose requests take tens of seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the weighted-random draws.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes for the weighted-random router's GPUs (0: all cores).")] = 0,
@@ -45,6 +45,10 @@ def simulate_cluster_command(
     _check_flags(router, workers, duration, seed, starvation_threshold, client_max_waiting)
     from loratwin.twin.cluster.spec import check_router
 
+    if spill_threshold is not None and router != "affinity":
+        raise InputError(f"--spill-threshold is for --router affinity (the {router} router spills nothing)")
+    if spill_threshold is None:
+        spill_threshold = DEFAULT_SPILL_THRESHOLD
     check_router(router, spill_threshold, ray)
     from loratwin.files import Output, check_outputs
 
