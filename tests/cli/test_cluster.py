@@ -115,3 +115,15 @@ def test_a_light_load_is_printed_in_tenths_of_a_token_per_second():
     text = console.export_text()
     assert "0.1 of 0.1 tok/s offered" in text
     assert re.search(r"│ +0\.1 │ +0\.1 │", text), text
+
+
+@pytest.mark.slow
+def test_place_verify_says_one_adapter_starves_in_the_singular(tmp_path, monkeypatch):
+    (tmp_path / "tr").mkdir()
+    (tmp_path / "tr" / "trace.csv").write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n"
+                                               "0.5,a,10,20\n1.0,b,30,40\n2,c,5,5\n")
+    (tmp_path / "tr" / "adapters.csv").write_text("adapter_id,rank\na,8\nb,16\nc,8\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["place", "tr", "--verify", "--router", "least-outstanding", "--window", "60"])
+    assert code == 0, err
+    assert "(1 adapter starves by the per-adapter rule)" in out

@@ -221,7 +221,8 @@ def _print_placement(placement, verification, console: Console, compared: dict |
             if v.slos:
                 line += f" [SLOs: {slo_line(v.slos)}]"
             if v.starved_adapters:
-                line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
+                n = len(v.starved_adapters)
+                line += f" ({plural(n, 'adapter')} {'starves' if n == 1 else 'starve'} by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)
     console.print(
         f"total offered {placement.offered_tok_s:,.0f} tok/s, predicted {placement.predicted_tok_s:,.0f} tok/s",
