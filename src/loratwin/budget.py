@@ -141,6 +141,9 @@ PLACE_ADAPTER_S = 1e-3
 PLACE_PAIR_S = 1.6e-7
 # A GPU served 12-13 req/s in those placements; the GPU count the memo term assumes.
 PLACE_RATE_PER_GPU = 10.0
+# Each GPU --gpus asks for, empty or not: +124 MB and +1.6 s for 1e6 GPUs over 10 (3 adapters, RSS).
+PLACE_GPU_BYTES = 130
+PLACE_GPU_S = 1.6e-6
 
 # The twin judging a placement (place --check twin, --verify): each simulation is one GPU's share over
 # the window. Beside its requests (SIM_REQUEST_S), a busy GPU's engine steps and the run's set-up cost
@@ -452,6 +455,12 @@ def placement_estimate(adapters: float, rate_req_s: float) -> Estimate:
     return Estimate(memory, seconds, f"placing {format_count(adapters)} adapters")
 
 
+def requested_gpus_estimate(gpus: float) -> Estimate:
+    """What placing on `gpus` GPUs (place --gpus) needs for the GPUs alone, beside the adapters."""
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + PLACE_GPU_BYTES * gpus, PLACE_GPU_S * gpus,
+                    f"placing on {format_count(gpus)} GPUs (--gpus)")
+
+
 def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float, *, slot_candidates: int = 0,
                             verify: bool = False, workers: int = 1, gpus_judged: float | None = None,
                             screened: bool = False, flag: str = "the twin check (--check twin)") -> Estimate:
@@ -470,9 +479,10 @@ def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float,
     bisection = math.log2(max(adapters, 1.0)) + 1
     shares = bisection + (judged - 1) * min(bisection, TWIN_SCREENED_LATER_SHARES) if screened else judged * bisection
     checks = shares * slot_candidates
-    seconds = one_s * checks + (one_s * math.ceil(gpus / max(1, workers)) if verify else 0.0)
+    workers = max(1, min(workers, math.ceil(gpus)))  # the runs at once: a worker per GPU at most (simulate_many)
+    seconds = one_s * checks + (one_s * math.ceil(gpus / workers) if verify else 0.0)
     flags = " and ".join(w for w, on in ((flag, checks > 0), ("--verify", verify)) if on)
-    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + max(1, workers if verify else 1) * one_bytes, seconds,
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + (workers if verify else 1) * one_bytes, seconds,
                     f"simulating ~{format_count(checks + (gpus if verify else 0))} GPU shares of {format_window(window_s)} "
                     f"(--window) for {flags}, {format_count(adapters)} adapters at {rate_req_s:g} req/s")
 
@@ -510,7 +520,7 @@ def adapters_estimate(adapters: float, rate_req_s: float = 0.0, requests: float 
     what the later, exact check of the same job finds (it adds what only it can count)."""
     job = job or _job
     if job.kind == "simulate" and job.simulated_s is not None:
-        if requests is None:
+        if requests is None and rate_req_s > 0:  # no rate (not read yet): the requests are not counted, nor named
             requests = requests_bound(rate_req_s * job.simulated_s)
         return simulation_estimate(adapters, requests, job.simulated_s, copies=job.copies, window_from=job.window_from)
     if job.kind == "simulate" and requests is not None:

@@ -19,7 +19,7 @@ app_module = importlib.import_module("loratwin.cli.app")
 
 RED_CSV = "adapter_id,rank,rate\n[red]a,8,0.5\nb,16,0.2\n"
 COMMANDS = [["simulate"], ["report"], ["workload", "describe"], ["profiles"], ["validate"], ["calibrate"], ["sweep"],
-            ["labels"], ["train"], ["explain"], ["recommend"], ["quickstart"], ["place"], []]
+            ["labels"], ["train"], ["explain"], ["recommend"], ["quickstart"], ["place"], ["simulate-cluster"], []]
 
 
 @pytest.mark.parametrize("message", [

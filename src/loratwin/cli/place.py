@@ -80,6 +80,10 @@ def place_command(
     if models is not None and check != "learned":
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
+    if gpus is not None:
+        from loratwin import budget
+
+        budget.require(budget.requested_gpus_estimate(gpus))
     check_router_flag(router, verify)
     _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
@@ -229,7 +233,8 @@ def _print_placement(placement, verification, console: Console, compared: dict |
             if v.slos:
                 line += f" [SLOs: {slo_line(v.slos)}]"
             if v.starved_adapters:
-                line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
+                n = len(v.starved_adapters)
+                line += f" ({plural(n, 'adapter')} {'starves' if n == 1 else 'starve'} by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)
     console.print(
         f"total offered {placement.offered_tok_s:,.0f} tok/s, predicted {placement.predicted_tok_s:,.0f} tok/s",
