@@ -29,7 +29,7 @@ def simulate_cluster_command(
     duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span. Only requests finished inside it count: a window of minutes can flag as starved a GPU whose requests take tens of seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the weighted-random draws.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes for the weighted-random router's GPUs (0: all cores).")] = 0,
-    ray: Annotated[bool, typer.Option("--ray", help="Run the weighted-random router's GPUs on Ray (pip install 'loratwin\\[ray]').")] = False,
+    ray: Annotated[bool, typer.Option("--ray", help="Run the weighted-random router's GPUs on Ray (pip install 'loratwin[ray]').")] = False,
     client_max_waiting: Annotated[int | None, typer.Option("--client-max-waiting", help="Cap each GPU's waiting queue as a saturated client would. Off by default.")] = None,
     starvation_threshold: Annotated[float, typer.Option(help="A GPU starves when 1 - throughput/offered >= this.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
