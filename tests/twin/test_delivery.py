@@ -83,3 +83,12 @@ def test_delivery_is_never_early_never_inside_a_blackout_and_keeps_order(gaps, t
     assert (np.diff(got) >= 0).all()
     for s, e in zip(starts, ends):
         assert not ((got >= s) & (got < e)).any()
+
+
+def test_a_request_sent_in_a_blackout_reaches_the_server_when_it_ends():
+    profile = make_profile().model_copy(update={"tails": TailModel(metrics_poll_interval_s=0.01,
+                                                                   metrics_scrape_base_ms=5.0)})
+    # sent at 12 ms, inside the scrape of 10-15 ms: it waits 3 ms, then its 1 ms prompt step
+    r = run_case([(0.012, 0, 4, 2)], profile=profile, duration_s=1.0)
+    assert r.summary["mean_ttft_ms"] == pytest.approx(4.0)
+    assert run_case([(0.012, 0, 4, 2)], duration_s=1.0).summary["mean_ttft_ms"] == pytest.approx(1.0)
