@@ -39,7 +39,6 @@ prediction time per configuration.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from collections import defaultdict
@@ -55,54 +54,25 @@ from loratwin.learn.features import as_matrix, config_features
 from loratwin.learn.zoo import macro_f1, paper_error
 from loratwin.plan.judge import AcceptanceRule, make_check
 from loratwin.plan.recommend import recommend, refine
-from loratwin.plan.recommend.published import GRID_COUNTS, published_answer, workload_mix
+from loratwin.plan.recommend.published import published_answer, workload_mix
 from loratwin.profiles import load_profile
-from loratwin.workload import AdapterSpec, WorkloadSpec
+from loratwin.validate.ml_test import (
+    GRID_COUNTS,
+    PROFILE,
+    cycling_workload,
+    grid_point,
+    group_name,
+    load_groups,
+    ok_runs,
+)
+from loratwin.workload import WorkloadSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-PROFILE = "llama-3.1-8b-instruct"
-POOL = 384
-THRESHOLD = 0.1
 STRATEGIES = ["recommend", "published_method", "recommend_refined"]
 TITLES = {"recommend": "recommend", "published_method": "published method alone (optimum models)",
           "recommend_refined": "recommend + twin refinement"}
 LOOKUP = ("each answer is looked up at the real run with the largest grid served count <= its served count and the "
           "grid max_loras nearest its max_loras (at most that served count; ties: the smaller)")
-
-
-def load_groups(path: Path) -> dict[tuple[tuple[float, ...], tuple[int, ...]], list[dict[str, Any]]]:
-    """Every Llama ml_test row (any status), by group: (rates from the highest down, rank cycle)."""
-    groups: dict[tuple[tuple[float, ...], tuple[int, ...]], list[dict[str, Any]]] = defaultdict(list)
-    with path.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["source_set"] != "ml_test" or row["model"] != PROFILE:
-                continue
-            rates = tuple(sorted((float(r) for r in row["rate_values"].split()), reverse=True))
-            ranks = tuple(int(r) for r in row["adapter_rank_cycle"].split())
-            groups[(rates, ranks)].append(row)
-    return dict(sorted(groups.items(), key=lambda item: item[0], reverse=True))
-
-
-def ok_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
-    for row in rows:
-        if row["status"] != "ok" or not row["total_tok_s"]:
-            continue
-        throughput, offered = float(row["total_tok_s"]), float(row["approx_offered_tok_s"])
-        out.append({"served": int(row["served_adapters"]), "max_loras": int(row["max_loras"]),
-                    "total_tok_s": throughput, "starved": 1.0 - throughput / offered >= THRESHOLD, "row": row})
-    return out
-
-
-def grid_point(served: int, max_loras: int) -> tuple[int, int] | None:
-    """The largest grid served count <= `served` and the grid max_loras nearest `max_loras` (at
-    most that count, as in the real runs; ties: the smaller); None below the grid."""
-    below = [c for c in GRID_COUNTS if c <= served]
-    if not below:
-        return None
-    count = max(below)
-    slots = min((c for c in GRID_COUNTS if c <= count), key=lambda c: (abs(c - max_loras), c))
-    return count, slots
 
 
 def real_run_at(rows: list[dict[str, Any]], runs: list[dict[str, Any]], served: int,
@@ -136,17 +106,6 @@ def real_labels(runs: list[dict[str, Any]]) -> dict[str, float] | None:
         return None
     best = min(frontier, key=lambda r: (-r["total_tok_s"], r["max_loras"], r["served"]))
     return {"served": best["served"], "max_loras": best["max_loras"], "total_tok_s": best["total_tok_s"]}
-
-
-def cycling_workload(rates: tuple[float, ...], ranks: tuple[int, ...], count: int = POOL) -> WorkloadSpec:
-    """The real runs' pool: adapter i at the (i mod len)-th highest rate and the (i mod len)-th rank."""
-    return WorkloadSpec(adapters=tuple(
-        AdapterSpec(id=f"a{i:03d}", rank=ranks[i % len(ranks)], rate_req_s=rates[i % len(rates)]) for i in range(count)
-    ))
-
-
-def group_name(rates: tuple[float, ...], ranks: tuple[int, ...]) -> str:
-    return "/".join(f"{r:g}" for r in rates) + " ranks " + "-".join(map(str, ranks))
 
 
 def _refined(task: tuple[Any, WorkloadSpec, AcceptanceRule]) -> dict[str, Any]:

@@ -320,6 +320,10 @@ CASES = [
     case("--out afile: is a file; expected a folder", "labels", "store", "--out", "afile"),
     case("--out existing: the folder holds notes.txt", "labels", "store", "--out", "existing"),
     case("--threshold: must be strictly between 0 and 1, got 1", "labels", "store", "--threshold", "1"),
+    case("--slo 'ttft_p99': expected KEY:MS", "labels", "store", "--slo", "ttft_p99"),
+    case("--slo 'ttft_p95:100': unknown key 'ttft_p95'", "labels", "store", "--slo", "ttft_p95:100"),
+    case("--slo 'itl_p99:-1': the limit must be a positive number", "labels", "store", "--slo", "itl_p99:-1"),
+    case("--slo: ttft_p99 is given twice", "labels", "store", "--slo", "ttft_p99:100", "--slo", "ttft_p99:200"),
     # train
     case("--out missing/m: the folder missing does not exist", "train", "store", "--out", "missing/m"),
     case("--out afile: is a file; expected a folder", "train", "store", "--out", "afile"),
@@ -327,6 +331,10 @@ CASES = [
     case("--folds: must be >= 2, got 1", "train", "store", "--out", "m", "--folds", "1"),
     case("--families: unknown nope", "train", "store", "--out", "m", "--families", "nope"),
     case("--threshold: must be strictly between 0 and 1, got 0", "train", "store", "--out", "m", "--threshold", "0"),
+    case("--slo 'ttft_p99:abc': expected a number of milliseconds", "train", "store", "--out", "m", "--slo",
+         "ttft_p99:abc"),
+    case("--slo 'tpot:40': unknown key 'tpot'", "train", "--profile", "llama-3.1-8b-instruct", "--out", "m", "--slo",
+         "tpot:40"),
     case("missing: does not exist", "train", "missing", "--out", "m"),
     case("store: too few workloads with a known optimum", "train", "store", "--out", "m", "--no-tune"),
     case("give RESULTS (the --out folder of a sweep) or --profile PROFILE", "train", "--out", "m"),
@@ -347,6 +355,14 @@ CASES = [
     case("junk-models/total_tok_s.linear.json: not a", "explain", "--models", "junk-models"),
     # recommend
     case("missing.csv does not exist", "recommend", "missing.csv"),
+    # --slo KEY:MS (loratwin.slo), on every command that takes it
+    case("--slo 'ttft_p99': expected KEY:MS", "recommend", "adapters.csv", "--slo", "ttft_p99"),
+    case("--slo 'foo:1': unknown key 'foo'", "place", "adapters.csv", "--slo", "foo:1"),
+    case("--slo 'ttft_p99:-1': the limit must be a positive number of milliseconds", *SIM, "--slo", "ttft_p99:-1"),
+    case("--slo: ttft_p99 is given twice", "recommend", "adapters.csv", "--slo", "ttft_p99:100", "--slo",
+         "ttft_p99:200"),
+    case("--slo 'itl_p99:x': expected a number of milliseconds", *SIM, "--slo", "itl_p99:x", "--out", "run"),
+    case("--slo 'ttft_mean:0'", "place", "adapters.csv", "--slo", "ttft_mean:0", "--out", "p.yaml"),
     case("rank 99999 is above 512, the largest --max-lora-rank vLLM accepts. No number of GPUs or replicas serves it: "
          "reduce the adapter to rank 512 or below.", "recommend", "bigrank.csv"),
     case("cannot be placed on one GPU of profile llama-3.1-8b-instruct: rank 99999 is above 512, the largest "

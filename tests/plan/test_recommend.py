@@ -96,7 +96,7 @@ def test_why_names_the_tightest_limit_of_the_recommendation(busy, busy_rec):
     assert any(f"--max-loras {rec.max_loras}" in line and rec.deciding_limit in line for line in rec.why)
     assert rec.predicted_wait_s == option.wait_s and rec.predicted_kv_queue_s == option.queue_s
     assert rec.limits == {"starvation_threshold": 0.1, "max_wait_s": 60.0,
-                          "max_kv_use": pytest.approx(0.95), "window_s": 3600.0}
+                          "max_kv_use": pytest.approx(0.95), "window_s": 3600.0, "slos": []}
 
 
 def test_keep_order_serves_a_prefix_of_the_given_order(busy, busy_rec):

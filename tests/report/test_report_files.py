@@ -152,6 +152,8 @@ def test_validation_report_is_the_same_from_memory_and_from_disk(validation_resu
     assert "model-a" in html and "model-b" in html
     # the made-up runs: 15 per model start, one per model fails to start, and the twin agrees
     assert "real: out of memory at start" in html
+    # the latency-regime rows and the tails table
+    assert "model-a" in html and "mean TTFT &lt;= 10 s" in html and "TTFT p99" in html
 
 
 def test_missing_matplotlib_says_how_to_install_it(sim_result, tmp_path, monkeypatch):

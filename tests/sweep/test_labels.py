@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pyarrow.parquet as pq
 import pytest
 
-from loratwin.errors import LoratwinError
+from loratwin.errors import InputError, LoratwinError
+from loratwin.slo import parse_slos
 from loratwin.sweep.labels import compute_labels, write_labels
 from loratwin.sweep.store import SCHEMA, ResultStore, rows_to_table
 
 
-def row(workload: int, max_loras: int, served: int, ratio: float | None, tok_s: float | None = None, status: str = "ok") -> dict:
-    record = {name: None for name in SCHEMA.names}
+def row(workload: int, max_loras: int, served: int, ratio: float | None, tok_s: float | None = None, status: str = "ok",
+        **metrics: float | None) -> dict:
+    record = {name: None for name in SCHEMA.names} | {"p99_ttft_ms": 100.0 * served, "p99_itl_ms": 50.0}
     record.update(
         config_key=f"{workload}-{max_loras}-{served}",
         workload_key=f"w{workload}",
@@ -32,7 +35,7 @@ def row(workload: int, max_loras: int, served: int, ratio: float | None, tok_s: 
         total_tok_s=tok_s if tok_s is not None else (None if ratio is None else 100.0 * served * ratio),
         error=None if status == "ok" else "boom",
     )
-    return record
+    return record | metrics
 
 
 # workload 0: at 8 slots starvation from 48 on (a later run recovers, but the first starved point counts);
@@ -102,3 +105,63 @@ def test_written_as_parquet_and_csv(tmp_path):
     assert len(rows) == 5
     assert rows[0]["rate_levels"] == "1.6,0.8,0.4" and rows[0]["rank_levels"] == "8,16"
     assert rows[0]["frontier_served"] == "32"
+
+
+def test_slos_move_the_frontier_to_the_last_point_meeting_them():
+    # p99 TTFT is 100 ms per served adapter: at 3000 ms 16 served pass, 32 break it
+    frontiers, labels = compute_labels(TABLE, slos=parse_slos(["ttft_p99:3000"]))
+    f = _by_key(frontiers)
+    assert (f[0, 8]["frontier_served"], f[0, 8]["first_starved_served"], f[0, 8]["first_refused_by"]) == (16, 32, "ttft_p99")
+    assert (f[0, 16]["frontier_served"], f[0, 16]["status"]) == (16, "found")
+    assert (f[0, 32]["status"], f[0, 32]["first_refused_by"]) == ("starved_at_smallest", "starved")  # starving comes first
+    assert f[1, 8]["status"] == "failed"
+    assert {r["slos"] for r in frontiers.to_pylist()} == {"ttft_p99:3000"}
+    best = {r["workload_index"]: r for r in labels.to_pylist()}
+    assert (best[0]["best_max_loras"], best[0]["best_served"], best[0]["slos"]) == (8, 16, "ttft_p99:3000")
+    # without SLOs the columns say so, and the labels are the starvation labels
+    frontiers, labels = compute_labels(TABLE)
+    assert {r["slos"] for r in labels.to_pylist()} == {None}
+    assert _by_key(frontiers)[0, 8]["first_refused_by"] == "starved"
+    # a loose SLO changes nothing; every SLO must hold
+    loose = compute_labels(TABLE, slos=parse_slos(["ttft_p99:1e6", "itl_p99:50"]))[1].column("best_served").to_pylist()
+    assert loose == labels.column("best_served").to_pylist()
+    tight = compute_labels(TABLE, slos=parse_slos(["ttft_p99:1e6", "itl_p99:49"]))[1].column("best_served").to_pylist()
+    assert tight == [None, None]
+
+
+def test_a_run_without_the_metric_breaks_the_slo_and_a_store_without_it_is_refused():
+    table = rows_to_table([row(0, 8, 16, 0.99, p99_tpot_ms=30.0), row(0, 8, 32, 0.99, p99_tpot_ms=None)])
+    (f,) = compute_labels(table, slos=parse_slos(["tpot_p99:40"]))[0].to_pylist()
+    assert (f["frontier_served"], f["first_refused_by"]) == (16, "tpot_p99")
+    with pytest.raises(InputError, match="--slo tpot_p99:40: .* hold no p99_tpot_ms"):
+        compute_labels(rows_to_table([row(0, 8, 16, 0.99)]), slos=parse_slos(["tpot_p99:40"]))
+
+
+def test_labels_written_under_slos_record_them(tmp_path):
+    store = tmp_path / "results"
+    with ResultStore(store, {"name": "hand-made"}) as writer:
+        for record in TABLE.to_pylist():
+            writer.add(record)
+    data = write_labels(store, out=tmp_path / "labels", slos=parse_slos(["ttft_p99:3000", "itl_p99:60"]))
+    assert data["slos"] == ["ttft_p99:3000", "itl_p99:60"]
+    with open(tmp_path / "labels" / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["slos"] for r in rows] == ["ttft_p99:3000,itl_p99:60"] * 2 and rows[0]["best_served"] == "16"
+    with pytest.raises(InputError, match=f"the runs in {store} hold no p99_tpot_ms"):
+        write_labels(store, out=tmp_path / "labels2", slos=parse_slos(["tpot_p99:40"]))
+
+
+def test_labels_slo_on_the_command_line(tmp_path):
+    from cli.inprocess import run_main  # tests/ is on sys.path
+
+    store = tmp_path / "results"
+    with ResultStore(store, {"name": "hand-made"}) as writer:
+        for record in TABLE.to_pylist():
+            writer.add(record)
+    code, out, err = run_main(["labels", str(store), "--slo", "ttft_p99:3000", "--json"])
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["slos"] == ["ttft_p99:3000"] and [r["best_served"] for r in data["labels"]] == [16, 16]
+    code, out, err = run_main(["labels", str(store), "--slo", "ttft_p99:3000", "--out", str(tmp_path / "l2")])
+    assert code == 0, err
+    assert "threshold 0.1, SLOs ttft_p99:3000" in out

@@ -25,6 +25,7 @@ from loratwin.validate.calibrate import (
     fit_step_time_on_runs,
 )
 from loratwin.validate.errors import bias, mape
+from loratwin.validate.runs import LATENCY_METRICS
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 RUNS_CSV = SHARED / "real-vllm" / "runs.csv"
@@ -183,3 +184,9 @@ def test_validate_command_writes_table_and_files(tmp_path):
     written = list(csv.DictReader((tmp_path / "val" / "runs.csv").open()))
     assert len(written) == 4
     assert np.isclose(float(written[0]["measured_total_tok_s"]), float(picked[0]["total_tok_s"]))
+    for name in LATENCY_METRICS:  # the tails: measured from the file, predicted by the twin
+        assert np.isclose(float(written[0][f"measured_{name}"]), float(picked[0][name]))
+        assert float(written[0][f"twin_{name}"]) > 0
+        assert table[0][name]["n"] == 3
+    assert table[0]["latency_regime"]["runs"] == sum(float(r["mean_ttft_ms"]) <= 10_000 for r in picked[:3])
+    assert "TTFT p99" in (tmp_path / "val" / "errors.md").read_text()

@@ -20,15 +20,29 @@ AdapterDirFlag = Annotated[str, typer.Option(
 CheckFlag = Annotated[str, typer.Option(
     "--check", help="What predicts a GPU's behaviour for the acceptance rule: auto (the cost model), cost-model, "
                     "learned (the shipped models, waits from the cost model), twin (simulation, slow).")]
-MaxWaitFlag = Annotated[float, typer.Option(
-    help="Limit of the rule: the mean wait, in seconds, for a place in the batch, for KV admission or (twin) for "
-         "the first token ('inf': no wait limit, the published starvation rule alone, which allows waits of "
-         "minutes on GPUs with many quiet adapters).")]
+MaxWaitFlag = Annotated[float | None, typer.Option(
+    help=f"Limit of the rule: the mean wait, in seconds, for a place in the batch, for KV admission or (twin) for "
+         f"the first token ('inf': no wait limit, the published starvation rule alone, which allows waits of "
+         f"minutes on GPUs with many quiet adapters). Default {DEFAULT_MAX_WAIT_S:g}, or none when --slo is given "
+         "(typed beside --slo, both hold).")]
 ModelsFlag = Annotated[Path | None, typer.Option(
     help="A directory written by `loratwin train`: the models for --check learned (and recommend's published-method "
          "answer) instead of the shipped ones.")]
+SloFlag = Annotated[list[str] | None, typer.Option(
+    "--slo", help="A latency SLO, KEY:MS, repeatable (keys ttft_mean, ttft_p99, itl_p99, tpot_p99), e.g. --slo "
+                  "ttft_p99:2000 --slo itl_p99:100: each is one more limit of the rule and replaces the wait limit; "
+                  "what the estimator does not predict (percentiles) the twin judges.")]
 ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
+
+
+def slo_line(rows: list[dict]) -> str:
+    """Each SLO's value against its limit, e.g. `ttft_p99 1,234 of 2,000 ms (met)`."""
+    def one(r: dict) -> str:
+        value = "not predicted" if r["value_ms"] is None else f"{r['value_ms']:,.0f}"
+        state = "" if r["met"] is None else " (met)" if r["met"] else " (MISSED)"
+        return f"{r['slo']} {value} of {r['limit_ms']:,.0f} ms{state}"
+    return "; ".join(one(r) for r in rows)
 
 
 def check_models_dir(models: Path | None, flag: str = "--models", profile: str | None = None) -> None:
@@ -61,13 +75,17 @@ def pick_window(window: float | None, alias_value: float | None, alias: str) -> 
     return (DEFAULT_WINDOW_S if window is None else window), "--window"
 
 
-def build_rule(max_wait: float, threshold: float, window_s: float, window_flag: str = "--window"):
+def build_rule(max_wait: float | None, threshold: float, window_s: float, window_flag: str = "--window",
+               slo: list[str] | None = None):
     """The acceptance rule of these flags; the rule checks each limit and names its flag (before any
-    output is written: place --out, --command-out)."""
+    output is written: place --out, --command-out). `max_wait` None: not typed (the default wait
+    limit, or none beside SLOs)."""
     from loratwin.plan.judge import AcceptanceRule
     from loratwin.plan.judge.rule import check_window
+    from loratwin.slo import parse_slos
 
     check_window(window_s, window_flag)
-
-    return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if max_wait == float("inf") else max_wait,
-                          window_s=window_s)
+    slos = parse_slos(slo)
+    wait = DEFAULT_MAX_WAIT_S if max_wait is None else max_wait
+    return AcceptanceRule(starvation_threshold=threshold, max_wait_s=None if wait == float("inf") else wait,
+                          window_s=window_s, slos=slos, max_wait_with_slos=max_wait is not None)

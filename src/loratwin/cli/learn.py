@@ -11,6 +11,7 @@ from rich.console import Console
 
 from loratwin.cli.app import _parse_list, app, check_threshold
 from loratwin.cli.judging import check_models_dir
+from loratwin.cli.sweep import SLO_HELP
 from loratwin.errors import InputError, LoratwinError
 from loratwin.files import Output, check_outputs, written_whole
 
@@ -29,6 +30,7 @@ def train(
     families: Annotated[str | None, typer.Option(help="Model families, comma-separated: tree, figs, rulefit, ebm, linear, forest, gbm. Default: all with RESULTS, tree,figs,linear without.")] = None,
     folds: Annotated[int, typer.Option(help="Cross-validation folds (grouped by workload).")] = 5,
     threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
+    slo: Annotated[list[str] | None, typer.Option("--slo", help=SLO_HELP + " The optimum models learn that point; the manifest records the SLOs.")] = None,
     tune: Annotated[bool, typer.Option("--tune/--no-tune", help="Choose recommend's safety margin on the sweep's workloads (simulates the points it needs).")] = True,
     workers: Annotated[int | None, typer.Option(help="Without RESULTS: parallel runs of the sweep (default: all cores).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the manifest as one JSON document on stdout.")] = False,
@@ -36,6 +38,9 @@ def train(
     """Train the optimum and per-configuration models of a profile from a sweep (or sweep the profile first); write them as JSON."""
     import json
 
+    from loratwin.slo import parse_slos
+
+    slos = parse_slos(slo)
     try:
         from loratwin.learn.train import MODEL_FILES, train_profile
         from loratwin.learn.zoo import FAMILIES
@@ -74,7 +79,7 @@ def train(
         check_outputs(Output("--out", out, folder=True, own=own), inputs=[results])
     with written_whole(out, own, carry=carry) as tmp:  # the models appear together, or not at all
         manifest = train_profile(results, tmp, profile=profile, families=chosen, n_folds=folds, threshold=threshold,
-                                 log=lambda message: stderr.print(message), about=about)
+                                 log=lambda message: stderr.print(message), about=about, slos=slos)
         if tune:
             from loratwin.learn.tune import tune_max_starved_p
 
@@ -85,6 +90,9 @@ def train(
         return
     stdout.print((Path(out) / "comparison.md").read_text(encoding="utf-8"))
     stdout.print(f"default models: {', '.join(f'{k}: {v}' for k, v in manifest['defaults'].items())}")
+    if slos:
+        stdout.print(f"the optimum models learn the best point that does not starve and meets {' '.join(manifest['slos'])} "
+                     "(the twin's metrics)")
     if "recommend" in manifest:
         stdout.print(f"recommend keeps configurations with P(starved) < {manifest['recommend']['max_starved_p']}")
     stdout.print(f"wrote {len(manifest['models'])} models, manifest.json and comparison.md to {out}")

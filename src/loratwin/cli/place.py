@@ -11,17 +11,18 @@ from rich.markup import escape
 from loratwin.cli.app import app, err_console
 from loratwin.cli.judging import (
     DEFAULT_ADAPTER_DIR,
-    DEFAULT_MAX_WAIT_S,
     DEFAULT_STARVATION_THRESHOLD,
     DEFAULT_WINDOW_S,
     AdapterDirFlag,
     CheckFlag,
     MaxWaitFlag,
     ModelsFlag,
+    SloFlag,
     ThresholdFlag,
     build_rule,
     check_models_dir,
     pick_window,
+    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -46,7 +47,8 @@ def place_command(
     compare: Annotated[bool, typer.Option(help="Also give the fewest GPUs of the other algorithms (greedy, round-robin, least-loaded, rank-grouped) under the same check.")] = False,
     window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: simulated seconds per GPU for --verify and per run of the twin check, and the cost model's window (default {DEFAULT_WINDOW_S:g}: the reference runs lasted an hour).")] = None,
     verify_duration: Annotated[float | None, typer.Option("--verify-duration", help="The same as --window.")] = None,
-    max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
+    max_wait: MaxWaitFlag = None,
+    slo: SloFlag = None,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
@@ -67,7 +69,7 @@ def place_command(
     from loratwin.profiles import load_profile
 
     window, window_flag = pick_window(window, verify_duration, "--verify-duration")
-    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag, slo)
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)
@@ -79,14 +81,17 @@ def place_command(
     loaded = load_profile(profile)
     check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
-    if check == "twin" or verify:
+    handover = getattr(judge, "note", None) is not None  # the twin judges the SLOs the estimator does not predict
+    if check == "twin" or verify or handover:
         from loratwin import budget
+        from loratwin.plan.judge.handover import TWIN_RUNS_PER_SHARE
         from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
 
+        runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else TWIN_RUNS_PER_SHARE if handover else 0
         budget.require(budget.twin_placement_estimate(
-            len(workload.adapters), workload.aggregate_rate_req_s, window,
-            slot_candidates=len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0, verify=verify,
-            workers=workers or 2))
+            len(workload.adapters), workload.aggregate_rate_req_s, window, slot_candidates=runs, verify=verify,
+            workers=workers or 2,
+            flag="the twin check (--check twin)" if check == "twin" else "the twin judging the SLOs (--slo)"))
     placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict()
@@ -194,9 +199,13 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     console.print("Each GPU's tightest limit (pressure = value over limit; above 1 the rule refuses):", highlight=False)
     for g in placement.gpus:
         line = f"  GPU {g.index}: {g.deciding}"
+        if g.slos:
+            line += f" [SLOs: {slo_line(g.slos)}]"
         if verification is not None:
             v = verified[g.index]
             line += f"; the twin: {v.deciding}"
+            if v.slos:
+                line += f" [SLOs: {slo_line(v.slos)}]"
             if v.starved_adapters:
                 line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)

@@ -18,10 +18,12 @@ from loratwin.cli.judging import (
     CheckFlag,
     MaxWaitFlag,
     ModelsFlag,
+    SloFlag,
     ThresholdFlag,
     build_rule,
     check_models_dir,
     pick_window,
+    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
@@ -58,14 +60,17 @@ def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") ->
     out(f"  --max-loras {rec.max_loras}  --max-cpu-loras {rec.max_cpu_loras}  --max-lora-rank {rec.max_lora_rank}")
     out(f"  predicted throughput {rec.predicted_total_tok_s:,.0f} tok/s for {rec.offered_tok_s:,.0f} tok/s offered; "
         f"mean wait for a batch slot {rec.predicted_wait_s:.1f} s, for KV admission {rec.predicted_kv_queue_s:.1f} s")
+    if rec.slos:
+        out("  SLOs at the answer: " + slo_line(rec.slos), markup=False)
     if rec.served < rec.adapters_given:
         out(f"  the other {rec.adapters_given - rec.served} adapters need more GPUs (loratwin place)")
     for note in rec.notes:
         out(f"  note: {note}", markup=False)
     limits = rec.limits
     wait = "none" if limits["max_wait_s"] is None else f"{limits['max_wait_s']:g} s"
+    slos = f", SLOs {' '.join(limits['slos'])}" if limits.get("slos") else ""
     out(f"[bold]Why[/bold] (the {rec.check} estimator; the rule: starvation threshold "
-        f"{limits['starvation_threshold']:g} over {limits['window_s']:g} s, wait limit {wait}, KV use at most "
+        f"{limits['starvation_threshold']:g} over {limits['window_s']:g} s, wait limit {wait}{slos}, KV use at most "
         f"{100 * limits['max_kv_use']:.0f}%):")
     for line in rec.why:
         out(f"  {line}", markup=False)
@@ -115,8 +120,9 @@ def _point_line(p: dict, mark: str) -> str:
     if p["status"] != "ok":
         return f"{mark:>2} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['status']}"
     state = "accepted" if p["accepted"] else "REFUSED"
+    slos = f"  [{slo_line(p['slos'])}]" if p.get("slos") else ""
     return (f"{mark:>2} served {p['served']:>4}  max_loras {p['max_loras']:>4}  {p['total_tok_s']:>9,.0f} tok/s  "
-            f"{state}: {p['deciding_limit']}")
+            f"{state}: {p['deciding_limit']}{slos}")
 
 
 def _check_with_twin(rec: Any, spec: Any, profile: Any, check: Any, *, verify: bool, refine: bool, seed: int = 0,
@@ -152,7 +158,8 @@ def recommend(
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
     check: CheckFlag = "auto",
     models: ModelsFlag = None,
-    max_wait: MaxWaitFlag = DEFAULT_MAX_WAIT_S,
+    max_wait: MaxWaitFlag = None,
+    slo: SloFlag = None,
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     window: Annotated[float | None, typer.Option("--window", help=f"The window the rule judges starvation over: the cost model's window, and simulated seconds per run for --verify, --refine and the twin check (default {DEFAULT_WINDOW_S:g}).")] = None,
     duration: Annotated[float | None, typer.Option("--duration", help="The same as --window.")] = None,
@@ -177,7 +184,7 @@ def recommend(
     from loratwin.profiles import load_profile
 
     window, window_flag = pick_window(window, duration, "--duration")
-    rule = build_rule(max_wait, starvation_threshold, window, window_flag)
+    rule = build_rule(max_wait, starvation_threshold, window, window_flag, slo)
     from loratwin.plan.placement.result import check_adapter_dir
 
     check_adapter_dir(adapter_dir)

@@ -37,6 +37,7 @@ def simulate(
     workers: Annotated[int, typer.Option(help="Processes for several seeds (0: all cores).")] = 0,
     sample_interval: Annotated[float, typer.Option(help="Seconds between time-series samples.")] = 2.0,
     starvation_threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
+    slo: Annotated[list[str] | None, typer.Option("--slo", help="A latency SLO, KEY:MS, repeatable (keys ttft_mean, ttft_p99, itl_p99, tpot_p99): reports whether each is met and the goodput (completed req/s that met every SLO, per request as vllm bench serve --goodput counts it).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
@@ -61,6 +62,9 @@ def simulate(
             + (f" (got {', '.join(given)})" if given else "")
         )
     _check_flags(seeds, duration, sample_interval, starvation_threshold, engine, workers)
+    from loratwin.slo import parse_slos
+
+    slos = parse_slos(slo)
     if seeds > 1 and trace is not None:
         raise LoratwinError("--seeds replays a trace identically each time: use it with generated workloads")
     if seeds > 1 and report is not None:
@@ -110,7 +114,7 @@ def simulate(
         duration = 3600.0
     if seeds > 1:
         _simulate_seeds(spec, server, profile, duration, range(seed, seed + seeds), workers,
-                        sample_interval, starvation_threshold, json_out, out)
+                        sample_interval, starvation_threshold, json_out, out, slos)
         return
     from loratwin.twin import simulate as run_simulation
 
@@ -129,6 +133,7 @@ def simulate(
     )
     if window_note:
         err_console.print(window_note, markup=False, highlight=False, soft_wrap=True)
+    _add_slos(result, slos)
     if out is not None:
         from loratwin.files import written_whole
         from loratwin.twin.result import RESULT_FILES
@@ -143,19 +148,43 @@ def simulate(
     if bench_json is not None:
         _write_bench_json(result, profile, bench_json)
     if json_out:
-        sys.stdout.write(result.to_json() + "\n")
+        if slos:
+            import json
+
+            doc = result.to_dict() | {"slos": result.summary["slos"], "goodput_req_s": result.summary["goodput_req_s"]}
+            sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False, default=float) + "\n")
+        else:
+            sys.stdout.write(result.to_json() + "\n")
     else:
-        from loratwin.report.console import print_run_result
+        from loratwin.report.console import print_run_result, print_slos
 
         print_run_result(result, _out_console())
+        if slos:
+            s = result.summary
+            print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], _out_console())
 
 
-def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sample_interval, threshold, json_out, out):
+def _add_slos(result, slos) -> None:
+    """Each SLO against the run (value, limit, met) and the goodput, into its summary (so into
+    --json and summary.json too)."""
+    if not slos:
+        return
+    from loratwin.slo import slo_status
+
+    s = result.summary
+    s["slos"] = slo_status(slos, s)
+    s["goodput_req_s"] = result.goodput_req_s(slos)
+    s["goodput_share"] = s["goodput_req_s"] / s["request_throughput_req_s"] if s["request_throughput_req_s"] else 0.0
+
+
+def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sample_interval, threshold, json_out, out,
+                    slos=()):
     """The same configuration over several seeds, in parallel: each run and their mean."""
     import json
 
     from loratwin.profiles import load_profile
-    from loratwin.report.console import print_seed_runs
+    from loratwin.report.console import print_seed_runs, print_slos
+    from loratwin.slo import slo_status
     from loratwin.twin.batch import SimulationTask, simulate_many
 
     profile_obj = load_profile(profile)
@@ -163,6 +192,8 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
     progress, advance = _progress(len(tasks), f"simulating {len(tasks)} seeds")
     with progress:
         results = simulate_many(tasks, workers=workers or None, on_done=advance)
+    for result in results:
+        _add_slos(result, slos)
     if out is not None:
         from loratwin.files import written_whole
 
@@ -174,11 +205,23 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
     numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}
     mean["starved_share"] = sum(r.starved for r in results) / len(results)
+    if slos:  # the mean's SLOs: each metric averaged over the seeds, against its limit
+        mean["slos"] = slo_status(slos, mean)
     if json_out:
         doc = {"runs": [r.to_dict() for r in results], "mean": mean}
+        if slos:
+            doc |= {"slos": mean["slos"], "goodput_req_s": mean["goodput_req_s"]}
         sys.stdout.write(json.dumps(doc, indent=2, default=float) + "\n")
     else:
-        print_seed_runs(results, mean, _out_console())
+        console = _out_console()
+        print_seed_runs(results, mean, console)
+        if slos:
+            for r in results:
+                s = r.summary
+                print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], console,
+                           f"SLOs, seed {r.config['seed']}")
+            print_slos(mean["slos"], mean["goodput_req_s"], mean["request_throughput_req_s"], console,
+                       f"SLOs, mean of {len(results)} seeds")
 
 
 def _window_from(duration: float | None) -> str:

@@ -16,6 +16,8 @@ stdout = Console(highlight=False, markup=False)
 stderr = Console(stderr=True, highlight=False, markup=False)
 
 LABEL_ROWS_SHOWN = 20
+SLO_HELP = ("A latency SLO, KEY:MS (repeatable; keys ttft_mean, ttft_p99, itl_p99, tpot_p99): a point counts only "
+            "when it does not starve and the twin's metric is at most MS, e.g. --slo ttft_p99:2000.")
 
 
 @app.command("sweep")
@@ -147,22 +149,25 @@ def labels(
     results: Annotated[Path, typer.Argument(help="Results directory of a sweep.")],
     threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
     out: Annotated[Path | None, typer.Option(help="Where to write labels and frontiers (Parquet and CSV). Default: RESULTS/labels.")] = None,
+    slo: Annotated[list[str] | None, typer.Option("--slo", help=SLO_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the labels as one JSON document on stdout.")] = False,
 ) -> None:
-    """Optimum labels: per workload and max_loras the largest served count before starvation, and the best overall."""
+    """Optimum labels: per workload and max_loras the largest served count before starvation (or an SLO broken), and the best overall."""
     import json
 
     from rich.table import Table
 
+    from loratwin.slo import parse_slos
     from loratwin.sweep.labels import LABEL_FILES, write_labels
 
     check_threshold(threshold, "--threshold")
+    slos = parse_slos(slo)
     if not results.is_dir():
         what = "not a folder" if results.exists() else "does not exist"
         raise LoratwinError(f"{results}: {what} (expected the --out folder of a sweep)")
     check_outputs(Output("--out", out if out is not None else results / "labels", folder=True, own=LABEL_FILES),
                   inputs=[results])
-    data = write_labels(results, threshold=threshold, out=out)
+    data = write_labels(results, threshold=threshold, out=out, slos=slos)
     for line in data["warnings"]:
         stderr.print(f"warning: {line}", markup=False, soft_wrap=True)
     if json_out:
@@ -171,7 +176,7 @@ def labels(
     counts = ", ".join(f"{k}: {v}" for k, v in data["frontier_status"].items())
     stdout.print(
         f"{data['workloads']} workloads, {data['frontiers']} frontiers ({counts}) from {data['runs']} runs, "
-        f"threshold {threshold:g}"
+        f"threshold {threshold:g}" + (f", SLOs {' '.join(data['slos'])}" if slos else "")
     )
     table = Table("workload", "ranks", "best max_loras", "best served", "total tok/s")
     for row in data["labels"][:LABEL_ROWS_SHOWN]:

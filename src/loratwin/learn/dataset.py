@@ -18,6 +18,7 @@ from loratwin.learn.features import (
     workload_features,
 )
 from loratwin.profiles import Profile, load_profile
+from loratwin.slo import Slo
 from loratwin.workload import ShareGPTLengths, reference_layout, zipf_layout
 
 STARVATION_THRESHOLD = 0.1
@@ -117,14 +118,16 @@ def optimum_table(labels: list[dict[str, Any]], profile: Profile, pool_adapters:
     )
 
 
-def load_sweep(results_dir: str | Path, profile: str | Profile | None = None, threshold: float = STARVATION_THRESHOLD
-               ) -> tuple[Profile, list[dict[str, Any]], list[dict[str, Any]]]:
-    """The profile, the finished runs and the optimum labels of a sweep (labels computed from the runs)."""
-    from loratwin.sweep.labels import compute_labels
+def load_sweep(results_dir: str | Path, profile: str | Profile | None = None, threshold: float = STARVATION_THRESHOLD,
+               slos: tuple[Slo, ...] = ()) -> tuple[Profile, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The profile, the finished runs and the optimum labels of a sweep (labels computed from the
+    runs; under `slos`, the best point that neither starves nor breaks an SLO)."""
+    from loratwin.sweep.labels import check_slo_metrics, compute_labels
     from loratwin.sweep.store import read_results
 
     results = read_results(results_dir)
-    _, labels = compute_labels(results, threshold)
+    check_slo_metrics(results, slos, f"the runs in {results_dir}")
+    _, labels = compute_labels(results, threshold, slos)
     runs = results.to_pylist()
     if profile is None:
         names = {r["profile"] for r in runs}

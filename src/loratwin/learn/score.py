@@ -12,9 +12,9 @@ from loratwin.errors import InfeasibleConfigError
 from loratwin.learn.evaluators import predict, predict_target
 from loratwin.learn.features import AdapterMix, as_matrix, config_features
 from loratwin.profiles import Profile
+from loratwin.validate.ml_test import GRID_COUNTS
 
 # Served counts and slot counts considered: the training grid's, plus the length of the list.
-GRID_COUNTS = (16, 32, 64, 96, 128, 160, 192, 256, 320, 384)
 SMALL_COUNTS = (1, 2, 4, 8)
 DEFAULT_MAX_STARVED_P = 0.5
 

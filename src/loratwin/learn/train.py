@@ -3,7 +3,7 @@
 Needs the `learn` extra. Output directory (the package ships one per built-in profile under
 `loratwin/learn/models/<profile>/`):
 
-    manifest.json          profile, training data, default model per target, CV figures
+    manifest.json          profile, training data, SLOs of the optimum labels, default model per target, CV figures
     <target>.<family>.json one document per shipped model (see loratwin.learn.evaluators)
     comparison.md          grouped cross-validation of every family, as Markdown
 """
@@ -33,11 +33,13 @@ from loratwin.learn.zoo import (
     paper_error,
     to_document,
 )
+from loratwin.slo import Slo
+from loratwin.validate.ml_test import GRID_COUNTS as ML_TEST_GRID
 
 MANIFEST_FORMAT = "loratwin-models/1"
 # Shipped with the package: the interpretable families (the references take 0.3-0.4 MB each).
 SHIPPED_FAMILIES = ("tree", "figs", "rulefit", "ebm", "linear")
-GRID_COUNTS = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384]
+GRID_COUNTS = list(ML_TEST_GRID)
 
 # what train_profile (and tune) put in a models folder
 MODEL_FILES = ("*.json", "comparison.md")
@@ -89,11 +91,15 @@ def train_profile(
     threshold: float = STARVATION_THRESHOLD,
     log: Callable[[str], None] = lambda message: None,
     about: dict[str, Any] | None = None,
+    slos: tuple[Slo, ...] = (),
 ) -> dict[str, Any]:
     """Cross-validate every family on every target, fit each on all data, write the shipped ones.
-    `about`: what else to say of the training data in the manifest (e.g. the sweep that made it)."""
+    `about`: what else to say of the training data in the manifest (e.g. the sweep that made it).
+    `slos`: the optimum models learn the best point that neither starves nor breaks these SLOs on
+    the twin's metrics (the per-configuration models, throughput and starvation, do not depend on
+    them); the manifest and each optimum model record them as `slos` (empty: starvation alone)."""
     started = time.monotonic()
-    prof, runs, labels = load_sweep(results_dir, profile, threshold)
+    prof, runs, labels = load_sweep(results_dir, profile, threshold, slos)
     tables = {"config": config_table(runs, prof, threshold), "optimum": optimum_table(labels, prof)}
     if len(tables["optimum"]) < n_folds or len(tables["config"]) < n_folds:
         raise InputError(f"{results_dir}: too few workloads with a known optimum to cross-validate ({len(tables['optimum'])})")
@@ -102,6 +108,7 @@ def train_profile(
     for stale in out_dir.glob("*.json"):
         stale.unlink()
 
+    slo_texts = [slo.text for slo in slos]
     comparison: dict[str, list[dict[str, Any]]] = {"optimum": [], "config": []}
     models: dict[str, dict[str, Any]] = {}
     for table_name, target, multiply_by in _targets():
@@ -128,6 +135,8 @@ def train_profile(
             document["family"] = family
             document["profile"] = prof.name
             document["cv"] = {k: v for k, v in row.items() if k not in ("target", "family")}
+            if table_name == "optimum":
+                document["slos"] = slo_texts
             if family in ship:
                 name = f"{target.name}.{family}"
                 save_model(document, out_dir / f"{name}.json")
@@ -138,6 +147,7 @@ def train_profile(
         "format": MANIFEST_FORMAT,
         "profile": prof.name,
         "starvation_threshold": threshold,
+        "slos": slo_texts,  # the optimum labels' SLOs (KEY:MS on the twin's metrics); empty: starvation alone
         "pool_adapters": POOL_ADAPTERS,
         "grid_counts": GRID_COUNTS,
         "training": {
@@ -175,10 +185,13 @@ def choose_defaults(comparison: dict[str, list[dict[str, Any]]]) -> dict[str, st
 def write_comparison(manifest: dict[str, Any], out_dir: str | Path) -> None:
     """comparison.md: the cross-validation figures of every family, from the manifest."""
     comparison, training = manifest["comparison"], manifest["training"]
+    slos = manifest.get("slos") or []
+    under = f" under the SLOs {', '.join(slos)} (twin metrics)" if slos else ""
     markdown = (
         f"## {manifest['profile']}: grouped {training['cv_folds']}-fold cross-validation by workload\n\n"
         f"Training data: {training['runs']} twin runs of {training['workloads']} workloads "
-        f"({training['workloads_with_optimum']} with a known optimum). Error: `100 * mean(|y - p| / (|y| + |p|))`; "
+        f"({training['workloads_with_optimum']} with a known optimum{under}). "
+        "Error: `100 * mean(|y - p| / (|y| + |p|))`; "
         "starvation: macro-F1; prediction time with the JSON evaluators, per sample in a batch; "
         "size: leaves, rules or terms. forest and gbm are accuracy references and are not shipped.\n\n"
         + comparison_markdown(f"Optimum models ({training['workloads_with_optimum']} workloads)", comparison["optimum"])

@@ -56,6 +56,7 @@ def print_run_result(result: RunResult, console: Console) -> None:
     table.add_row(f"starvation (1 - throughput/offered >= {s['starvation_threshold']:g})", verdict)
     table.add_row("TTFT mean / p50 / p99 (ms)", _ms_triplet(s, "ttft"))
     table.add_row("ITL mean / p50 / p99 (ms)", _ms_triplet(s, "itl"))
+    table.add_row("TPOT mean / p50 / p99 (ms)", _ms_triplet(s, "tpot"))
     table.add_row("requests arrived / sent / completed",
                   f"{s['arrived']:,} / {s['sent']:,} / {s['completed']:,}")
     table.add_row("preemptions", f"{s['preemptions']:,}")
@@ -97,28 +98,44 @@ def print_profiles(profiles: list[Profile], console: Console) -> None:
 
 
 def print_error_table(rows: list[dict], console: Console) -> None:
-    """The validation error table: ours beside the published twin's (lower is better)."""
+    """The validation error table: ours beside the published twin's (lower is better), each
+    (model, set) also over its latency regime; then a second table of the latency tails."""
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}%"
 
     from loratwin.validate.errors import format_share as share
+    from loratwin.validate.errors import metric_title, regime_views, tail_cell
+    from loratwin.validate.runs import LATENCY_METRICS
 
     table = Table(show_header=True, header_style="bold", title="twin vs real runs (error: 100·mean|y-p|/(|y|+|p|))")
     for col in ("model", "set", "runs", "throughput err\nours / published", "ITL err\nours / published",
                 "TTFT err\nours", "starvation agreement\nours / published", "start-failure\nagreement"):
         table.add_column(col, justify="right")
-    for r in rows:
-        t, i, f = r["total_tok_s"], r["mean_itl_ms"], r["mean_ttft_ms"]
-        table.add_row(
-            Text(str(r["model"])), Text(str(r["source_set"])), str(t["n"]),
-            f"{pct(t['half_smape'])} / {pct(r['published_total_tok_s']['half_smape'])}",
-            f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])}",
-            pct(f["half_smape"]),
-            f"{share(r['starvation_agreement'])} / {share(r['published_starvation_agreement'])}",
-            f"{share(r['start_agreement'])} ({r['start_runs']})",
-        )
+    for row in rows:
+        for label, r in regime_views(row):
+            t, i, f = r["total_tok_s"], r["mean_itl_ms"], r["mean_ttft_ms"]
+            regime = r is not row
+            table.add_row(
+                Text(str(row["model"])), Text(f"{row['source_set']}\n{label}" if regime else str(row["source_set"])),
+                str(t["n"]),
+                f"{pct(t['half_smape'])} / {pct(r['published_total_tok_s']['half_smape'])}",
+                f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])}",
+                pct(f["half_smape"]),
+                "-" if regime else f"{share(row['starvation_agreement'])} / {share(row['published_starvation_agreement'])}",
+                "-" if regime else f"{share(row['start_agreement'])} ({row['start_runs']})",
+            )
     console.print(table)
+    tails = Table(show_header=True, header_style="bold",
+                  title="tails (half-SMAPE, x median twin/real)")
+    for col in ("model", "set", "over (runs)", *(metric_title(m) for m in LATENCY_METRICS)):
+        tails.add_column(col, justify="right")
+    for row in rows:
+        for label, r in regime_views(row):
+            tails.add_row(Text(str(row["model"])), Text(str(row["source_set"])),
+                          Text(f"{label} ({r['mean_ttft_ms']['n']})"),
+                          *(tail_cell(r[m]) for m in LATENCY_METRICS))
+    console.print(tails)
 
 
 def print_seed_runs(results: list[RunResult], mean: dict, console: Console) -> None:
@@ -136,6 +153,22 @@ def print_seed_runs(results: list[RunResult], mean: dict, console: Console) -> N
                   _num(mean["completed"], 0), _num(mean["preemptions"], 0), _num(mean["starved_adapters"], 1),
                   style="bold")
     console.print(table)
+
+
+def print_slos(rows: list[dict], goodput_req_s: float, completed_req_s: float, console: Console,
+               title: str = "SLOs") -> None:
+    """Each SLO (`loratwin.slo.slo_status` rows): its value, its limit and whether it is met; then the
+    goodput (completed requests per second that met every SLO) and its share of the completed."""
+    table = Table(show_header=True, header_style="bold", title=title)
+    for col in ("SLO", "metric", "value ms", "limit ms", "met"):
+        table.add_column(col, justify="left" if col in ("SLO", "metric") else "right")
+    for r in rows:
+        met = "-" if r["met"] is None else "yes" if r["met"] else "[bold red]NO[/]"
+        table.add_row(r["slo"], r["metric"], _num(r["value_ms"], 1), _num(r["limit_ms"], 0), met)
+    console.print(table)
+    share = goodput_req_s / completed_req_s if completed_req_s > 0 else 0.0
+    console.print(f"goodput {goodput_req_s:.3f} req/s: {share:.1%} of the {completed_req_s:.3f} req/s completed met "
+                  "every SLO", highlight=False)
 
 
 def print_workload_summary(summary: dict, console: Console) -> None:

@@ -36,6 +36,7 @@ from loratwin.profiles.lora_rank import check_max_lora_rank, server_max_lora_ran
 from loratwin.textfile import read_user_text
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING, ServerConfig
 from loratwin.twin.simulation import DEFAULT_SAMPLE_INTERVAL_S
+from loratwin.validate.ml_test import GRID_COUNTS
 from loratwin.workload import (
     PoissonArrival,
     WorkloadSpec,
@@ -206,7 +207,7 @@ class GridSpec(_Strict):
 
 
 PAPER_LEVELS = [3.2, 1.6, 0.8, 0.4, 0.1, 0.05, 0.025, 0.0125, 0.00625, 0.003125]
-PAPER_COUNTS = [16, 32, 64, 96, 128, 160, 192, 256, 320, 384]
+PAPER_COUNTS = list(GRID_COUNTS)
 PAPER_RANK_MIXES = [[8, 8, 8], [8, 8, 16], [8, 8, 32], [8, 16, 16], [8, 16, 32], [16, 16, 16], [16, 16, 32]]
 
 

@@ -1,10 +1,15 @@
 """Optimum labels from sweep results: per workload and max_loras the frontier, per workload the best.
 
-The frontier of (workload, max_loras) is the largest served count before the first starved run
-(served ascending; a run starves when 1 - throughput / offered >= threshold). The best of a
-workload is the frontier point with the highest throughput (ties: fewer slots, then fewer served).
-The rule reads only the runs present, so it gives the same labels on the sparse results of
-`sweep --search` as on the full grid.
+The frontier of (workload, max_loras) is the largest served count before the first refused run
+(served ascending). A run is refused when it starves (1 - throughput / offered >= threshold) or,
+with latency SLOs (`loratwin.slo`), when the twin's metric of an SLO is above its limit or missing
+(no request finished). The best of a workload is the frontier point with the highest throughput
+(ties: fewer slots, then fewer served). The rule reads only the runs present, so it gives the same
+starvation labels on the sparse results of `sweep --search` as on the full grid; with SLOs a
+search's runs (bisected for starvation) give a frontier at or below the full grid's.
+
+The label and frontier rows carry the SLOs they were computed under (`slos`, e.g.
+"ttft_p99:2000", empty without), so a reader knows what they mean.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loratwin.errors import InputError
 from loratwin.files import written_whole
+from loratwin.slo import Slo
 from loratwin.sweep.store import IDENTITY_FIELDS, read_results
 from loratwin.threshold import check_threshold
 
@@ -34,11 +42,12 @@ WORKLOAD_FIELDS: list[tuple[str, pa.DataType]] = [
 ]
 WORKLOAD_NAMES = [name for name, _ in WORKLOAD_FIELDS]
 
-# status of a frontier
-FOUND = "found"  # a starved run follows the frontier
-STARVED_AT_SMALLEST = "starved_at_smallest"  # even the fewest served starve: no frontier
-NOT_STARVED_IN_GRID = "not_starved_in_grid"  # no run starved: the frontier is at or beyond the grid's end
-FAILED = "failed"  # a run before the first starved one failed: unknown
+# status of a frontier (with SLOs, "starved" reads "refused": starved or breaking an SLO)
+FOUND = "found"  # a refused run follows the frontier
+STARVED_AT_SMALLEST = "starved_at_smallest"  # even the fewest served are refused: no frontier
+NOT_STARVED_IN_GRID = "not_starved_in_grid"  # no run refused: the frontier is at or beyond the grid's end
+FAILED = "failed"  # a run before the first refused one failed: unknown
+STARVED = "starved"  # first_refused_by: the run starves (else the SLO keys it breaks)
 
 FRONTIER_SCHEMA = pa.schema(
     WORKLOAD_FIELDS
@@ -47,9 +56,11 @@ FRONTIER_SCHEMA = pa.schema(
         ("frontier_served", pa.int64()),
         ("frontier_total_tok_s", pa.float64()),
         ("frontier_throughput_over_offered", pa.float64()),
-        ("first_starved_served", pa.int64()),
+        ("first_starved_served", pa.int64()),  # the first refused served count (starved, or see first_refused_by)
+        ("first_refused_by", pa.string()),  # "starved", or the SLO keys the run breaks, comma-separated
         ("status", pa.string()),
         ("runs", pa.int64()),
+        ("slos", pa.string()),
     ]
 )
 LABEL_SCHEMA = pa.schema(
@@ -61,12 +72,40 @@ LABEL_SCHEMA = pa.schema(
         ("best_throughput_over_offered", pa.float64()),
         ("frontiers", pa.int64()),
         ("failed_frontiers", pa.int64()),
+        ("slos", pa.string()),
     ]
 )
 
 
-def frontier_rows(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> list[dict[str, Any]]:
+def slos_text(slos: Iterable[Slo]) -> str | None:
+    """The SLOs as typed (`ttft_p99:2000,itl_p99:50`), None without: the labels' `slos` column."""
+    return ",".join(s.text for s in slos) or None
+
+
+def check_slo_metrics(results: pa.Table, slos: Iterable[Slo], where: str = "the sweep's runs") -> None:
+    """Refuse an SLO whose metric no finished run holds (a store written before the twin reported it)."""
+    ok = results.filter(pc.equal(results.column("status"), "ok"))
+    if ok.num_rows == 0:
+        return
+    for slo in slos:
+        if slo.metric not in ok.column_names or ok.column(slo.metric).null_count == ok.num_rows:
+            raise InputError(f"--slo {slo.text}: {where} hold no {slo.metric} (stored by a twin that did not report "
+                             f"it); sweep again into a new --out folder to judge {slo.key}")
+
+
+def refused_by(row: dict[str, Any], threshold: float, slos: Iterable[Slo]) -> str | None:
+    """What refuses a finished run: "starved", else the SLO keys it breaks (a missing value breaks
+    it: no request finished), else None (acceptable)."""
+    if 1.0 - row["throughput_over_offered"] >= threshold:
+        return STARVED
+    broken = [slo.key for slo in slos if not slo.met(row.get(slo.metric))]
+    return ",".join(broken) or None
+
+
+def frontier_rows(results: pa.Table, threshold: float = DEFAULT_THRESHOLD, slos: tuple[Slo, ...] = ()
+                  ) -> list[dict[str, Any]]:
     check_threshold(threshold, "--threshold")
+    check_slo_metrics(results, slos)
     groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
     for row in results.to_pylist():
         groups.setdefault((row["workload_index"], row["workload_key"], row["max_loras"]), []).append(row)
@@ -74,12 +113,13 @@ def frontier_rows(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> li
     for (_, _, max_loras), rows in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], item[0][2])):
         rows.sort(key=lambda r: r["served"])
         last_ok: dict[str, Any] | None = None
-        status, first_starved = NOT_STARVED_IN_GRID, None
+        status, first_starved, why = NOT_STARVED_IN_GRID, None, None
         for row in rows:
             if row["status"] != "ok" or row["throughput_over_offered"] is None:
                 status = FAILED
                 break
-            if 1.0 - row["throughput_over_offered"] >= threshold:
+            why = refused_by(row, threshold, slos)
+            if why is not None:
                 status = FOUND if last_ok is not None else STARVED_AT_SMALLEST
                 first_starved = row["served"]
                 break
@@ -93,8 +133,10 @@ def frontier_rows(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> li
                 "frontier_total_tok_s": last_ok["total_tok_s"] if known else None,
                 "frontier_throughput_over_offered": last_ok["throughput_over_offered"] if known else None,
                 "first_starved_served": first_starved,
+                "first_refused_by": why if first_starved is not None else None,
                 "status": status,
                 "runs": len(rows),
+                "slos": slos_text(slos),
             }
         )
     return out
@@ -119,14 +161,17 @@ def best_rows(frontiers: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "best_throughput_over_offered": best["frontier_throughput_over_offered"] if best else None,
                 "frontiers": len(rows),
                 "failed_frontiers": sum(r["status"] == FAILED for r in rows),
+                "slos": rows[0]["slos"],
             }
         )
     return out
 
 
-def compute_labels(results: pa.Table, threshold: float = DEFAULT_THRESHOLD) -> tuple[pa.Table, pa.Table]:
-    """(frontiers, labels): one row per (workload, max_loras), one row per workload."""
-    frontiers = frontier_rows(results, threshold)
+def compute_labels(results: pa.Table, threshold: float = DEFAULT_THRESHOLD, slos: tuple[Slo, ...] = ()
+                   ) -> tuple[pa.Table, pa.Table]:
+    """(frontiers, labels): one row per (workload, max_loras), one row per workload; with `slos`, a
+    frontier point also meets every SLO on the twin's metrics."""
+    frontiers = frontier_rows(results, threshold, slos)
     return (
         pa.Table.from_pylist(frontiers, schema=FRONTIER_SCHEMA),
         pa.Table.from_pylist(best_rows(frontiers), schema=LABEL_SCHEMA),
@@ -147,14 +192,16 @@ def _csv_ready(table: pa.Table) -> pa.Table:
 
 
 def write_labels(
-    results_dir: str | Path, threshold: float = DEFAULT_THRESHOLD, out: str | Path | None = None
+    results_dir: str | Path, threshold: float = DEFAULT_THRESHOLD, out: str | Path | None = None,
+    slos: tuple[Slo, ...] = (),
 ) -> dict[str, Any]:
-    """Compute labels from the store in `results_dir`; write labels and frontiers as Parquet and CSV
-    into `out` (default: results_dir/labels). Returns counts, file paths, the label rows and a
-    line per damaged part file left out ("warnings")."""
+    """Compute labels from the store in `results_dir` (under `slos`, if any); write labels and
+    frontiers as Parquet and CSV into `out` (default: results_dir/labels). Returns counts, file
+    paths, the label rows and a line per damaged part file left out ("warnings")."""
     skipped: list[str] = []
     results = read_results(results_dir, skipped=skipped)
-    frontiers, labels = compute_labels(results, threshold)
+    check_slo_metrics(results, slos, f"the runs in {results_dir}")
+    frontiers, labels = compute_labels(results, threshold, slos)
     out_dir = Path(out) if out is not None else Path(results_dir) / "labels"
     with written_whole(out_dir, LABEL_FILES) as tmp:
         for name, table in (("labels", labels), ("frontiers", frontiers)):
@@ -165,6 +212,7 @@ def write_labels(
     return {
         "results": str(results_dir),
         "threshold": threshold,
+        "slos": [slo.text for slo in slos],
         "runs": results.num_rows,
         "workloads": labels.num_rows,
         "frontiers": frontiers.num_rows,

@@ -14,7 +14,10 @@ from loratwin.twin import engine
 from loratwin.twin.delivery import NONE, Blackouts, delivered, scrape_blackouts
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from loratwin.profiles import Profile
+    from loratwin.slo import Slo
     from loratwin.twin.config import ResolvedServer
     from loratwin.twin.engine import EngineOutput
     from loratwin.workload import RequestTable, WorkloadSpec
@@ -77,6 +80,10 @@ class RunResult:
         all requests (the queue for KV admission meets every one). None when neither is known."""
         return max((t for t in (self.idle_start_ttft_s, self.mean_ttft_s) if t is not None), default=None)
 
+    def goodput_req_s(self, slos: Iterable[Slo]) -> float:
+        """Completed requests per second of the window that met every SLO on their own (`goodput_req_s`)."""
+        return goodput_req_s(self.requests, slos, float(self.config["duration_s"]))
+
     def to_dict(self) -> dict[str, Any]:
         return {"config": self.config, "summary": self.summary, "adapters": self.adapters}
 
@@ -135,6 +142,25 @@ def idle_start_ttft_s(requests: dict[str, np.ndarray], sent_before_s: float | No
     if sent_before_s is not None:
         keep &= s < sent_before_s
     return float(ttft[keep].mean()) if keep.any() else None
+
+
+def goodput_req_s(requests: dict[str, np.ndarray], slos: Iterable[Slo], duration_s: float) -> float:
+    """Goodput as `vllm bench serve --goodput` counts it: completed requests per second of the window
+    whose own latencies meet every SLO. A request's TTFT is held to the TTFT SLOs (ttft_p99 and
+    ttft_mean alike) and its own TPOT, (finish - first token) / (output tokens - 1), to tpot_p99 and
+    to itl_p99 (its mean inter-token gap: the gaps of one request are not kept); a request of one
+    output token has no TPOT and meets those (vLLM counts its TPOT as 0)."""
+    done = np.asarray(requests["completed"], bool)
+    good = done.copy()
+    ttft = np.asarray(requests["ttft_ms"], np.float64)
+    output = np.asarray(requests["output_tokens"], np.float64)
+    decode_ms = (np.asarray(requests["finish_s"], np.float64) - np.asarray(requests["first_token_s"], np.float64)) * 1000
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(output > 1, decode_ms / np.maximum(output - 1, 1), 0.0)
+    for slo in slos:
+        value = ttft if slo.key.startswith("ttft") else tpot
+        good &= value <= slo.limit_ms
+    return float(good.sum()) / duration_s
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -262,7 +288,7 @@ def build_result(
         **_itl_stats(out, completed, blackouts),
         # the same as the engine emits them, before delivery (what the step-time fit equates)
         "engine_mean_itl_ms": _itl_stats(out, completed)["mean_itl_ms"] if blackouts.start_ns.size else None,
-        "mean_tpot_ms": float(tpot_ms.mean()) if tpot_ms.size else None,
+        **_stats_ms(tpot_ms, "tpot"),
         "arrived": int(len(prompt)),
         "sent": int(sent.sum()),
         "completed": int(completed.sum()),

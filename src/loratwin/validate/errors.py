@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from loratwin.validate.replay import ReplayResult
+from loratwin.validate.runs import LATENCY_METRICS, LATENCY_REGIME_MAX_TTFT_MS
 
 
 def half_smape(measured: Sequence[float], predicted: Sequence[float]) -> float:
@@ -26,21 +27,51 @@ def bias(measured: Sequence[float], predicted: Sequence[float]) -> float:
     return float(100 * np.mean((p - y) / np.abs(y)))
 
 
+def median_ratio(measured: Sequence[float], predicted: Sequence[float]) -> float:
+    """Median of twin / real over runs: below 1 when the twin mostly predicts too low."""
+    y, p = np.asarray(measured, float), np.asarray(predicted, float)
+    return float(np.median(p / y))
+
+
 def _metric_errors(pairs: list[tuple[float, float]]) -> dict[str, float | int | None]:
     if not pairs:
-        return {"n": 0, "half_smape": None, "mape": None, "bias": None}
+        return {"n": 0, "half_smape": None, "mape": None, "bias": None, "median_ratio": None}
     y, p = zip(*pairs)
-    return {"n": len(pairs), "half_smape": half_smape(y, p), "mape": mape(y, p), "bias": bias(y, p)}
+    return {"n": len(pairs), "half_smape": half_smape(y, p), "mape": mape(y, p), "bias": bias(y, p),
+            "median_ratio": median_ratio(y, p)}
 
 
-# metric name -> (measured column, twin attribute, published twin column, measured column to compare it with)
-METRICS = {
-    "total_tok_s": ("total_tok_s", "total_tok_s", "paper_dt_total_tok_s", "total_tok_s"),
-    "mean_itl_ms": ("mean_itl_ms", "mean_itl_ms", "paper_dt_itl_ms", "mean_itl_ms"),
+# metric name (runs-file column, twin attribute) -> (published twin column, measured column to compare it with)
+PUBLISHED = {
+    "total_tok_s": ("paper_dt_total_tok_s", "total_tok_s"),
+    "mean_itl_ms": ("paper_dt_itl_ms", "mean_itl_ms"),
     # the published twin charged unfinished requests the whole window: compare it with the
     # measurement treated the same way
-    "mean_ttft_ms": ("mean_ttft_ms", "mean_ttft_ms", "paper_dt_ttft_ms", "ttft_with_unfinished_ms"),
+    "mean_ttft_ms": ("paper_dt_ttft_ms", "ttft_with_unfinished_ms"),
 }
+# every metric of the error table: throughput, then the latency statistics
+METRICS = ("total_tok_s", *LATENCY_METRICS)
+
+
+def in_latency_regime(run) -> bool:
+    """Whether a run's measured mean TTFT is at most LATENCY_REGIME_MAX_TTFT_MS (not swamped by queueing)."""
+    ttft = run.measured.get("mean_ttft_ms")
+    return ttft is not None and ttft <= LATENCY_REGIME_MAX_TTFT_MS
+
+
+def _errors_over(comparable: Sequence[ReplayResult]) -> dict:
+    """The errors of every metric (and of the published twin where the file has it) over these runs."""
+    row: dict = {}
+    for metric in METRICS:
+        ours = [(r.run.measured[metric], getattr(r, metric)) for r in comparable
+                if r.run.measured.get(metric) is not None and getattr(r, metric) is not None]
+        row[metric] = _metric_errors(ours)
+        if metric in PUBLISHED:
+            paper_col, paper_measured_col = PUBLISHED[metric]
+            paper = [(r.run.measured[paper_measured_col], r.run.measured[paper_col]) for r in comparable
+                     if r.run.measured.get(paper_col) is not None and r.run.measured.get(paper_measured_col) is not None]
+            row[f"published_{metric}"] = _metric_errors(paper)
+    return row
 
 
 def _paper_starved(run) -> bool | None:
@@ -60,13 +91,10 @@ def error_table(results: Sequence[ReplayResult]) -> list[dict]:
         group = [r for r in results if (r.run.model, r.run.source_set) == (model, source_set)]
         row: dict = {"model": model, "source_set": source_set}
         comparable = [r for r in group if r.started and r.run.has_metrics]
-        for metric, (measured_col, attr, paper_col, paper_measured_col) in METRICS.items():
-            ours = [(r.run.measured[measured_col], getattr(r, attr)) for r in comparable
-                    if r.run.measured.get(measured_col) is not None and getattr(r, attr) is not None]
-            paper = [(r.run.measured[paper_measured_col], r.run.measured[paper_col]) for r in comparable
-                     if r.run.measured.get(paper_col) is not None and r.run.measured.get(paper_measured_col) is not None]
-            row[metric] = _metric_errors(ours)
-            row[f"published_{metric}"] = _metric_errors(paper)
+        row.update(_errors_over(comparable))
+        regime = [r for r in comparable if in_latency_regime(r.run)]
+        row["latency_regime"] = {"max_measured_mean_ttft_ms": LATENCY_REGIME_MAX_TTFT_MS, "runs": len(regime),
+                                 **_errors_over(regime)}
         flagged = [r for r in comparable if r.run.starved is not None]
         row["starvation_agreement"] = (
             float(np.mean([r.starved == r.run.starved for r in flagged])) if flagged else None
@@ -84,8 +112,27 @@ def error_table(results: Sequence[ReplayResult]) -> list[dict]:
     return rows
 
 
+def regime_views(row: dict) -> list[tuple[str, dict]]:
+    """A table row's two views: (label, errors) over all its runs and over its latency regime."""
+    return [("all runs", row), (f"mean TTFT <= {LATENCY_REGIME_MAX_TTFT_MS / 1000:g} s", row["latency_regime"])]
+
+
+def metric_title(metric: str) -> str:
+    """A latency metric's column title: "median_ttft_ms" -> "TTFT median"."""
+    stat, quantity, _unit = metric.split("_")
+    return f"{quantity.upper()} {stat}"
+
+
+def tail_cell(errors: dict) -> str:
+    """One metric's half-SMAPE (%) and median twin/real ratio, as the tails tables show them."""
+    if errors["n"] == 0:
+        return "-"
+    return f"{errors['half_smape']:.1f}% x{errors['median_ratio']:.2f}"
+
+
 def error_table_markdown(rows: Sequence[dict]) -> str:
-    """The table as Markdown: ours beside the published twin's (half-SMAPE, %; lower is better)."""
+    """The table as Markdown: ours beside the published twin's (half-SMAPE, %; lower is better),
+    each (model, set) also over its latency regime; then the latency tails."""
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.2f}"
@@ -96,16 +143,32 @@ def error_table_markdown(rows: Sequence[dict]) -> str:
         "start-failure agreement |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        t, i, f = r["total_tok_s"], r["mean_itl_ms"], r["mean_ttft_ms"]
-        lines.append(
-            f"| {r['model']} | {r['source_set']} | {t['n']} | {pct(t['half_smape'])} / "
-            f"{pct(r['published_total_tok_s']['half_smape'])} | {pct(t['mape'])} / {pct(t['bias'])} | "
-            f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])} | "
-            f"{pct(i['mape'])} / {pct(i['bias'])} | {pct(f['half_smape'])} | "
-            f"{format_share(r['starvation_agreement'])} / {format_share(r['published_starvation_agreement'])} | "
-            f"{format_share(r['start_agreement'])} ({r['start_runs']} runs) |"
-        )
+    for row in rows:
+        for label, r in regime_views(row):
+            t, i, f = r["total_tok_s"], r["mean_itl_ms"], r["mean_ttft_ms"]
+            regime = r is not row
+            lines.append(
+                f"| {row['model']} | {row['source_set']}{f', {label}' if regime else ''} | {t['n']} | "
+                f"{pct(t['half_smape'])} / {pct(r['published_total_tok_s']['half_smape'])} | "
+                f"{pct(t['mape'])} / {pct(t['bias'])} | "
+                f"{pct(i['half_smape'])} / {pct(r['published_mean_itl_ms']['half_smape'])} | "
+                f"{pct(i['mape'])} / {pct(i['bias'])} | {pct(f['half_smape'])} | "
+                + ("- | - |" if regime else
+                   f"{format_share(row['starvation_agreement'])} / "
+                   f"{format_share(row['published_starvation_agreement'])} | "
+                   f"{format_share(row['start_agreement'])} ({row['start_runs']} runs) |")
+            )
+    lines += [
+        "",
+        "Tails: half-SMAPE (%) and x the median twin/real ratio, per latency statistic.",
+        "",
+        "| model | set | over (runs) | " + " | ".join(metric_title(m) for m in LATENCY_METRICS) + " |",
+        "|---|---|---|" + "---|" * len(LATENCY_METRICS),
+    ]
+    for row in rows:
+        for label, r in regime_views(row):
+            lines.append(f"| {row['model']} | {row['source_set']} | {label} ({r['mean_ttft_ms']['n']}) | "
+                         + " | ".join(tail_cell(r[m]) for m in LATENCY_METRICS) + " |")
     return "\n".join(lines) + "\n"
 
 

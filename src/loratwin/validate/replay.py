@@ -12,7 +12,7 @@ import numpy as np
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile
 from loratwin.twin import simulate
-from loratwin.validate.runs import RealRun, run_requests, run_server, run_workload
+from loratwin.validate.runs import LATENCY_METRICS, RealRun, run_requests, run_server, run_workload
 
 # The reference runs' benchmark client saturated near this many waiting requests.
 REFERENCE_CLIENT_CAP = 25_500
@@ -46,8 +46,14 @@ class ReplayResult:
     failure: str | None = None
     seeds: int = 0
     total_tok_s: float | None = None
-    mean_itl_ms: float | None = None
+    # one field per name in LATENCY_METRICS (a test holds them equal)
     mean_ttft_ms: float | None = None
+    median_ttft_ms: float | None = None
+    p99_ttft_ms: float | None = None
+    mean_itl_ms: float | None = None
+    median_itl_ms: float | None = None
+    p99_itl_ms: float | None = None
+    mean_tpot_ms: float | None = None
     throughput_over_offered: float | None = None
     starved: bool | None = None
     # for calibration: mean step terms weighted by tokens emitted and by step, the matching
@@ -81,8 +87,7 @@ def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float, dic
     return {
         "started": True,
         "total_tok_s": s["total_tok_s"],
-        "mean_itl_ms": s["mean_itl_ms"],
-        "mean_ttft_ms": s["mean_ttft_ms"],
+        **{name: s[summary_key(name)] for name in LATENCY_METRICS},
         "throughput_over_offered": s["throughput_over_offered"],
         "terms_per_token": terms @ weight / weight.sum(),
         "terms_per_step": terms.mean(axis=1),
@@ -92,6 +97,11 @@ def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float, dic
         "itl_delivery_factor": (s["mean_itl_ms"] / s["engine_mean_itl_ms"]
                                 if s.get("engine_mean_itl_ms") and s["mean_itl_ms"] else 1.0),
     }
+
+
+def summary_key(metric: str) -> str:
+    """The twin's run-summary key of a runs-file latency column (the summary says p50 for median)."""
+    return metric.replace("median_", "p50_")
 
 
 def run_duration(run: RealRun) -> float:
@@ -165,8 +175,7 @@ def replay_runs(
             started=True,
             seeds=n,
             total_tok_s=_mean([o["total_tok_s"] for o in per_seed]),
-            mean_itl_ms=_mean([o["mean_itl_ms"] for o in per_seed]),
-            mean_ttft_ms=_mean([o["mean_ttft_ms"] for o in per_seed]),
+            **{name: _mean([o[name] for o in per_seed]) for name in LATENCY_METRICS},
             throughput_over_offered=ratio,
             starved=bool(1.0 - ratio >= starvation_threshold),
             terms_per_token=np.mean([o["terms_per_token"] for o in per_seed], axis=0),

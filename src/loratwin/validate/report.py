@@ -9,13 +9,15 @@ from pathlib import Path
 
 from loratwin.validate.errors import error_table_markdown
 from loratwin.validate.replay import ReplayResult
+from loratwin.validate.runs import LATENCY_METRICS
 
 # what write_validation puts in its folder
 VALIDATION_FILES = ("runs.csv", "errors.md", "errors.json", "scatter.png")
 RUN_COLUMNS = (
     "run_id", "model", "source_set", "status", "max_loras", "served_adapters", "max_lora_rank",
-    "twin_started", "measured_total_tok_s", "twin_total_tok_s", "measured_mean_itl_ms", "twin_mean_itl_ms",
-    "measured_mean_ttft_ms", "twin_mean_ttft_ms", "measured_throughput_over_offered",
+    "twin_started", "measured_total_tok_s", "twin_total_tok_s",
+    *(f"{side}_{name}" for name in LATENCY_METRICS for side in ("measured", "twin")),
+    "measured_throughput_over_offered",
     "twin_throughput_over_offered", "measured_starved", "twin_starved", "published_total_tok_s",
     "published_itl_ms",
 )
@@ -30,8 +32,8 @@ def run_rows(results: Sequence[ReplayResult]) -> list[dict]:
             "max_loras": r.run.max_loras, "served_adapters": r.run.served_adapters, "max_lora_rank": r.run.max_lora_rank,
             "twin_started": r.started,
             "measured_total_tok_s": m.get("total_tok_s"), "twin_total_tok_s": r.total_tok_s,
-            "measured_mean_itl_ms": m.get("mean_itl_ms"), "twin_mean_itl_ms": r.mean_itl_ms,
-            "measured_mean_ttft_ms": m.get("mean_ttft_ms"), "twin_mean_ttft_ms": r.mean_ttft_ms,
+            **{f"measured_{name}": m.get(name) for name in LATENCY_METRICS},
+            **{f"twin_{name}": getattr(r, name) for name in LATENCY_METRICS},
             "measured_throughput_over_offered": m.get("throughput_over_offered"),
             "twin_throughput_over_offered": r.throughput_over_offered,
             "measured_starved": r.run.starved, "twin_starved": r.starved,

@@ -26,8 +26,16 @@ REQUIRED_COLUMNS = (
 STARTED = frozenset({"ok", "slurm_timeout", "slurm_cancelled", "unknown"})
 FAILED_TO_START = frozenset({"oom_at_start"})
 
+# The latency statistics a replay compares with the measurement, named as the runs file's columns:
+# the one list that ReplayResult, validate's runs.csv columns and its error tables are built from.
+LATENCY_METRICS = (
+    "mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_tpot_ms",
+)
+# The latency regime: runs whose measured mean TTFT is at most this (ms), i.e. not swamped by queueing.
+LATENCY_REGIME_MAX_TTFT_MS = 10_000.0
+
 MEASURED_FLOATS = (
-    "total_tok_s", "input_tok_s", "output_tok_s", "mean_itl_ms", "mean_ttft_ms", "mean_tpot_ms",
+    "total_tok_s", "input_tok_s", "output_tok_s", *LATENCY_METRICS,
     "throughput_over_offered", "approx_offered_tok_s", "sent_offered_tok_s", "ttft_with_unfinished_ms",
     "max_waiting", "mean_running", "mean_waiting", "pool_mean_input_tokens", "pool_mean_output_tokens",
     "completed", "total_output_tokens", "paper_dt_total_tok_s", "paper_dt_itl_ms", "paper_dt_ttft_ms",

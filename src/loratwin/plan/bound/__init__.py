@@ -39,7 +39,9 @@ FLUID_BOUNDS: dict[type, Callable[[GpuCheck, Sequence[AdapterSpec], Profile], fl
 
 
 def lower_bound_gpus(adapters: Sequence[AdapterSpec], profile: Profile, check: GpuCheck) -> int:
-    """The least GPU count any placement `check` accepts can use."""
+    """The least GPU count any placement `check` accepts can use. A check that screens with another
+    estimator (`TwinJudgesSlos`) accepts only what its screen accepts: the screen's bound holds."""
+    check = getattr(check, "screen", check)
     needs: dict[int, list[AdapterSpec]] = {}
     for a in adapters:
         needs.setdefault(adapter_server_rank(profile, a), []).append(a)

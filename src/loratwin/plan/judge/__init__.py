@@ -1,10 +1,11 @@
 """Judging one GPU: is this share of adapters, at this `max_loras`, acceptable?
 
-- `rule.AcceptanceRule` holds the limits (starvation threshold, wait limit, KV-use limit) and is
+- `rule.AcceptanceRule` holds the limits (starvation threshold, wait limit, KV-use limit, latency SLOs) and is
   the only place where a prediction is accepted or refused;
 - the estimators only predict what the rule judges: `cost_model.CostModelCheck` (a steady-state
   model of the twin, microseconds), `learned.LearnedCheck` (the models trained on twin data) and
-  `twin.TwinCheck` (simulation, seconds);
+  `twin.TwinCheck` (simulation, seconds); `handover.TwinJudgesSlos` lets the twin judge the SLOs an
+  estimator does not predict;
 - `verdict.GpuVerdict` is an estimator's answer for one GPU: every `max_loras` that starts, each
   with its prediction and judgement, and the best accepted one.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from loratwin.errors import InputError
 from loratwin.plan.judge.cost_model import CostModelCheck
+from loratwin.plan.judge.handover import TwinJudgesSlos, unpredicted_slos
 from loratwin.plan.judge.learned import LearnedCheck, learned_models
 from loratwin.plan.judge.rule import DEFAULT_MAX_WAIT_S, STARVATION_THRESHOLD, AcceptanceRule, Prediction
 from loratwin.plan.judge.slots import SLOT_CANDIDATES, adapter_server_rank, resolve_profile, startable_slots
@@ -64,14 +66,22 @@ def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPT
                models_dir: str | Path | None = None) -> GpuCheck:
     """An estimator by name (auto, cost-model, learned, twin) judged by `rule` (default limits when
     None). The twin simulates over the rule's window with the workload's `arrival` process (the
-    cost model takes arrivals as Poisson); the learned models come from `models_dir` when given."""
+    cost model takes arrivals as Poisson); the learned models come from `models_dir` when given.
+    When the rule has SLOs the estimator does not predict, the answer is a `TwinJudgesSlos`: the
+    estimator screens, the twin judges those SLOs (its `note` says so)."""
     if kind not in ESTIMATORS:
         raise InputError(f"--check must be one of {', '.join(CHECKS)}, got {kind!r}")
-    return ESTIMATORS[kind](resolve_profile(profile), lengths, rule or AcceptanceRule(), arrival, models_dir)
+    profile, rule = resolve_profile(profile), rule or AcceptanceRule()
+    check = ESTIMATORS[kind](profile, lengths, rule, arrival, models_dir)
+    missing = unpredicted_slos(check, check.rule)
+    if not missing:
+        return check
+    twin = _twin(profile, lengths, check.rule, arrival, models_dir)
+    return TwinJudgesSlos(check, twin, missing)
 
 
 __all__ = [
     "CHECKS", "DEFAULT_MAX_WAIT_S", "SLOT_CANDIDATES", "STARVATION_THRESHOLD", "AcceptanceRule", "CostModelCheck",
-    "GpuCheck", "GpuVerdict", "LearnedCheck", "Prediction", "SlotOption", "TwinCheck", "adapter_server_rank",
+    "GpuCheck", "GpuVerdict", "LearnedCheck", "Prediction", "SlotOption", "TwinCheck", "TwinJudgesSlos", "adapter_server_rank",
     "learned_models", "make_check", "resolve_profile", "startable_slots", "twin_prediction",
 ]

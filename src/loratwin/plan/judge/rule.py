@@ -6,6 +6,10 @@ it. A limit applies when the estimator predicts its quantity: the twin measures 
 shortfall, the cost model predicts the share of requests finishing late, the learned models a
 probability of starvation, and each is held to the starvation threshold in its own terms.
 
+Latency SLOs (`loratwin.slo`, `--slo KEY:MS`) are limits like the others, each on the quantity of
+its metric (p99 TTFT, p99 ITL, p99 TPOT, mean TTFT). Given SLOs replace the wait limit, which
+stands in for them when the user states none, unless `max_wait_with_slos` keeps it beside them.
+
 A verdict names the limit that decides it and its margin ("mean wait for a batch slot 55 s of
 60 s allowed"): the `pressure` of a prediction is its largest value-over-limit ratio, above 1
 (at 1 for the starvation limits, whose rule is `>=`) exactly when the rule refuses it.
@@ -18,6 +22,7 @@ from dataclasses import dataclass, replace
 
 from loratwin.errors import InputError
 from loratwin.profiles import Profile
+from loratwin.slo import Slo, slo_status
 from loratwin.threshold import check_threshold
 
 STARVATION_THRESHOLD = 0.1
@@ -59,6 +64,9 @@ class Prediction:
     slot_wait_s: float | None = None  # mean wait for a place in the batch (twin: requests of idle adapters)
     kv_queue_s: float | None = None  # mean wait of every request for KV admission
     mean_ttft_s: float | None = None  # mean time to first token of all requests (the twin)
+    p99_ttft_s: float | None = None  # latency percentiles over the run's requests (the twin)
+    p99_itl_s: float | None = None
+    p99_tpot_s: float | None = None
     kv_use: float | None = None  # running requests over what the KV cache holds (shown, not judged)
 
 
@@ -69,7 +77,7 @@ class Limit:
     quantity: str  # a field of Prediction
     label: str
     limit: float
-    unit: str = ""  # "s": seconds; "%": a share shown in percent
+    unit: str = ""  # "s": seconds; "ms": seconds shown in milliseconds; "%": a share shown in percent
     refuse_at_limit: bool = False  # the published starvation rule refuses at equality
     short: str = ""  # a name for narrow tables
 
@@ -95,7 +103,19 @@ def _fmt(value: float, unit: str) -> str:
         return f"{100 * value:.1f}%"
     if unit == "s":
         return f"{value:.1f} s" if value < 100 else f"{value:,.0f} s"
+    if unit == "ms":
+        return f"{1000 * value:.1f} ms" if value < 0.1 else f"{1000 * value:,.0f} ms"
     return f"{value:.2f}"
+
+
+def slo_quantity(slo: Slo) -> str:
+    """The Prediction field an SLO judges: its metric in seconds (p99_ttft_ms -> p99_ttft_s)."""
+    return slo.metric.removesuffix("_ms") + "_s"
+
+
+def slo_limit(slo: Slo) -> Limit:
+    """An SLO as a limit of the rule (held in seconds, shown in ms)."""
+    return Limit(slo_quantity(slo), f"{slo.label} (SLO {slo.key})", slo.limit_ms / 1000, "ms", short=f"SLO {slo.key}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +138,9 @@ class Judgement:
 @dataclass(frozen=True)
 class AcceptanceRule:
     """The limits a GPU configuration must meet. `max_wait_s=None` and `max_kv_use=None` mean: no
-    wait limit, and the profile's stable KV use (`profile.placement.stable_kv_use`)."""
+    wait limit, and the profile's stable KV use (`profile.placement.stable_kv_use`). `slos`: latency
+    SLOs, each one more limit; with SLOs the wait limit is dropped (max_wait_s becomes None) unless
+    `max_wait_with_slos` (the user typed both)."""
 
     starvation_threshold: float = STARVATION_THRESHOLD
     max_wait_s: float | None = DEFAULT_MAX_WAIT_S
@@ -126,8 +148,16 @@ class AcceptanceRule:
     window_s: float = 3600.0
     max_load_share: float = DEFAULT_MAX_LOAD_SHARE
     max_starved_probability: float = DEFAULT_MAX_STARVED_PROBABILITY
+    slos: tuple[Slo, ...] = ()
+    max_wait_with_slos: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "slos", tuple(self.slos))
+        keys = [s.key for s in self.slos]
+        if len(set(keys)) != len(keys):
+            raise InputError(f"--slo: each key once, got {', '.join(keys)}")
+        if self.slos and not self.max_wait_with_slos:
+            object.__setattr__(self, "max_wait_s", None)  # the SLOs state the latency the wait limit stood in for
         check_threshold(self.starvation_threshold, "--starvation-threshold")
         # every request waits a little for KV admission: a zero limit would refuse every GPU
         if self.max_wait_s is not None and not self.max_wait_s > 0:
@@ -165,7 +195,18 @@ class AcceptanceRule:
                 Limit("kv_queue_s", "mean wait for KV cache admission", self.max_wait_s, "s", short="KV queue"),
                 Limit("mean_ttft_s", "mean time to first token", self.max_wait_s, "s", short="mean TTFT"),
             ]
+        limits += [slo_limit(slo) for slo in self.slos]
         return tuple(limits)
+
+    def slo_values(self, prediction: Prediction) -> list[dict[str, object]]:
+        """Each SLO against a prediction (`loratwin.slo.slo_status`: key, limit, value in ms, met; the
+        value None where the estimator predicts none)."""
+        values = {slo.metric: getattr(prediction, slo_quantity(slo)) for slo in self.slos}
+        return slo_status(self.slos, {k: None if v is None else 1000 * v for k, v in values.items()})
+
+    def slo_quantities(self) -> tuple[str, ...]:
+        """The Prediction fields the SLOs judge."""
+        return tuple(slo_quantity(slo) for slo in self.slos)
 
     def judge(self, prediction: Prediction, profile: Profile) -> Judgement:
         return self.judge_with(self.limits(profile), prediction)

@@ -25,15 +25,24 @@ TWIN_SLOT_CANDIDATES = (1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384)
 def twin_prediction(result: RunResult, max_loras: int) -> Prediction:
     """A twin run read as a prediction: the throughput shortfall over its window, the mean TTFT of
     requests that found their adapter idle (those that must win a place in the batch) and of all
-    requests (a batch that outgrows the KV cache queues every request). The per-adapter rule is
-    reported by the run, not judged: over short windows it flags waits well under a minute."""
+    requests (a batch that outgrows the KV cache queues every request), and the latency
+    percentiles the SLOs judge. The per-adapter rule is reported by the run, not judged: over short
+    windows it flags waits well under a minute."""
+    summary = result.summary
     return Prediction(
         max_loras,
         float(result.total_tok_s),
-        shortfall=1.0 - float(result.summary["throughput_over_offered"]),
+        shortfall=1.0 - float(summary["throughput_over_offered"]),
         slot_wait_s=result.idle_start_ttft_s,
         mean_ttft_s=result.mean_ttft_s,
+        p99_ttft_s=_seconds(summary.get("p99_ttft_ms")),
+        p99_itl_s=_seconds(summary.get("p99_itl_ms")),
+        p99_tpot_s=_seconds(summary.get("p99_tpot_ms")),
     )
+
+
+def _seconds(ms: object) -> float | None:
+    return None if ms is None else float(ms) / 1000  # type: ignore[arg-type]
 
 
 @dataclass
@@ -51,15 +60,16 @@ class TwinCheck:
     slot_grid: Sequence[int] = TWIN_SLOT_CANDIDATES
     name: str = "twin"
     fast: bool = False
+    # the SLO quantities of a Prediction the twin fills (every one: loratwin.plan.judge.handover)
+    predicts_slos: frozenset = frozenset({"mean_ttft_s", "p99_ttft_s", "p99_itl_s", "p99_tpot_s"})
     simulations: int = 0
     _cache: dict = field(default_factory=dict, repr=False)
+    _runs: dict = field(default_factory=dict, repr=False)  # (share, max_loras) -> (offered tok/s, prediction)
 
     def share_judge(self, adapters: Sequence[AdapterSpec], profile: Profile) -> Callable[[Sequence[int]], GpuVerdict]:
         return judge_by_list(self, adapters, resolve_profile(profile))
 
     def evaluate(self, adapters: Sequence[AdapterSpec], profile: Profile) -> GpuVerdict:
-        from loratwin.twin import ServerConfig, simulate
-
         profile = resolve_profile(profile)
         ordered = tuple(sorted(adapters, key=_adapter_key))
         key = (profile.name, profile.model_dump_json(), tuple(_adapter_key(a) for a in ordered), tuple(self.slot_grid))
@@ -70,6 +80,20 @@ class TwinCheck:
         if not startable:
             self._cache[key] = GpuVerdict(served, max_rank, 0.0, (), reason)
             return self._cache[key]
+        offered, predictions = self.predict_at(ordered, profile, [s for s, _ in startable], max_rank)
+        verdict = judged(served, max_rank, offered, predictions, self.rule, profile)
+        self._cache[key] = verdict
+        return verdict
+
+    def predict_at(self, adapters: Sequence[AdapterSpec], profile: Profile, max_loras_values: Sequence[int],
+                   max_lora_rank: int) -> tuple[float, list[Prediction]]:
+        """The offered tok/s and the twin's prediction at each of `max_loras_values` (values that start),
+        each run once per multiset of adapters."""
+        from loratwin.twin import ServerConfig, simulate
+
+        profile = resolve_profile(profile)
+        ordered = tuple(sorted(adapters, key=_adapter_key))
+        share = (profile.name, profile.model_dump_json(), tuple(_adapter_key(a) for a in ordered), max_lora_rank)
         # ids are renamed so that equal multisets simulate identically
         workload = WorkloadSpec(
             adapters=tuple(a.model_copy(update={"id": f"a{i}"}) for i, a in enumerate(ordered)),
@@ -77,17 +101,18 @@ class TwinCheck:
             arrival=self.arrival,
         )
         predictions, offered = [], 0.0
-        for s, _ in startable:
-            server = ServerConfig(max_loras=s, max_cpu_loras=served, max_lora_rank=max_rank,
-                                  client_max_waiting=self.client_max_waiting)
-            result = simulate(workload, server, profile, duration_s=self.rule.window_s, seed=self.seed,
-                              starvation_threshold=self.rule.starvation_threshold)
-            self.simulations += 1
-            offered = float(result.summary["offered_tok_s"])
-            predictions.append(twin_prediction(result, s))
-        verdict = judged(served, max_rank, offered, predictions, self.rule, profile)
-        self._cache[key] = verdict
-        return verdict
+        for s in max_loras_values:
+            run = self._runs.get((share, s))
+            if run is None:
+                server = ServerConfig(max_loras=s, max_cpu_loras=len(ordered), max_lora_rank=max_lora_rank,
+                                      client_max_waiting=self.client_max_waiting)
+                result = simulate(workload, server, profile, duration_s=self.rule.window_s, seed=self.seed,
+                                  starvation_threshold=self.rule.starvation_threshold)
+                self.simulations += 1
+                run = self._runs[(share, s)] = (float(result.summary["offered_tok_s"]), twin_prediction(result, s))
+            offered = run[0]
+            predictions.append(run[1])
+        return offered, predictions
 
 
 def _adapter_key(a: AdapterSpec) -> tuple:

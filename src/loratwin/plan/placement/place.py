@@ -79,6 +79,7 @@ def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
         tightest=option.tightest,
         wait_s=option.wait_s,
         queue_s=option.queue_s,
+        slos=judge.check.rule.slo_values(option.prediction) if judge.check.rule.slos else None,
     )
 
 
@@ -135,7 +136,7 @@ def place(
     items = list(workload.adapters)
     judge = ShareJudge(check, profile, items)
     _check_each_alone(judge)
-    notes: list[str] = []
+    notes: list[str] = [check.note] if getattr(check, "note", None) else []
     # the bound does not depend on the placement: it is worked out beside the algorithm (the LP
     # solver and the compiled wait solver let go of the GIL) and waited for where first needed
     with ThreadPoolExecutor(max_workers=1) as beside:
@@ -162,6 +163,7 @@ def place(
         lengths=workload.lengths,
         arrival=workload.arrival,
         serve_arguments=tuple(profile.serve_arguments()),
+        slos=tuple(slo.text for slo in check.rule.slos),
     )
 
 

@@ -57,6 +57,7 @@ class GpuPlan:
     tightest: str = ""  # that limit's short name
     wait_s: float = 0.0  # predicted mean wait for a place in the batch
     queue_s: float = 0.0  # predicted mean wait of every request for KV admission
+    slos: list[dict[str, Any]] | None = None  # each SLO of the rule at this GPU's prediction (ms)
 
     @property
     def max_cpu_loras(self) -> int:
@@ -88,6 +89,7 @@ class GpuPlan:
             "tightest": self.tightest,
             "predicted_wait_s": self.wait_s,
             "predicted_kv_queue_s": self.queue_s,
+            **({"slos": self.slos} if self.slos is not None else {}),
         }
 
 
@@ -108,6 +110,7 @@ class Placement:
     arrival: Any = field(default_factory=PoissonArrival)
     adapter_dir: str = DEFAULT_ADAPTER_DIR  # where the adapters lie, for the vllm serve commands
     serve_arguments: tuple[str, ...] = DEFAULT_SERVE  # the profile's server flags (Profile.serve_arguments)
+    slos: tuple[str, ...] = ()  # the rule's latency SLOs, as typed (KEY:MS)
 
     @property
     def gpu_count(self) -> int:
@@ -158,6 +161,7 @@ class Placement:
             "refused_gpus": self.refused_gpus,
             "elapsed_s": self.elapsed_s,
             "notes": list(self.notes),
+            "slos": list(self.slos),
             "gpus": [g.to_dict() for g in self.gpus],
             "vllm_serve_commands": self.vllm_serve_commands(),
         }

@@ -11,6 +11,7 @@ from typing import Any
 from loratwin.plan.judge import AcceptanceRule, resolve_profile, twin_prediction
 from loratwin.plan.placement.result import Placement
 from loratwin.profiles import Profile
+from loratwin.slo import slo_status
 from loratwin.twin.config import REFERENCE_CLIENT_MAX_WAITING
 from loratwin.workload import WorkloadSpec
 
@@ -33,6 +34,9 @@ class VerifiedGpu:
     # mean TTFT of requests sent while their adapter had none unfinished: the twin's counterpart
     # of the predicted wait for a place in the batch
     idle_start_ttft_s: float | None = None
+    # each SLO of the rule on the twin's numbers (loratwin.slo.slo_status) and the run's goodput
+    slos: list[dict[str, Any]] | None = None
+    goodput_req_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -134,5 +138,7 @@ def verify_placement(
             mean_ttft_s=r.mean_ttft_s,
             p99_ttft_s=r.p99_ttft_s,
             idle_start_ttft_s=r.idle_start_ttft_s,
+            slos=slo_status(rule.slos, r.summary) if rule.slos else None,
+            goodput_req_s=r.goodput_req_s(rule.slos) if rule.slos else None,
         ))
     return Verification(duration_s, seed, verified, time.perf_counter() - started)

@@ -18,11 +18,13 @@ from typing import Any
 from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.plan.judge import AcceptanceRule, GpuCheck, GpuVerdict, make_check, resolve_profile
+from loratwin.plan.judge.handover import TWIN_RUNS_PER_SHARE
 from loratwin.plan.placement import ShareJudge, as_workload
 from loratwin.plan.placement.fill import fill_order, largest_prefix
 from loratwin.plan.placement.place import refused_alone
 from loratwin.plan.placement.result import DEFAULT_ADAPTER_DIR, vllm_command
 from loratwin.profiles import Profile
+from loratwin.slo import Slo
 from loratwin.workload import WorkloadSpec
 
 FILL_ORDER = "as place fills a GPU: the largest rank first, busy and quiet adapters alternately"
@@ -58,6 +60,8 @@ class Recommendation:
     notes: list[str] = field(default_factory=list)
     # the learned models behind the answer or beside it: what used them, where they are, their families
     models_used: list[dict[str, Any]] = field(default_factory=list)
+    # each SLO of the rule at the answer: its predicted value (ms) and whether it is met (loratwin.slo.slo_status)
+    slos: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +77,7 @@ def rule_limits(rule: AcceptanceRule, profile: Profile) -> dict[str, Any]:
         "max_wait_s": rule.max_wait_s,
         "max_kv_use": rule.kv_use_limit(profile),
         "window_s": rule.window_s,
+        "slos": [slo.text for slo in rule.slos],
     }
 
 
@@ -97,11 +102,20 @@ def recommend(
     optimum models' answer comes beside it when there are models for the profile (shipped, or in
     `models`, a directory `loratwin train` wrote); when there are none, a note says how to train
     them (for `profile_source`: the profile as the user gave it). `models_used` names every learned
-    model involved."""
+    model involved.
+
+    Latency SLOs: `rule=AcceptanceRule(slos=parse_slos(["ttft_p99:5000"]))` (loratwin.slo); the
+    SLOs the estimator does not predict are judged by the twin on the shares it accepts (a note
+    says so), and `slos` holds each SLO's value at the answer."""
     workload = as_workload(workload)
     budget.require(budget.recommendation_estimate(len(workload.adapters)))
     profile = resolve_profile(profile)
     check = check or make_check("auto", profile, workload.lengths, rule=rule, arrival=workload.arrival)
+    note = getattr(check, "note", None)
+    if note is not None:
+        budget.require(budget.twin_placement_estimate(
+            len(workload.adapters), workload.aggregate_rate_req_s, check.rule.window_s,
+            slot_candidates=TWIN_RUNS_PER_SHARE, gpus_judged=1, flag="the twin judging the SLOs (--slo)"))
     judge = ShareJudge(check, profile, list(workload.adapters))
     sequence = fill_sequence(workload, keep_order)
     served = largest_prefix(sequence, judge.ok)
@@ -110,7 +124,9 @@ def recommend(
         verdict = judge(sequence[:1])
         raise refused_alone(first, profile.name, verdict.reason or verdict.explain(), "does not fit on")
     rec = describe_share(workload, profile, judge, sequence, served, keep_order=keep_order, adapter_dir=adapter_dir)
-    learned = getattr(check, "models", None)
+    if note is not None:
+        rec.notes.append(note)
+    learned = getattr(getattr(check, "screen", check), "models", None)
     if learned is not None:
         docs = {"total_tok_s": learned.throughput, "starved": learned.starvation}
         rec.models_used.append(models_entry(
@@ -118,10 +134,12 @@ def recommend(
             next((d["profile"] for d in docs.values() if d.get("profile")), None),
             {target: d.get("family", d.get("kind")) for target, d in docs.items()}))
     if published:
-        answer = rec.published_method = _published(workload, profile, models)
+        answer = rec.published_method = _published(workload, profile, models, check.rule.slos)
         if answer is None:
             rec.notes.append(no_models_note(profile, profile_source))
         else:
+            if answer["slo_note"]:  # its models were trained under other SLOs than the rule's
+                rec.notes.append(answer["slo_note"])
             rec.models_used.append(models_entry(
                 "the published method (optimum models)", answer["models"], answer["models_profile"],
                 {t: answer[f"{t}_family"] for t in ("best_served", "best_max_loras", "best_total_tok_s")}))
@@ -193,6 +211,7 @@ def describe_share(workload: WorkloadSpec, profile: Profile, judge: ShareJudge, 
         deciding_limit=option.deciding,
         check=check.name,
         limits=rule_limits(check.rule, profile),
+        slos=check.rule.slo_values(option.prediction),
         why=why,
         next_step_up=next_up,
         vllm_command=vllm_command(profile.model, ids, option.max_loras, verdict.max_lora_rank, adapter_dir,
@@ -211,11 +230,12 @@ def _refusal(verdict: GpuVerdict) -> str:
     return f"every max_loras is refused; the closest, max_loras {option.max_loras}: {option.deciding}"
 
 
-def _published(workload: WorkloadSpec, profile: Profile, models: str | Path | None) -> dict[str, Any] | None:
+def _published(workload: WorkloadSpec, profile: Profile, models: str | Path | None,
+               slos: tuple[Slo, ...] = ()) -> dict[str, Any] | None:
     from loratwin.plan.recommend.published import published_answer
 
     try:
-        return published_answer(workload, profile, models)
+        return published_answer(workload, profile, models, slos=slos)
     except InputError:
         if models is not None:  # the user named them: say what is wrong
             raise

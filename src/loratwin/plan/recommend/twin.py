@@ -28,7 +28,7 @@ def _twin_judge(rec: Recommendation, workload: WorkloadSpec, profile: Profile, r
     return ShareJudge(check, profile, list(workload.adapters))
 
 
-def _point(verdict: GpuVerdict, max_loras: int) -> dict[str, Any]:
+def _point(verdict: GpuVerdict, max_loras: int, rule: AcceptanceRule) -> dict[str, Any]:
     option = verdict.option(max_loras) if max_loras else verdict.chosen()
     if option is None:
         return {"served": verdict.served, "max_loras": max_loras, "status": "cannot start",
@@ -36,7 +36,8 @@ def _point(verdict: GpuVerdict, max_loras: int) -> dict[str, Any]:
     p = option.prediction
     return {"served": verdict.served, "max_loras": option.max_loras, "status": "ok",
             "total_tok_s": p.predicted_tok_s, "shortfall": p.shortfall, "mean_ttft_s": p.mean_ttft_s,
-            "idle_adapter_ttft_s": p.slot_wait_s, "accepted": option.accepted, "deciding_limit": option.deciding}
+            "idle_adapter_ttft_s": p.slot_wait_s, "accepted": option.accepted, "deciding_limit": option.deciding,
+            "slos": rule.slo_values(p)}
 
 
 def refine(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, *, rule: AcceptanceRule | None = None,
@@ -52,11 +53,11 @@ def refine(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, 
                             max(1, round(rec.served * RESOLUTION)))
     if served == 0:
         return {"served": rec.served, "max_loras": rec.max_loras, "holds": False,
-                "point": _point(judge(sequence[: rec.served]), rec.max_loras),
+                "point": _point(judge(sequence[: rec.served]), rec.max_loras, rule),
                 "simulations": judge.check.simulations, "duration_s": rule.window_s, "seed": seed}
     verdict = judge(sequence[:served])
     return {"served": served, "max_loras": verdict.best.max_loras, "max_lora_rank": verdict.max_lora_rank, "holds": True,
-            "point": _point(verdict, verdict.best.max_loras), "simulations": judge.check.simulations,
+            "point": _point(verdict, verdict.best.max_loras, rule), "simulations": judge.check.simulations,
             "duration_s": rule.window_s, "seed": seed}
 
 
@@ -123,12 +124,12 @@ def verify(rec: Recommendation, workload: WorkloadSpec, profile: str | Profile, 
     rule = rule or AcceptanceRule()
     judge = _twin_judge(rec, workload, profile, rule, seed, rec.max_loras)
     sequence = fill_sequence(workload, keep_order)
-    here = _point(judge(sequence[: rec.served]), rec.max_loras)
+    here = _point(judge(sequence[: rec.served]), rec.max_loras, rule)
     points = [here | {"recommended": True}]
     more = None
     if rec.served < len(sequence):
         verdict = judge(sequence[: rec.served + 1])
-        more = _point(verdict, 0)
+        more = _point(verdict, 0, rule)
         points.append(more | {"recommended": False})
     holds = here["status"] == "ok" and here["accepted"]
     if not holds:
