@@ -182,7 +182,7 @@ class TailModel(_Strict):
     Metrics-scrape blackout: the reference client polls the server's /metrics, then sleeps
     `metrics_poll_interval_s`. While a scrape is served the API server's event loop is blocked
     (prometheus_client renders the page synchronously), so tokens the engine produces meanwhile
-    reach the client together when it ends. A scrape lasts metrics_scrape_base_ms +
+    reach the client together when it ends, and requests sent meanwhile reach the server then. A scrape lasts metrics_scrape_base_ms +
     metrics_scrape_ms_per_adapter x served adapters + metrics_scrape_ms_per_running x requests
     running when it starts (the measured scrape times grow with both), of which the share
     metrics_scrape_blocking_share blocks the server (the rest is the page's transfer and the

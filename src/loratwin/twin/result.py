@@ -199,8 +199,8 @@ def _itl_stats(out: EngineOutput, completed: np.ndarray, blackouts: Blackouts = 
 
     A streak [a, b] of consecutive steps in which a request emitted a token contributes the
     durations of steps a+1..b; gaps between streaks (after a preemption) were logged one by one.
-    Steps are taken as the client sees them (twin.delivery): tokens of steps ending in one blackout
-    arrive as one chunk, so a step that ends within its predecessor's blackout makes no gap.
+    Steps are taken as the client sees them (twin.delivery): the tokens of steps ending in one
+    blackout arrive together when it ends, the first after a long gap, the others right after it.
     Gaps after a preemption are kept as the engine made them (their ends are not logged).
     """
     step_end, seg_req, seg_a, seg_b, gap_req, gap_ns = (
@@ -216,7 +216,6 @@ def _itl_stats(out: EngineOutput, completed: np.ndarray, blackouts: Blackouts = 
     np.add.at(diff, seg_a[keep] + 1, 1)
     np.add.at(diff, seg_b[keep] + 1, -1)
     weights = np.cumsum(diff)[:n_steps].astype(np.float64)
-    weights[step_dt == 0] = 0.0  # merged into the previous step's chunk
     irregular = gap_ns[completed[gap_req]].astype(np.float64)
     values = np.concatenate([step_dt, irregular]) / NS_PER_MS
     w = np.concatenate([weights, np.ones(irregular.size)])
