@@ -6,8 +6,9 @@ it *received* it, and the two differ while the API server's event loop is blocke
 running). Tokens computed during such a blackout are delivered together when it ends, each step's
 as its own chunk right after the first (a long gap, then gaps of about nothing: the mean gap is
 kept, as the real runs' mean ITL, about their mean TPOT, shows), and requests sent during it reach
-the server when it ends. TTFT, TPOT and the inter-token gaps are taken on delivery times. The engine's schedule (and so throughput) is
-unchanged: the engine core is a separate process and keeps stepping.
+the server when it ends. TTFT, TPOT and the inter-token gaps are taken on delivery times. The
+engine's schedule (and so throughput) is unchanged: the engine core is a separate process and
+keeps stepping.
 """
 
 from __future__ import annotations
