@@ -7,10 +7,13 @@ Two families of shares that sit at the check's limit:
   Zipf popularity or rate triples, one rank or several, three limits on the wait;
 - the largest share of identical adapters the check accepts, over ranks, rates and wait limits.
 
-    python scripts/check_lower_bound.py [--seeds 2 3 4] [--workloads 16]
+    python scripts/check_lower_bound.py [--seeds 2 3 4] [--workloads 16] [--hot 3]
 
 Prints every share whose bound exceeds 1 (there should be none) and the largest bound seen; about
-two minutes per seed on two cores.
+two minutes per seed on two cores. Placements may split busy adapters into replicas (`--hot`
+Zipf workloads per seed and profile, after the random ones, whose busiest adapters need them):
+each GPU's share then holds the replica at its share of the rate, and the bound of the whole
+workload (which allows splits) must stay at most the GPUs placed.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ def random_workload(rng: np.random.Generator, k: int):
     return reference_layout(n, tuple(float(x) for x in levels), ranks, seed=int(rng.integers(1_000_000)))
 
 
+def hot_workload(rng: np.random.Generator):
+    """Zipf popularity with the busiest adapters too busy for one GPU: split into replicas."""
+    n = int(rng.integers(20, 400))
+    return zipf_layout(n, float(rng.uniform(150, 500)), float(rng.uniform(0.8, 1.3)), (8, 16, 32),
+                       seed=int(rng.integers(1_000_000)))
+
+
 def fractional_bound(check: CostModelCheck, share: list[AdapterSpec], profile) -> float:
     """The cost model's lower bound on the GPUs of `share`, before rounding up."""
     need = np.array([adapter_server_rank(profile, a) for a in share], np.float64)
@@ -71,9 +81,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--workloads", type=int, default=16, help="random workloads per seed and profile")
+    parser.add_argument("--hot", type=int, default=3, help="workloads with adapters too busy for one GPU, per seed and profile, after the others")
     args = parser.parse_args()
     started = time.perf_counter()
-    largest, shares, placements, over = 0.0, 0, 0, 0
+    largest, shares, placements, over, split = 0.0, 0, 0, 0, 0
 
     def judge(check, share, profile, label):
         nonlocal largest, shares, over
@@ -88,17 +99,23 @@ def main() -> int:
         for name in PROFILES:
             profile = load_profile(name)
             rng = np.random.default_rng(seed)
-            for k in range(args.workloads):
-                workload = random_workload(rng, k)
+            # the random workloads first (as before the hot ones were added), then the hot ones
+            drawn = [random_workload(rng, k) for k in range(args.workloads)] + [hot_workload(rng) for _ in range(args.hot)]
+            for k, workload in enumerate(drawn):
                 check = CostModelCheck(rule=AcceptanceRule(max_wait_s=WAIT_LIMITS[k % len(WAIT_LIMITS)]))
                 try:
                     placement = place(workload, profile, check=check, search_moves=0)
-                except InputError:  # the busiest adapter fits no GPU
+                except InputError:  # an adapter no GPU serves even without traffic
                     continue
                 placements += 1
-                by_id = {a.id: a for a in workload.adapters}
-                for gpu in placement.gpus:
-                    judge(check, [by_id[a.id] for a in gpu.adapters], profile, f"{name} seed {seed} workload {k} GPU {gpu.index}")
+                if placement.replicated:
+                    split += 1
+                if placement.lower_bound > placement.gpu_count:
+                    over += 1
+                    print(f"OVER: {name} seed {seed} workload {k}: bound {placement.lower_bound} GPUs, placed on "
+                          f"{placement.gpu_count}")
+                for gpu in placement.gpus:  # a replica carries its share of its adapter's rate
+                    judge(check, list(gpu.adapters), profile, f"{name} seed {seed} workload {k} GPU {gpu.index}")
         print(f"[{time.perf_counter() - started:6.1f} s] seed {seed}: {placements} placements", file=sys.stderr)
     for name in (PROFILES[0], PROFILES[2]):
         profile = load_profile(name)
@@ -109,7 +126,9 @@ def main() -> int:
                     share = largest_accepted(check, profile, rank, rate)
                     if share is not None:
                         judge(check, share, profile, f"{name} wait {max_wait} rank {rank} rate {rate}")
-    print(f"{placements} greedy placements and the identical-adapter shares: {shares} accepted GPU shares, "
+    print(f"{placements} greedy placements ({split} with adapters split into replicas; the bound of the whole "
+          f"workload, which allows splits, at most the GPUs of each) and the identical-adapter shares: {shares} "
+          f"accepted GPU shares, "
           f"{over} with a bound over 1; largest bound {largest:.4f} ({time.perf_counter() - started:.0f} s)")
     return 1 if over else 0
 

@@ -54,6 +54,9 @@ LLAMA_MODELS = {
         "models": {f"{t}.linear": {"file": f"{t}.linear.json", "target": t, "family": "linear"} for t in LINEAR_MODELS}}),
     **{f"llama-models/{t}.linear.json": (SHIPPED / f"{t}.linear.json").read_text() for t in LINEAR_MODELS},
 }
+# a placement with adapter b on both GPUs (what place --out writes, cut to what simulate-cluster reads)
+CLUSTER = ("profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, max_lora_rank: 16}\n"
+           "- {gpu: 1, adapters: [b], max_loras: 1, max_lora_rank: 16}\nrouting:\n  a: {0: 1.0}\n  b: {0: 0.5, 1: 0.5}\n")
 # what the user has in the folder the commands run in; outputs that should not appear are absent
 WORKSPACE: dict[str, str | bytes] = {
     "adapters.csv": ADAPTERS_CSV,
@@ -75,6 +78,16 @@ WORKSPACE: dict[str, str | bytes] = {
     "afile": "a file the user had\n",
     "existing/notes.txt": "the user's notes\n",
     "placement.yaml": "gpus: []\nnote: the user's placement\n",
+    "placement-qwen.yaml": "profile: qwen-2.5-7b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
+                           "max_lora_rank: 16}\n",
+    "placement-weights.yaml": "profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
+                              "max_lora_rank: 16}\nrouting: {a: {0: 0.5}, b: {0: 1}}\n",
+    "rates.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,8,0.7\n",
+    "rates-period.csv": "period,adapter_id,rank,rate\n-1,a,8,0.5\n",
+    "rates-rank.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,16,0.7\n",
+    "rates-header.csv": "adapter_id,rank,rate\na,8,0.5\n",
+    "rates-twice.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n0,a,8,0.7\n",
+    "rates-rate.csv": "period,adapter_id,rank,rate\n0,a,8,fast\n",
     "serve.sh": "#!/bin/sh\necho the user's command\n",
     "profile.yaml": "# the user's profile\n",
     "dir.yaml/keep.txt": "a folder named like a file\n",
@@ -137,6 +150,11 @@ WORKSPACE: dict[str, str | bytes] = {
     "runs.csv": ("run_id,source_set,model,max_loras,served_adapters,max_lora_rank,adapter_rank_cycle,rate_values,"
                  "rate_counts,status,total_tok_s,starved_approx\n"
                  "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
+    "cluster.yaml": CLUSTER,
+    "cluster-weights.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 1: 0.7}"),
+    "cluster-gpu.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 7: 0.5}"),
+    "cluster-missing.yaml": CLUSTER.replace("adapters: [a, b]", "adapters: [b]").replace("  a: {0: 1.0}\n", ""),
+    "cluster-extra.csv": ADAPTERS_CSV + "c,8,0.1\n",
     "partial.yaml": "name: tiny\nmodel: m\ngpu: g\nstep_time: {per_seq_ms: 0.03}\nadapter_load:\n"
                     "  cpu_to_gpu_ms: {8: {8: 6}}\n  disk_to_cpu_ms: {8: {8: 70}}\nkv: {block_size: 16}\n",
 }
@@ -423,11 +441,53 @@ CASES = [
     case("--out {unwritable}/p.yaml: cannot write in {unwritable}", "place", "adapters.csv", "--out",
          "{unwritable}/p.yaml"),
     case("--report afile: is a file; expected a folder", "place", "adapters.csv", "--report", "afile"),
+    case("--routing-out r.txt: expected a .yaml or .json file name", "place", "adapters.csv", "--routing-out", "r.txt"),
+    case("--routing-out missing/r.json: the folder missing does not exist", "place", "adapters.csv",
+         "--routing-out", "missing/r.json"),
+    case("--routing-out dir.yaml: is a folder; expected a file name", "place", "adapters.csv", "--routing-out",
+         "dir.yaml"),
+    case("--routing-out workload.yaml: is an input of this command", "place", "workload.yaml", "--routing-out",
+         "workload.yaml"),
+    case("--routing-out p.yaml: the same place as --out", "place", "adapters.csv", "--out", "p.yaml",
+         "--routing-out", "p.yaml"),
     case("--gpus must be >= 1, got 0", "place", "adapters.csv", "--gpus", "0", "--out", "placement.yaml"),
     case("--search-moves must be >= 0", "place", "adapters.csv", "--search-moves", "-1"),
     case("--algorithm must be one of", "place", "adapters.csv", "--algorithm", "best"),
     case("--window must be a positive number of seconds, got 0", "place", "adapters.csv", "--verify",
          "--window", "0", "--out", "placement.yaml"),
+    case("missing.yaml does not exist; expected a placement file", "place", "adapters.csv", "--from", "missing.yaml"),
+    case("--from placement.yaml: expected a placement: GPUs with their adapters", "place", "adapters.csv", "--from",
+         "placement.yaml"),
+    case("adapters.csv: expected a placement file (.yaml or .json, as place --out writes)", "place", "workload.yaml",
+         "--from", "adapters.csv"),
+    case("--from placement-qwen.yaml: the placement was made for profile 'qwen-2.5-7b-instruct', not "
+         "'llama-3.1-8b-instruct'", "place", "adapters.csv", "--from", "placement-qwen.yaml"),
+    case("--from placement-weights.yaml: routing.a: the weights must sum to 1, got 0.5", "place", "adapters.csv",
+         "--from", "placement-weights.yaml"),
+    case("--from placement.yaml: --gpus does not apply to a re-placement", "place", "adapters.csv", "--from",
+         "placement.yaml", "--gpus", "2"),
+    # replay-drift
+    case("missing.csv", "replay-drift", "missing.csv"),
+    case("rates-header.csv line 1: expected the header period,adapter_id,rank,rate", "replay-drift",
+         "rates-header.csv"),
+    case("rates-period.csv line 2: period must be an integer >= 0, got '-1'", "replay-drift", "rates-period.csv"),
+    case("rates-rank.csv line 3: adapter 'a' has rank 16, but rank 8 on line 2", "replay-drift", "rates-rank.csv"),
+    case("rates-twice.csv line 3: adapter 'a' twice in period 0 (first on line 2)", "replay-drift", "rates-twice.csv"),
+    case("rates-rate.csv line 2: rate must be a number from 0 to 1e9 (req/s), got 'fast'", "replay-drift",
+         "rates-rate.csv"),
+    case("adapters.csv line 1: expected the header period,adapter_id,rank,rate", "replay-drift", "adapters.csv"),
+    case("afile: expected a CSV period,adapter_id,rank,rate, a workload YAML or a trace directory", "replay-drift",
+         "afile"),
+    case("--duration must be a number of seconds >= --period (300), got 10.0", "replay-drift", "workload.yaml",
+         "--duration", "10"),
+    case("--period must be a number of seconds > 0, got 0.0", "replay-drift", "rates.csv", "--period", "0"),
+    case("--out existing: the folder holds notes.txt", "replay-drift", "rates.csv", "--out", "existing"),
+    case("--out afile: is a file; expected a folder", "replay-drift", "rates.csv", "--out", "afile"),
+    case("--workers must be >= 0, got -1", "replay-drift", "rates.csv", "--workers", "-1"),
+    case("--window must be a positive number of seconds, got 0", "replay-drift", "rates.csv", "--window", "0"),
+    case("--check must be one of", "replay-drift", "rates.csv", "--check", "guess"),
+    case("--router must be one of weighted-random, least-outstanding, affinity, got 'nearest'", "replay-drift",
+         "rates.csv", "--router", "nearest"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
          "--out", "p.yaml"),
@@ -580,6 +640,32 @@ CASES = [
     case("--ranks: '7.5' is not an integer (expected a comma-separated list, e.g. 8,16,32)", "simulate", "--served",
          "4", "--rates", "1", "--ranks", "7.5", "--max-loras", "2"),
     case("--families: item 1 of 2 is empty", "train", "store", "--out", "m", "--families", ",tree"),
+    # simulate-cluster
+    case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "adapters.csv"),
+    case("missing.csv does not exist", "simulate-cluster", "cluster.yaml", "missing.csv"),
+    case("afile: expected a placement file (.yaml or .json", "simulate-cluster", "afile", "adapters.csv"),
+    case("bad.yaml: line 2, column 3: invalid YAML", "simulate-cluster", "bad.yaml", "adapters.csv"),
+    case("placement.yaml: gpus: expected a non-empty list of GPUs", "simulate-cluster", "placement.yaml", "adapters.csv"),
+    case("cluster-weights.yaml: routing.b: the weights must sum to 1, got 1.2", "simulate-cluster",
+         "cluster-weights.yaml", "adapters.csv"),
+    case("cluster-gpu.yaml: routing.b: 7 is not a GPU of gpus:", "simulate-cluster", "cluster-gpu.yaml", "adapters.csv"),
+    case("cluster-missing.yaml: gpus: adapters of the workload on no GPU: a", "simulate-cluster", "cluster-missing.yaml",
+         "adapters.csv"),
+    case("cluster.yaml: gpus: adapters of the workload on no GPU: c", "simulate-cluster", "cluster.yaml",
+         "cluster-extra.csv"),
+    case("cluster.yaml: gpus[0].adapters: not in the workload: b", "simulate-cluster", "cluster.yaml", "trace"),
+    case("--router must be one of weighted-random, least-outstanding, affinity, got 'nope'", "simulate-cluster",
+         "cluster.yaml", "adapters.csv", "--router", "nope"),
+    case("--spill-threshold must be >= 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--spill-threshold", "-1"),
+    case("--workers must be >= 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--workers", "-1"),
+    case("--duration must be > 0 seconds, got 0", "simulate-cluster", "cluster.yaml", "adapters.csv", "--duration", "0"),
+    case("--ray: the least-outstanding router reads every replica's state", "simulate-cluster", "cluster.yaml",
+         "adapters.csv", "--router", "least-outstanding", "--ray", "--duration", "5"),
+    case("--out afile: is a file; expected a folder", "simulate-cluster", "cluster.yaml", "adapters.csv", "--out", "afile"),
+    case("--out existing: the folder holds notes.txt", "simulate-cluster", "cluster.yaml", "adapters.csv", "--out",
+         "existing"),
+    case("--router must be one of weighted-random, least-outstanding, affinity, got 'nope'", "place", "adapters.csv",
+         "--verify", "--router", "nope"),
 ]
 
 
@@ -642,7 +728,7 @@ def test_every_command_has_bad_input_cases():
     counts = Counter(_command(p.values[0]) for p in CASES)
     commands = {"simulate", "report", "workload describe", "profiles", "validate", "calibrate", "sweep", "labels",
                 "train", "explain", "recommend", "quickstart", "place", "profile plan", "profile make-adapters",
-                "profile import", "profile derive", "profile fit"}
+                "profile import", "profile derive", "profile fit", "simulate-cluster", "replay-drift"}
     assert set(counts) == commands, commands - set(counts)
     assert len(CASES) >= 60
 

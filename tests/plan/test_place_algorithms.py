@@ -158,12 +158,6 @@ def test_the_spread_stops_when_its_largest_scale_is_the_first_not_to_fit(profile
     assert len(spread) == 5 and 14.6 < scale <= 14.8
 
 
-def test_an_adapter_too_busy_for_one_gpu_is_refused(profile):
-    adapters = [AdapterSpec(id="huge", rank=8, rate_req_s=500.0), AdapterSpec(id="small", rank=8, rate_req_s=0.1)]
-    with pytest.raises(InputError, match="'huge'.*cannot be placed on one GPU"):
-        place(adapters, profile)
-
-
 def test_a_rank_the_profile_cannot_serve_is_refused(profile):
     with pytest.raises(InputError, match="rank 600 is above 512, the largest --max-lora-rank vLLM accepts"):
         place([AdapterSpec(id="wide", rank=600, rate_req_s=0.1)], profile)

@@ -175,3 +175,32 @@ def test_place_says_when_the_count_meets_the_bound(app, tmp_path):
     above = invoke(app, csv, "--profile", "llama-3.1-8b-instruct")  # 3 GPUs, bound 2
     assert above.exit_code == 0, above.output
     assert "lower bound 2 GPUs;" in above.output
+
+
+HOT_CSV = "adapter_id,rank,rate\nhot,16,70\n" + "".join(f"quiet-{i},8,0.5\n" for i in range(8))
+
+
+def test_place_routes_a_hot_adapter_over_its_replicas(app, tmp_path):
+    adapters = tmp_path / "hot.csv"
+    adapters.write_text(HOT_CSV)
+    routing_file, out_file = tmp_path / "routing.json", tmp_path / "placement.yaml"
+    result = invoke(app, adapters, "--json", "--routing-out", routing_file, "--out", out_file)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    routing = doc["routing"]
+    assert set(routing) == {"hot", *(f"quiet-{i}" for i in range(8))}
+    assert len(routing["hot"]) >= 2 and sum(routing["hot"].values()) == pytest.approx(1.0)
+    assert all(list(routing[f"quiet-{i}"].values()) == [1.0] for i in range(8))
+    # each GPU of the hot adapter lists it, with the rate that GPU gets
+    for gpu, weight in routing["hot"].items():
+        entry = doc["gpus"][int(gpu)]
+        rate = entry["adapter_rates_req_s"][entry["adapters"].index("hot")]
+        assert rate == pytest.approx(70 * weight)
+    assert json.loads(routing_file.read_text()) == routing
+    assert yaml.safe_load(out_file.read_text())["routing"] == {a: {int(g): w for g, w in gpus.items()}
+                                                               for a, gpus in routing.items()}
+    text = invoke(app, adapters, "--routing-out", tmp_path / "routing.yaml")
+    assert text.exit_code == 0, text.output
+    routes = text.output[text.output.index("Routing"):]
+    assert "hot: GPU 0 " in routes and "quiet-0" not in routes
+    assert yaml.safe_load((tmp_path / "routing.yaml").read_text()) == yaml.safe_load(out_file.read_text())["routing"]

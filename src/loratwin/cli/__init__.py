@@ -12,7 +12,7 @@ command's signature twice to build `--help`, and string annotations are compiled
 from loratwin.cli.app import app, main
 
 # the order `--help` lists the commands in
-from loratwin.cli import simulate, report, workload, profiles, validate, sweep, learn, recommend, place  # isort: skip  # noqa: F401
+from loratwin.cli import simulate, report, workload, profiles, validate, sweep, learn, recommend, place, cluster, drift  # isort: skip  # noqa: F401
 from loratwin.cli import profile, profile_derive, profile_lab, profile_fit  # isort: skip  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from loratwin.cli.app import app, err_console
+from loratwin.cli.cluster import ROUTERS, check_router_flag
 from loratwin.cli.judging import (
     DEFAULT_ADAPTER_DIR,
     DEFAULT_STARVATION_THRESHOLD,
@@ -52,9 +53,12 @@ def place_command(
     starvation_threshold: ThresholdFlag = DEFAULT_STARVATION_THRESHOLD,
     search_moves: Annotated[int, typer.Option(help="After the greedy, move adapters between GPUs up to this many times to free GPUs (0: the greedy alone).")] = DEFAULT_SEARCH_MOVES,
     workers: Annotated[int, typer.Option(help="Processes for --verify (0: 2).")] = 0,
+    router: Annotated[str | None, typer.Option(help=f"--verify the GPUs as one cluster behind this router ({', '.join(ROUTERS)}; see simulate-cluster). Default: each GPU on its own.")] = None,
     adapter_dir: AdapterDirFlag = DEFAULT_ADAPTER_DIR,
+    from_placement: Annotated[Path | None, typer.Option("--from", help="A placement written by place --out: keep every adapter where the rule still accepts it and move the fewest (prints the moves and what a fresh placement would move).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the placement as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
+    routing_out: Annotated[Path | None, typer.Option("--routing-out", help="Also write the routing table alone here (.yaml, or .json): adapter -> GPU -> share of its requests.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
@@ -76,7 +80,8 @@ def place_command(
     if models is not None and check != "learned":
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
-    _check_output_places(out, report, adapters)
+    check_router_flag(router, verify)
+    _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
     loaded = load_profile(profile)
     check_models_dir(models, profile=loaded.name)
@@ -92,9 +97,16 @@ def place_command(
             len(workload.adapters), workload.aggregate_rate_req_s, window, slot_candidates=runs, verify=verify,
             workers=workers or 2,
             flag="the twin check (--check twin)" if check == "twin" else "the twin judging the SLOs (--slo)"))
-    placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
+    replaced = None
+    if from_placement is not None:
+        from loratwin.cli.moves import replace_from
+
+        replaced = replace_from(from_placement, workload, loaded, judge, search_moves, gpus, algorithm, compare)
+        placement = replaced.placement
+    else:
+        placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
-    doc = placement.to_dict()
+    doc = placement.to_dict() if replaced is None else replaced.to_dict()
     if compare:
         doc["compare"] = compare_algorithms(workload, loaded, check=judge, skip=algorithm)
     verification = None
@@ -103,11 +115,15 @@ def place_command(
             _write(doc, out)
             err_console.print(f"wrote {out} (the verification is added when it ends)")
         err_console.print(f"verifying {plural(placement.gpu_count, 'GPU')} with the twin ({window:g} s each)...")
-        verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None)
+        verification = verify_placement(placement, loaded, duration_s=window, rule=rule, workers=workers or None,
+                                        router=router, workload=workload)
         doc["verification"] = verification.to_dict()
     if out is not None:
         _write(doc, out)
         err_console.print(f"wrote {out}")
+    if routing_out is not None:
+        _write(doc["routing"], routing_out)
+        err_console.print(f"wrote {routing_out}")
     if report is not None:
         from loratwin.report import write_plan_report
 
@@ -116,6 +132,10 @@ def place_command(
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     console = Console() if sys.stdout.isatty() else Console(width=200)
+    if replaced is not None:
+        from loratwin.cli.moves import print_moves
+
+        print_moves(replaced, console)
     _print_placement(placement, verification, console, doc.get("compare"))
 
 
@@ -128,13 +148,15 @@ def _check_flags(gpus: int | None, search_moves: int, workers: int) -> None:
         raise InputError(f"--workers must be >= 0, got {workers}")
 
 
-def _check_output_places(out: Path | None, report: Path | None, adapters: Path) -> None:
+def _check_output_places(out: Path | None, report: Path | None, adapters: Path, routing_out: Path | None = None) -> None:
     from loratwin.files import Output, check_outputs
     from loratwin.report.html import REPORT_FILES
 
-    if out is not None and out.suffix.lower() not in OUT_SUFFIXES:
-        raise InputError(f"--out {out}: expected a .yaml or .json file name")
-    check_outputs(Output("--out", out), Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
+    for flag, path in (("--out", out), ("--routing-out", routing_out)):
+        if path is not None and path.suffix.lower() not in OUT_SUFFIXES:
+            raise InputError(f"{flag} {path}: expected a .yaml or .json file name")
+    check_outputs(Output("--out", out), Output("--routing-out", routing_out),
+                  Output("--report", report, folder=True, own=REPORT_FILES), inputs=[adapters])
 
 
 def _write(doc: dict, path: Path) -> None:
@@ -161,7 +183,7 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     from rich.table import Table
 
     console.print(
-        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {sum(len(g.adapters) for g in placement.gpus)} adapters "
+        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {len(placement.routing)} adapters "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
         f"lower bound {placement.lower_bound} GPU{'s' if placement.lower_bound != 1 else ''}"
         f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile "
@@ -223,12 +245,29 @@ def _print_placement(placement, verification, console: Console, compared: dict |
                if verification.starved_gpus else ""),
             highlight=False,
         )
+        if verification.cluster is not None:
+            c = verification.cluster
+            console.print(f"the GPUs as one cluster ({c['router']} router): {c['served_share']:.1%} of the offered "
+                          f"{c['offered_tok_s']:,.0f} tok/s served", highlight=False, markup=False)
     where = ("adapter paths are placeholders: --adapter-dir DIR gives yours" if placement.adapter_dir == DEFAULT_ADAPTER_DIR
              else f"adapters in {escape(placement.adapter_dir)}")
     console.print(f"\n[bold]One command per GPU[/] ({where}):")
     for g, command in zip(placement.gpus, placement.vllm_serve_commands()):
         console.print(f"# GPU {g.index}: {_adapter_list(g.adapters)}", highlight=False, markup=False)
         console.print(command, highlight=False, soft_wrap=True, markup=False)
+    _print_routes(placement, console)
+
+
+def _print_routes(placement, console: Console) -> None:
+    """The replicated adapters' routes: the share of each one's requests every GPU of it gets."""
+    routes = placement.replicated
+    if not routes:
+        return
+    console.print(f"\n[bold]Routing[/] ({plural(len(routes), 'adapter')} served from several GPUs; every other "
+                  "adapter goes to its one GPU):")
+    for adapter, gpus in routes.items():
+        shares = ", ".join(f"GPU {g} {w:.1%}" for g, w in gpus.items())
+        console.print(f"  {adapter}: {shares}", highlight=False, markup=False)
 
 
 def _comparison(placement, compared: dict) -> str:

@@ -152,38 +152,49 @@ def step_cost_ms(
     return compute_ms, sched_ms
 
 
-@njit(cache=True)
-def run_engine(
-    # the EngineInputs fields, in order
-    arrival_ns,
-    req_adapter,
-    prompt_tokens,
-    output_tokens,
-    gpu_load_ns,
-    disk_load_ns,
-    cpu_preloaded,
-    gpu_preloaded,
-    max_loras,
-    max_cpu_loras,
-    max_num_seqs,
-    token_budget,
-    num_blocks,
-    block_size,
-    client_max_waiting,
-    duration_ns,
-    sample_interval_ns,
-    cost,
-    # capacities of the logs: arrays are never reallocated inside the loop, which keeps numba from
-    # reference-counting them on every iteration; a full log ends the run early with CNT_OVERFLOW
-    # set and the caller reruns with larger ones
-    step_cap,
-    seg_cap,
-    gap_cap,
-    pstack_cap,
-):
-    n_req = arrival_ns.shape[0]
-    n_adapters = gpu_load_ns.shape[0]
+# The state of a run between two `advance` calls: its arrays (a tuple, in this order) and its
+# scalars (an int64 vector, indexed by these names).
+STATE_ARRAYS = (
+    "state", "generated", "key", "q_next", "sent_ns", "first_ns", "finish_ns", "preempted", "seg_start",
+    "last_emit", "q_head", "q_head_key", "q_tail", "batch_stamp", "gpu_res", "cpu_res", "gpu_stamp",
+    "cpu_stamp", "adapter_gpu_loads", "adapter_disk_loads", "active", "run", "s_adapter", "s_computed",
+    "s_known", "s_blocks", "s_gen", "s_out", "s_seg", "s_last", "sched_tok", "pstack_req", "pstack_key",
+    "step_end", "step_batch", "step_adapters", "step_kv_blocks", "step_prefill", "step_context",
+    "step_overhead", "seg_req", "seg_a", "seg_b", "gap_req", "gap_ns", "ts_t", "ts_running", "ts_waiting",
+    "ts_kv",
+)
+SC_NRUN = 0
+SC_NSLOT = 1
+SC_N_WAITING = 2
+SC_NEXT_ARRIVAL = 3
+SC_FIFO_HEAD = 4
+SC_PSTACK_N = 5
+SC_FRONT_KEY = 6
+SC_FREE = 7
+SC_NOW = 8
+SC_PREV_INGEST = 9
+SC_STEP = 10
+SC_N_PREEMPTIONS = 11
+SC_N_GPU_LOADS = 12
+SC_N_DISK_LOADS = 13
+SC_OVERFLOW = 14
+SC_N_SEG = 15
+SC_N_GAP = 16
+SC_N_SAMPLES = 17
+SC_NEXT_SAMPLE = 18
+SC_N_GPU_RES = 19
+SC_N_CPU_RES = 20
+SC_N_FINISHED = 21
+SC_LAST_FINISHED = 22
+SC_LAST_END = 23
+SC_DONE = 24
+N_SCALARS = 25
 
+
+@njit(cache=True)
+def new_state(n_req, n_adapters, cpu_preloaded, gpu_preloaded, max_num_seqs, num_blocks, duration_ns,
+              sample_interval_ns, step_cap, seg_cap, gap_cap, pstack_cap):
+    """A run at time 0 with room for `n_req` requests, before any arrival: (arrays, scalars)."""
     # --- per-request state
     # (the hot state of running requests lives in the slot arrays below; these hold what a
     # request keeps while it waits, and its results)
@@ -236,17 +247,10 @@ def run_engine(
     s_seg = np.empty(run_cap, np.int64)
     s_last = np.empty(run_cap, np.int64)
     sched_tok = np.zeros(run_cap, np.int32)
-    nrun = 0
-    nslot = 0
 
-    # --- waiting queue
-    n_waiting = 0
-    next_arrival = 0  # first request not yet in the server
-    fifo_head = 0  # arrivals before this index are no longer waiting with their arrival key
-    pstack_req = np.empty(pstack_cap, np.int32)  # preempted requests; top = front of the queue
+    # --- waiting queue: preempted requests; top = front of the queue
+    pstack_req = np.empty(pstack_cap, np.int32)
     pstack_key = np.empty(pstack_cap, np.int64)
-    pstack_n = 0
-    front_key = 0  # decreasing keys for requests put back at the front
 
     # --- logs
     step_end = np.empty(step_cap, np.int64)
@@ -259,10 +263,8 @@ def run_engine(
     seg_req = np.empty(seg_cap, np.int32)
     seg_a = np.empty(seg_cap, np.int64)
     seg_b = np.empty(seg_cap, np.int64)
-    n_seg = 0
     gap_req = np.empty(gap_cap, np.int32)
     gap_ns = np.empty(gap_cap, np.int64)
-    n_gap = 0
     n_samples_max = 1
     if sample_interval_ns > 0:
         n_samples_max = duration_ns // sample_interval_ns + 2
@@ -270,19 +272,90 @@ def run_engine(
     ts_running = np.empty(n_samples_max, np.int32)
     ts_waiting = np.empty(n_samples_max, np.int32)
     ts_kv = np.empty(n_samples_max, np.int32)
-    n_samples = 0
-    next_sample = 0 if sample_interval_ns > 0 else duration_ns + 1
 
-    free = num_blocks - 1  # vLLM's block pool keeps one block aside as its null block
-    now = 0
-    prev_ingest = -1
-    step = -1
-    n_preemptions = 0
-    n_gpu_loads = 0
-    n_disk_loads = 0
+    sc = np.zeros(N_SCALARS, np.int64)
+    sc[SC_FREE] = num_blocks - 1  # vLLM's block pool keeps one block aside as its null block
+    sc[SC_PREV_INGEST] = -1
+    sc[SC_STEP] = -1
+    sc[SC_NEXT_SAMPLE] = 0 if sample_interval_ns > 0 else duration_ns + 1
+    sc[SC_N_GPU_RES] = n_gpu_res
+    sc[SC_N_CPU_RES] = n_cpu_res
+    return (
+        state, generated, key, q_next, sent_ns, first_ns, finish_ns, preempted, seg_start, last_emit,
+        q_head, q_head_key, q_tail, batch_stamp, gpu_res, cpu_res, gpu_stamp, cpu_stamp, adapter_gpu_loads,
+        adapter_disk_loads, active, run, s_adapter, s_computed, s_known, s_blocks, s_gen, s_out, s_seg,
+        s_last, sched_tok, pstack_req, pstack_key, step_end, step_batch, step_adapters, step_kv_blocks,
+        step_prefill, step_context, step_overhead, seg_req, seg_a, seg_b, gap_req, gap_ns, ts_t,
+        ts_running, ts_waiting, ts_kv,
+    ), sc
+
+
+@njit(cache=True)
+def advance(
+    # the EngineInputs fields, in order
+    arrival_ns, req_adapter, prompt_tokens, output_tokens, gpu_load_ns, disk_load_ns, cpu_preloaded,
+    gpu_preloaded, max_loras, max_cpu_loras, max_num_seqs, token_budget, num_blocks, block_size,
+    client_max_waiting, duration_ns, sample_interval_ns, cost,
+    # the run's state (new_state), changed in place
+    st,
+    sc,
+    n_known,  # requests 0..n_known-1 have arrived at the client (arrival_ns[n_known-1] <= until_ns)
+    until_ns,  # run the steps that start before this time
+    final,  # no request will be added: run to the end of the window
+):
+    """Run the engine from where `sc` left it: every step that starts before `until_ns` (and
+    before the end of the window). Not `final`, an idle server with no known request waits for the
+    caller to add one (it may arrive later than the idle time). Stops early, with SC_OVERFLOW
+    set, when a log is full: grow it and call again. SC_DONE is set when the window is over.
+    A run advanced in pieces equals a run in one call: a step starts only once every arrival up to
+    its start is known."""
+    (
+        state, generated, key, q_next, sent_ns, first_ns, finish_ns, preempted, seg_start, last_emit,
+        q_head, q_head_key, q_tail, batch_stamp, gpu_res, cpu_res, gpu_stamp, cpu_stamp, adapter_gpu_loads,
+        adapter_disk_loads, active, run, s_adapter, s_computed, s_known, s_blocks, s_gen, s_out, s_seg,
+        s_last, sched_tok, pstack_req, pstack_key, step_end, step_batch, step_adapters, step_kv_blocks,
+        step_prefill, step_context, step_overhead, seg_req, seg_a, seg_b, gap_req, gap_ns, ts_t,
+        ts_running, ts_waiting, ts_kv,
+    ) = st
+
+    nrun = sc[SC_NRUN]
+    nslot = sc[SC_NSLOT]
+    n_waiting = sc[SC_N_WAITING]
+    next_arrival = sc[SC_NEXT_ARRIVAL]
+    fifo_head = sc[SC_FIFO_HEAD]
+    pstack_n = sc[SC_PSTACK_N]
+    front_key = sc[SC_FRONT_KEY]
+    free = sc[SC_FREE]
+    now = sc[SC_NOW]
+    prev_ingest = sc[SC_PREV_INGEST]
+    step = sc[SC_STEP]
+    n_preemptions = sc[SC_N_PREEMPTIONS]
+    n_gpu_loads = sc[SC_N_GPU_LOADS]
+    n_disk_loads = sc[SC_N_DISK_LOADS]
+    overflow = sc[SC_OVERFLOW]
+    n_seg = sc[SC_N_SEG]
+    n_gap = sc[SC_N_GAP]
+    n_samples = sc[SC_N_SAMPLES]
+    next_sample = sc[SC_NEXT_SAMPLE]
+    n_gpu_res = sc[SC_N_GPU_RES]
+    n_cpu_res = sc[SC_N_CPU_RES]
+    n_finished = sc[SC_N_FINISHED]
+    last_finished = sc[SC_LAST_FINISHED]
+    last_end = sc[SC_LAST_END]
+    n_req = arrival_ns.shape[0]
+    batch_bound = min(max_num_seqs, n_req)
+    step_cap = step_end.shape[0]
+    seg_cap = seg_req.shape[0]
+    gap_cap = gap_req.shape[0]
+    pstack_cap = pstack_req.shape[0]
+    n_adapters = gpu_load_ns.shape[0]
     overflow = 0
+    paused = False
 
     while now < duration_ns:
+        if now >= until_ns:
+            paused = True
+            break
         # the sampled state is the one left by the previous step (or idle)
         while now >= next_sample and next_sample < duration_ns:
             ts_t[n_samples] = next_sample
@@ -293,7 +366,7 @@ def run_engine(
             next_sample += sample_interval_ns
 
         # 1. arrivals enter the server (the client holds them while its queue is full)
-        while next_arrival < n_req and arrival_ns[next_arrival] <= now:
+        while next_arrival < n_known and arrival_ns[next_arrival] <= now:
             if client_max_waiting >= 0 and n_waiting >= client_max_waiting:
                 break
             r = next_arrival
@@ -312,9 +385,12 @@ def run_engine(
         prev_ingest = now
 
         if nrun == 0 and n_waiting == 0:
-            if next_arrival >= n_req:
+            if next_arrival >= n_known:
+                if not final:
+                    paused = True  # idle until the caller adds an arrival
                 break
             now = arrival_ns[next_arrival]  # idle until the next request
+            last_finished = 0
             continue
 
         # a step logs at most 2 streaks and 1 gap per request in its batch and preempts at most
@@ -531,6 +607,7 @@ def run_engine(
         step_overhead[step] = dt - compute_ns
 
         # 4. progress at the end of the step
+        finished_now = 0
         for j in range(nslot):
             tok = sched_tok[j]
             if tok > 0:
@@ -557,6 +634,8 @@ def run_engine(
                     s_last[j] = step
                     if s_gen[j] >= s_out[j]:
                         finish_ns[r] = t_end
+                        n_finished += 1
+                        finished_now += 1
                         generated[r] = s_gen[j]
                         state[r] = FINISHED
                         free += s_blocks[j]
@@ -583,23 +662,65 @@ def run_engine(
                     keep += 1
             nslot = keep
         now = t_end
+        last_finished = finished_now
+        last_end = t_end
 
+    sc[SC_NRUN] = nrun
+    sc[SC_NSLOT] = nslot
+    sc[SC_N_WAITING] = n_waiting
+    sc[SC_NEXT_ARRIVAL] = next_arrival
+    sc[SC_FIFO_HEAD] = fifo_head
+    sc[SC_PSTACK_N] = pstack_n
+    sc[SC_FRONT_KEY] = front_key
+    sc[SC_FREE] = free
+    sc[SC_NOW] = now
+    sc[SC_PREV_INGEST] = prev_ingest
+    sc[SC_STEP] = step
+    sc[SC_N_PREEMPTIONS] = n_preemptions
+    sc[SC_N_GPU_LOADS] = n_gpu_loads
+    sc[SC_N_DISK_LOADS] = n_disk_loads
+    sc[SC_OVERFLOW] = overflow
+    sc[SC_N_SEG] = n_seg
+    sc[SC_N_GAP] = n_gap
+    sc[SC_N_SAMPLES] = n_samples
+    sc[SC_NEXT_SAMPLE] = next_sample
+    sc[SC_N_GPU_RES] = n_gpu_res
+    sc[SC_N_CPU_RES] = n_cpu_res
+    sc[SC_N_FINISHED] = n_finished
+    sc[SC_LAST_FINISHED] = last_finished
+    sc[SC_LAST_END] = last_end
+    sc[SC_DONE] = 1 if (not paused and overflow == 0) else 0
+
+
+@njit(cache=True)
+def collect(st, sc):
+    """The EngineOutput tuple of a run that `advance` finished (SC_DONE) or stopped on a full log."""
+    (
+        state, generated, key, q_next, sent_ns, first_ns, finish_ns, preempted, seg_start, last_emit,
+        q_head, q_head_key, q_tail, batch_stamp, gpu_res, cpu_res, gpu_stamp, cpu_stamp, adapter_gpu_loads,
+        adapter_disk_loads, active, run, s_adapter, s_computed, s_known, s_blocks, s_gen, s_out, s_seg,
+        s_last, sched_tok, pstack_req, pstack_key, step_end, step_batch, step_adapters, step_kv_blocks,
+        step_prefill, step_context, step_overhead, seg_req, seg_a, seg_b, gap_req, gap_ns, ts_t,
+        ts_running, ts_waiting, ts_kv,
+    ) = st
     # requests still running at the end report what they emitted
-    for j in range(nslot):
+    for j in range(sc[SC_NSLOT]):
         if run[j] >= 0:
             generated[run[j]] = s_gen[j]
-
     counters = np.zeros(N_CNT, np.int64)
-    counters[CNT_STEPS] = step + 1
-    counters[CNT_PREEMPTIONS] = n_preemptions
-    counters[CNT_GPU_LOADS] = n_gpu_loads
-    counters[CNT_DISK_LOADS] = n_disk_loads
+    n_steps = sc[SC_STEP] + 1
+    n_seg = sc[SC_N_SEG]
+    n_gap = sc[SC_N_GAP]
+    n_samples = sc[SC_N_SAMPLES]
+    counters[CNT_STEPS] = n_steps
+    counters[CNT_PREEMPTIONS] = sc[SC_N_PREEMPTIONS]
+    counters[CNT_GPU_LOADS] = sc[SC_N_GPU_LOADS]
+    counters[CNT_DISK_LOADS] = sc[SC_N_DISK_LOADS]
     counters[CNT_SEGMENTS] = n_seg
     counters[CNT_GAPS] = n_gap
     counters[CNT_SAMPLES] = n_samples
-    counters[CNT_END_NS] = now
-    counters[CNT_OVERFLOW] = overflow
-    n_steps = step + 1
+    counters[CNT_END_NS] = sc[SC_NOW]
+    counters[CNT_OVERFLOW] = sc[SC_OVERFLOW]
     return (
         counters,
         sent_ns,
@@ -626,3 +747,29 @@ def run_engine(
         step_context[:n_steps].copy(),
         step_overhead[:n_steps].copy(),
     )
+
+
+@njit(cache=True)
+def run_engine(
+    # the EngineInputs fields, in order
+    arrival_ns, req_adapter, prompt_tokens, output_tokens, gpu_load_ns, disk_load_ns, cpu_preloaded,
+    gpu_preloaded, max_loras, max_cpu_loras, max_num_seqs, token_budget, num_blocks, block_size,
+    client_max_waiting, duration_ns, sample_interval_ns, cost,
+    # capacities of the logs: arrays are never reallocated inside the loop, which keeps numba from
+    # reference-counting them on every iteration; a full log ends the run early with CNT_OVERFLOW
+    # set and the caller reruns with larger ones
+    step_cap,
+    seg_cap,
+    gap_cap,
+    pstack_cap,
+):
+    """A whole run in one call: new_state, advance to the end with every request known, collect."""
+    st, sc = new_state(arrival_ns.shape[0], gpu_load_ns.shape[0], cpu_preloaded, gpu_preloaded, max_num_seqs,
+                       num_blocks, duration_ns, sample_interval_ns, step_cap, seg_cap, gap_cap, pstack_cap)
+    advance(
+        arrival_ns, req_adapter, prompt_tokens, output_tokens, gpu_load_ns, disk_load_ns, cpu_preloaded,
+        gpu_preloaded, max_loras, max_cpu_loras, max_num_seqs, token_budget, num_blocks, block_size,
+        client_max_waiting, duration_ns, sample_interval_ns, cost,
+        st, sc, arrival_ns.shape[0], duration_ns, True,
+    )
+    return collect(st, sc)

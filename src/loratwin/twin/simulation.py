@@ -6,6 +6,7 @@ import contextlib
 import math
 import signal
 import threading
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -164,19 +165,30 @@ def _interrupt_after_engine():
         raise KeyboardInterrupt
 
 
-def _run_engine(
-    inputs: engine.EngineInputs, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
-) -> engine.EngineOutput:
-    """Run the compiled engine with log capacities sized from the run, growing them if a log fills
-    up. The one place the inputs are unpacked for it."""
+def log_caps(profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int) -> dict[int, int]:
+    """The engine's first log capacities, by the overflow code of each log (grown when one fills)."""
     step_cap = int(min(4_000_000, _most_steps(profile, duration_s))) + 1024
     batch = min(max_num_seqs, n_requests)
-    caps = {
+    return {
         engine.OVERFLOW_STEPS: step_cap,
         engine.OVERFLOW_SEGMENTS: n_requests + n_requests // 4 + 2 * batch + 1024,
         engine.OVERFLOW_GAPS: n_requests // 4 + batch + 1024,
         engine.OVERFLOW_PREEMPT_STACK: n_requests // 4 + batch + 1024,
     }
+
+
+def arrival_times_ns(arrival_s: np.ndarray, duration_s: float) -> np.ndarray:
+    """Arrivals on the engine's clock; those past the window are cut to just past it first (in ns
+    they could overflow int64)."""
+    return np.round(np.minimum(arrival_s, duration_s + 1.0) * NS_PER_S).astype(np.int64)
+
+
+def _run_engine(
+    inputs: engine.EngineInputs, profile: Profile, duration_s: float, n_requests: int, max_num_seqs: int
+) -> engine.EngineOutput:
+    """Run the compiled engine with log capacities sized from the run, growing them if a log fills
+    up. The one place the inputs are unpacked for it."""
+    caps = log_caps(profile, duration_s, n_requests, max_num_seqs)
     while True:
         with _interrupt_after_engine():
             out = engine.EngineOutput(*engine.run_engine(*inputs, *caps.values()))
@@ -184,6 +196,21 @@ def _run_engine(
         if overflow == 0:
             return out
         caps[overflow] *= 2
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run checked and turned into engine inputs, with what `finish_run` needs to build its result."""
+
+    inputs: engine.EngineInputs
+    workload: WorkloadSpec
+    requests: RequestTable  # the requests in the window, outputs as the model generates them
+    requested_output_tokens: np.ndarray  # what they asked for (the offered load)
+    profile: Profile
+    server: ResolvedServer
+    duration_s: float
+    seed: int
+    lengths_name: str
 
 
 def simulate(
@@ -214,6 +241,40 @@ def simulate(
     `ranks_from` name where the window and the adapters' ranks come from in refusals (the CLI:
     "--duration" or the trace file, "--ranks" or the workload file); by default --duration and the workload.
     """
+    prepared = prepare_run(
+        workload, server, profile, duration_s=duration_s, seed=seed, requests=requests,
+        outputs_requested=outputs_requested, sample_interval_s=sample_interval_s, engine_mode=engine_mode,
+        window_from=window_from, ranks_from=ranks_from,
+    )
+    inputs = prepared.inputs
+    if engine_mode == "reference":
+        from loratwin.twin.reference import run_reference
+
+        out = run_reference(inputs)
+    elif engine_mode == "fast":
+        out = _run_engine(inputs, prepared.profile, prepared.duration_s, n_requests=len(inputs.arrival_ns),
+                          max_num_seqs=inputs.max_num_seqs)
+    else:
+        raise InputError(f"engine_mode must be 'fast' or 'reference', got {engine_mode!r}")
+    return finish_run(prepared, out, starvation_threshold)
+
+
+def prepare_run(
+    workload: WorkloadSpec,
+    server: ServerConfig,
+    profile: Profile | str,
+    *,
+    duration_s: float | None = None,
+    seed: int = 0,
+    requests: RequestTable | None = None,
+    outputs_requested: bool | None = None,
+    sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
+    engine_mode: str = "fast",
+    window_from: str | None = None,
+    ranks_from: str = "the workload",
+) -> PreparedRun:
+    """Everything `simulate` does before the engine runs (its arguments mean the same): checks,
+    the requests drawn or replayed, the server resolved, the engine inputs."""
     if isinstance(profile, str):
         profile = load_profile(profile)
     if duration_s is None:
@@ -244,8 +305,7 @@ def simulate(
     _check_requests(requests, resolved)
 
     duration_ns = int(round(duration_s * NS_PER_S))
-    # arrivals past the window are cut to just past it first: in ns they could overflow int64
-    arrival_ns = np.round(np.minimum(requests.arrival_s, duration_s + 1.0) * NS_PER_S).astype(np.int64)
+    arrival_ns = arrival_times_ns(requests.arrival_s, duration_s)
     in_window = arrival_ns < duration_ns
     _check_step_range(profile, resolved, requests.prompt_tokens[in_window], duration_ns)
     ranks = [a.rank for a in workload.adapters]
@@ -284,18 +344,8 @@ def simulate(
         sample_interval_ns=int(round(sample_interval_s * NS_PER_S)),
         cost=np.array(profile.step_cost(resolved.max_loras, resolved.max_lora_rank), np.float64),
     )
-    if engine_mode == "reference":
-        from loratwin.twin.reference import run_reference
-
-        out = run_reference(inputs)
-    elif engine_mode == "fast":
-        out = _run_engine(
-            inputs, profile, duration_s, n_requests=int(in_window.sum()), max_num_seqs=resolved.max_num_seqs
-        )
-    else:
-        raise InputError(f"engine_mode must be 'fast' or 'reference', got {engine_mode!r}")
-    return build_result(
-        out,
+    return PreparedRun(
+        inputs=inputs,
         workload=workload,
         requests=RequestTable(
             arrival_s=requests.arrival_s[in_window],
@@ -303,11 +353,26 @@ def simulate(
             prompt_tokens=requests.prompt_tokens[in_window],
             output_tokens=requests.output_tokens[in_window],
         ),
+        requested_output_tokens=requested_output[in_window],
         profile=profile,
         server=resolved,
         duration_s=duration_s,
         seed=seed,
-        requested_output_tokens=requested_output[in_window],
         lengths_name=_lengths_name(workload, profile, replayed=replayed),
+    )
+
+
+def finish_run(prepared: PreparedRun, out: engine.EngineOutput, starvation_threshold: float = 0.1) -> RunResult:
+    """The RunResult of a prepared run from the engine's output."""
+    return build_result(
+        out,
+        workload=prepared.workload,
+        requests=prepared.requests,
+        profile=prepared.profile,
+        server=prepared.server,
+        duration_s=prepared.duration_s,
+        seed=prepared.seed,
+        requested_output_tokens=prepared.requested_output_tokens,
+        lengths_name=prepared.lengths_name,
         starvation_threshold=starvation_threshold,
     )

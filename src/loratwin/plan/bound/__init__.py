@@ -3,7 +3,8 @@
 Adapters that need max_lora_rank R can only go on GPUs with a rank >= R, and a GPU with rank R
 carries at most C_R req/s: the rate of the busiest single adapter the check accepts at that rank
 (more adapters only add LoRA work, slots and loads). Covering each rank's load needs at least
-sum_R load_R / C_R GPUs. Some estimators have a tighter bound of their own (`FLUID_BOUNDS`; the
+sum_R load_R / C_R GPUs, also when adapters are split over GPUs (replicas: a GPU's load is
+what it carries, whole adapters or pieces). Some estimators have a tighter bound of their own (`FLUID_BOUNDS`; the
 cost model's is the linear relaxation of all its per-GPU conditions, `bound.cost_model`, and was
 the larger on every workload tried); the larger is kept. Memory enters through the check (which
 max_loras start at each rank); CPU memory is not limited.
@@ -26,21 +27,24 @@ from loratwin.workload import AdapterSpec
 CAPACITY_BISECTIONS = 12
 
 
-def _cost_model_bound(check: CostModelCheck, adapters: Sequence[AdapterSpec], profile: Profile) -> float:
+def _cost_model_bound(check: CostModelCheck, adapters: Sequence[AdapterSpec], profile: Profile,
+                      splits: bool) -> float:
     need = np.array([adapter_server_rank(profile, a) for a in adapters], np.float64)
     rates = np.fromiter((a.rate_req_s for a in adapters), np.float64, len(adapters))
-    return cost_model_lower_bound(check, rates, need, profile)
+    return cost_model_lower_bound(check, rates, need, profile, splits)
 
 
 # An estimator's own fractional bound, by its type.
-FLUID_BOUNDS: dict[type, Callable[[GpuCheck, Sequence[AdapterSpec], Profile], float]] = {
+FLUID_BOUNDS: dict[type, Callable[[GpuCheck, Sequence[AdapterSpec], Profile, bool], float]] = {
     CostModelCheck: _cost_model_bound,
 }
 
 
-def lower_bound_gpus(adapters: Sequence[AdapterSpec], profile: Profile, check: GpuCheck) -> int:
-    """The least GPU count any placement `check` accepts can use. A check that screens with another
-    estimator (`TwinJudgesSlos`) accepts only what its screen accepts: the screen's bound holds."""
+def lower_bound_gpus(adapters: Sequence[AdapterSpec], profile: Profile, check: GpuCheck, splits: bool = True) -> int:
+    """The least GPU count any placement `check` accepts can use; with `splits` (the default),
+    also any that serves an adapter from several GPUs, its requests divided among them. A check that
+    screens with another estimator (`TwinJudgesSlos`) accepts only what its screen accepts: the
+    screen's bound holds."""
     check = getattr(check, "screen", check)
     needs: dict[int, list[AdapterSpec]] = {}
     for a in adapters:
@@ -54,7 +58,7 @@ def lower_bound_gpus(adapters: Sequence[AdapterSpec], profile: Profile, check: G
         gpus += rate / single_adapter_capacity(rank, profile, check, members[0])
     fluid = FLUID_BOUNDS.get(type(check))
     if fluid is not None:
-        gpus = max(gpus, fluid(check, adapters, profile))
+        gpus = max(gpus, fluid(check, adapters, profile, splits))
     return max(1, math.ceil(gpus - 1e-9))
 
 

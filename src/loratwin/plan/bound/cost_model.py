@@ -48,6 +48,7 @@ import numpy as np
 
 from loratwin.errors import InputError
 from loratwin.plan.bound.pricing import cheapest_mixed, cheapest_priced, mix_shortfalls
+from loratwin.plan.bound.splits import split_places
 from loratwin.plan.judge.cost_model import CostModelCheck
 from loratwin.plan.judge.slots import class_ranks, kv_tokens_or_none, slot_candidates
 from loratwin.profiles import Profile
@@ -106,9 +107,11 @@ class ClassCosts:
         return mix_shortfalls(self.time, self.places, self.band, mixes, duals, counts, rows)
 
 
-def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks: np.ndarray, profile: Profile) -> float:
+def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks: np.ndarray, profile: Profile,
+                           splits: bool = True) -> float:
     """Fractional GPU count no placement accepted by `check` can go below (see the module doc).
-    `need_ranks` is the max_lora_rank each adapter needs at least."""
+    `need_ranks` is the max_lora_rank each adapter needs at least. With `splits`, also no
+    placement that splits adapters over GPUs (replicas, `loratwin.plan.bound.splits`)."""
     keep = rates > 0
     if not keep.any():
         return 0.0
@@ -122,7 +125,7 @@ def cost_model_lower_bound(check: CostModelCheck, rates: np.ndarray, need_ranks:
         coarse_need, coarse_rate, coarse_count = _groups(need_ranks, rates, MASTER_ROUNDING)
     # one pass over the classes prices both sets of groups
     costs = _class_costs(check, np.concatenate([fine_need, coarse_need]), np.concatenate([fine_rate, coarse_rate]),
-                         len(rates), profile)
+                         len(rates), profile, splits)
     fine = costs.columns(slice(0, len(fine_rate)))
     coarse = costs.columns(slice(len(fine_rate), None))
     seeded, seed_classes = coarse.cheapest_mixed(SEED_WEIGHTS)  # seed mix x group
@@ -143,8 +146,11 @@ def _groups(need: np.ndarray, rates: np.ndarray, rounding: float | None) -> tupl
     return groups[:, 0], groups[:, 1], counts.astype(np.float64)
 
 
-def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_adapters: int, profile: Profile) -> ClassCosts:
-    """The three costs of every group (rank need, rate λ) in every GPU class (module doc)."""
+def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_adapters: int, profile: Profile,
+                 splits: bool = True) -> ClassCosts:
+    """The three costs of every group (rank need, rate λ) in every GPU class (module doc); with
+    `splits`, costs that let adapters be split (`bound.splits`). A GPU holds at most one piece of
+    an adapter, so at most `n_adapters` adapters, split or not."""
 
     m = check.moments(profile)
     st = profile.step_time
@@ -195,6 +201,8 @@ def _class_costs(check: CostModelCheck, need: np.ndarray, lam: np.ndarray, n_ada
             rho = np.minimum(np.outer(t_lo, lam), 700.0)
             busy_period = np.expm1(rho) / lam + t_lo[:, None] * m.batch_extra(m.locate(rho), np.outer(w_max, lam))[0]
             places_sat = busy_period / (1 / lam + w_max[:, None] + busy_period) / s
+            if splits:
+                places_sat = np.minimum(places_sat, split_places(t_lo, w_max, lam, s, m))
             blocks.append((np.broadcast_to(time_sat, places_sat.shape), places_sat, band[keep], lo[keep], rank))
     if not blocks:
         raise InputError(f"no max_loras value starts for profile {profile.name}")

@@ -103,10 +103,13 @@ def least_loaded_bins(n_gpus: int, adapters: Sequence[AdapterSpec], members: Seq
     members = list(range(len(adapters))) if members is None else list(members)
     bins: Bins = [[] for _ in range(n_gpus)]
     load = [0.0] * n_gpus
+    held: list[set[str]] = [set() for _ in range(n_gpus)]  # ids on each GPU: a replica avoids its siblings' GPUs
     for i in sorted(members, key=lambda i: (-adapters[i].rate_req_s, i)):
-        g = min(range(n_gpus), key=lambda g: (load[g], len(bins[g]), g))
+        name = adapters[i].id
+        g = min(range(n_gpus), key=lambda g: (name in held[g], load[g], len(bins[g]), g))
         bins[g].append(i)
         load[g] += adapters[i].rate_req_s
+        held[g].add(name)
     return bins
 
 

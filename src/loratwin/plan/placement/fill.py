@@ -81,20 +81,36 @@ def largest_prefix(sequence: Sequence[int], accepts: Callable[[Sequence[int]], b
 def greedy_bins(judge: ShareJudge, max_bins: int | None = None) -> list[list[int]] | None:
     """Each GPU takes the next adapters in `fill_order`, as many as the rule accepts; with
     `max_bins`, None as soon as it needs more (the rest is not placed)."""
-    sequence = fill_order(judge.adapters)
+    remaining = fill_order(judge.adapters)
     bins: list[list[int]] = []
-    start, hint = 0, 1
-    while start < len(sequence):
+    hint = 1
+    while remaining:
         if max_bins is not None and len(bins) == max_bins:
             return None
-        rest = sequence[start:]
+        rest = _siblings_last(remaining, judge.adapters)
         # the whole rest is tried first on the first GPU only (a whole list accepted is one GPU);
         # on later GPUs it is a large share that rarely fits
-        k = largest_prefix(rest, judge.ok, hint, whole_first=start == 0)
+        k = largest_prefix(rest, judge.ok, hint, whole_first=not bins)
         if k == 0:
             a = judge.adapters[rest[0]]
             raise InputError(f"adapter {a.id!r} does not fit on one GPU under the {judge.check.name} check")
         bins.append(rest[:k])
-        start += k
+        if rest is remaining:
+            remaining = remaining[k:]
+        else:  # the replicas left over keep their places in the order
+            taken = set(rest[:k])
+            remaining = [i for i in remaining if i not in taken]
         hint = k
     return bins
+
+
+def _siblings_last(sequence: list[int], adapters: Sequence[AdapterSpec]) -> list[int]:
+    """`sequence` with every replica after the first of its adapter moved to the end, in order: a
+    GPU takes one replica of an adapter and fills on with the others (no GPU holds two)."""
+    seen: set[str] = set()
+    first, later = [], []
+    for i in sequence:
+        name = adapters[i].id
+        (later if name in seen else first).append(i)
+        seen.add(name)
+    return first + later if later else sequence

@@ -10,22 +10,24 @@ every GPU accepted by the acceptance rule.
 Every algorithm judges a GPU's share through the same estimator and rule, so their GPU counts
 compare. Each GPU serves its adapters with `max_cpu_loras` = its adapter count (all preloaded in
 CPU memory, as in the reference runs), `max_lora_rank` = the smallest the profile knows that
-admits its largest rank, and the best accepted `max_loras`.
+admits its largest rank, and the best accepted `max_loras`. An adapter too busy for one GPU is
+served from replicas on different GPUs, its requests split by a routing table
+(`Placement.routing`, see `replicas`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.plan.bound import lower_bound_gpus
-from loratwin.plan.judge import AcceptanceRule, GpuCheck, make_check, resolve_profile
+from loratwin.plan.judge import AcceptanceRule, GpuCheck, GpuVerdict, make_check, resolve_profile
 from loratwin.plan.placement.algorithms import ALGORITHMS, PlacementRun
-from loratwin.plan.placement.fill import rank_groups
+from loratwin.plan.placement.replicas import Split, split_busy
 from loratwin.plan.placement.result import GpuPlan, Placement
 from loratwin.plan.placement.search import DEFAULT_SEARCH_MOVES
 from loratwin.plan.placement.shares import ShareJudge
@@ -60,10 +62,12 @@ def lower_bound(adapters: Sequence[AdapterSpec] | WorkloadSpec, profile: Profile
     return lower_bound_gpus(list(workload.adapters), profile, check or default_check(profile, workload))
 
 
-def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
-    """GPU `index` serving `members` at the option the rule chooses for them."""
+def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge, max_loras: int | None = None) -> GpuPlan:
+    """GPU `index` serving `members` at the option the rule chooses for them, or at `max_loras` where
+    the rule accepts it there (a running server keeps its flags)."""
     verdict = judge(members)
-    option = verdict.chosen()
+    kept = verdict.option(max_loras) if max_loras is not None else None
+    option = kept if kept is not None and kept.accepted else verdict.chosen()
     if option is None or verdict.max_lora_rank is None:
         raise InputError(f"GPU {index}: no configuration starts ({verdict.reason or 'out of memory'})")
     return GpuPlan(
@@ -83,28 +87,31 @@ def gpu_plan(index: int, members: Sequence[int], judge: ShareJudge) -> GpuPlan:
     )
 
 
-def _check_each_alone(judge: ShareJudge) -> None:
-    """Refuse adapters that no single GPU can serve: the busiest of each rank alone (a quieter one
-    of the same rank only fits better)."""
-    adapters = judge.adapters
-    for members in rank_groups(adapters).values():
-        hottest = max(members, key=lambda i: adapters[i].rate_req_s)
-        verdict = judge([hottest])
-        if not verdict.ok:
-            why = verdict.reason or f"refused even alone on a GPU ({verdict.explain()})"
-            raise refused_alone(adapters[hottest], judge.profile.name, why, "cannot be placed on")
+def split_for_gpus(judge_alone: Callable[[AdapterSpec], GpuVerdict], profile_name: str,
+                   adapters: Sequence[AdapterSpec]) -> Split:
+    """The adapters as the placement places them: whole, or split into replicas where one GPU
+    refuses the adapter alone at its rate (`replicas`); an adapter refused alone even without
+    traffic is refused here."""
+
+    def refuse(adapter: AdapterSpec, verdict: GpuVerdict) -> InputError:
+        why = verdict.reason or f"refused even alone on a GPU without traffic ({verdict.explain()})"
+        return refused_alone(adapter, profile_name, why, "cannot be placed on", splits=False)
+
+    return split_busy(adapters, judge_alone, refuse)
 
 
-def refused_alone(adapter: AdapterSpec, profile_name: str, why: str, verb: str) -> InputError:
+def refused_alone(adapter: AdapterSpec, profile_name: str, why: str, verb: str, splits: bool = True) -> InputError:
     """The refusal of an adapter no GPU can serve alone, with what to do: a rank above vLLM's largest
-    max_lora_rank cannot be served at all (the rule: loratwin.profiles.lora_rank), any other adapter from
-    several replicas that split its traffic."""
+    max_lora_rank cannot be served at all (the rule: loratwin.profiles.lora_rank), nor one refused
+    without traffic; a busy one (`splits`) from several replicas that split its traffic."""
     a = adapter
     if a.rank > VLLM_MAX_LORA_RANKS[-1]:
         todo = (f"No number of GPUs or replicas serves it: reduce the adapter to rank {VLLM_MAX_LORA_RANKS[-1]} "
                 "or below")
+    elif splits:
+        todo = "`loratwin place` serves it from several replicas on different GPUs that split its traffic"
     else:
-        todo = "Serve it from several replicas (split its traffic) and list each replica as its own adapter"
+        todo = "No number of GPUs or replicas serves it"
     return InputError(f"adapter {a.id!r} (rank {a.rank}, {a.rate_req_s:g} req/s) {verb} one GPU of profile "
                       f"{profile_name}: {why}. {todo}.")
 
@@ -133,18 +140,21 @@ def place(
     budget.require(budget.placement_estimate(len(workload.adapters), workload.aggregate_rate_req_s))
     profile = resolve_profile(profile)
     check = check or default_check(profile, workload)
-    items = list(workload.adapters)
+    split = split_for_gpus(lambda a: check.evaluate([a], profile), profile.name, workload.adapters)
+    items = split.items
     judge = ShareJudge(check, profile, items)
-    _check_each_alone(judge)
     notes: list[str] = [check.note] if getattr(check, "note", None) else []
+    notes += split.note()
     # the bound does not depend on the placement: it is worked out beside the algorithm (the LP
     # solver and the compiled wait solver let go of the GIL) and waited for where first needed
     with ThreadPoolExecutor(max_workers=1) as beside:
-        pending = beside.submit(lower_bound_gpus, items, profile, check)
+        # on the adapters as given: the bound allows any split, not only the replicas made here
+        pending = beside.submit(lower_bound_gpus, list(workload.adapters), profile, check)
         bins = ALGORITHMS[algorithm](PlacementRun(judge, search_moves, pending.result, notes), gpus)
         bound = pending.result()
 
-    plans = [gpu_plan(i, b, judge) for i, b in enumerate(b for b in bins if b)]
+    bins = [b for b in bins if b]
+    plans = [gpu_plan(i, b, judge) for i, b in enumerate(bins)]
     if gpus is not None and len(plans) < gpus:
         empty = gpus - len(plans)
         notes.append(f"{empty:,} of the {plural(gpus, 'GPU')} {'gets' if empty == 1 else 'get'} no adapter: "
@@ -164,6 +174,7 @@ def place(
         arrival=workload.arrival,
         serve_arguments=tuple(profile.serve_arguments()),
         slos=tuple(slo.text for slo in check.rule.slos),
+        routing=split.routing(bins),
     )
 
 

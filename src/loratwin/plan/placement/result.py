@@ -81,6 +81,8 @@ class GpuPlan:
             "max_cpu_loras": self.max_cpu_loras,
             "max_lora_rank": self.max_lora_rank,
             "rate_req_s": self.rate_req_s,
+            # each adapter's rate on this GPU (a replicated adapter's share of its requests)
+            "adapter_rates_req_s": [a.rate_req_s for a in self.adapters],
             "offered_tok_s": self.offered_tok_s,
             "predicted_tok_s": self.predicted_tok_s,
             "accepted": self.accepted,
@@ -111,6 +113,17 @@ class Placement:
     adapter_dir: str = DEFAULT_ADAPTER_DIR  # where the adapters lie, for the vllm serve commands
     serve_arguments: tuple[str, ...] = DEFAULT_SERVE  # the profile's server flags (Profile.serve_arguments)
     slos: tuple[str, ...] = ()  # the rule's latency SLOs, as typed (KEY:MS)
+    # adapter id -> {GPU index: share of its requests routed there}; None: each adapter on its one GPU
+    routing: dict[str, dict[int, float]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.routing is None:
+            self.routing = {a.id: {g.index: 1.0} for g in self.gpus for a in g.adapters}
+
+    @property
+    def replicated(self) -> dict[str, dict[int, float]]:
+        """The routes of the adapters served from more than one GPU."""
+        return {a: gpus for a, gpus in self.routing.items() if len(gpus) > 1}
 
     @property
     def gpu_count(self) -> int:
@@ -136,8 +149,8 @@ class Placement:
         return self.check == "cost-model" and self.gpu_count == self.lower_bound
 
     def assignment(self) -> dict[str, int]:
-        """Adapter id -> GPU index."""
-        return {a.id: g.index for g in self.gpus for a in g.adapters}
+        """Adapter id -> GPU index; a replicated adapter's first GPU (its GPUs: `routing`)."""
+        return {a: min(gpus) for a, gpus in self.routing.items()}
 
     def vllm_serve_commands(self, model: str | None = None, adapter_dir: str | None = None) -> list[str]:
         """One `vllm serve` command line per GPU (shell-quoted), each adapter at `adapter_dir`/its id
@@ -155,7 +168,8 @@ class Placement:
             "gpu_count": self.gpu_count,
             "requested_gpus": self.requested_gpus,
             "lower_bound_gpus": self.lower_bound,
-            "adapters": sum(len(g.adapters) for g in self.gpus),
+            "adapters": len(self.routing),
+            "replicated_adapters": len(self.replicated),
             "offered_tok_s": self.offered_tok_s,
             "predicted_tok_s": self.predicted_tok_s,
             "refused_gpus": self.refused_gpus,
@@ -164,4 +178,9 @@ class Placement:
             "slos": list(self.slos),
             "gpus": [g.to_dict() for g in self.gpus],
             "vllm_serve_commands": self.vllm_serve_commands(),
+            "routing": self.routing_dict(),
         }
+
+    def routing_dict(self) -> dict[str, dict[int, float]]:
+        """The routing table: adapter id -> {GPU index: weight}, every adapter, weights summing to 1."""
+        return {a: dict(gpus) for a, gpus in self.routing.items()}

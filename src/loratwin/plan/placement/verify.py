@@ -50,6 +50,7 @@ class Verification:
     seed: int
     gpus: list[VerifiedGpu]
     elapsed_s: float
+    cluster: dict[str, Any] | None = None  # the cluster twin's totals (ClusterResult.totals), with a router
 
     @property
     def starved_gpus(self) -> list[int]:
@@ -82,6 +83,7 @@ class Verification:
             "offered_tok_s": self.offered_tok_s,
             "elapsed_s": self.elapsed_s,
             "gpus": [g.to_dict() for g in self.gpus],
+            **({"cluster": self.cluster} if self.cluster is not None else {}),
         }
 
 
@@ -94,31 +96,32 @@ def verify_placement(
     seed: int = 0,
     workers: int | None = None,
     client_max_waiting: int | None = REFERENCE_CLIENT_MAX_WAITING,
+    router: str | None = None,
+    workload: WorkloadSpec | None = None,
 ) -> Verification:
     """Simulate every GPU's share with the twin at its configuration for `duration_s`, and judge it
     by `rule` (the default limits when None). Runs in parallel on `workers` processes.
 
     The default window is the reference measurements' hour: only requests finished inside the
     window count, so a short window undercounts GPUs whose requests take tens of seconds (many
-    adapters, long steps) and can flag them although they keep up."""
-    from loratwin.twin import ServerConfig
-    from loratwin.twin.batch import SimulationTask, simulate_many
+    adapters, long steps) and can flag them although they keep up.
 
+    With a `router` (loratwin.twin.cluster.ROUTERS) the GPUs run as one cluster (the cluster twin):
+    `workload`'s requests (default: the placement's adapters) drawn once and routed by the
+    placement's routing weights (an adapter split evenly over the GPUs holding it when it has none);
+    every GPU is judged by the same rule on its share, and the cluster's totals come with them."""
     started = time.perf_counter()
     profile = resolve_profile(profile)
     rule = rule or AcceptanceRule()
     limits = rule.limits(profile)
-    tasks = []
-    for g in placement.gpus:
-        workload = WorkloadSpec(adapters=g.adapters, lengths=placement.lengths, arrival=placement.arrival)
-        server = ServerConfig(max_loras=g.max_loras, max_cpu_loras=g.max_cpu_loras, max_lora_rank=g.max_lora_rank,
-                              client_max_waiting=client_max_waiting)
-        tasks.append(SimulationTask(workload, server, profile, duration_s=duration_s, seed=seed,
-                                    starvation_threshold=rule.starvation_threshold))
-    # the slowest runs first, so that the workers finish together
-    order = sorted(range(len(tasks)), key=lambda i: -placement.gpus[i].offered_tok_s)
-    results = simulate_many([tasks[i] for i in order], workers=workers or 2)
-    by_index = dict(zip(order, results))
+    cluster = None
+    if router is not None:
+        results, cluster = _cluster_results(placement, profile, workload, router, duration_s, seed, workers,
+                                            client_max_waiting, rule.starvation_threshold)
+        by_index = dict(enumerate(results))
+    else:
+        by_index = _apart_results(placement, profile, duration_s, seed, workers, client_max_waiting,
+                                  rule.starvation_threshold)
     verified = []
     for i, g in enumerate(placement.gpus):
         r = by_index[i]
@@ -141,4 +144,44 @@ def verify_placement(
             slos=slo_status(rule.slos, r.summary) if rule.slos else None,
             goodput_req_s=r.goodput_req_s(rule.slos) if rule.slos else None,
         ))
-    return Verification(duration_s, seed, verified, time.perf_counter() - started)
+    return Verification(duration_s, seed, verified, time.perf_counter() - started, cluster)
+
+
+def _apart_results(placement, profile, duration_s, seed, workers, client_max_waiting, threshold) -> dict:
+    """Every GPU simulated on its own, on requests drawn for its adapters alone."""
+    from loratwin.twin import ServerConfig
+    from loratwin.twin.batch import SimulationTask, simulate_many
+
+    tasks = []
+    for g in placement.gpus:
+        # a replica runs at its share of its adapter's rate (rate x routing weight): random routing of
+        # Poisson arrivals is Poisson at that rate, exactly; other kinds are taken as the same kind at
+        # the lower rate (placement.replicas)
+        workload = WorkloadSpec(adapters=g.adapters, lengths=placement.lengths, arrival=placement.arrival)
+        server = ServerConfig(max_loras=g.max_loras, max_cpu_loras=g.max_cpu_loras, max_lora_rank=g.max_lora_rank,
+                              client_max_waiting=client_max_waiting)
+        tasks.append(SimulationTask(workload, server, profile, duration_s=duration_s, seed=seed,
+                                    starvation_threshold=threshold))
+    # the slowest runs first, so that the workers finish together
+    order = sorted(range(len(tasks)), key=lambda i: -placement.gpus[i].offered_tok_s)
+    results = simulate_many([tasks[i] for i in order], workers=workers or 2)
+    return dict(zip(order, results))
+
+
+def _cluster_results(placement, profile, workload, router, duration_s, seed, workers, client_max_waiting, threshold):
+    """Every GPU's RunResult (in the placement's order) and the cluster's totals, from the cluster twin."""
+    from loratwin.plan.placement.read import placement_cluster
+    from loratwin.twin.cluster import simulate_cluster
+
+    if workload is None:  # the placement's adapters, each at the sum of its replicas' shares of the rate
+        first, rate = {}, {}
+        for g in placement.gpus:
+            for a in g.adapters:
+                first.setdefault(a.id, a)
+                rate[a.id] = rate.get(a.id, 0.0) + a.rate_req_s
+        adapters = tuple(a.model_copy(update={"rate_req_s": rate[a.id]}) for a in first.values())
+        workload = WorkloadSpec(adapters=adapters, lengths=placement.lengths, arrival=placement.arrival)
+    spec = placement_cluster(placement.to_dict(), workload, "the placement", client_max_waiting=client_max_waiting)
+    result = simulate_cluster(spec, profile, router=router, duration_s=duration_s, seed=seed, workers=workers or 2,
+                              starvation_threshold=threshold)
+    return result.replicas, result.totals()

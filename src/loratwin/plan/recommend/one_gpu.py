@@ -122,7 +122,9 @@ def recommend(
     if served == 0:
         first = workload.adapters[sequence[0]]
         verdict = judge(sequence[:1])
-        raise refused_alone(first, profile.name, verdict.reason or verdict.explain(), "does not fit on")
+        # a reason: nothing starts in memory, which replicas do not change
+        raise refused_alone(first, profile.name, verdict.reason or verdict.explain(), "does not fit on",
+                            splits=not verdict.reason)
     rec = describe_share(workload, profile, judge, sequence, served, keep_order=keep_order, adapter_dir=adapter_dir)
     if note is not None:
         rec.notes.append(note)
