@@ -54,6 +54,9 @@ def _set(path: tuple, value):
         (("kv", "block_size"), 0, r"kv\.block_size: Input should be greater than 0"),
         (("kv", "measured_max_num_seqs"), -1, r"kv\.measured_max_num_seqs: Input should be greater than 0"),
         (("generation", "output_tokens_ratio"), NAN, r"generation\.output_tokens_ratio: Input should be a finite"),
+        (("tails", "metrics_scrape_ms_per_adapter"), -1.0, r"tails\.metrics_scrape_ms_per_adapter: must be a finite"),
+        (("tails", "metrics_scrape_blocking_share"), 1.5, r"tails\.metrics_scrape_blocking_share: Input should be less"),
+        (("tails", "metrics_poll_interval_s"), 0.0, r"tails\.metrics_poll_interval_s: Input should be greater than 0"),
     ],
 )
 def test_bad_values_are_refused_at_load_naming_the_field(tmp_path, path, value, expected):

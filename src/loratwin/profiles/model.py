@@ -176,6 +176,43 @@ class PlacementModel(_Strict):
     )
 
 
+class TailModel(_Strict):
+    """What the benchmark client sees beyond the engine's steps (read by loratwin.twin.delivery).
+
+    Metrics-scrape blackout: the reference client polls the server's /metrics, then sleeps
+    `metrics_poll_interval_s`. While a scrape is served the API server's event loop is blocked
+    (prometheus_client renders the page synchronously), so tokens the engine produces meanwhile
+    reach the client together when it ends, and requests sent meanwhile reach the server then. A scrape lasts metrics_scrape_base_ms +
+    metrics_scrape_ms_per_adapter x served adapters + metrics_scrape_ms_per_running x requests
+    running when it starts (the measured scrape times grow with both), of which the share
+    metrics_scrape_blocking_share blocks the server (the rest is the page's transfer and the
+    client's parsing, which hold nothing back). All three terms at 0 turn the
+    mechanism off (the default: a profile without fitted tail constants sees every token when its
+    step ends).
+    """
+
+    metrics_poll_interval_s: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
+    metrics_scrape_base_ms: TermMs = 0.0
+    metrics_scrape_ms_per_adapter: TermMs = 0.0
+    metrics_scrape_ms_per_running: TermMs = 0.0
+    metrics_scrape_blocking_share: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
+    provenance: str = ""
+
+    def switches(self) -> dict[str, tuple[str, ...]]:
+        """Each mechanism by name: the fields that, all at 0, turn it off."""
+        return {"metrics_scrape": ("metrics_scrape_base_ms", "metrics_scrape_ms_per_adapter",
+                                   "metrics_scrape_ms_per_running")}
+
+    @property
+    def scrape_on(self) -> bool:
+        return any(getattr(self, f) > 0 for f in self.switches()["metrics_scrape"])
+
+    def scrape_ms(self, served_adapters, running):
+        """How long one scrape takes, as the client's poll period measures it (ms). Scalars or arrays."""
+        return (self.metrics_scrape_base_ms + self.metrics_scrape_ms_per_adapter * served_adapters
+                + self.metrics_scrape_ms_per_running * running)
+
+
 class Profile(_Strict):
     """Cost model of one model on one GPU."""
 
@@ -193,6 +230,7 @@ class Profile(_Strict):
     kv: KVCapacityModel
     generation: GenerationModel = GenerationModel()
     placement: PlacementModel = PlacementModel()  # read by loratwin.plan's cost model, not the twin
+    tails: TailModel = TailModel()  # what the client sees of the tokens (twin.delivery)
 
 
     def server_flags(self) -> MemoryFlags:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loratwin.twin import engine
+from loratwin.twin.delivery import NONE, Blackouts, delivered, scrape_blackouts
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -193,11 +194,14 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> flo
     return float(values[order][min(idx, len(order) - 1)])
 
 
-def _itl_stats(out: EngineOutput, completed: np.ndarray) -> dict[str, float | None]:
+def _itl_stats(out: EngineOutput, completed: np.ndarray, blackouts: Blackouts = NONE) -> dict[str, float | None]:
     """Inter-token gaps pooled over completed requests, from the engine's streak log.
 
     A streak [a, b] of consecutive steps in which a request emitted a token contributes the
     durations of steps a+1..b; gaps between streaks (after a preemption) were logged one by one.
+    Steps are taken as the client sees them (twin.delivery): the tokens of steps ending in one
+    blackout arrive together when it ends, the first after a long gap, the others right after it.
+    Gaps after a preemption are kept as the engine made them (their ends are not logged).
     """
     step_end, seg_req, seg_a, seg_b, gap_req, gap_ns = (
         out.step_end, out.seg_req, out.seg_a, out.seg_b, out.gap_req, out.gap_ns
@@ -205,7 +209,8 @@ def _itl_stats(out: EngineOutput, completed: np.ndarray) -> dict[str, float | No
     n_steps = step_end.shape[0]
     if n_steps == 0:
         return _stats_ms(np.empty(0), "itl")
-    step_dt = np.diff(step_end, prepend=step_end[0]).astype(np.float64)
+    seen_end = delivered(step_end, blackouts)
+    step_dt = np.diff(seen_end, prepend=seen_end[0]).astype(np.float64)
     keep = completed[seg_req]
     diff = np.zeros(n_steps + 1, np.int64)
     np.add.at(diff, seg_a[keep] + 1, 1)
@@ -259,9 +264,17 @@ def build_result(
     offered_tok_s = offered_tok / duration_s
     ratio = total_tok_s / offered_tok_s if offered_tok_s > 0 else 1.0
 
-    ttft_ms = (first_ns[completed] - sent_ns[completed]) / NS_PER_MS
+    # latencies as the client sees them (twin.delivery); the engine's times decide what completed
+    blackouts = scrape_blackouts(profile.tails, step_end, step_batch, len(workload.adapters),
+                                 max(duration_ns, int(counters[engine.CNT_END_NS])))
+    # a request sent during a blackout reaches the engine when it ends: its tokens come that much
+    # later (the engine admitted it on arrival; what that wait does to the queue is left out)
+    held = np.where(sent_ns >= 0, delivered(sent_ns, blackouts) - sent_ns, 0)
+    seen_first = np.where(first_ns >= 0, delivered(first_ns + held, blackouts), -1)
+    seen_finish = np.where(finish_ns >= 0, delivered(finish_ns + held, blackouts), -1)
+    ttft_ms = (seen_first[completed] - sent_ns[completed]) / NS_PER_MS
     multi = completed & (output > 1)
-    tpot_ms = (finish_ns[multi] - first_ns[multi]) / NS_PER_MS / (output[multi] - 1)
+    tpot_ms = (seen_finish[multi] - seen_first[multi]) / NS_PER_MS / (output[multi] - 1)
 
     n_steps = int(counters[engine.CNT_STEPS])
     num_blocks = server.num_blocks
@@ -271,7 +284,9 @@ def build_result(
         "total_tok_s": total_tok_s,
         "request_throughput_req_s": int(completed.sum()) / duration_s,
         **_stats_ms(ttft_ms, "ttft"),
-        **_itl_stats(out, completed),
+        **_itl_stats(out, completed, blackouts),
+        # the same as the engine emits them, before delivery (what the step-time fit equates)
+        "engine_mean_itl_ms": _itl_stats(out, completed)["mean_itl_ms"] if blackouts.start_ns.size else None,
         **_stats_ms(tpot_ms, "tpot"),
         "arrived": int(len(prompt)),
         "sent": int(sent.sum()),
@@ -290,6 +305,7 @@ def build_result(
         "max_waiting": int(ts_waiting.max()) if ts_waiting.size else 0,
         "kv_usage_mean": float(ts_kv.mean() / num_blocks) if ts_kv.size else 0.0,
         "kv_usage_max": float(step_kv.max() / num_blocks) if step_kv.size else 0.0,
+        "mean_scrape_blackout_ms": blackouts.mean_ms,
     }
 
     # per adapter
@@ -342,7 +358,7 @@ def build_result(
         "first_token_s": _times(first_ns),
         "finish_s": _times(finish_ns),
         "completed": completed,
-        "ttft_ms": np.where(first_ns >= 0, (first_ns - sent_ns) / NS_PER_MS, np.nan),
+        "ttft_ms": np.where(first_ns >= 0, (seen_first - sent_ns) / NS_PER_MS, np.nan),
         "generated_tokens": generated.astype(np.int64),
         "preemptions": preempted.astype(np.int64),
     }

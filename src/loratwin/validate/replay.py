@@ -63,6 +63,9 @@ class ReplayResult:
     overhead_per_token_ms: float | None = None
     overhead_per_step_ms: float | None = None
     steps: float | None = None
+    # the twin's mean ITL as the client sees it over the one its steps make (tokens delivered
+    # together after a metrics scrape: twin.delivery); the step-time fit divides the measured ITL by it
+    itl_delivery_factor: float = 1.0
     duration_s: float = DEFAULT_DURATION_S  # the window the run was replayed over
 
 
@@ -91,6 +94,8 @@ def _replay_one(task: tuple[RealRun, Profile, int, int | None, float, float, dic
         "overhead_per_token_ms": float(overhead_ms @ weight / weight.sum()),
         "overhead_per_step_ms": float(overhead_ms.mean()),
         "steps": float(len(weight)),
+        "itl_delivery_factor": (s["mean_itl_ms"] / s["engine_mean_itl_ms"]
+                                if s.get("engine_mean_itl_ms") and s["mean_itl_ms"] else 1.0),
     }
 
 
@@ -178,6 +183,7 @@ def replay_runs(
             overhead_per_token_ms=_mean([o["overhead_per_token_ms"] for o in per_seed]),
             overhead_per_step_ms=_mean([o["overhead_per_step_ms"] for o in per_seed]),
             steps=_mean([o["steps"] for o in per_seed]),
+            itl_delivery_factor=_mean([o["itl_delivery_factor"] for o in per_seed]),
             duration_s=duration_s or run_duration(run),
         ))
     return results

@@ -101,7 +101,7 @@ def _solve_run_terms(
     for r in results:
         if not (r.started and r.run.has_metrics and r.mean_itl_ms):
             continue
-        itl = r.run.measured["mean_itl_ms"]
+        itl = r.run.measured["mean_itl_ms"] / r.itl_delivery_factor  # as the twin's steps would make it
         a_rows.append(r.terms_per_token[columns] / itl)
         b_rows.append((itl - r.overhead_per_token_ms - fixed @ r.terms_per_token) / itl)
         shares.append(r.terms_per_token[columns] / itl)

@@ -1,0 +1,65 @@
+"""When the benchmark client sees a token: the engine's step end, unless the API server is busy.
+
+The engine (twin.engine) says when each token is computed. The reference client measured when
+it *received* it, and the two differ while the API server's event loop is blocked serving a
+/metrics scrape (TailModel: the scrape lasts longer with more adapters served and more requests
+running). Tokens computed during such a blackout are delivered together when it ends, each step's
+as its own chunk right after the first (a long gap, then gaps of about nothing: the mean gap is
+kept, as the real runs' mean ITL, about their mean TPOT, shows), and requests sent during it reach
+the server when it ends. TTFT, TPOT and the inter-token gaps are taken on delivery times. The
+engine's schedule (and so throughput) is unchanged: the engine core is a separate process and
+keeps stepping.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+NS_PER_MS = 1e6
+
+
+class Blackouts(NamedTuple):
+    """Intervals [start_ns, end_ns) during which the client receives nothing, ascending."""
+
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+
+    @property
+    def mean_ms(self) -> float:
+        return float((self.end_ns - self.start_ns).mean() / NS_PER_MS) if self.start_ns.size else 0.0
+
+
+NONE = Blackouts(np.empty(0, np.int64), np.empty(0, np.int64))
+
+
+def scrape_blackouts(tails, step_end_ns: np.ndarray, step_batch: np.ndarray, served_adapters: int,
+                     until_ns: int) -> Blackouts:
+    """The scrapes of a run up to `until_ns`: the first after one poll interval, each taking
+    `tails.scrape_ms` with the requests running at its start (blocking the server for its
+    blocking share of that), the next one poll interval after it ends."""
+    if not tails.scrape_on:
+        return NONE
+    interval = int(round(tails.metrics_poll_interval_s * 1e9))
+    starts, ends = [], []
+    t = interval
+    while t < until_ns:
+        k = int(np.searchsorted(step_end_ns, t, side="right"))
+        running = int(step_batch[k]) if k < len(step_batch) else 0  # the step under way at t
+        length = max(int(round(tails.scrape_ms(served_adapters, running) * NS_PER_MS)), 0)
+        starts.append(t)
+        ends.append(t + int(round(length * tails.metrics_scrape_blocking_share)))
+        t += length + interval
+    return Blackouts(np.asarray(starts, np.int64), np.asarray(ends, np.int64))
+
+
+def delivered(times_ns: np.ndarray, blackouts: Blackouts) -> np.ndarray:
+    """When the client receives what the engine produced at `times_ns` (negative: never, kept)."""
+    t = np.asarray(times_ns, np.int64)
+    if blackouts.start_ns.size == 0:
+        return t
+    k = np.searchsorted(blackouts.start_ns, t, side="right") - 1
+    inside = (k >= 0) & (t >= 0)
+    end = blackouts.end_ns[np.maximum(k, 0)]
+    return np.where(inside & (t < end), end, t)
