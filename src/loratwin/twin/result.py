@@ -150,17 +150,21 @@ def goodput_req_s(requests: dict[str, np.ndarray], slos: Iterable[Slo], duration
     ttft_mean alike) and its own TPOT, (finish - first token) / (output tokens - 1), to tpot_p99 and
     to itl_p99 (its mean inter-token gap: the gaps of one request are not kept); a request of one
     output token has no TPOT and meets those (vLLM counts its TPOT as 0)."""
-    done = np.asarray(requests["completed"], bool)
-    good = done.copy()
+    good = np.asarray(requests["completed"], bool).copy()
     ttft = np.asarray(requests["ttft_ms"], np.float64)
-    output = np.asarray(requests["output_tokens"], np.float64)
-    decode_ms = (np.asarray(requests["finish_s"], np.float64) - np.asarray(requests["first_token_s"], np.float64)) * 1000
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(output > 1, decode_ms / np.maximum(output - 1, 1), 0.0)
+    tpot = np.nan_to_num(np.asarray(requests["tpot_ms"], np.float64), nan=0.0)  # one token: no TPOT (0)
     for slo in slos:
         value = ttft if slo.key.startswith("ttft") else tpot
         good &= value <= slo.limit_ms
     return float(good.sum()) / duration_s
+
+
+def _request_tpot_ms(first_ns: np.ndarray, finish_ns: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Each request's TPOT, (finish - first token) / (output tokens - 1), in ms; NaN where undefined."""
+    multi = (first_ns >= 0) & (finish_ns >= 0) & (output > 1)
+    tpot = np.full(len(output), np.nan)
+    tpot[multi] = (finish_ns[multi] - first_ns[multi]) / NS_PER_MS / (output[multi] - 1)
+    return tpot
 
 
 def _seconds(ms: float | None) -> float | None:
@@ -273,8 +277,8 @@ def build_result(
     seen_first = np.where(first_ns >= 0, delivered(first_ns + held, blackouts), -1)
     seen_finish = np.where(finish_ns >= 0, delivered(finish_ns + held, blackouts), -1)
     ttft_ms = (seen_first[completed] - sent_ns[completed]) / NS_PER_MS
-    multi = completed & (output > 1)
-    tpot_ms = (seen_finish[multi] - seen_first[multi]) / NS_PER_MS / (output[multi] - 1)
+    request_tpot_ms = _request_tpot_ms(seen_first, seen_finish, output)
+    tpot_ms = request_tpot_ms[completed & (output > 1)]
 
     n_steps = int(counters[engine.CNT_STEPS])
     num_blocks = server.num_blocks
@@ -359,6 +363,8 @@ def build_result(
         "finish_s": _times(finish_ns),
         "completed": completed,
         "ttft_ms": np.where(first_ns >= 0, (seen_first - sent_ns) / NS_PER_MS, np.nan),
+        # as the client sees it (delivery times, like ttft_ms); NaN for an unfinished or one-token request
+        "tpot_ms": request_tpot_ms,
         "generated_tokens": generated.astype(np.int64),
         "preemptions": preempted.astype(np.int64),
     }
