@@ -118,6 +118,9 @@ def test_a_command_prices_adapters_for_what_it_does_with_them():
     placed = budget.adapters_estimate(10**6, 100.0, job=budget.Job("place", "place"))
     assert simulated.bytes > loaded.bytes and placed.bytes > loaded.bytes
     assert simulated.what == "1e6 adapters and ~363,000 requests over 3600 s"  # 360,000 and 5 sigma
+    # a file's adapters priced before their rates are read: no requests named (not "~0 requests")
+    unread = budget.adapters_estimate(3, job=budget.Job("simulate-cluster", "simulate", 600.0, window_from="--duration"))
+    assert unread.what == "3 adapters over 600 s (--duration)"
 
 
 def test_the_refusal_is_one_line_with_the_estimate_and_the_limit(monkeypatch):
@@ -369,3 +372,26 @@ print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1
     assert proc.returncode == 0, proc.stderr
     measured = json.loads(proc.stdout.splitlines()[-1])
     assert measured["peak"] / 2 <= measured["estimate"] <= measured["peak"] * 2, measured
+
+
+def test_the_twin_judging_slos_after_a_screen_costs_a_few_shares_per_later_gpu():
+    # 2,000 adapters at 519 req/s over 300 s: 24 GPUs and 63 shares simulated (twice) in the measurement
+    full = budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, flag="--slo")
+    screened = budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, screened=True, flag="--slo")
+    assert screened.seconds < full.seconds / 2
+    assert "~431 GPU shares" in screened.what  # 2 x (log2(2000) + 1 + 51 x 4), above the 126 measured
+    one = budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, gpus_judged=1, flag="--slo")
+    assert budget.twin_placement_estimate(2000, 519.1, 300, slot_candidates=2, gpus_judged=1, screened=True,
+                                          flag="--slo").seconds == one.seconds  # recommend: one GPU's bisection
+
+
+def test_place_prices_the_gpus_it_is_asked_for():
+    few, many = budget.requested_gpus_estimate(10), budget.requested_gpus_estimate(1e23)
+    assert few.bytes < 1e9 and many.bytes > 1e24
+    assert many.what == "placing on 1e23 GPUs (--gpus)"
+
+
+def test_verify_holds_a_run_per_gpu_at_most_whatever_the_workers():
+    some = budget.twin_placement_estimate(3, 3.7, 10, verify=True, workers=2)
+    huge = budget.twin_placement_estimate(3, 3.7, 10, verify=True, workers=10**23)
+    assert huge.bytes == some.bytes

@@ -38,6 +38,20 @@ def test_a_key_given_twice_is_refused():
     with pytest.raises(InputError, match="given twice"):
         parse_slos(["ttft_p99:100", "itl_p99:50", "ttft_p99:200"])
     assert parse_slos(None) == ()
+    assert parse_slos(("itl_p99:50",)) == parse_slos(s for s in ["itl_p99:50"])
+
+
+def test_a_list_of_slos_that_is_not_a_list_is_refused():
+    # a manifest's `slos: ttft_p99:5000` (a string) is not read letter by letter
+    with pytest.raises(InputError, match=r"m/manifest.json: slos: expected a list of KEY:MS, e.g. \[ttft_p99:2000\], got 'ttft"):
+        parse_slos("ttft_p99:5000", "m/manifest.json: slos")
+    with pytest.raises(InputError, match="expected a list of KEY:MS"):
+        parse_slos({"ttft_p99": 5000})
+
+
+def test_several_slos_in_one_flag_are_refused_with_the_flags_to_type():
+    with pytest.raises(InputError, match="one SLO per --slo, e.g. --slo ttft_p99:100 --slo itl_p99:50"):
+        parse_slo("ttft_p99:100,itl_p99:50")
     assert [s.key for s in parse_slos(["itl_p99:50", "ttft_mean:300"])] == ["itl_p99", "ttft_mean"]
 
 

@@ -141,6 +141,9 @@ PLACE_ADAPTER_S = 1e-3
 PLACE_PAIR_S = 1.6e-7
 # A GPU served 12-13 req/s in those placements; the GPU count the memo term assumes.
 PLACE_RATE_PER_GPU = 10.0
+# Each GPU --gpus asks for, empty or not: +124 MB and +1.6 s for 1e6 GPUs over 10 (3 adapters, RSS).
+PLACE_GPU_BYTES = 130
+PLACE_GPU_S = 1.6e-6
 
 # The twin judging a placement (place --check twin, --verify): each simulation is one GPU's share over
 # the window. Beside its requests (SIM_REQUEST_S), a busy GPU's engine steps and the run's set-up cost
@@ -148,6 +151,12 @@ PLACE_RATE_PER_GPU = 10.0
 # simulations of an hour on 2 GPUs, 0.62 s each. The greedy judges about log2(adapters) + 1 shares per
 # GPU, each at every candidate max_loras.
 TWIN_SIMULATED_SECOND_S = 1.6e-4
+# The twin judging only the SLOs on the shares the estimator accepts (place --slo): the greedy starts
+# each GPU after the first at the previous GPU's count, and the estimator refuses the larger probes
+# without a simulation, so a later GPU costs a few shares, not a bisection: 2.2 per GPU on 2,000
+# adapters of random ranks and lognormal rates (24 GPUs, ttft_p99:2000), 1 on 5,000 in a repeating
+# pattern (50 GPUs); 4 per GPU is taken (the first GPU: log2(adapters) + 1).
+TWIN_SCREENED_LATER_SHARES = 4.0
 
 # Recommendation (placement on one GPU), per adapter above its layout: 2.5 KB/adapter with 2e4 and
 # 1e5 adapters; 90-100 us/adapter.
@@ -446,23 +455,34 @@ def placement_estimate(adapters: float, rate_req_s: float) -> Estimate:
     return Estimate(memory, seconds, f"placing {format_count(adapters)} adapters")
 
 
+def requested_gpus_estimate(gpus: float) -> Estimate:
+    """What placing on `gpus` GPUs (place --gpus) needs for the GPUs alone, beside the adapters."""
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + PLACE_GPU_BYTES * gpus, PLACE_GPU_S * gpus,
+                    f"placing on {format_count(gpus)} GPUs (--gpus)")
+
+
 def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float, *, slot_candidates: int = 0,
                             verify: bool = False, workers: int = 1, gpus_judged: float | None = None,
-                            flag: str = "the twin check (--check twin)") -> Estimate:
+                            screened: bool = False, flag: str = "the twin check (--check twin)") -> Estimate:
     """The twin's work on a placement: with `slot_candidates` (place --check twin; or the twin's runs
     per share judging SLOs the estimator does not predict), a simulation of every share the greedy
     judges at each candidate max_loras, one after another; with `verify`, one simulation per GPU on
     `workers` processes. Each lasts the window (`window_s`). `gpus_judged`: the GPUs whose shares are
-    judged (recommend: 1), when not all. `flag`: what asks for the twin check, as the user typed it."""
+    judged (recommend: 1), when not all. `screened`: the twin runs only on the shares an estimator
+    accepts (the SLOs it does not predict), a few per GPU after the first. `flag`: what asks for the
+    twin check, as the user typed it."""
     gpus = min(max(1.0, rate_req_s / PLACE_RATE_PER_GPU), max(1.0, adapters))
     requests = requests_bound(rate_req_s / gpus * window_s)
     one_s = SIM_ADAPTER_S * adapters / gpus + SIM_REQUEST_S * requests + TWIN_SIMULATED_SECOND_S * window_s
     one_bytes = SIM_ADAPTER_BYTES * adapters / gpus + SIM_REQUEST_BYTES * requests
     judged = gpus if gpus_judged is None else min(gpus, gpus_judged)
-    checks = judged * (math.log2(max(adapters, 1.0)) + 1) * slot_candidates
-    seconds = one_s * checks + (one_s * math.ceil(gpus / max(1, workers)) if verify else 0.0)
+    bisection = math.log2(max(adapters, 1.0)) + 1
+    shares = bisection + (judged - 1) * min(bisection, TWIN_SCREENED_LATER_SHARES) if screened else judged * bisection
+    checks = shares * slot_candidates
+    workers = max(1, min(workers, math.ceil(gpus)))  # the runs at once: a worker per GPU at most (simulate_many)
+    seconds = one_s * checks + (one_s * math.ceil(gpus / workers) if verify else 0.0)
     flags = " and ".join(w for w, on in ((flag, checks > 0), ("--verify", verify)) if on)
-    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + max(1, workers if verify else 1) * one_bytes, seconds,
+    return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + (workers if verify else 1) * one_bytes, seconds,
                     f"simulating ~{format_count(checks + (gpus if verify else 0))} GPU shares of {format_window(window_s)} "
                     f"(--window) for {flags}, {format_count(adapters)} adapters at {rate_req_s:g} req/s")
 
@@ -500,7 +520,7 @@ def adapters_estimate(adapters: float, rate_req_s: float = 0.0, requests: float 
     what the later, exact check of the same job finds (it adds what only it can count)."""
     job = job or _job
     if job.kind == "simulate" and job.simulated_s is not None:
-        if requests is None:
+        if requests is None and rate_req_s > 0:  # no rate (not read yet): the requests are not counted, nor named
             requests = requests_bound(rate_req_s * job.simulated_s)
         return simulation_estimate(adapters, requests, job.simulated_s, copies=job.copies, window_from=job.window_from)
     if job.kind == "simulate" and requests is not None:

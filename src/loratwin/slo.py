@@ -63,6 +63,9 @@ def parse_slo(text: str, flag: str = "--slo") -> Slo:
     try:
         limit = float(value)
     except ValueError:
+        if "," in value:
+            each = " ".join(f"{flag} {part.strip()}" for part in str(text).split(","))
+            raise InputError(f"{flag} {text!r}: one SLO per {flag}, e.g. {each}") from None
         raise InputError(f"{flag} {text!r}: expected a number of milliseconds after the colon, got {value!r}") from None
     if not (limit > 0 and math.isfinite(limit)):
         raise InputError(f"{flag} {text!r}: the limit must be a positive number of milliseconds, got {value!r}")
@@ -72,7 +75,10 @@ def parse_slo(text: str, flag: str = "--slo") -> Slo:
 
 
 def parse_slos(texts: Iterable[str] | None, flag: str = "--slo") -> tuple[Slo, ...]:
-    """Every `--slo` given, in the order given; a key given twice is refused (which would hold?)."""
+    """Every `--slo` given, in the order given; a key given twice is refused (which would hold?). A
+    file's list of SLOs (a manifest's `slos`) that is not a list is refused, not read letter by letter."""
+    if isinstance(texts, (str, bytes, Mapping)) or not isinstance(texts, Iterable | None):
+        raise InputError(f"{flag}: expected a list of KEY:MS, e.g. [ttft_p99:2000], got {texts!r}")
     slos: list[Slo] = []
     for text in texts or ():
         slo = parse_slo(text, flag)
@@ -91,3 +97,12 @@ def slo_status(slos: Iterable[Slo], summary: Mapping[str, object]) -> list[dict[
         rows.append({"slo": slo.key, "metric": slo.metric, "limit_ms": slo.limit_ms, "value_ms": value,
                      "met": slo.met(value)})
     return rows
+
+
+def slo_line(rows: Iterable[Mapping[str, object]]) -> str:
+    """`slo_status` rows in words, each value against its limit, e.g. `ttft_p99 1,234 of 2,000 ms (met)`."""
+    def one(r: Mapping[str, object]) -> str:
+        value = "not predicted" if r["value_ms"] is None else f"{r['value_ms']:,.0f}"
+        state = "" if r["met"] is None else " (met)" if r["met"] else " (MISSED)"
+        return f"{r['slo']} {value} of {r['limit_ms']:,.0f} ms{state}"
+    return "; ".join(one(r) for r in rows)

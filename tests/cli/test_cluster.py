@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -28,6 +29,11 @@ def test_the_cli_names_the_twin_routers_and_threshold():
 
     assert cluster.ROUTERS == twin_cluster.ROUTERS
     assert cluster.DEFAULT_SPILL_THRESHOLD == twin_cluster.DEFAULT_SPILL_THRESHOLD
+
+
+def test_the_help_prints_the_ray_extra_with_its_brackets():
+    code, out, _ = run_main(["simulate-cluster", "--help"])
+    assert code == 0 and "loratwin[ray]" in out
 
 
 @pytest.mark.slow
@@ -92,3 +98,32 @@ def yaml_routing(path):
     import yaml
 
     return yaml.safe_load(path.read_text())["routing"]
+
+
+def test_a_light_load_is_printed_in_tenths_of_a_token_per_second():
+    from rich.console import Console
+
+    from loratwin.cli.cluster import _print
+
+    gpu = {"gpu": "GPU 0", "adapters": 1, "requests": 3, "offered_tok_s": 0.06, "total_tok_s": 0.06,
+           "throughput_over_offered": 1.0, "mean_ttft_ms": 14.0, "p99_ttft_ms": 15.0, "mean_itl_ms": 13.0,
+           "p99_itl_ms": 13.0, "starved": False}
+    cluster = {"router": "weighted-random", "duration_s": 600.0, "total_tok_s": 0.06, "offered_tok_s": 0.06,
+               "served_share": 1.0, "completed": 3, "requests": 3, "starved_gpus": []}
+    console = Console(record=True, width=200)
+    _print({"cluster": cluster, "gpus": [gpu], "adapters": []}, console)
+    text = console.export_text()
+    assert "0.1 of 0.1 tok/s offered" in text
+    assert re.search(r"│ +0\.1 │ +0\.1 │", text), text
+
+
+@pytest.mark.slow
+def test_place_verify_says_one_adapter_starves_in_the_singular(tmp_path, monkeypatch):
+    (tmp_path / "tr").mkdir()
+    (tmp_path / "tr" / "trace.csv").write_text("arrival_time_s,adapter_id,input_tokens,output_tokens\n"
+                                               "0.5,a,10,20\n1.0,b,30,40\n2,c,5,5\n")
+    (tmp_path / "tr" / "adapters.csv").write_text("adapter_id,rank\na,8\nb,16\nc,8\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["place", "tr", "--verify", "--router", "least-outstanding", "--window", "60"])
+    assert code == 0, err
+    assert "(1 adapter starves by the per-adapter rule)" in out

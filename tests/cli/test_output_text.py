@@ -1,6 +1,6 @@
-"""What the commands print and accept: text printed literally (square brackets included), flags without a
-type in --help, profile names whole in any width, place --adapter-dir, and `loratwin report` on a sweep's
-results folder and on a saved `recommend --json`."""
+"""What the commands print and accept: text printed literally (square brackets included), help as written (no
+markup, no emoji codes), flags without a type in --help, profile names whole in any width, place --adapter-dir,
+and `loratwin report` on a sweep's results folder and on a saved `recommend --json`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ app_module = importlib.import_module("loratwin.cli.app")
 
 RED_CSV = "adapter_id,rank,rate\n[red]a,8,0.5\nb,16,0.2\n"
 COMMANDS = [["simulate"], ["report"], ["workload", "describe"], ["profiles"], ["validate"], ["calibrate"], ["sweep"],
-            ["labels"], ["train"], ["explain"], ["recommend"], ["quickstart"], ["place"], []]
+            ["labels"], ["train"], ["explain"], ["recommend"], ["quickstart"], ["place"], ["simulate-cluster"], []]
 
 
 @pytest.mark.parametrize("message", [
@@ -47,6 +47,19 @@ def test_flags_show_no_type_in_help(command):
     code, out, err = run_main([*command, "--help"])
     assert code == 0, err
     assert "--help" in out and "<bool>" not in out
+
+
+@pytest.mark.parametrize(("command", "shown"), [
+    (["simulate-cluster"], "pip install 'loratwin[ray]'"),  # not read as rich markup
+    (["recommend"], "--slo itl_p99:100:"),  # not read as an emoji code
+    (["place"], "--slo itl_p99:100:"),
+])
+def test_help_prints_as_written(command, shown, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, err = run_main([*command, "--help"])
+    assert code == 0, err
+    assert shown in out
+    assert not any(ord(c) >= 0x1F000 for c in out)
 
 
 def test_profile_names_print_whole_in_a_narrow_console():

@@ -49,6 +49,13 @@ def test_simulate_seeds_report_each_seed_and_the_mean():
     assert doc["goodput_req_s"] == pytest.approx(sum(means) / 2) and doc["mean"]["slos"][0]["slo"] == "ttft_p99"
 
 
+def test_simulate_seeds_where_no_request_finishes():
+    code, out, err = run_main(["simulate", "--served", "2", "--rates", "0.001", "--ranks", "8", "--max-loras", "2",
+                               "--duration", "1", "--seeds", "2", "--workers", "1", "--slo", "ttft_p99:100"])
+    assert code == 0, err
+    assert "SLOs, mean of 2 seeds" in out and "Traceback" not in err
+
+
 def test_recommend_meets_the_slos_with_the_twin(adapters_csv):
     code, out, err = run_main(["recommend", str(adapters_csv), "--slo", "ttft_p99:60000", "--window", "60", "--json"])
     assert code == 0, err

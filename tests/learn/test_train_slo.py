@@ -108,3 +108,14 @@ def test_recommend_notes_models_trained_under_other_slos(store, tmp_path):
     same = recommend(workload, "llama-3.1-8b-instruct", rule=rule.with_(slos=parse_slos(["ttft_p99:3500"])),
                      models=tmp_path / "m")
     assert not any("trained under" in n for n in same.notes)
+
+
+def test_recommend_names_the_slos_of_the_published_answer(store, tmp_path):
+    train_profile(store, tmp_path / "m", families=["tree"], n_folds=3, slos=parse_slos(["ttft_p99:3500"]))
+    csv = tmp_path / "adapters.csv"
+    csv.write_text("adapter_id,rank,rate\n" + "".join(f"a{i},{8 * (1 + i % 2)},0.1\n" for i in range(12)))
+    code, stdout, stderr = run_main(["recommend", str(csv), "--models", str(tmp_path / "m"), "--slo", "ttft_p99:3500",
+                                     "--window", "120"])
+    assert code == 0, stderr
+    published = next(line for line in stdout.splitlines() if line.startswith("Published method"))
+    assert "under the SLOs ttft_p99:3500)" in published and "starvation rule alone" not in published

@@ -191,3 +191,22 @@ def test_a_plan_report_lists_the_other_algorithms_when_compared(plan_file, tmp_p
                                  tmp_path / "compared").read_text()
     assert "Other algorithms" in compared and "round-robin" in compared and "cannot place them" in compared
     assert_self_contained(compared)
+
+
+def test_a_plan_report_shows_the_notes_and_each_gpus_slos(plan_file, tmp_path):
+    import yaml
+
+    from loratwin.report import write_plan_report
+    from loratwin.report.plan import plan_from_recommendation
+
+    plan = yaml.safe_load(plan_file.read_text())
+    assert "SLOs (value of limit)" not in write_plan_report(plan, tmp_path / "plain").read_text()
+    row = {"slo": "ttft_p99", "metric": "p99_ttft_ms", "limit_ms": 1500.0, "value_ms": 242.0, "met": True}
+    note = "the cost model does not predict p99 TTFT: the twin judges the SLOs"
+    plan = plan | {"notes": [note], "gpus": [g | {"slos": [row]} for g in plan["gpus"]]}
+    html = write_plan_report(plan, tmp_path / "slos").read_text()
+    assert f"Note: {note}" in html and "SLOs (value of limit)" in html and "ttft_p99 242 of 1,500 ms (met)" in html
+    rec = {"served_adapter_ids": ["a"], "max_loras": 1, "vllm_command": ["vllm", "serve"], "slos": [row],
+           "notes": [note]}
+    html = write_plan_report(plan_from_recommendation(rec), tmp_path / "rec").read_text()
+    assert f"Note: {note}" in html and "ttft_p99 242 of 1,500 ms (met)" in html

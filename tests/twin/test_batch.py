@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from loratwin import ServerConfig, reference_layout, simulate
-from loratwin.twin.batch import SimulationTask, simulate_many
+from loratwin.twin.batch import SimulationTask, mean_summary, simulate_many
+from loratwin.twin.result import RunResult
 
 
 def test_simulate_many_is_independent_of_workers_and_matches_single_runs():
@@ -29,3 +30,17 @@ def test_reference_engine_gives_the_same_run():
     assert fast.summary == ref.summary
     for column in fast.requests:
         np.testing.assert_array_equal(fast.requests[column], ref.requests[column])
+
+
+def _run(**summary) -> RunResult:
+    return RunResult(config={}, summary=summary, adapters=[], requests={}, timeseries={}, steps={})
+
+
+def test_the_mean_of_seeds_counts_a_missing_latency_as_no_value():
+    runs = [_run(mean_ttft_ms=None, p99_ttft_ms=None, completed=0, starved=True),
+            _run(mean_ttft_ms=300.0, p99_ttft_ms=900.0, completed=10, starved=False)]
+    mean = mean_summary(runs)
+    assert mean["mean_ttft_ms"] == 300.0 and mean["p99_ttft_ms"] == 900.0  # not (0 + 900) / 2
+    assert mean["completed"] == 5 and mean["starved_share"] == 0.5
+    nothing = mean_summary([runs[0], runs[0]])  # no request finished in any seed
+    assert nothing["mean_ttft_ms"] is None and nothing["completed"] == 0

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from loratwin.errors import InputError
 from loratwin.twin import ServerConfig, simulate
-from loratwin.twin.cluster import ROUTERS, ClusterSpec, Replica, even_routing, simulate_cluster
+from loratwin.twin.cluster import ROUTERS, ClusterSpec, Replica, check_cluster_run, even_routing, simulate_cluster
 from loratwin.twin.cluster.routing import affinity_spills, least_outstanding, weighted_routes
 from loratwin.workload import RequestTable
 
@@ -197,6 +197,26 @@ def test_an_unknown_router_is_refused():
     workload, table = make_workload([(0.0, 0, 4, 4)], n_adapters=1)
     with pytest.raises(InputError, match="--router must be one of"):
         simulate_cluster(cluster(workload, [[0]]), PROFILE, router="round-robin", duration_s=1.0, requests=table)
+
+
+def test_a_spill_threshold_beyond_64_bits_is_refused():
+    workload, table = make_workload([(0.0, 0, 4, 4)], n_adapters=1)
+    with pytest.raises(InputError, match="--spill-threshold must be an integer from 0 to 9223372036854775807"):
+        simulate_cluster(cluster(workload, [[0]]), PROFILE, router="affinity", duration_s=1.0, requests=table,
+                         spill_threshold=2**63)
+
+
+def test_a_replica_vllm_refuses_is_named_before_anything_runs():
+    workload, table = make_workload([(0.0, 0, 4, 4)], n_adapters=2)
+    replicas = (Replica("GPU 0", ServerConfig(max_loras=2, max_cpu_loras=1), ("a0", "a1")),)
+    spec = ClusterSpec(workload, replicas, even_routing(replicas))
+    with pytest.raises(InputError, match=r"^GPU 0: --max-cpu-loras \(1\) must be >= --max-loras \(2\)"):
+        check_cluster_run(spec, PROFILE, duration_s=1.0, requests=table)
+    with pytest.raises(InputError, match=r"^p.yaml: gpus\[0\] \(GPU 0\): --max-cpu-loras"):
+        check_cluster_run(spec, PROFILE, duration_s=1.0, requests=table, source="p.yaml")
+    with pytest.raises(InputError, match="^GPU 0: --max-cpu-loras"):
+        simulate_cluster(spec, PROFILE, duration_s=1.0, requests=table)
+    assert check_cluster_run(cluster(workload, [[0, 1]]), PROFILE, requests=table) > 0  # the trace's window
 
 
 @pytest.mark.slow

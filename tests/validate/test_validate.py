@@ -190,3 +190,4 @@ def test_validate_command_writes_table_and_files(tmp_path):
         assert table[0][name]["n"] == 3
     assert table[0]["latency_regime"]["runs"] == sum(float(r["mean_ttft_ms"]) <= 10_000 for r in picked[:3])
     assert "TTFT p99" in (tmp_path / "val" / "errors.md").read_text()
+    assert "| throughput err % (ours / published) | throughput MAPE / bias % |" in (tmp_path / "val" / "errors.md").read_text()

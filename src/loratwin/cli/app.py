@@ -39,7 +39,47 @@ def _flags_without_metavar() -> None:
     TyperOption.display_type_rich = display_type_rich
 
 
+def _literal_rich_text() -> None:
+    """typer reads help text as rich markup: `pip install 'loratwin[ray]'` loses `[ray]` and
+    `--slo itl_p99:100:` turns `:100:` into an emoji. Help text prints as written (no markup, no
+    emoji codes), as messages do. Patched when help is first formatted, so that start-up stays light."""
+    from typer import rich_utils
+
+    made = getattr(rich_utils, "_make_rich_text", None)
+    if made is None or getattr(made, "literal", False):
+        return
+
+    def _make_rich_text(*, text: str, style: str = "", markup_mode):
+        if markup_mode != "rich" or rich_utils._has_ansi_character(text):
+            return made(text=text, style=style, markup_mode=markup_mode)
+        import inspect
+
+        return rich_utils.highlighter(Text(inspect.cleandoc(text), style=style))
+
+    _make_rich_text.literal = True
+    rich_utils._make_rich_text = _make_rich_text
+
+
+def _help_prints_literally() -> None:
+    try:
+        from typer.core import TyperCommand, TyperGroup
+    except ImportError:  # pragma: no cover - a typer without them
+        return
+    for cls in (TyperCommand, TyperGroup):
+        shown = cls.format_help
+        if getattr(shown, "literal", False):
+            continue
+
+        def format_help(self, ctx, formatter, _shown=shown):
+            _literal_rich_text()
+            return _shown(self, ctx, formatter)
+
+        format_help.literal = True
+        cls.format_help = format_help
+
+
 _flags_without_metavar()
+_help_prints_literally()
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from loratwin.cli.app import _out_console, app, err_console
+from loratwin.cli.app import _out_console, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
@@ -25,8 +25,8 @@ def simulate_cluster_command(
     workload: Annotated[Path, typer.Argument(help="Its adapters: CSV adapter_id,rank,rate, a workload YAML, or a trace directory (replayed).")],
     profile: Annotated[str | None, typer.Option(help="Built-in profile name or a profile YAML file. Default: the placement's.")] = None,
     router: Annotated[str, typer.Option(help=f"How requests pick a GPU among those holding their adapter: {', '.join(ROUTERS)}.")] = "weighted-random",
-    spill_threshold: Annotated[int, typer.Option(help="affinity: a request leaves its adapter's home GPU (largest weight) when that GPU has more than this many requests outstanding.")] = DEFAULT_SPILL_THRESHOLD,
-    duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span.")] = None,
+    spill_threshold: Annotated[int | None, typer.Option(help=f"With --router affinity: a request leaves its adapter's home GPU (largest weight) when that GPU has more than this many requests outstanding. Default: {DEFAULT_SPILL_THRESHOLD}.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Simulated window in seconds. Default: 3600, or a trace's own span. Only requests finished inside it count: a window of minutes can flag as starved a GPU whose requests take tens of seconds.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed for arrivals, lengths and the weighted-random draws.")] = 0,
     workers: Annotated[int, typer.Option(help="Processes for the weighted-random router's GPUs (0: all cores).")] = 0,
     ray: Annotated[bool, typer.Option("--ray", help="Run the weighted-random router's GPUs on Ray (pip install 'loratwin[ray]').")] = False,
@@ -42,9 +42,13 @@ def simulate_cluster_command(
 
     configure("simulate-cluster", max_memory, max_time, kind="simulate",
               simulated_s=3600.0 if duration is None else duration, window_from="--duration")
-    _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting)
+    _check_flags(router, workers, duration, seed, starvation_threshold, client_max_waiting)
     from loratwin.twin.cluster.spec import check_router
 
+    if spill_threshold is not None and router != "affinity":
+        raise InputError(f"--spill-threshold is for --router affinity (the {router} router spills nothing)")
+    if spill_threshold is None:
+        spill_threshold = DEFAULT_SPILL_THRESHOLD
     check_router(router, spill_threshold, ray)
     from loratwin.files import Output, check_outputs
 
@@ -52,17 +56,19 @@ def simulate_cluster_command(
     from loratwin.plan import load_adapters
     from loratwin.plan.placement.read import placement_cluster, placement_profile, read_placement_doc
     from loratwin.profiles import load_profile
-    from loratwin.twin.cluster import simulate_cluster
+    from loratwin.twin.cluster import check_cluster_run, simulate_cluster
     from loratwin.workload import load_trace
 
+    doc = read_placement_doc(placement)  # the placement first: its mistakes are named before the workload is priced
     requests = None
     if workload.is_dir():
         spec_workload, requests = load_trace(workload)
     else:
         spec_workload = load_adapters(workload)
-    doc = read_placement_doc(placement)
     spec = placement_cluster(doc, spec_workload, str(placement), client_max_waiting=client_max_waiting)
     loaded = load_profile(profile or placement_profile(doc, str(placement)))
+    check_cluster_run(spec, loaded, router=router, duration_s=duration, use_ray=ray, spill_threshold=spill_threshold,
+                      requests=requests, source=str(placement))
     err_console.print(f"simulating {plural(len(spec.replicas), 'GPU')} behind the {router} router...")
     result = simulate_cluster(spec, loaded, router=router, duration_s=duration, seed=seed, workers=workers or None,
                               use_ray=ray, spill_threshold=spill_threshold, starvation_threshold=starvation_threshold,
@@ -85,20 +91,23 @@ def check_router_flag(router: str | None, verify: bool = True) -> None:
         raise InputError("--router is for --verify (place simulates nothing without it)")
 
 
-def _check_flags(router, spill_threshold, workers, duration, seed, starvation_threshold, client_max_waiting) -> None:
+def _check_flags(router, workers, duration, seed, starvation_threshold, client_max_waiting) -> None:
     check_router_flag(router)
-    if spill_threshold < 0:
-        raise InputError(f"--spill-threshold must be >= 0 (outstanding requests), got {spill_threshold}")
     if workers < 0:
         raise InputError(f"--workers must be >= 0 (0: all cores), got {workers}")
     if duration is not None and not duration > 0:
         raise InputError(f"--duration must be > 0 seconds, got {duration:g}")
     if seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
-    if not 0 < starvation_threshold <= 1:
-        raise InputError(f"--starvation-threshold must be in (0, 1], got {starvation_threshold:g}")
-    if client_max_waiting is not None and client_max_waiting < 1:
-        raise InputError(f"--client-max-waiting must be >= 1, got {client_max_waiting}")
+    check_threshold(starvation_threshold, "--starvation-threshold")
+    if client_max_waiting is not None:  # the server's rule for it, as simulate holds it
+        from loratwin.cli.simulate import _flag_errors
+        from loratwin.twin import ServerConfig
+
+        try:
+            ServerConfig(max_loras=1, client_max_waiting=client_max_waiting)
+        except ValueError as exc:  # pydantic's ValidationError
+            raise InputError(_flag_errors(exc)) from None
 
 
 def _write(result, doc: dict, out: Path) -> None:
@@ -114,6 +123,11 @@ def _write(result, doc: dict, out: Path) -> None:
             run.write_files(folder)
 
 
+def _tok(value: float) -> str:
+    """tok/s, whole above 10, else to a tenth (a light trace over a long window is not 0 tok/s)."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
 def _ms(value) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
@@ -127,8 +141,8 @@ def _print(doc: dict, console) -> None:
                    "ITL ms mean", "ITL ms p99", "starved"):
         table.add_column(column, justify="left" if column in ("GPU", "starved") else "right")
     for g in doc["gpus"]:
-        table.add_row(g["gpu"], str(g["adapters"]), f"{g['requests']:,}", f"{g['offered_tok_s']:,.0f}",
-                      f"{g['total_tok_s']:,.0f}", f"{g['throughput_over_offered']:.1%}", _ms(g["mean_ttft_ms"]),
+        table.add_row(g["gpu"], str(g["adapters"]), f"{g['requests']:,}", _tok(g["offered_tok_s"]),
+                      _tok(g["total_tok_s"]), f"{g['throughput_over_offered']:.1%}", _ms(g["mean_ttft_ms"]),
                       _ms(g["p99_ttft_ms"]), _ms(g["mean_itl_ms"]), _ms(g["p99_itl_ms"]),
                       "[red]STARVED[/]" if g["starved"] else "no")
     console.print(table)
@@ -144,7 +158,7 @@ def _print(doc: dict, console) -> None:
             console.print(f"  ... (+{len(split) - 10}; --json lists every adapter)", highlight=False)
     starved = c["starved_gpus"]
     console.print(
-        f"cluster ({c['router']}, {c['duration_s']:g} s): {c['total_tok_s']:,.0f} of {c['offered_tok_s']:,.0f} tok/s "
+        f"cluster ({c['router']}, {c['duration_s']:g} s): {_tok(c['total_tok_s'])} of {_tok(c['offered_tok_s'])} tok/s "
         f"offered ({c['served_share']:.1%} served), {c['completed']:,} of {c['requests']:,} requests completed; "
         + (f"starved GPUs: {', '.join(starved)}" if starved else "no GPU starves"),
         highlight=False, markup=False,

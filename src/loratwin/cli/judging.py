@@ -36,13 +36,6 @@ ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
 
 
-def slo_line(rows: list[dict]) -> str:
-    """Each SLO's value against its limit, e.g. `ttft_p99 1,234 of 2,000 ms (met)`."""
-    def one(r: dict) -> str:
-        value = "not predicted" if r["value_ms"] is None else f"{r['value_ms']:,.0f}"
-        state = "" if r["met"] is None else " (met)" if r["met"] else " (MISSED)"
-        return f"{r['slo']} {value} of {r['limit_ms']:,.0f} ms{state}"
-    return "; ".join(one(r) for r in rows)
 
 
 def check_models_dir(models: Path | None, flag: str = "--models", profile: str | None = None) -> None:

@@ -23,11 +23,11 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
-    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
+from loratwin.slo import slo_line
 
 # loratwin.plan.placement.search.DEFAULT_SEARCH_MOVES, written out so that start-up does not import the planner;
 # tests/cli/test_startup.py checks that the two agree.
@@ -80,6 +80,10 @@ def place_command(
     if models is not None and check != "learned":
         raise InputError(f"--models {models}: place reads the models only with --check learned (got --check {check})")
     _check_flags(gpus, search_moves, workers)
+    if gpus is not None:
+        from loratwin import budget
+
+        budget.require(budget.requested_gpus_estimate(gpus))
     check_router_flag(router, verify)
     _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
@@ -95,7 +99,7 @@ def place_command(
         runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else TWIN_RUNS_PER_SHARE if handover else 0
         budget.require(budget.twin_placement_estimate(
             len(workload.adapters), workload.aggregate_rate_req_s, window, slot_candidates=runs, verify=verify,
-            workers=workers or 2,
+            workers=workers or 2, screened=handover,
             flag="the twin check (--check twin)" if check == "twin" else "the twin judging the SLOs (--slo)"))
     replaced = None
     if from_placement is not None:
@@ -229,7 +233,8 @@ def _print_placement(placement, verification, console: Console, compared: dict |
             if v.slos:
                 line += f" [SLOs: {slo_line(v.slos)}]"
             if v.starved_adapters:
-                line += f" ({plural(len(v.starved_adapters), 'adapter')} starve by the per-adapter rule)"
+                n = len(v.starved_adapters)
+                line += f" ({plural(n, 'adapter')} {'starves' if n == 1 else 'starve'} by the per-adapter rule)"
         console.print(line, highlight=False, markup=False)
     console.print(
         f"total offered {placement.offered_tok_s:,.0f} tok/s, predicted {placement.predicted_tok_s:,.0f} tok/s",

@@ -23,11 +23,11 @@ from loratwin.cli.judging import (
     build_rule,
     check_models_dir,
     pick_window,
-    slo_line,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
 from loratwin.errors import InputError
 from loratwin.grammar import plural
+from loratwin.slo import slo_line
 
 stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False)
@@ -76,8 +76,10 @@ def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") ->
         out(f"  {line}", markup=False)
     published = rec.published_method
     if published is not None:
+        trained = published.get("models_slos") or []
+        under = f"under the SLOs {escape(' '.join(trained))}" if trained else "the starvation rule alone"
         out(f"[bold]Published method[/bold] (its optimum models, {published['best_served_family']}, straight from the "
-            f"whole list's mix; the starvation rule alone): served {published['served']} (the model says "
+            f"whole list's mix; {under}): served {published['served']} (the model says "
             f"{published['best_served']:.0f}, snapped to the training grid and capped at the list), max_loras "
             f"{published['max_loras']}; best throughput for such a mix {published['best_total_tok_s']:,.0f} tok/s "
             f"({published['best_total_tok_s_family']}, at the model's own optimum, not for these adapters)")

@@ -185,7 +185,7 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
     from loratwin.profiles import load_profile
     from loratwin.report.console import print_seed_runs, print_slos
     from loratwin.slo import slo_status
-    from loratwin.twin.batch import SimulationTask, simulate_many
+    from loratwin.twin.batch import SimulationTask, mean_summary, simulate_many
 
     profile_obj = load_profile(profile)
     tasks = [SimulationTask(spec, server, profile_obj, duration, s, sample_interval, threshold) for s in seed_values]
@@ -202,9 +202,7 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
                 (tmp / f"seed-{s}").mkdir()
                 result.write_files(tmp / f"seed-{s}")
         err_console.print(f"wrote {plural(len(results), 'run')} to {out}")
-    numeric = [k for k, v in results[0].summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    mean = {k: sum(r.summary[k] or 0 for r in results) / len(results) for k in numeric}
-    mean["starved_share"] = sum(r.starved for r in results) / len(results)
+    mean = mean_summary(results)
     if slos:  # the mean's SLOs: each metric averaged over the seeds, against its limit
         mean["slos"] = slo_status(slos, mean)
     if json_out:

@@ -19,6 +19,7 @@ from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.report.charts import figure, png_bytes, thousands
 from loratwin.report.html import Page, integer, num
+from loratwin.slo import slo_line
 
 KIND = "plan"
 
@@ -35,11 +36,12 @@ def plan_from_recommendation(doc: dict[str, Any]) -> dict[str, Any]:
         "offered_tok_s": doc.get("offered_tok_s"), "predicted_tok_s": doc.get("predicted_total_tok_s"),
         "accepted": doc.get("accepted"), "deciding_limit": doc.get("deciding_limit"),
         "predicted_wait_s": doc.get("predicted_wait_s"), "predicted_kv_queue_s": doc.get("predicted_kv_queue_s"),
+        "slos": doc.get("slos") or [],
     }
     return {"profile": doc.get("profile"), "model": doc.get("model_id"),
             "algorithm": f"recommend ({doc.get('source', '?')})", "check": doc.get("check"), "gpus": [gpu],
             "predicted_tok_s": doc.get("predicted_total_tok_s"), "offered_tok_s": doc.get("offered_tok_s"),
-            "vllm_serve_commands": [shlex.join(map(str, doc["vllm_command"]))]}
+            "vllm_serve_commands": [shlex.join(map(str, doc["vllm_command"]))], "notes": doc.get("notes") or []}
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -128,6 +130,8 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
         page.verdict(f"{len(refused)} of {plural(len(gpus), 'GPU')} break a limit of the acceptance rule.", "bad")
     else:
         page.verdict("Every GPU is predicted to meet every limit of the acceptance rule.", "good")
+    for note in plan.get("notes") or ():  # who judges what (the twin judging SLOs), how the load is spread
+        page.text(f"Note: {note}")
     cards = [
         ("GPUs", f"{len(gpus)}", f"lower bound {plan['lower_bound_gpus']}" if plan.get("lower_bound_gpus") else None, "neutral"),
         ("adapters", f"{n_adapters:,}", None, "neutral"),
@@ -140,14 +144,17 @@ def write_plan_report(plan: dict[str, Any], out_dir: str | Path) -> Path:
                  "predicted for its configuration; a red bar is a GPU that breaks a limit.")
     page.chart("load", _load_chart(gpus), alt="Offered load and predicted throughput per GPU")
     page.chart("adapters", _adapters_chart(gpus), alt="Adapters served and GPU slots per GPU")
+    slos = any(g.get("slos") for g in gpus)
     page.section("Configuration per GPU")
     page.table(
         ["GPU", "adapters", "--max-loras", "--max-cpu-loras", "--max-lora-rank", "rate (req/s)",
-         "offered (tok/s)", "predicted (tok/s)", "wait for a batch place (s)", "KV queue (s)", "tightest limit"],
+         "offered (tok/s)", "predicted (tok/s)", "wait for a batch place (s)", "KV queue (s)", "tightest limit",
+         *(["SLOs (value of limit)"] if slos else [])],
         [[str(g.get("gpu", i)), integer(g.get("served") or len(g.get("adapters", ()))), integer(g.get("max_loras")),
           integer(g.get("max_cpu_loras")), integer(g.get("max_lora_rank")), num(g.get("rate_req_s"), 2),
           num(g.get("offered_tok_s"), 0), num(g.get("predicted_tok_s"), 0), num(g.get("predicted_wait_s"), 1),
-          num(g.get("predicted_kv_queue_s"), 1), str(g.get("deciding_limit") or "-")] for i, g in enumerate(gpus)],
+          num(g.get("predicted_kv_queue_s"), 1), str(g.get("deciding_limit") or "-")]
+         + ([slo_line(g.get("slos") or ()) or "-"] if slos else []) for i, g in enumerate(gpus)],
         row_tones=["bad" if _refused(g) else None for g in gpus],
     )
     page.table(["GPU", "adapters"], [[str(g.get("gpu", i)), ", ".join(map(str, g.get("adapters", ())))]

@@ -57,3 +57,17 @@ def simulate_many(
             if on_done:
                 on_done()
     return results
+
+
+def mean_summary(results: Sequence[RunResult]) -> dict[str, float | None]:
+    """The mean of several runs' summaries (seeds of one configuration), metric by metric: over the
+    runs that have the metric (a latency is None where no request finished, and counts as no value,
+    not as 0 ms); None where no run has it. `starved_share`: the share of the runs that starve."""
+    keys = dict.fromkeys(k for r in results for k, v in r.summary.items()
+                         if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+    mean: dict[str, float | None] = {}
+    for k in keys:
+        values = [r.summary[k] for r in results if isinstance(r.summary.get(k), (int, float))]
+        mean[k] = sum(values) / len(values) if values else None
+    mean["starved_share"] = sum(bool(r.starved) for r in results) / len(results) if results else 0.0
+    return mean

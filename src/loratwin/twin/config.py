@@ -21,6 +21,10 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 REFERENCE_CLIENT_MAX_WAITING = 25_500
 
 
+# the largest count the compiled engine takes (a signed 64-bit integer)
+ENGINE_INT_MAX = 2**63 - 1
+
+
 class ServerConfig(BaseModel):
     """Flags of `vllm serve` that shape multi-LoRA scheduling.
 
@@ -33,13 +37,14 @@ class ServerConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_loras: int = Field(ge=1)
-    max_cpu_loras: int | None = Field(default=None, ge=1)
-    max_lora_rank: int | None = Field(default=None, ge=1)
+    # every count is at most ENGINE_INT_MAX: the compiled engine holds them in signed 64-bit integers
+    max_loras: int = Field(ge=1, le=ENGINE_INT_MAX)
+    max_cpu_loras: int | None = Field(default=None, ge=1, le=ENGINE_INT_MAX)
+    max_lora_rank: int | None = Field(default=None, ge=1, le=ENGINE_INT_MAX)
     # None: the profile's (Profile.server_flags: a derived profile's own, else the reference runs')
-    max_num_seqs: int | None = Field(default=None, ge=1)
-    max_num_batched_tokens: int | None = Field(default=None, ge=1)
-    client_max_waiting: int | None = Field(default=None, ge=1)
+    max_num_seqs: int | None = Field(default=None, ge=1, le=ENGINE_INT_MAX)
+    max_num_batched_tokens: int | None = Field(default=None, ge=1, le=ENGINE_INT_MAX)
+    client_max_waiting: int | None = Field(default=None, ge=1, le=ENGINE_INT_MAX)
 
 
 @dataclass(frozen=True)

@@ -138,8 +138,8 @@ def error_table_markdown(rows: Sequence[dict]) -> str:
         return "-" if value is None else f"{value:.2f}"
 
     lines = [
-        "| model | set | runs | throughput err (ours / published) | throughput MAPE / bias | "
-        "ITL err (ours / published) | ITL MAPE / bias | TTFT err (ours) | starvation agreement (ours / published) | "
+        "| model | set | runs | throughput err % (ours / published) | throughput MAPE / bias % | "
+        "ITL err % (ours / published) | ITL MAPE / bias % | TTFT err % (ours) | starvation agreement (ours / published) | "
         "start-failure agreement |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]

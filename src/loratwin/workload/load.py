@@ -147,6 +147,10 @@ def load_workload_yaml(path: str | Path) -> WorkloadSpec:
             f"got {type(document).__name__}"
         )
 
+    placement = isinstance(document.get("gpus"), list) and not isinstance(document.get("adapters"), list)
+    if placement and "layout" not in document:  # what place --out writes: its adapters: is a count
+        raise InputError(f"{path}: a placement (gpus:, as place --out writes), not a workload; expected an "
+                         "'adapters:' list or a 'layout:' mapping")
     _check_adapters_list(document.get("adapters"))
     try:
         parsed = _WorkloadFile.model_validate(document)

@@ -78,8 +78,12 @@ def placement_cluster(doc: Any, workload: WorkloadSpec, source: str, *,
         max_loras = _integer(g, "max_loras", where, minimum=1)
         max_lora_rank = _integer(g, "max_lora_rank", where, minimum=1)
         max_cpu_loras = _integer(g, "max_cpu_loras", where, minimum=1) if "max_cpu_loras" in g else len(ids)
-        server = ServerConfig(max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_lora_rank=max_lora_rank,
-                              client_max_waiting=client_max_waiting)
+        try:
+            server = ServerConfig(max_loras=max_loras, max_cpu_loras=max_cpu_loras, max_lora_rank=max_lora_rank,
+                                  client_max_waiting=client_max_waiting)
+        except ValueError as exc:  # pydantic's ValidationError: a count beyond what the engine holds
+            e = exc.errors()[0]
+            raise InputError(f"{where}.{e['loc'][0]}: {e['msg']}, got {e.get('input')!r}") from None
         position_of[index] = len(replicas)
         replicas.append(Replica(f"GPU {index}", server, tuple(ids)))
     placed = {a for r in replicas for a in r.adapters}
@@ -110,10 +114,11 @@ def _routing(table: Any, replicas: list[Replica], position_of: dict[int, int], s
         for gpu, weight in weights.items():
             index = _gpu_key(gpu)
             if index is None or index not in position_of:
-                raise InputError(f"{where}: {gpu!r} is not a GPU of gpus:")
+                raise InputError(f"{where}: {gpu!r} is not a GPU of gpus: (its GPUs: {_listed([str(i) for i in position_of])})")
             position = position_of[index]
             if position not in holders[adapter_id]:
-                raise InputError(f"{where}.{index}: GPU {index} does not hold {adapter_id} (its gpus: entry lists it not)")
+                raise InputError(f"{where}.{index}: GPU {index} does not hold {adapter_id} (gpus[{position}].adapters "
+                                 "does not list it)")
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (math.isfinite(weight) and weight > 0):
                 raise InputError(f"{where}.{index}: expected a weight > 0, got {weight!r}")
             routed[position] = float(weight)

@@ -18,7 +18,7 @@ from loratwin.learn.bundle import ModelSet, load_model_set
 from loratwin.learn.explain import decision_path
 from loratwin.learn.features import AdapterMix, workload_features
 from loratwin.profiles import Profile
-from loratwin.slo import Slo, parse_slo
+from loratwin.slo import Slo, parse_slos
 from loratwin.validate.ml_test import GRID_COUNTS
 from loratwin.workload import ShareGPTLengths, WorkloadSpec
 from loratwin.workload.describe import expected_mean_rates
@@ -40,7 +40,7 @@ def workload_mix(workload: WorkloadSpec, profile: Profile, duration_s: float = 3
 def models_slos(models: ModelSet) -> tuple[Slo, ...]:
     """The SLOs the optimum models were trained under (none in manifests written before SLOs)."""
     where = str(models.directory / "manifest.json")
-    return tuple(parse_slo(text, f"{where}: slos") for text in models.manifest.get("slos") or ())
+    return parse_slos(models.manifest.get("slos") or [], f"{where}: slos")
 
 
 def slo_mismatch_note(trained: tuple[Slo, ...], wanted: tuple[Slo, ...]) -> str | None:

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loratwin.errors import InputError
+from loratwin.errors import InputError, LoratwinError
 from loratwin.profiles import Profile, load_profile
 from loratwin.twin.cluster.lockstep import ReplicaRun, run_lockstep
 from loratwin.twin.cluster.report import ClusterResult
 from loratwin.twin.cluster.routing import AFFINITY, LEAST_OUTSTANDING, weighted_routes
 from loratwin.twin.cluster.spec import DEFAULT_SPILL_THRESHOLD, ClusterSpec, check_router
+from loratwin.twin.config import resolve_server
 from loratwin.twin.result import RunResult
 from loratwin.twin.simulation import (
     DEFAULT_DURATION_S,
@@ -90,17 +91,13 @@ def simulate_cluster(
     (its draws seeded apart from the workload's) and runs the replicas on their own, on `workers`
     processes (default: all cores) or on Ray (`use_ray`); `least-outstanding` and `affinity` run them
     together in this process (`lockstep`). The same inputs give the same result whatever the workers."""
-    check_router(router, spill_threshold, use_ray)
     if isinstance(profile, str):
         profile = load_profile(profile)
+    duration_s = check_cluster_run(spec, profile, router=router, duration_s=duration_s, use_ray=use_ray,
+                                   spill_threshold=spill_threshold, sample_interval_s=sample_interval_s,
+                                   requests=requests)
     replayed = requests is not None
-    if duration_s is None:
-        duration_s = DEFAULT_DURATION_S if requests is None else trace_window_s(requests)
-    if not duration_s > 0:
-        raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
-    _check_clock(duration_s)
     workload = spec.workload
-    _check_cluster_size(spec, profile, duration_s, sample_interval_s, requests)
     if requests is None:
         requests = generate_requests(workload, duration_s, seed, model_name=profile.tokenizer or profile.name)
     duration_ns = int(round(duration_s * NS_PER_S))
@@ -121,7 +118,7 @@ def simulate_cluster(
         local = np.full(len(workload.adapters), -1, np.int64)
         for position, a in enumerate(replica.adapters):
             local[index[a]] = position
-        sub = workload.model_copy(update={"adapters": tuple(workload.adapters[index[a]] for a in replica.adapters)})
+        sub = _replica_workload(workload, replica.adapters)
         return ReplicaTask(sub, replica.server, profile, _subset(requests, idx, local), duration_s, seed,
                            sample_interval_s, starvation_threshold, lengths_name, outputs_requested)
 
@@ -141,6 +138,36 @@ def simulate_cluster(
         results = [run.result(starvation_threshold) for run in runs]
     return ClusterResult(spec=spec, router=router, duration_s=duration_s, seed=seed, replicas=results,
                          routes=routes, request_adapter=adapter, spill_threshold=spill_threshold)
+
+
+def check_cluster_run(spec: ClusterSpec, profile: Profile, *, router: str = "weighted-random",
+                      duration_s: float | None = None, use_ray: bool = False,
+                      spill_threshold: int = DEFAULT_SPILL_THRESHOLD,
+                      sample_interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
+                      requests: RequestTable | None = None, source: str | None = None) -> float:
+    """Refuse, before anything runs, a cluster run that `simulate_cluster` would refuse: the router's flags,
+    the window (its default resolved and returned), every replica's vLLM flags (named as `source`'s
+    `gpus[i]`, a placement file's entries, when given), and work beyond the limits."""
+    check_router(router, spill_threshold, use_ray)
+    if duration_s is None:
+        duration_s = DEFAULT_DURATION_S if requests is None else trace_window_s(requests)
+    if not duration_s > 0:
+        raise InputError(f"--duration must be > 0 seconds, got {duration_s}")
+    _check_clock(duration_s)
+    for i, replica in enumerate(spec.replicas):
+        try:
+            resolve_server(replica.server, _replica_workload(spec.workload, replica.adapters), profile)
+        except LoratwinError as err:
+            where = f"{source}: gpus[{i}] ({replica.name})" if source else replica.name
+            raise type(err)(f"{where}: {err}") from None
+    _check_cluster_size(spec, profile, duration_s, sample_interval_s, requests)
+    return duration_s
+
+
+def _replica_workload(workload: WorkloadSpec, adapters: tuple[str, ...]) -> WorkloadSpec:
+    """The workload of one replica: the adapters it holds, in its order."""
+    index = workload.adapter_index()
+    return workload.model_copy(update={"adapters": tuple(workload.adapters[index[a]] for a in adapters)})
 
 
 def _check_cluster_size(spec: ClusterSpec, profile: Profile, duration_s: float, sample_interval_s: float,

@@ -16,6 +16,9 @@ ROUTERS = ("weighted-random", "least-outstanding", "affinity")
 # about 130 on average (36 running, 97 waiting for a place in the batch) and peaks near 210: twice
 # the mean lets the home take its normal load and spills only when it queues beyond it.
 DEFAULT_SPILL_THRESHOLD = 256
+# the largest --spill-threshold: the routing loop holds it in a signed 64-bit integer (a threshold this high
+# never spills: no GPU holds that many requests)
+MAX_SPILL_THRESHOLD = 2**63 - 1
 # weights of one adapter must sum to 1 within this
 WEIGHT_SUM_TOLERANCE = 1e-6
 
@@ -104,8 +107,9 @@ def check_router(router: str, spill_threshold: int, use_ray: bool = False) -> No
     """The router's flags; Ray runs only the state-free router (the others run their replicas together)."""
     if router not in ROUTERS:
         raise InputError(f"--router must be one of {', '.join(ROUTERS)}, got {router!r}")
-    if isinstance(spill_threshold, bool) or not isinstance(spill_threshold, int) or spill_threshold < 0:
-        raise InputError(f"--spill-threshold must be an integer >= 0 (outstanding requests), got {spill_threshold!r}")
+    if isinstance(spill_threshold, bool) or not isinstance(spill_threshold, int) or not 0 <= spill_threshold <= MAX_SPILL_THRESHOLD:
+        raise InputError(f"--spill-threshold must be an integer from 0 to {MAX_SPILL_THRESHOLD} (outstanding "
+                         f"requests), got {spill_threshold!r}")
     if use_ray and router != "weighted-random":
         raise InputError(f"--ray: the {router} router reads every replica's state at each arrival, so its replicas "
                          "run together in one process; Ray runs the weighted-random router")
