@@ -9,6 +9,11 @@ span / (samples - 1) - 2 s. Each run is replayed once through the twin with the 
 twin's running requests are averaged over the run's polls, and scrape_ms = base_ms +
 ms_per_adapter x served adapters + ms_per_running x running is fitted by least squares
 (non-negative) over the runs of each model. Only dt_modelling runs are used (ml_test is kept for checking: check_tails.py).
+
+First-use stall. Each adapter's first request blocks the API server for first_use_stall_ms (twin.delivery).
+With the scrape constants just fitted, the dt_modelling runs of each model are replayed once per
+value of `--stall-grid`, and the value with the least mean half-SMAPE of mean TTFT, p99 TTFT and
+p99 ITL over them is kept (the same criterion as the blocking share).
 `--write` puts the constants and their provenance into the built-in profile YAMLs.
 """
 
@@ -75,7 +80,31 @@ def fit(served: np.ndarray, running: np.ndarray, scrape_ms: np.ndarray) -> np.nd
     return coef
 
 
-def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float) -> None:
+STALL_CRITERION = ("mean_ttft_ms", "p99_ttft_ms", "p99_itl_ms")
+
+
+def fit_first_use_stall(model: str, runs: list, coef: np.ndarray, interval_s: float, grid: list[float],
+                        seed: int, workers: int) -> tuple[float, dict[float, float]]:
+    """The stall (ms) of `grid` with the least mean half-SMAPE of STALL_CRITERION over `runs`, and
+    that error for every value."""
+    from check_tails import with_tails
+
+    from loratwin.validate.errors import error_table
+    from loratwin.validate.replay import replay_runs
+
+    scrape = {"metrics_poll_interval_s": interval_s, "metrics_scrape_base_ms": float(coef[0]),
+              "metrics_scrape_ms_per_adapter": float(coef[1]), "metrics_scrape_ms_per_running": float(coef[2]),
+              "metrics_scrape_blocking_share": BLOCKING_SHARE}
+    error = {}
+    for stall in grid:
+        rows = error_table(replay_runs(runs, with_tails({**scrape, "first_use_stall_ms": stall}), seeds=[seed],
+                                       workers=workers))
+        regime = next(r["latency_regime"] for r in rows if r["model"] == model)
+        error[stall] = float(np.mean([regime[m]["half_smape"] for m in STALL_CRITERION]))
+    return min(error, key=error.get), error
+
+
+def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float, stall_ms: float) -> None:
     path = PROFILE_DIR / f"{model}.yaml"
     text = path.read_text()
     text = text.split("\ntails:\n")[0].rstrip("\n") + "\n"
@@ -86,13 +115,16 @@ def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float) -> No
         f"  metrics_scrape_ms_per_adapter: {coef[1]:.5f}\n"
         f"  metrics_scrape_ms_per_running: {coef[2]:.5f}\n"
         f"  metrics_scrape_blocking_share: {BLOCKING_SHARE}\n"
+        f"  first_use_stall_ms: {stall_ms:g}\n"
         "  provenance: 'scripts/fit_tails.py: scrape time from the poll count of runs.csv (npy_span_s\n"
         f"    / (npy_samples - 1) - {interval_s} s) against served adapters and the twin''s running requests,\n"
         f"    least squares over {n} dt_modelling runs of this model with real mean TTFT <= 10 s (seed 0);\n"
         "    not fitted on ml_test.\n"
         "    metrics_scrape_blocking_share: of 0.5, 0.7, 1.0 the one with the least mean half-SMAPE of\n"
         "    mean TTFT, p99 TTFT and p99 ITL over the dt_modelling runs of both models (scripts/check_tails.py\n"
-        "    --set, seed 0).'\n"
+        "    --set, seed 0).\n"
+        "    first_use_stall_ms: of --stall-grid the one with the least mean half-SMAPE of mean TTFT, p99 TTFT\n"
+        "    and p99 ITL over the same dt_modelling runs of this model (seed 0).'\n"
     )
     path.write_text(text)
 
@@ -103,6 +135,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--interval-s", type=float, default=2.0)
+    p.add_argument("--stall-grid", default="0,100,200,250,300,350,400,500",
+                   help="first-use stalls (ms) to try, comma separated")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
     with open(RUNS, newline="") as f:
@@ -121,8 +155,12 @@ def main(argv=None):
         r2 = 1 - ((scrape - pred) ** 2).sum() / ((scrape - scrape.mean()) ** 2).sum()
         print(f"{model}: {len(runs)} dt_modelling runs; scrape_ms = {coef[0]:.2f} + {coef[1]:.4f} x served "
               f"+ {coef[2]:.4f} x running (R^2 {r2:.2f}; measured scrape median {np.median(scrape):.0f} ms)")
+        grid = [float(v) for v in args.stall_grid.split(",")]
+        stall, error = fit_first_use_stall(model, runs, coef, args.interval_s, grid, args.seed, args.workers)
+        print(f"  first_use_stall_ms = {stall:g} (mean half-SMAPE of mean TTFT, p99 TTFT, p99 ITL: "
+              + ", ".join(f"{k:g}: {v:.1f}%" for k, v in error.items()) + ")")
         if args.write:
-            write_profile(model, coef, len(runs), args.interval_s)
+            write_profile(model, coef, len(runs), args.interval_s, stall)
             print(f"  written to {PROFILE_DIR / (model + '.yaml')}")
 
 

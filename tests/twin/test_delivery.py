@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loratwin.profiles.model import TailModel
-from loratwin.twin.delivery import Blackouts, delivered, scrape_blackouts
+from loratwin.twin.delivery import NONE, Blackouts, delivered, first_use_blackouts, scrape_blackouts, union
 
 from .conftest import make_profile, run_case
 
@@ -93,3 +93,43 @@ def test_a_request_sent_in_a_blackout_reaches_the_server_when_it_ends():
     r = run_case([(0.012, 0, 4, 2)], profile=profile, duration_s=1.0)
     assert r.summary["mean_ttft_ms"] == pytest.approx(4.0)
     assert run_case([(0.012, 0, 4, 2)], duration_s=1.0).summary["mean_ttft_ms"] == pytest.approx(1.0)
+
+
+def test_each_adapter_first_request_starts_one_stall_and_stalls_queue():
+    tails = TailModel(first_use_stall_ms=3.0)
+    # adapter 1 first at 1 ms, adapter 0 first at 2 ms (in adapter 1's stall: waits for its end at 4 ms),
+    # adapter 2 first at 20 ms; later requests of an adapter and unsent ones (-1) start nothing
+    sent = np.array([1, 2, 5, 20, 30, -1]) * 1_000_000
+    adapter = np.array([1, 0, 1, 2, 0, 3])
+    b = first_use_blackouts(tails, sent, adapter)
+    assert b.start_ns.tolist() == [1_000_000, 4_000_000, 20_000_000]
+    assert b.end_ns.tolist() == [4_000_000, 7_000_000, 23_000_000]
+    assert first_use_blackouts(TailModel(), sent, adapter).start_ns.size == 0
+
+
+def test_a_first_request_held_by_a_scrape_stalls_from_the_scrape_end():
+    scrape = Blackouts(np.array([0]), np.array([5]))
+    b = first_use_blackouts(TailModel(first_use_stall_ms=1e-6), np.array([2, 9]), np.array([0, 1]), scrape)
+    assert b.start_ns.tolist() == [5, 9] and b.end_ns.tolist() == [6, 10]
+
+
+def test_union_merges_overlapping_blackouts():
+    a = Blackouts(np.array([0, 10, 40]), np.array([5, 20, 41]))
+    b = Blackouts(np.array([3, 12, 30]), np.array([8, 15, 35]))
+    u = union(a, b)
+    assert u.start_ns.tolist() == [0, 10, 30, 40]
+    assert u.end_ns.tolist() == [8, 20, 35, 41]
+    assert union(a, NONE) is a and union(NONE, b) is b
+
+
+def test_a_first_use_stall_delays_the_first_request_and_a_neighbour():
+    profile = make_profile().model_copy(update={"tails": TailModel(first_use_stall_ms=5.0)})
+    # adapter 0 at 0 ms stalls the server to 5 ms; adapter 0 again at 2 ms waits for it too;
+    # adapter 0's third request at 100 ms sees no stall: TTFTs 6, 4, 1 ms (1 ms prompt steps)
+    cases = [(0.0, 0, 4, 2), (0.002, 0, 4, 2), (0.1, 0, 4, 2)]
+    r = run_case(cases, profile=profile, duration_s=1.0)
+    assert r.summary["mean_ttft_ms"] == pytest.approx((6 + 4 + 1) / 3, rel=0.05)
+    assert r.summary["first_use_stalls"] == 1
+    plain = run_case(cases, duration_s=1.0).summary
+    assert plain["mean_ttft_ms"] == pytest.approx(1.0, rel=0.05)
+    assert r.summary["total_tok_s"] == plain["total_tok_s"]

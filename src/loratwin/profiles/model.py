@@ -189,6 +189,11 @@ class TailModel(_Strict):
     client's parsing, which hold nothing back). All three terms at 0 turn the
     mechanism off (the default: a profile without fitted tail constants sees every token when its
     step ends).
+
+    First-use stall: the API server gets a tokenizer for each LoRA adapter on the adapter's first
+    request (vLLM's TokenizerGroup tries the adapter's folder, then caches the result), which
+    blocks it for first_use_stall_ms from that request's arrival (one stall at a time). 0 turns
+    it off.
     """
 
     metrics_poll_interval_s: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
@@ -196,12 +201,14 @@ class TailModel(_Strict):
     metrics_scrape_ms_per_adapter: TermMs = 0.0
     metrics_scrape_ms_per_running: TermMs = 0.0
     metrics_scrape_blocking_share: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
+    first_use_stall_ms: TermMs = 0.0
     provenance: str = ""
 
     def switches(self) -> dict[str, tuple[str, ...]]:
         """Each mechanism by name: the fields that, all at 0, turn it off."""
         return {"metrics_scrape": ("metrics_scrape_base_ms", "metrics_scrape_ms_per_adapter",
-                                   "metrics_scrape_ms_per_running")}
+                                   "metrics_scrape_ms_per_running"),
+                "first_use": ("first_use_stall_ms",)}
 
     @property
     def scrape_on(self) -> bool:

@@ -3,7 +3,7 @@
 The engine (twin.engine) says when each token is computed. The reference client measured when
 it *received* it, and the two differ while the API server's event loop is blocked serving a
 /metrics scrape (TailModel: the scrape lasts longer with more adapters served and more requests
-running). Tokens computed during such a blackout are delivered together when it ends, each step's
+running) or getting the tokenizer of an adapter on its first request (a first-use stall). Tokens computed during such a blackout are delivered together when it ends, each step's
 as its own chunk right after the first (a long gap, then gaps of about nothing: the mean gap is
 kept, as the real runs' mean ITL, about their mean TPOT, shows), and requests sent during it reach
 the server when it ends. TTFT, TPOT and the inter-token gaps are taken on delivery times. The
@@ -63,3 +63,40 @@ def delivered(times_ns: np.ndarray, blackouts: Blackouts) -> np.ndarray:
     inside = (k >= 0) & (t >= 0)
     end = blackouts.end_ns[np.maximum(k, 0)]
     return np.where(inside & (t < end), end, t)
+
+
+def first_use_blackouts(tails, sent_ns: np.ndarray, adapter: np.ndarray, after: Blackouts = NONE) -> Blackouts:
+    """One stall of `tails.first_use_stall_ms` per adapter, from its first request's arrival at the
+    server (sent_ns, held by `after`'s blackouts) or the end of the previous stall, whichever is
+    later: the event loop serves one at a time."""
+    if tails.first_use_stall_ms <= 0:
+        return NONE
+    sent = np.asarray(sent_ns, np.int64)
+    ok = sent >= 0
+    order = np.argsort(sent[ok], kind="stable")
+    _, first = np.unique(np.asarray(adapter)[ok][order], return_index=True)
+    arrivals = np.sort(delivered(sent[ok][order][first], after))
+    length = int(round(tails.first_use_stall_ms * NS_PER_MS))
+    starts = np.empty_like(arrivals)
+    free = np.iinfo(np.int64).min
+    for i, t in enumerate(arrivals):
+        starts[i] = max(int(t), free)
+        free = starts[i] + length
+    return Blackouts(starts, starts + length)
+
+
+def union(a: Blackouts, b: Blackouts) -> Blackouts:
+    """The blackouts of both, overlapping ones merged, ascending."""
+    if a.start_ns.size == 0 or b.start_ns.size == 0:
+        return a if b.start_ns.size == 0 else b
+    start = np.concatenate([a.start_ns, b.start_ns])
+    end = np.concatenate([a.end_ns, b.end_ns])
+    order = np.argsort(start, kind="stable")
+    start, end = start[order], np.maximum.accumulate(end[order])
+    # a new interval begins where the start passes every end before it
+    new = np.ones(start.size, bool)
+    new[1:] = start[1:] > end[:-1]
+    group = np.cumsum(new) - 1
+    merged_end = np.zeros(int(group[-1]) + 1, np.int64)
+    np.maximum.at(merged_end, group, end)
+    return Blackouts(start[new], merged_end)

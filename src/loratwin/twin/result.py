@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from loratwin.twin import engine
-from loratwin.twin.delivery import NONE, Blackouts, delivered, scrape_blackouts
+from loratwin.twin.delivery import NONE, Blackouts, delivered, first_use_blackouts, scrape_blackouts, union
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -269,8 +269,10 @@ def build_result(
     ratio = total_tok_s / offered_tok_s if offered_tok_s > 0 else 1.0
 
     # latencies as the client sees them (twin.delivery); the engine's times decide what completed
-    blackouts = scrape_blackouts(profile.tails, step_end, step_batch, len(workload.adapters),
-                                 max(duration_ns, int(counters[engine.CNT_END_NS])))
+    scrapes = scrape_blackouts(profile.tails, step_end, step_batch, len(workload.adapters),
+                               max(duration_ns, int(counters[engine.CNT_END_NS])))
+    first_use = first_use_blackouts(profile.tails, sent_ns, requests.adapter, scrapes)
+    blackouts = union(scrapes, first_use)
     # a request sent during a blackout reaches the engine when it ends: its tokens come that much
     # later (the engine admitted it on arrival; what that wait does to the queue is left out)
     held = np.where(sent_ns >= 0, delivered(sent_ns, blackouts) - sent_ns, 0)
@@ -309,7 +311,8 @@ def build_result(
         "max_waiting": int(ts_waiting.max()) if ts_waiting.size else 0,
         "kv_usage_mean": float(ts_kv.mean() / num_blocks) if ts_kv.size else 0.0,
         "kv_usage_max": float(step_kv.max() / num_blocks) if step_kv.size else 0.0,
-        "mean_scrape_blackout_ms": blackouts.mean_ms,
+        "mean_scrape_blackout_ms": scrapes.mean_ms,
+        "first_use_stalls": int(first_use.start_ns.size),
     }
 
     # per adapter
