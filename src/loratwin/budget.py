@@ -447,6 +447,14 @@ def yaml_estimate(size_bytes: float, path: str | Path) -> Estimate:
                     f"reading {path} ({format_bytes(size_bytes)} of YAML)")
 
 
+def drift_periods_estimate(periods: float, adapters: float, period_s: float) -> Estimate:
+    """A drifting workload cut into `periods` of `period_s` (replay-drift): each period holds its
+    adapters' rates, before any is placed or simulated."""
+    return Estimate(PROCESS_BYTES + periods * (PERIOD_BYTES + LAYOUT_ADAPTER_BYTES * adapters),
+                    periods * (PERIOD_S + LAYOUT_ADAPTER_S * adapters),
+                    f"{format_count(periods)} periods of {period_s:g} s (--period) of {format_count(adapters)} adapters")
+
+
 def placement_estimate(adapters: float, rate_req_s: float) -> Estimate:
     gpus = min(max(1.0, rate_req_s / PLACE_RATE_PER_GPU), max(1.0, adapters))
     memory = (PROCESS_BYTES + PLACE_FIXED_BYTES + (LAYOUT_ADAPTER_BYTES + PLACE_ADAPTER_BYTES) * adapters

@@ -154,6 +154,7 @@ WORKSPACE: dict[str, str | bytes] = {
                  "rate_counts,status,total_tok_s,starved_approx\n"
                  "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
     "cluster.yaml": CLUSTER,
+    "cluster-unrouted.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 1.0}"),
     "cluster-weights.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 1: 0.7}"),
     "cluster-gpu.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 7: 0.5}"),
     "cluster-missing.yaml": CLUSTER.replace("adapters: [a, b]", "adapters: [b]").replace("  a: {0: 1.0}\n", ""),
@@ -505,6 +506,14 @@ CASES = [
     case("--check must be one of", "replay-drift", "rates.csv", "--check", "guess"),
     case("--router must be one of weighted-random, least-outstanding, affinity, got 'nearest'", "replay-drift",
          "rates.csv", "--router", "nearest"),
+    case("--seed must be >= 0, got -1", "replay-drift", "trace", "--seed", "-1"),
+    case("missing does not exist; expected a CSV period,adapter_id,rank,rate, a workload YAML or a trace directory",
+         "replay-drift", "missing"),
+    # a period so short that the periods alone outgrow memory: refused before they are counted
+    case("6e11 periods of 1e-09 s (--period) of 2 adapters", "replay-drift", "workload.yaml", "--period", "1e-9",
+         "--duration", "600"),
+    case("--from cluster-unrouted.yaml: routing.b: GPU 1 holds it but gets no weight", "place", "adapters.csv", "--from",
+         "cluster-unrouted.yaml", id="place --from cluster-unrouted.yaml"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
          "--out", "p.yaml"),

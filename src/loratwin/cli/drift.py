@@ -51,6 +51,8 @@ def replay_drift_command(
     configure("replay-drift", max_memory, max_time, kind="place")
     if workers < 0:
         raise InputError(f"--workers must be >= 0, got {workers}")
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
     from loratwin.twin.cluster import DEFAULT_SPILL_THRESHOLD
     from loratwin.twin.cluster.spec import check_router
 
@@ -89,6 +91,10 @@ def replay_drift_command(
         where = f"; they are in {out}" if out is not None else ""
         err_console.print(f"interrupted after {len(finished)} of {len(periods)} periods{where}", markup=False,
                           highlight=False, soft_wrap=True)
+        if json_out:  # the finished periods, marked incomplete
+            sys.stdout.write(json.dumps(_summary(finished, len(periods), False), indent=2) + "\n")
+        elif finished:
+            _print_table(finished)
         raise typer.Exit(130) from None
     if writer is not None:
         writer.finish(complete=True)
@@ -99,10 +105,16 @@ def replay_drift_command(
     _print_table(finished)
 
 
+def _starved(r) -> str:
+    """The starved GPUs by index ("GPU 0", "GPUs 0, 3"), or "none": never a bare index read as a count."""
+    if not r.starved_gpus:
+        return "none"
+    return ("GPU " if len(r.starved_gpus) == 1 else "GPUs ") + ", ".join(map(str, r.starved_gpus))
+
+
 def _line(r) -> str:
-    starved = ", ".join(map(str, r.starved_gpus)) or "none"
     return (f"period {r.index}: {plural(r.gpus, 'GPU')}, {r.moves} moved ({r.fresh_moves} afresh), {r.added} added, "
-            f"loads {r.load_ms / 1000:.2f} s, starved GPUs {starved}, served {r.served_share:.1%}")
+            f"loads {r.load_ms / 1000:.2f} s, starved: {_starved(r)}, served {r.served_share:.1%}")
 
 
 def _summary(results, total: int, complete: bool) -> dict:
@@ -167,12 +179,12 @@ def _print_table(results) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=200)
     table = Table(show_header=True, header_style="bold")
     for column in ("period", "start s", "adapters", "GPUs", "moved", "afresh", "added", "dropped", "loads s",
-                   "restarts", "refused before", "starved GPUs", "served"):
+                   "restarts", "refused before", "starved", "served"):
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(str(r.index), f"{r.start_s:g}", str(r.adapters), str(r.gpus), str(r.moves), str(r.fresh_moves),
                       str(r.added), str(r.dropped), f"{r.load_ms / 1000:.2f}", str(r.restarts), str(r.refused_before),
-                      ",".join(map(str, r.starved_gpus)) or "-", f"{r.served_share:.1%}")
+                      _starved(r), f"{r.served_share:.1%}")
     console.print(table)
     console.print(f"{plural(sum(r.moves for r in results), 'adapter')} moved in all ({sum(r.fresh_moves for r in results)} "
                   f"with a fresh placement every period); periods with a starved GPU: "

@@ -37,11 +37,11 @@ def print_moves(result, console: Console) -> None:
     )
     lines = []
     if result.refused:
-        lines.append("GPUs the rule refuses as they were under the new rates: " + ", ".join(map(str, result.refused)))
+        lines.append("GPUs the rule refuses as they were under the new rates: " + _gpus(result.refused))
     if result.freed:
-        lines.append("GPUs left without adapters (freed): " + ", ".join(map(str, result.freed)))
+        lines.append("GPUs left without adapters (freed): " + _gpus(result.freed))
     lines.append("servers that restart (--max-loras or --max-lora-rank changed): "
-                 + (", ".join(map(str, result.restarts)) or "none")
+                 + (_gpus(result.restarts) if result.restarts else "none")
                  + "; the others load and unload adapters at run time")
     lines += result.notes
     for m in moves[:MAX_LISTED_MOVES]:
@@ -52,3 +52,8 @@ def print_moves(result, console: Console) -> None:
         lines.append(f"  ... {len(moves) - MAX_LISTED_MOVES} more (--json lists every move)")
     for line in lines:
         console.print(line, highlight=False, markup=False)
+
+
+def _gpus(indices) -> str:
+    """GPU indices in words ("GPU 0", "GPUs 0, 1"), never a bare index that reads as a count."""
+    return ("GPU " if len(indices) == 1 else "GPUs ") + ", ".join(map(str, indices))
