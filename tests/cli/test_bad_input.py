@@ -80,6 +80,8 @@ WORKSPACE: dict[str, str | bytes] = {
     "placement.yaml": "gpus: []\nnote: the user's placement\n",
     "placement-qwen.yaml": "profile: qwen-2.5-7b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
                            "max_lora_rank: 16}\n",
+    "placement-other.yaml": "profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [x, y], max_loras: 2, "
+                            "max_lora_rank: 16}\n",
     "placement-weights.yaml": "profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
                               "max_lora_rank: 16}\nrouting: {a: {0: 0.5}, b: {0: 1}}\n",
     "rates.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,8,0.7\n",
@@ -482,6 +484,8 @@ CASES = [
          "'llama-3.1-8b-instruct'", "place", "adapters.csv", "--from", "placement-qwen.yaml"),
     case("--from placement-weights.yaml: routing.a: the weights must sum to 1, got 0.5", "place", "adapters.csv",
          "--from", "placement-weights.yaml"),
+    case("--from placement-other.yaml: none of its 2 adapters is in the new workload, so it is a placement of "
+         "another workload", "place", "adapters.csv", "--from", "placement-other.yaml"),
     case("--from placement.yaml: --gpus does not apply to a re-placement", "place", "adapters.csv", "--from",
          "placement.yaml", "--gpus", "2"),
     # replay-drift

@@ -20,8 +20,12 @@ def replace_from(path: Path, workload, profile, check, search_moves: int, gpus, 
     from loratwin.plan.placement.replace import replace
     from loratwin.plan.placement.running import read_running
 
-    return replace(read_running(path), workload, profile, check=check, search_moves=search_moves,
-                   source=f"--from {path}")
+    running = read_running(path)
+    if not any(a.id in running.routing for a in workload.adapters):
+        raise InputError(f"--from {path}: none of its {plural(len(running.routing), 'adapter')} is in the new "
+                         "workload, so it is a placement of another workload; give the placement these adapters "
+                         "run on, or place afresh without --from")
+    return replace(running, workload, profile, check=check, search_moves=search_moves, source=f"--from {path}")
 
 
 def print_moves(result, console: Console) -> None:
