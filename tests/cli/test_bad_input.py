@@ -511,6 +511,9 @@ CASES = [
     case("--router must be one of weighted-random, least-outstanding, affinity, got 'nearest'", "replay-drift",
          "rates.csv", "--router", "nearest"),
     case("--seed must be >= 0, got -1", "replay-drift", "trace", "--seed", "-1"),
+    # every period is placed by the twin under --check twin: priced before the first one starts
+    case("for the twin check (--check twin) and the cluster twin of each period", "replay-drift", "workload.yaml",
+         "--duration", "600", "--check", "twin", "--max-time", "3s"),
     case("missing does not exist; expected a CSV period,adapter_id,rank,rate, a workload YAML or a trace directory",
          "replay-drift", "missing"),
     # a period so short that the periods alone outgrow memory: refused before they are counted

@@ -31,7 +31,7 @@ COLUMNS = ("index", "start_s", "simulated_s", "adapters", "gpus", "moves", "adde
 def replay_drift_command(
     rates: Annotated[Path, typer.Argument(help="CSV period,adapter_id,rank,rate (rate in req/s, period k starts at k x --period), a trace directory, or a workload YAML (its requests drawn over --duration); a trace's or workload's rates are counted per period.")],
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
-    period: Annotated[float, typer.Option("--period", help="Seconds per period: each is re-placed, then simulated this long.")] = DEFAULT_PERIOD_S,
+    period: Annotated[float, typer.Option("--period", help="Seconds per period (period k starts at k x --period): each is re-placed, then simulated for --window seconds.")] = DEFAULT_PERIOD_S,
     duration: Annotated[float, typer.Option(help="For a workload YAML: the seconds its requests are drawn over.")] = 3600.0,
     window: Annotated[float, typer.Option("--window", help="Seconds the twin simulates each period's placement at the period's rates (default: the window the starvation rule judges, an hour; --window equal to --period counts requests still queued at the period's end as unserved).")] = DEFAULT_WINDOW_S,
     router: Annotated[str, typer.Option(help=f"How the cluster twin's requests pick a GPU among those holding their adapter: {', '.join(ROUTERS)}.")] = "weighted-random",
@@ -68,8 +68,14 @@ def replay_drift_command(
     rule = build_rule(max_wait, starvation_threshold, window)
     loaded = load_profile(profile)
     periods = read_periods(rates, period, duration, seed, model_name=loaded.tokenizer or loaded.name)
+    from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
+
+    # each period is placed (by the twin too, with --check twin) and then simulated, as place --verify prices it
+    runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0
     estimates = [budget.twin_placement_estimate(len(p.workload.adapters), p.workload.aggregate_rate_req_s,
-                                                window, verify=True, workers=workers or 2) for p in periods]
+                                                window, slot_candidates=runs, verify=True, workers=workers or 2,
+                                                verify_flag="the cluster twin of each period")
+                 for p in periods]
     budget.require(budget.Estimate(max(e.bytes for e in estimates), sum(e.seconds for e in estimates),
                                    f"{len(periods)} periods: " + estimates[0].what))
     judge = make_check(check, loaded, periods[0].workload.lengths, rule=rule)
