@@ -395,3 +395,12 @@ def test_verify_holds_a_run_per_gpu_at_most_whatever_the_workers():
     some = budget.twin_placement_estimate(3, 3.7, 10, verify=True, workers=2)
     huge = budget.twin_placement_estimate(3, 3.7, 10, verify=True, workers=10**23)
     assert huge.bytes == some.bytes
+
+
+def test_drift_periods_are_priced_before_they_are_counted():
+    """replay-drift: a --period so short that the periods alone outgrow memory is refused (it was a
+    numpy MemoryError when the per-period counts were allocated)."""
+    small = budget.drift_periods_estimate(12, 200, 300)
+    huge = budget.drift_periods_estimate(6e11, 40, 1e-9)
+    assert small.bytes < 1e9 and small.seconds < 1
+    assert huge.bytes > 1e15 and "6e11 periods of 1e-09 s (--period) of 40 adapters" in huge.what

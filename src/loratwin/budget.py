@@ -447,6 +447,14 @@ def yaml_estimate(size_bytes: float, path: str | Path) -> Estimate:
                     f"reading {path} ({format_bytes(size_bytes)} of YAML)")
 
 
+def drift_periods_estimate(periods: float, adapters: float, period_s: float) -> Estimate:
+    """A drifting workload cut into `periods` of `period_s` (replay-drift): each period holds its
+    adapters' rates, before any is placed or simulated."""
+    return Estimate(PROCESS_BYTES + periods * (PERIOD_BYTES + LAYOUT_ADAPTER_BYTES * adapters),
+                    periods * (PERIOD_S + LAYOUT_ADAPTER_S * adapters),
+                    f"{format_count(periods)} periods of {period_s:g} s (--period) of {format_count(adapters)} adapters")
+
+
 def placement_estimate(adapters: float, rate_req_s: float) -> Estimate:
     gpus = min(max(1.0, rate_req_s / PLACE_RATE_PER_GPU), max(1.0, adapters))
     memory = (PROCESS_BYTES + PLACE_FIXED_BYTES + (LAYOUT_ADAPTER_BYTES + PLACE_ADAPTER_BYTES) * adapters
@@ -463,14 +471,15 @@ def requested_gpus_estimate(gpus: float) -> Estimate:
 
 def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float, *, slot_candidates: int = 0,
                             verify: bool = False, workers: int = 1, gpus_judged: float | None = None,
-                            screened: bool = False, flag: str = "the twin check (--check twin)") -> Estimate:
+                            screened: bool = False, flag: str = "the twin check (--check twin)",
+                            verify_flag: str = "--verify") -> Estimate:
     """The twin's work on a placement: with `slot_candidates` (place --check twin; or the twin's runs
     per share judging SLOs the estimator does not predict), a simulation of every share the greedy
     judges at each candidate max_loras, one after another; with `verify`, one simulation per GPU on
     `workers` processes. Each lasts the window (`window_s`). `gpus_judged`: the GPUs whose shares are
     judged (recommend: 1), when not all. `screened`: the twin runs only on the shares an estimator
     accepts (the SLOs it does not predict), a few per GPU after the first. `flag`: what asks for the
-    twin check, as the user typed it."""
+    twin check, as the user typed it; `verify_flag`: what asks for the simulation per GPU."""
     gpus = min(max(1.0, rate_req_s / PLACE_RATE_PER_GPU), max(1.0, adapters))
     requests = requests_bound(rate_req_s / gpus * window_s)
     one_s = SIM_ADAPTER_S * adapters / gpus + SIM_REQUEST_S * requests + TWIN_SIMULATED_SECOND_S * window_s
@@ -481,7 +490,7 @@ def twin_placement_estimate(adapters: float, rate_req_s: float, window_s: float,
     checks = shares * slot_candidates
     workers = max(1, min(workers, math.ceil(gpus)))  # the runs at once: a worker per GPU at most (simulate_many)
     seconds = one_s * checks + (one_s * math.ceil(gpus / workers) if verify else 0.0)
-    flags = " and ".join(w for w, on in ((flag, checks > 0), ("--verify", verify)) if on)
+    flags = " and ".join(w for w, on in ((flag, checks > 0), (verify_flag, verify)) if on)
     return Estimate(PROCESS_BYTES + PLACE_FIXED_BYTES + (workers if verify else 1) * one_bytes, seconds,
                     f"simulating ~{format_count(checks + (gpus if verify else 0))} GPU shares of {format_window(window_s)} "
                     f"(--window) for {flags}, {format_count(adapters)} adapters at {rate_req_s:g} req/s")

@@ -80,6 +80,8 @@ WORKSPACE: dict[str, str | bytes] = {
     "placement.yaml": "gpus: []\nnote: the user's placement\n",
     "placement-qwen.yaml": "profile: qwen-2.5-7b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
                            "max_lora_rank: 16}\n",
+    "placement-other.yaml": "profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [x, y], max_loras: 2, "
+                            "max_lora_rank: 16}\n",
     "placement-weights.yaml": "profile: llama-3.1-8b-instruct\ngpus:\n- {gpu: 0, adapters: [a, b], max_loras: 2, "
                               "max_lora_rank: 16}\nrouting: {a: {0: 0.5}, b: {0: 1}}\n",
     "rates.csv": "period,adapter_id,rank,rate\n0,a,8,0.5\n1,a,8,0.7\n",
@@ -154,6 +156,7 @@ WORKSPACE: dict[str, str | bytes] = {
                  "rate_counts,status,total_tok_s,starved_approx\n"
                  "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
     "cluster.yaml": CLUSTER,
+    "cluster-unrouted.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 1.0}"),
     "cluster-weights.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 1: 0.7}"),
     "cluster-gpu.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 7: 0.5}"),
     "cluster-missing.yaml": CLUSTER.replace("adapters: [a, b]", "adapters: [b]").replace("  a: {0: 1.0}\n", ""),
@@ -481,6 +484,8 @@ CASES = [
          "'llama-3.1-8b-instruct'", "place", "adapters.csv", "--from", "placement-qwen.yaml"),
     case("--from placement-weights.yaml: routing.a: the weights must sum to 1, got 0.5", "place", "adapters.csv",
          "--from", "placement-weights.yaml"),
+    case("--from placement-other.yaml: none of its 2 adapters is in the new workload, so it is a placement of "
+         "another workload", "place", "adapters.csv", "--from", "placement-other.yaml"),
     case("--from placement.yaml: --gpus does not apply to a re-placement", "place", "adapters.csv", "--from",
          "placement.yaml", "--gpus", "2"),
     # replay-drift
@@ -505,6 +510,17 @@ CASES = [
     case("--check must be one of", "replay-drift", "rates.csv", "--check", "guess"),
     case("--router must be one of weighted-random, least-outstanding, affinity, got 'nearest'", "replay-drift",
          "rates.csv", "--router", "nearest"),
+    case("--seed must be >= 0, got -1", "replay-drift", "trace", "--seed", "-1"),
+    # every period is placed by the twin under --check twin: priced before the first one starts
+    case("for the twin check (--check twin) and the cluster twin of each period", "replay-drift", "workload.yaml",
+         "--duration", "600", "--check", "twin", "--max-time", "3s"),
+    case("missing does not exist; expected a CSV period,adapter_id,rank,rate, a workload YAML or a trace directory",
+         "replay-drift", "missing"),
+    # a period so short that the periods alone outgrow memory: refused before they are counted
+    case("6e11 periods of 1e-09 s (--period) of 2 adapters", "replay-drift", "workload.yaml", "--period", "1e-9",
+         "--duration", "600"),
+    case("--from cluster-unrouted.yaml: routing.b: GPU 1 holds it but gets no weight", "place", "adapters.csv", "--from",
+         "cluster-unrouted.yaml", id="place --from cluster-unrouted.yaml"),
     # profile fit
     case("lab-nocols.csv: missing columns total_tok_s, mean_itl_ms", *FIT[:2], "lab-nocols.csv", *FIT[3:],
          "--out", "p.yaml"),

@@ -84,3 +84,20 @@ def test_place_from_prints_the_moves_and_the_fresh_count(tmp_path):
     code, stdout, err = run_main(["place", str(old_csv), "--from", str(placed)])
     assert code == 0, err
     assert "0 adapters moved" in stdout and "a fresh placement would move 0" in stdout
+
+
+@pytest.mark.slow
+def test_an_interrupted_replay_prints_the_finished_periods(rates_csv, monkeypatch):
+    import loratwin.plan.drift.replay as replay
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay, "replace", interrupted)  # the second period's re-placement
+    code, stdout, err = run_main(["replay-drift", str(rates_csv), "--period", "30", "--window", "60", "--json"])
+    assert code == 130
+    assert "interrupted after 1 of 3 periods" in err
+    summary = json.loads(stdout)  # without --out, --json still gives the finished period, marked incomplete
+    assert not summary["complete"] and summary["periods_done"] == 1 and len(summary["rows"]) == 1
+    # a starved GPU is named by its index, never printed as a bare number that reads as a count
+    assert "starved: none" in err or "starved: GPU " in err

@@ -65,7 +65,7 @@ def _with(**changes):
      "gpus: adapters of the workload on no GPU: c"),
     (_with(routing={"a": {"0": 0.5, "1": 0.6}, "b": {"0": 1}, "c": {"1": 1}}), "routing.a: the weights must sum to 1"),
     (_with(routing={"a": {"0": 1.0, "1": 0}, "b": {"0": 1}, "c": {"1": 1}}), r"routing.a.1: expected a weight > 0"),
-    (_with(routing={"a": {"0": 1.0}, "b": {"0": 1}, "c": {"1": 1}}), "routing.a: GPU 1 hold it but get no weight"),
+    (_with(routing={"a": {"0": 1.0}, "b": {"0": 1}, "c": {"1": 1}}), "routing.a: GPU 1 holds it but gets no weight"),
     (_with(routing={"a": {"0": 0.5, "1": 0.5}, "b": {"1": 1}, "c": {"1": 1}}), "routing.b.1: GPU 1 does not hold b"),
     (_with(routing={"a": {"0": 0.5, "x": 0.5}, "b": {"0": 1}, "c": {"1": 1}}), "routing.a: 'x' is not a GPU"),
     (_with(routing={"a": {"0": 0.5, "1": 0.5}, "b": {"0": 1}}), "routing: no weights for c"),

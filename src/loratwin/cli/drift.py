@@ -31,7 +31,7 @@ COLUMNS = ("index", "start_s", "simulated_s", "adapters", "gpus", "moves", "adde
 def replay_drift_command(
     rates: Annotated[Path, typer.Argument(help="CSV period,adapter_id,rank,rate (rate in req/s, period k starts at k x --period), a trace directory, or a workload YAML (its requests drawn over --duration); a trace's or workload's rates are counted per period.")],
     profile: Annotated[str, typer.Option(help="Built-in profile name or a profile YAML file.")] = "llama-3.1-8b-instruct",
-    period: Annotated[float, typer.Option("--period", help="Seconds per period: each is re-placed, then simulated this long.")] = DEFAULT_PERIOD_S,
+    period: Annotated[float, typer.Option("--period", help="Seconds per period (period k starts at k x --period): each is re-placed, then simulated for --window seconds.")] = DEFAULT_PERIOD_S,
     duration: Annotated[float, typer.Option(help="For a workload YAML: the seconds its requests are drawn over.")] = 3600.0,
     window: Annotated[float, typer.Option("--window", help="Seconds the twin simulates each period's placement at the period's rates (default: the window the starvation rule judges, an hour; --window equal to --period counts requests still queued at the period's end as unserved).")] = DEFAULT_WINDOW_S,
     router: Annotated[str, typer.Option(help=f"How the cluster twin's requests pick a GPU among those holding their adapter: {', '.join(ROUTERS)}.")] = "weighted-random",
@@ -51,6 +51,8 @@ def replay_drift_command(
     configure("replay-drift", max_memory, max_time, kind="place")
     if workers < 0:
         raise InputError(f"--workers must be >= 0, got {workers}")
+    if seed < 0:
+        raise InputError(f"--seed must be >= 0, got {seed}")
     from loratwin.twin.cluster import DEFAULT_SPILL_THRESHOLD
     from loratwin.twin.cluster.spec import check_router
 
@@ -66,8 +68,14 @@ def replay_drift_command(
     rule = build_rule(max_wait, starvation_threshold, window)
     loaded = load_profile(profile)
     periods = read_periods(rates, period, duration, seed, model_name=loaded.tokenizer or loaded.name)
+    from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
+
+    # each period is placed (by the twin too, with --check twin) and then simulated, as place --verify prices it
+    runs = len(TWIN_SLOT_CANDIDATES) if check == "twin" else 0
     estimates = [budget.twin_placement_estimate(len(p.workload.adapters), p.workload.aggregate_rate_req_s,
-                                                window, verify=True, workers=workers or 2) for p in periods]
+                                                window, slot_candidates=runs, verify=True, workers=workers or 2,
+                                                verify_flag="the cluster twin of each period")
+                 for p in periods]
     budget.require(budget.Estimate(max(e.bytes for e in estimates), sum(e.seconds for e in estimates),
                                    f"{len(periods)} periods: " + estimates[0].what))
     judge = make_check(check, loaded, periods[0].workload.lengths, rule=rule)
@@ -89,6 +97,10 @@ def replay_drift_command(
         where = f"; they are in {out}" if out is not None else ""
         err_console.print(f"interrupted after {len(finished)} of {len(periods)} periods{where}", markup=False,
                           highlight=False, soft_wrap=True)
+        if json_out:  # the finished periods, marked incomplete
+            sys.stdout.write(json.dumps(_summary(finished, len(periods), False), indent=2) + "\n")
+        elif finished:
+            _print_table(finished)
         raise typer.Exit(130) from None
     if writer is not None:
         writer.finish(complete=True)
@@ -99,10 +111,16 @@ def replay_drift_command(
     _print_table(finished)
 
 
+def _starved(r) -> str:
+    """The starved GPUs by index ("GPU 0", "GPUs 0, 3"), or "none": never a bare index read as a count."""
+    if not r.starved_gpus:
+        return "none"
+    return ("GPU " if len(r.starved_gpus) == 1 else "GPUs ") + ", ".join(map(str, r.starved_gpus))
+
+
 def _line(r) -> str:
-    starved = ", ".join(map(str, r.starved_gpus)) or "none"
     return (f"period {r.index}: {plural(r.gpus, 'GPU')}, {r.moves} moved ({r.fresh_moves} afresh), {r.added} added, "
-            f"loads {r.load_ms / 1000:.2f} s, starved GPUs {starved}, served {r.served_share:.1%}")
+            f"loads {r.load_ms / 1000:.2f} s, starved: {_starved(r)}, served {r.served_share:.1%}")
 
 
 def _summary(results, total: int, complete: bool) -> dict:
@@ -167,12 +185,12 @@ def _print_table(results) -> None:
     console = Console() if sys.stdout.isatty() else Console(width=200)
     table = Table(show_header=True, header_style="bold")
     for column in ("period", "start s", "adapters", "GPUs", "moved", "afresh", "added", "dropped", "loads s",
-                   "restarts", "refused before", "starved GPUs", "served"):
+                   "restarts", "refused before", "starved", "served"):
         table.add_column(column, justify="right")
     for r in results:
         table.add_row(str(r.index), f"{r.start_s:g}", str(r.adapters), str(r.gpus), str(r.moves), str(r.fresh_moves),
                       str(r.added), str(r.dropped), f"{r.load_ms / 1000:.2f}", str(r.restarts), str(r.refused_before),
-                      ",".join(map(str, r.starved_gpus)) or "-", f"{r.served_share:.1%}")
+                      _starved(r), f"{r.served_share:.1%}")
     console.print(table)
     console.print(f"{plural(sum(r.moves for r in results), 'adapter')} moved in all ({sum(r.fresh_moves for r in results)} "
                   f"with a fresh placement every period); periods with a starved GPU: "

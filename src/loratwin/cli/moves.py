@@ -20,8 +20,12 @@ def replace_from(path: Path, workload, profile, check, search_moves: int, gpus, 
     from loratwin.plan.placement.replace import replace
     from loratwin.plan.placement.running import read_running
 
-    return replace(read_running(path), workload, profile, check=check, search_moves=search_moves,
-                   source=f"--from {path}")
+    running = read_running(path)
+    if not any(a.id in running.routing for a in workload.adapters):
+        raise InputError(f"--from {path}: none of its {plural(len(running.routing), 'adapter')} is in the new "
+                         "workload, so it is a placement of another workload; give the placement these adapters "
+                         "run on, or place afresh without --from")
+    return replace(running, workload, profile, check=check, search_moves=search_moves, source=f"--from {path}")
 
 
 def print_moves(result, console: Console) -> None:
@@ -37,11 +41,11 @@ def print_moves(result, console: Console) -> None:
     )
     lines = []
     if result.refused:
-        lines.append("GPUs the rule refuses as they were under the new rates: " + ", ".join(map(str, result.refused)))
+        lines.append("GPUs the rule refuses as they were under the new rates: " + _gpus(result.refused))
     if result.freed:
-        lines.append("GPUs left without adapters (freed): " + ", ".join(map(str, result.freed)))
+        lines.append("GPUs left without adapters (freed): " + _gpus(result.freed))
     lines.append("servers that restart (--max-loras or --max-lora-rank changed): "
-                 + (", ".join(map(str, result.restarts)) or "none")
+                 + (_gpus(result.restarts) if result.restarts else "none")
                  + "; the others load and unload adapters at run time")
     lines += result.notes
     for m in moves[:MAX_LISTED_MOVES]:
@@ -52,3 +56,8 @@ def print_moves(result, console: Console) -> None:
         lines.append(f"  ... {len(moves) - MAX_LISTED_MOVES} more (--json lists every move)")
     for line in lines:
         console.print(line, highlight=False, markup=False)
+
+
+def _gpus(indices) -> str:
+    """GPU indices in words ("GPU 0", "GPUs 0, 1"), never a bare index that reads as a count."""
+    return ("GPU " if len(indices) == 1 else "GPUs ") + ", ".join(map(str, indices))

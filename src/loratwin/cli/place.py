@@ -187,7 +187,7 @@ def _print_placement(placement, verification, console: Console, compared: dict |
     from rich.table import Table
 
     console.print(
-        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {len(placement.routing)} adapters "
+        f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {plural(len(placement.routing), 'adapter')} "
         f"({placement.algorithm}, judged by the {placement.check} check, {placement.elapsed_s:.2f} s); "
         f"lower bound {placement.lower_bound} GPU{'s' if placement.lower_bound != 1 else ''}"
         f"{' (no placement this check accepts uses fewer)' if placement.proven_fewest else ''}; profile "

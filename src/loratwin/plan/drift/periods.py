@@ -62,6 +62,9 @@ def read_periods(path: str | Path, period_s: float, duration_s: float = 3600.0, 
     if path.suffix.lower() in (".yaml", ".yml"):
         return _drawn_periods(path, float(period_s), duration_s, seed, model_name)
     if path.suffix.lower() != ".csv":
+        if not path.exists():
+            raise InputError(f"{path} does not exist; expected a CSV {','.join(RATES_HEADER)}, a workload YAML "
+                             "or a trace directory")
         raise InputError(f"{path}: expected a CSV {','.join(RATES_HEADER)}, a workload YAML or a trace directory")
     return _csv_periods(path, float(period_s))
 
@@ -145,6 +148,7 @@ def _cut(workload: WorkloadSpec, requests: RequestTable, period_s: float, end: f
     if end is None:
         end = float(requests.arrival_s[-1]) if len(requests) else 0.0
     count = max(1, math.floor(end / period_s + 0.5))
+    budget.require(budget.drift_periods_estimate(count, len(workload.adapters), period_s))
     which = np.minimum((requests.arrival_s // period_s).astype(np.int64), count - 1)
     counts = np.zeros((count, len(workload.adapters)), dtype=np.int64)
     np.add.at(counts, (which, requests.adapter), 1)

@@ -127,7 +127,8 @@ def _routing(table: Any, replicas: list[Replica], position_of: dict[int, int], s
             raise InputError(f"{where}: the weights must sum to 1, got {total:g}")
         unrouted = [replicas[r].name for r in holders[adapter_id] if r not in routed]
         if unrouted:
-            raise InputError(f"{where}: {', '.join(unrouted)} hold it but get no weight")
+            raise InputError(f"{where}: {', '.join(unrouted)} {'holds' if len(unrouted) == 1 else 'hold'} it but "
+                             f"{'gets' if len(unrouted) == 1 else 'get'} no weight")
         routing[adapter_id] = routed
     uncovered = [a for a in holders if a not in routing]
     if uncovered:
