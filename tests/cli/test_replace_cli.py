@@ -63,6 +63,27 @@ def test_an_interrupted_replay_keeps_the_finished_periods(rates_csv, tmp_path, m
     assert not summary["complete"] and summary["periods_done"] == 1 and summary["periods"] == 3
 
 
+def test_an_interrupt_before_the_first_period_leaves_a_previous_result_as_it_was(rates_csv, tmp_path, monkeypatch):
+    import loratwin.plan.drift.replay as replay
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay, "place", interrupted)  # period 0's placement
+    out = tmp_path / "drift"
+    out.mkdir()
+    before = {"summary.json": '{"complete": true}\n', "periods.csv": "index\n0\n", "period-0000.json": "{}\n"}
+    for name, text in before.items():
+        (out / name).write_text(text)
+    code, _, err = run_main(["replay-drift", str(rates_csv), "--period", "30", "--window", "300", "--out", str(out)])
+    assert code == 130
+    assert f"interrupted after 0 of 3 periods; {out} is left as it was" in err
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    fresh = tmp_path / "fresh"
+    code, _, _ = run_main(["replay-drift", str(rates_csv), "--period", "30", "--window", "300", "--out", str(fresh)])
+    assert code == 130 and not fresh.exists()  # nothing finished: no empty folder left behind
+
+
 @pytest.mark.slow
 def test_place_from_prints_the_moves_and_the_fresh_count(tmp_path):
     workload = zipf_layout(30, 20.0, 1.0, ranks=(8, 16, 32), seed=0)

@@ -94,7 +94,7 @@ def replay_drift_command(
     except KeyboardInterrupt:
         if writer is not None:
             writer.finish(complete=False)
-        where = f"; they are in {out}" if out is not None else ""
+        where = "" if out is None else f"; they are in {out}" if finished else f"; {out} is left as it was"
         err_console.print(f"interrupted after {len(finished)} of {len(periods)} periods{where}", markup=False,
                           highlight=False, soft_wrap=True)
         if json_out:  # the finished periods, marked incomplete
@@ -134,13 +134,16 @@ def _summary(results, total: int, complete: bool) -> dict:
 
 
 class _Writer:
-    """The --out folder, each file written whole as its period finishes."""
+    """The --out folder, each file written whole as its period finishes. A previous result there is
+    replaced only once a period of this run has finished: stopped before that, the folder keeps it."""
 
     def __init__(self, out: Path, total: int) -> None:
         self.out, self.total, self.results = out, total, []
-        out.mkdir(exist_ok=True)
+
+    def _clear(self) -> None:
+        self.out.mkdir(exist_ok=True)
         for pattern in OWN:  # a previous result of this command (check_outputs allowed nothing else)
-            for old in out.glob(pattern):
+            for old in self.out.glob(pattern):
                 old.unlink()
 
     def add(self, result) -> None:
@@ -148,6 +151,8 @@ class _Writer:
 
         from loratwin.files import atomic_write
 
+        if not self.results:
+            self._clear()
         self.results.append(result)
         doc = {**result.row(), "placement": result.placement}
         text = json.dumps(doc, indent=2) + "\n"
@@ -174,6 +179,8 @@ class _Writer:
 
         from loratwin.files import atomic_write
 
+        if not self.results:  # nothing finished: what the folder held stays as it was
+            return
         text = json.dumps(_summary(self.results, self.total, complete), indent=2) + "\n"
         atomic_write(self.out / "summary.json", lambda tmp: tmp.write_text(text))
 
