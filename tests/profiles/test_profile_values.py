@@ -56,6 +56,7 @@ def _set(path: tuple, value):
         (("generation", "output_tokens_ratio"), NAN, r"generation\.output_tokens_ratio: Input should be a finite"),
         (("tails", "metrics_scrape_ms_per_adapter"), -1.0, r"tails\.metrics_scrape_ms_per_adapter: must be a finite"),
         (("tails", "metrics_scrape_blocking_share"), 1.5, r"tails\.metrics_scrape_blocking_share: Input should be less"),
+        (("tails", "metrics_scrape_cv"), -0.1, r"tails\.metrics_scrape_cv: Input should be greater"),
         (("tails", "metrics_poll_interval_s"), 0.0, r"tails\.metrics_poll_interval_s: Input should be greater than 0"),
     ],
 )

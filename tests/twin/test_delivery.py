@@ -30,6 +30,23 @@ def test_scrapes_follow_the_poll_interval_and_last_their_blocking_share():
     assert b.end_ns.tolist() == [14_000_000, 32_000_000]
 
 
+def test_scrape_lengths_vary_around_their_mean_by_the_cv_and_repeat_with_the_seed():
+    fixed = TailModel(metrics_poll_interval_s=0.001, metrics_scrape_base_ms=2.0)
+    varied = fixed.model_copy(update={"metrics_scrape_cv": 0.5})
+    until = 100_000_000_000  # 100 s: many scrapes
+    step_end = np.arange(1, 100_001) * 1_000_000
+    batch = np.zeros(step_end.size, np.int64)
+    same = scrape_blackouts(fixed, step_end, batch, 0, until)
+    lengths = lambda b: (b.end_ns - b.start_ns) / 1e6  # noqa: E731
+    assert np.all(lengths(same) == 2.0)
+    one = scrape_blackouts(varied, step_end, batch, 0, until, seed=7)
+    assert lengths(one).mean() == pytest.approx(2.0, rel=0.03)
+    assert lengths(one).std() / lengths(one).mean() == pytest.approx(0.5, rel=0.1)
+    again = scrape_blackouts(varied, step_end, batch, 0, until, seed=7)
+    other = scrape_blackouts(varied, step_end, batch, 0, until, seed=8)
+    assert np.array_equal(one.end_ns, again.end_ns) and not np.array_equal(one.end_ns, other.end_ns)
+
+
 def test_off_when_every_scrape_term_is_zero():
     tails = TailModel()
     assert not tails.scrape_on

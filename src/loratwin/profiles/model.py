@@ -186,7 +186,10 @@ class TailModel(_Strict):
     metrics_scrape_ms_per_adapter x served adapters + metrics_scrape_ms_per_running x requests
     running when it starts (the measured scrape times grow with both), of which the share
     metrics_scrape_blocking_share blocks the server (the rest is the page's transfer and the
-    client's parsing, which hold nothing back). All three terms at 0 turn the
+    client's parsing, which hold nothing back). Scrapes do not all take that long: each one's
+    length is that mean times a gamma-distributed factor of mean 1 and coefficient of variation
+    metrics_scrape_cv (0: every scrape the mean; fitted, since the data gives each run's mean
+    scrape only). All three terms at 0 turn the
     mechanism off (the default: a profile without fitted tail constants sees every token when its
     step ends).
 
@@ -201,6 +204,7 @@ class TailModel(_Strict):
     metrics_scrape_ms_per_adapter: TermMs = 0.0
     metrics_scrape_ms_per_running: TermMs = 0.0
     metrics_scrape_blocking_share: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
+    metrics_scrape_cv: float = Field(default=0.0, ge=0, le=3, allow_inf_nan=False)
     first_use_stall_ms: TermMs = 0.0
     provenance: str = ""
 

@@ -270,7 +270,7 @@ def build_result(
 
     # latencies as the client sees them (twin.delivery); the engine's times decide what completed
     scrapes = scrape_blackouts(profile.tails, step_end, step_batch, len(workload.adapters),
-                               max(duration_ns, int(counters[engine.CNT_END_NS])))
+                               max(duration_ns, int(counters[engine.CNT_END_NS])), seed)
     first_use = first_use_blackouts(profile.tails, sent_ns, requests.adapter, scrapes)
     blackouts = union(scrapes, first_use)
     # a request sent during a blackout reaches the engine when it ends: its tokens come that much
