@@ -4,6 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
+from loratwin import load_profile
+from loratwin.workload import zipf_layout
+
+PROFILE = "llama-3.1-8b-instruct"
+
+
+@pytest.fixture(scope="module")
+def profile():
+    """The built-in Llama profile the placement tests judge with."""
+    return load_profile(PROFILE)
+
+
+@pytest.fixture(scope="module")
+def zipf60():
+    # about 13k tok/s offered with a 6 req/s adapter on top: two GPUs at least
+    return zipf_layout(60, 30.0, 1.0, ranks=(8, 16, 32), seed=0)
+
 
 @dataclass
 class Strain:

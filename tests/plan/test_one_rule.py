@@ -7,17 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loratwin import AdapterSpec, load_profile
+from loratwin import AdapterSpec
 from loratwin.plan import AcceptanceRule, place, recommend
 from loratwin.plan.judge import CostModelCheck, Prediction
 from loratwin.workload import WorkloadSpec
 
 PROFILE = "llama-3.1-8b-instruct"
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return load_profile(PROFILE)
 
 
 def random_list(seed: int, n: int, total_rate: float) -> WorkloadSpec:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from loratwin import AdapterSpec, InputError, load_profile
+from loratwin import AdapterSpec, InputError
 from loratwin.plan.judge import AcceptanceRule, CostModelCheck, GpuCheck, TwinCheck, make_check
 from loratwin.plan.placement import (
     ALGORITHMS,
@@ -25,17 +25,6 @@ from loratwin.workload import WorkloadSpec, reference_layout, zipf_layout
 from .conftest import load_at_kv_use, resident_share
 
 PROFILE = "llama-3.1-8b-instruct"
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return load_profile(PROFILE)
-
-
-@pytest.fixture(scope="module")
-def zipf60():
-    # about 13k tok/s offered with a 6 req/s adapter on top: two GPUs at least
-    return zipf_layout(60, 30.0, 1.0, ranks=(8, 16, 32), seed=0)
 
 
 def assert_valid(placement, workload):

@@ -27,11 +27,6 @@ from .conftest import load_at_kv_use, resident_share
 PROFILE = "llama-3.1-8b-instruct"
 
 
-@pytest.fixture(scope="module")
-def profile():
-    return load_profile(PROFILE)
-
-
 def same_adapters(n: int, rate: float, rank: int = 32) -> list[AdapterSpec]:
     return [AdapterSpec(id=f"a{i}", rank=rank, rate_req_s=rate) for i in range(n)]
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loratwin import AdapterSpec, InputError, load_profile
+from loratwin import AdapterSpec, InputError
 from loratwin.plan.bound import cost_model as place_bound
 from loratwin.plan.bound import lower_bound_gpus
 from loratwin.plan.bound.splits import split_places
@@ -23,11 +23,6 @@ from loratwin.workload import WorkloadSpec
 
 PROFILE = "llama-3.1-8b-instruct"
 CAPACITY = 14.8  # req/s one GPU carries under the total-rate check
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return load_profile(PROFILE)
 
 
 class TotalRate:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loratwin import AdapterSpec, InputError, load_profile
+from loratwin import AdapterSpec, InputError
 from loratwin.plan.placement import ShareJudge, place
 from loratwin.plan.placement.moves import gpus_of, load_ms, match_gpus, renamed
 from loratwin.plan.placement.place import default_check
@@ -14,16 +14,6 @@ from loratwin.plan.placement.replace import fewest_off, replace
 from loratwin.workload import WorkloadSpec, zipf_layout
 
 PROFILE = "llama-3.1-8b-instruct"
-
-
-@pytest.fixture(scope="module")
-def profile():
-    return load_profile(PROFILE)
-
-
-@pytest.fixture(scope="module")
-def zipf60():
-    return zipf_layout(60, 30.0, 1.0, ranks=(8, 16, 32), seed=0)
 
 
 @pytest.fixture(scope="module")
