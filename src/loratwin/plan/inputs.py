@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.textfile import read_user_text
 from loratwin.workload import AdapterSpec, WorkloadSpec, load_trace, load_workload_yaml
 from loratwin.workload.spec import RATE_WORDS, _is_rate, check_adapter_id
+
+T = TypeVar("T")
 
 CSV_HEADER = ("adapter_id", "rank", "rate")
 
@@ -33,20 +37,26 @@ def load_adapters(path: str | Path) -> WorkloadSpec:
     raise InputError(f"{path}: expected a .csv (adapter_id,rank,rate), a .yaml workload or a trace directory")
 
 
+def read_adapter_rows(path: Path, what: str, parse: Callable[[Path, Any], T]) -> T:
+    """A user's CSV of one adapter a row, priced for the memory limit before it is read (its rows
+    counted or extrapolated from its first megabyte), then `parse(path, csv_reader)`; `what` names
+    the file expected when it cannot be read, and a row the csv module refuses is named by line."""
+    if path.is_file():
+        budget.require(budget.adapters_estimate(max(0, budget.estimate_rows(path) - 1)))
+    reader = csv.reader(read_user_text(path, what).splitlines())
+    try:
+        return parse(path, reader)
+    except csv.Error as err:  # e.g. a field longer than the csv module's limit
+        raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
+
+
 def read_adapters_csv(path: str | Path) -> WorkloadSpec:
     """`adapter_id,rank,rate` (header row; rate in req/s), every mistake named with file and line.
 
     Priced for the memory limit before reading (its rows counted or extrapolated from its first
     megabyte) and again every CHECK_EVERY rows."""
     path = Path(path)
-    if path.is_file():
-        budget.require(budget.adapters_estimate(max(0, budget.estimate_rows(path) - 1)))
-    text = read_user_text(path, f"an adapters file (CSV with the header {','.join(CSV_HEADER)})")
-    reader = csv.reader(text.splitlines())
-    try:
-        adapters = _read_rows(path, reader)
-    except csv.Error as err:  # e.g. a field longer than the csv module's limit
-        raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
+    adapters = read_adapter_rows(path, f"an adapters file (CSV with the header {','.join(CSV_HEADER)})", _read_rows)
     if not adapters:
         raise InputError(f"{path}: no adapters; expected at least one row after the header")
     return WorkloadSpec(adapters=tuple(adapters))

@@ -16,7 +16,6 @@ Within a period, arrivals are Poisson at its rates (the drift is in the rates fr
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 
 from loratwin import budget
 from loratwin.errors import InputError
-from loratwin.textfile import read_user_text
+from loratwin.plan.inputs import read_adapter_rows
 from loratwin.workload import (
     AdapterSpec,
     PoissonArrival,
@@ -70,14 +69,7 @@ def read_periods(path: str | Path, period_s: float, duration_s: float = 3600.0, 
 
 
 def _csv_periods(path: Path, period_s: float) -> list[Period]:
-    if path.is_file():
-        budget.require(budget.adapters_estimate(max(0, budget.estimate_rows(path) - 1)))
-    text = read_user_text(path, f"a rates file (CSV with the header {','.join(RATES_HEADER)})")
-    reader = csv.reader(text.splitlines())
-    try:
-        rows = _rows(path, reader)
-    except csv.Error as err:
-        raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
+    rows = read_adapter_rows(path, f"a rates file (CSV with the header {','.join(RATES_HEADER)})", _rows)
     if not rows:
         raise InputError(f"{path}: no rows; expected at least one after the header")
     return [Period(k, k * period_s, period_s, WorkloadSpec(adapters=tuple(adapters)))
