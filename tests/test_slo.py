@@ -57,7 +57,7 @@ def test_several_slos_in_one_flag_are_refused_with_the_flags_to_type():
 
 def test_status_reads_the_summary_metric():
     slos = parse_slos(["ttft_p99:1000", "itl_p99:50", "tpot_p99:40"])
-    rows = slo_status(slos, {"p99_ttft_ms": 1000.0, "p99_itl_ms": 50.5, "p99_tpot_ms": None})
+    rows = slo_status(slos, {"p99_ttft_all_sent_ms": 1000.0, "p99_ttft_ms": 1.0, "p99_itl_ms": 50.5, "p99_tpot_ms": None})
     assert [r["met"] for r in rows] == [True, False, None]
 
 

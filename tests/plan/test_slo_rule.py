@@ -28,19 +28,19 @@ def test_each_slo_key_judges_a_prediction_field():
 
 def test_an_slo_past_its_limit_refuses_and_is_named():
     r = rule("ttft_p99:2000", "itl_p99:100")
-    ok = r.judge(Prediction(8, 1000.0, shortfall=0.01, p99_ttft_s=1.5, p99_itl_s=0.05), PROFILE)
-    assert ok.accepted and ok.quantity == "p99_ttft_s" and ok.pressure == pytest.approx(0.75)
-    late = r.judge(Prediction(8, 1000.0, shortfall=0.01, p99_ttft_s=2.5, p99_itl_s=0.05), PROFILE)
+    ok = r.judge(Prediction(8, 1000.0, shortfall=0.01, p99_ttft_all_sent_s=1.5, p99_itl_s=0.05), PROFILE)
+    assert ok.accepted and ok.quantity == "p99_ttft_all_sent_s" and ok.pressure == pytest.approx(0.75)
+    late = r.judge(Prediction(8, 1000.0, shortfall=0.01, p99_ttft_all_sent_s=2.5, p99_itl_s=0.05), PROFILE)
     assert not late.accepted and late.short == "SLO ttft_p99"
     assert late.deciding == "p99 time to first token (SLO ttft_p99) 2,500 ms of 2,000 ms allowed"
-    slow = r.judge(Prediction(8, 1000.0, p99_ttft_s=0.1, p99_itl_s=0.12), PROFILE)
+    slow = r.judge(Prediction(8, 1000.0, p99_ttft_all_sent_s=0.1, p99_itl_s=0.12), PROFILE)
     assert not slow.accepted and slow.quantity == "p99_itl_s" and "120 ms of 100 ms" in slow.deciding
     # an estimator that does not predict the quantity is not judged on it
     assert r.judge(Prediction(8, 1000.0, shortfall=0.01), PROFILE).accepted
 
 
 def test_slos_replace_the_wait_limit_unless_both_are_given():
-    waits = Prediction(8, 1000.0, slot_wait_s=200.0, mean_ttft_s=200.0, p99_ttft_s=1.0)
+    waits = Prediction(8, 1000.0, slot_wait_s=200.0, mean_ttft_s=200.0, p99_ttft_all_sent_s=1.0)
     assert not AcceptanceRule().judge(waits, PROFILE).accepted  # the default wait limit
     replaced = rule("ttft_p99:2000")
     assert replaced.max_wait_s is None and replaced.judge(waits, PROFILE).accepted
@@ -65,11 +65,11 @@ def test_the_twin_judges_the_slos_the_cost_model_does_not_predict():
     adapters = [AdapterSpec(id=f"a{i}", rank=8, rate_req_s=0.2) for i in range(4)]
     verdict = check.evaluate(adapters, PROFILE)
     assert check.simulations >= 1 and not verdict.ok
-    judged = [o for o in verdict.options if o.prediction.p99_ttft_s is not None]
+    judged = [o for o in verdict.options if o.prediction.p99_ttft_all_sent_s is not None]
     assert judged and all(o.judgement.short == "SLO ttft_p99" for o in judged)
     # a loose SLO: the same share accepted, each judged option holding the twin's p99
     loose = make_check("auto", PROFILE, rule=rule("ttft_p99:60000", window_s=60.0)).evaluate(adapters, PROFILE)
-    assert loose.ok and loose.best.prediction.p99_ttft_s is not None
+    assert loose.ok and loose.best.prediction.p99_ttft_all_sent_s is not None
 
 
 def test_a_share_the_screen_refuses_stays_refused_without_a_twin_run():

@@ -16,7 +16,7 @@ from loratwin.sweep.store import SCHEMA, ResultStore, rows_to_table
 
 def row(workload: int, max_loras: int, served: int, ratio: float | None, tok_s: float | None = None, status: str = "ok",
         **metrics: float | None) -> dict:
-    record = {name: None for name in SCHEMA.names} | {"p99_ttft_ms": 100.0 * served, "p99_itl_ms": 50.0}
+    record = {name: None for name in SCHEMA.names} | {"p99_ttft_all_sent_ms": 100.0 * served, "p99_itl_ms": 50.0}
     record.update(
         config_key=f"{workload}-{max_loras}-{served}",
         workload_key=f"w{workload}",

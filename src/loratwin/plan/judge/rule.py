@@ -63,8 +63,10 @@ class Prediction:
     utilisation: float | None = None  # the busiest of KV cache, max_num_seqs and token budget (0-1)
     slot_wait_s: float | None = None  # mean wait for a place in the batch (twin: requests of idle adapters)
     kv_queue_s: float | None = None  # mean wait of every request for KV admission
-    mean_ttft_s: float | None = None  # mean time to first token of all requests (the twin)
-    p99_ttft_s: float | None = None  # latency percentiles over the run's requests (the twin)
+    mean_ttft_s: float | None = None  # mean time to first token of the completed requests (the twin)
+    # the TTFT SLOs' quantities: over every request sent, one never served counted at its wait so far
+    mean_ttft_all_sent_s: float | None = None
+    p99_ttft_all_sent_s: float | None = None
     p99_itl_s: float | None = None
     p99_tpot_s: float | None = None
     kv_use: float | None = None  # running requests over what the KV cache holds (shown, not judged)
@@ -109,7 +111,7 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def slo_quantity(slo: Slo) -> str:
-    """The Prediction field an SLO judges: its metric in seconds (p99_ttft_ms -> p99_ttft_s)."""
+    """The Prediction field an SLO judges: its metric in seconds (p99_itl_ms -> p99_itl_s)."""
     return slo.metric.removesuffix("_ms") + "_s"
 
 
