@@ -121,6 +121,10 @@ def calibrate(
     gpu: Annotated[str, typer.Option(help="GPU description.")] = "unknown GPU",
     rounds: Annotated[int, typer.Option(help="Rounds of the twin-in-the-loop fit.")] = 5,
     workers: Annotated[int, typer.Option(help="Processes (0: all cores).")] = 0,
+    lora_overhead_weight: Annotated[float, typer.Option(
+        "--lora-overhead-weight",
+        help="Also fit the LoRA step terms on the restricted-adapter runs of lora_overhead.csv in --calibration-dir, "
+             "each weighing like this many real runs (0: not used).")] = 0.0,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
 ) -> None:
@@ -144,6 +148,11 @@ def calibrate(
         raise LoratwinError(f"--calibration-dir {calibration_dir}: {what} (expected the folder of the measurement CSVs)")
     if fit_set and runs is None:
         raise LoratwinError("--fit-set selects runs of --runs: give --runs (a runs.csv) with it")
+    if not (0 <= lora_overhead_weight < float("inf")):
+        raise LoratwinError(f"--lora-overhead-weight must be a finite number >= 0, got {lora_overhead_weight}")
+    if lora_overhead_weight > 0 and runs is None:
+        raise LoratwinError("--lora-overhead-weight joins the runs' fit of the LoRA terms: give --runs (a runs.csv) "
+                            "with it")
     check_outputs(Output("--out", out), inputs=[runs, calibration_dir])
     fit_runs = None
     if runs is not None:
@@ -160,20 +169,28 @@ def calibrate(
     def on_round(i, fit_round):
         progress.console.print(
             f"round {i}: throughput err {fit_round.throughput_error:.2f}%, ITL err {fit_round.itl_error:.2f}%, "
-            f"starvation agreement {100 * fit_round.starvation_agreement:.1f}%"
+            f"starvation agreement {100 * fit_round.starvation_agreement:.1f}%" + _lora_overhead_error(fit_round)
         )
 
     with progress:
         profile_obj, history = fit_profile(
             model, calibration_dir, fit_runs, name=name, gpu=gpu, model_id=model_id, rounds=rounds,
             workers=workers or None, on_round=on_round, on_replay_done=advance,
+            lora_overhead_weight=lora_overhead_weight,
         )
     command = "loratwin " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     header = f"# Written by: {command}\n"
     if history:
         best = min(history, key=lambda r: r.score)
         header += (f"# Fit on {plural(len(fit_runs), 'run')}: throughput err {best.throughput_error:.2f}%, "
-                   f"ITL err {best.itl_error:.2f}%, starvation agreement {100 * best.starvation_agreement:.1f}%\n")
+                   f"ITL err {best.itl_error:.2f}%, starvation agreement {100 * best.starvation_agreement:.1f}%"
+                   f"{_lora_overhead_error(best)}\n")
     text = header + yaml.safe_dump(profile_obj.model_dump(mode="json"), sort_keys=False)
     atomic_write(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     err_console.print(f"wrote {out}")
+
+
+def _lora_overhead_error(fit_round) -> str:
+    if fit_round.equations_error is None:
+        return ""
+    return f", LoRA-overhead runs ITL err {fit_round.equations_error:.2f}%"

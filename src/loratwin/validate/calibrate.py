@@ -10,20 +10,20 @@ Each term of the cost model is fitted on the measurements that isolate it:
 - the share of requested output tokens the model generates: the realised output lengths of the
   unstarved real runs;
 - the LoRA and prefill terms of the step time: on real multi-LoRA runs, with the twin in the loop
-  (`twin_fit.py`), since no isolated measurement of them at realistic batches exists.
+  (`twin_fit.py`), since no isolated measurement of them at realistic batches exists; with
+  `lora_overhead_weight` > 0, also on the LoRA-overhead runs (`lora_overhead.csv`: max_loras 300,
+  1-300 adapters in use, which the real runs rarely reach), each weighing like that many runs
+  (`lora_overhead.py`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from loratwin.errors import InputError
 from loratwin.profiles.kv_capacity import KVTokens, Rank, Slots
@@ -37,7 +37,8 @@ from loratwin.profiles.model import (
     StepTimeModel,
     TermMs,
 )
-from loratwin.textfile import read_user_text
+from loratwin.validate.calibrate_files import NonNegative, PositiveMs, message, number, rows_of
+from loratwin.validate.lora_overhead import LORA_OVERHEAD_FILE, read_lora_overhead
 from loratwin.validate.runs import RealRun
 from loratwin.validate.twin_fit import BASE_TERMS, RUN_TERMS, FitRound, fit_step_time_on_runs
 from loratwin.workload.length_tables import available_tables
@@ -57,90 +58,23 @@ LOAD_COLUMNS = ("model", "status", "max_lora_rank", "adapter_rank", "load_ms_mea
 SCHEDULER_COLUMNS = ("gpu_loras", "cpu_loras", "avg_batch_size", "avg_waiting_queue", "scheduling_time_per_step_ms")
 DECODE_COLUMNS = ("model", "status", "experiment_set", "mean_running", "input_tokens", "output_tokens", "mean_itl_ms")
 
-# A measured mean ITL is a positive time below the longest term a profile holds.
-PositiveMs = Annotated[TermMs, Field(gt=0)]
-NonNegative = Annotated[float, Field(ge=0)]
-
-Row = tuple[int, dict[str, str]]  # (line number, row)
-
-
-def _rows(path: Path, columns: Sequence[str], model: str | None = None) -> list[Row]:
-    """The rows of a calibration CSV with their line numbers; refuses missing columns and, with
-    `model`, a file without rows of that model."""
-    text = read_user_text(path, f"a calibration file ({path.name}, CSV with a header row)")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    rows: list[Row] = []
-    try:
-        header = reader.fieldnames or []
-        if not header:
-            raise InputError(f"{path}: the file is empty (expected a header row with {', '.join(columns)} and "
-                             "measurements)")
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                             f"(expected the columns {', '.join(columns)})")
-        for row in reader:
-            rows.append((reader.line_num, row))
-    except csv.Error as err:
-        raise InputError(f"{path} line {reader.line_num}: unreadable CSV ({err})") from None
-    if model is not None:
-        rows = [(line, r) for line, r in rows if r.get("model") == model]
-        if not rows:
-            raise InputError(f"{path}: no rows for model {model!r}")
-    elif not rows:
-        raise InputError(f"{path}: no rows (expected a header and at least one measurement)")
-    return rows
-
-
-def _number(row: Row, name: str, path: Path, kind: Any = float) -> Any:
-    """Column `name` of a row, as a number of the type `kind` (a pydantic type that carries the
-    field's rule in the profile model), refused with the file, line and column otherwise."""
-    line, values = row
-    text = values.get(name)
-    where = f"{path} line {line}: {name}"
-    try:
-        value = float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # TypeError: a short row leaves the column None
-        raise InputError(f"{where}: expected a number, got {'nothing' if text is None else repr(text)}") from None
-    if not math.isfinite(value):
-        raise InputError(f"{where}: must be a finite number, got {text!r}")
-    if _is_int(kind):
-        if value != int(value):
-            raise InputError(f"{where}: must be a whole number, got {text!r}")
-        value = int(value)
-    try:
-        return TypeAdapter(kind).validate_python(value)
-    except ValidationError as err:
-        message = _message(err)
-        raise InputError(f"{where}: {message}" + ("" if ", got " in message else f", got {text!r}")) from None
-
-
-def _is_int(kind: Any) -> bool:
-    return kind is int or (get_origin(kind) is Annotated and get_args(kind)[0] is int)
-
-
-def _message(err: ValidationError) -> str:
-    msg = err.errors()[0]["msg"]
-    return msg.removeprefix("Value error, ")
-
-
 def fit_kv_capacity(path: Path, model: str) -> KVCapacityModel:
     capacity: dict[int, dict[int, int | None]] = {}
     reasons: dict[int, dict[int, str]] = {}
-    rows = _rows(path, KV_COLUMNS, model)
+    rows = rows_of(path, KV_COLUMNS, model)
     for row in rows:
-        rank, loras = _number(row, "max_lora_rank", path, Rank), _number(row, "max_loras", path, Slots)
+        rank, loras = number(row, "max_lora_rank", path, Rank), number(row, "max_loras", path, Slots)
         if row[1].get("feasible") == "1":
-            tokens = _number(row, "kv_cache_tokens", path, KVTokens)
+            tokens = number(row, "kv_cache_tokens", path, KVTokens)
             try:  # the profile's own rules on one measured size (two KV blocks at least)
                 KVCapacityModel(block_size=KV_BLOCK_SIZE, capacity_tokens={rank: {loras: tokens}})
             except ValidationError as err:
-                raise InputError(f"{path} line {row[0]}: kv_cache_tokens: {_message(err)}") from None
+                raise InputError(f"{path} line {row[0]}: kv_cache_tokens: {message(err)}") from None
             capacity.setdefault(rank, {})[loras] = tokens
         else:
             capacity.setdefault(rank, {})[loras] = None
             reasons.setdefault(rank, {})[loras] = (row[1].get("failure_detail") or "out of memory").replace("_", " ")
-    seqs = {_number(r, "max_num_seqs", path, Slots) for r in rows}
+    seqs = {number(r, "max_num_seqs", path, Slots) for r in rows}
     return KVCapacityModel(
         block_size=KV_BLOCK_SIZE,
         measured_max_num_seqs=max(seqs),
@@ -152,12 +86,12 @@ def fit_kv_capacity(path: Path, model: str) -> KVCapacityModel:
 def fit_adapter_loads(path: Path, model: str) -> AdapterLoadModel:
     cpu_to_gpu: dict[int, dict[int, float]] = {}
     disk: dict[int, dict[int, float]] = {}
-    for row in _rows(path, LOAD_COLUMNS, model):
+    for row in rows_of(path, LOAD_COLUMNS, model):
         if row[1].get("status") != "ok":
             continue
-        max_rank, rank = _number(row, "max_lora_rank", path, Rank), _number(row, "adapter_rank", path, Rank)
-        cpu_to_gpu.setdefault(max_rank, {})[rank] = round(_number(row, "load_ms_mean", path, TermMs), 6)
-        disk.setdefault(max_rank, {})[rank] = round(_number(row, "disk_load_ms_mean", path, TermMs), 6)
+        max_rank, rank = number(row, "max_lora_rank", path, Rank), number(row, "adapter_rank", path, Rank)
+        cpu_to_gpu.setdefault(max_rank, {})[rank] = round(number(row, "load_ms_mean", path, TermMs), 6)
+        disk.setdefault(max_rank, {})[rank] = round(number(row, "disk_load_ms_mean", path, TermMs), 6)
     if not cpu_to_gpu:
         raise InputError(f"{path}: no rows of model {model!r} with status ok")
     return AdapterLoadModel(
@@ -168,11 +102,11 @@ def fit_adapter_loads(path: Path, model: str) -> AdapterLoadModel:
 
 def fit_scheduler_overhead(path: Path) -> SchedulerOverheadModel:
     """Least squares of the scheduler time per step on running, waiting and waiting x slot share."""
-    rows = _rows(path, SCHEDULER_COLUMNS)
-    b = np.array([_number(r, "avg_batch_size", path, NonNegative) for r in rows])
-    w = np.array([_number(r, "avg_waiting_queue", path, NonNegative) for r in rows])
-    share = np.array([_number(r, "gpu_loras", path, Slots) / _number(r, "cpu_loras", path, Slots) for r in rows])
-    y = np.array([_number(r, "scheduling_time_per_step_ms", path, TermMs) for r in rows])
+    rows = rows_of(path, SCHEDULER_COLUMNS)
+    b = np.array([number(r, "avg_batch_size", path, NonNegative) for r in rows])
+    w = np.array([number(r, "avg_waiting_queue", path, NonNegative) for r in rows])
+    share = np.array([number(r, "gpu_loras", path, Slots) / number(r, "cpu_loras", path, Slots) for r in rows])
+    y = np.array([number(r, "scheduling_time_per_step_ms", path, TermMs) for r in rows])
     x = np.column_stack([np.ones_like(b), b, w, w * share])
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     return SchedulerOverheadModel(
@@ -188,14 +122,14 @@ def fit_base_step(path: Path, model: str) -> dict[str, float]:
     N is the mean running batch and K its mean context (prompt + half the output per request)."""
     from scipy.optimize import nnls
 
-    rows = [r for r in _rows(path, DECODE_COLUMNS, model)
+    rows = [r for r in rows_of(path, DECODE_COLUMNS, model)
             if r[1].get("status") == "ok" and r[1].get("experiment_set") == "default_latency_output"]
     if len(rows) < 3:
         raise InputError(f"{path}: need at least 3 ok default_latency_output rows for {model}")
-    n = np.array([_number(r, "mean_running", path, NonNegative) for r in rows])
-    context = n * np.array([_number(r, "input_tokens", path, NonNegative)
-                            + _number(r, "output_tokens", path, NonNegative) / 2 for r in rows])
-    y = np.array([_number(r, "mean_itl_ms", path, PositiveMs) for r in rows])
+    n = np.array([number(r, "mean_running", path, NonNegative) for r in rows])
+    context = n * np.array([number(r, "input_tokens", path, NonNegative)
+                            + number(r, "output_tokens", path, NonNegative) / 2 for r in rows])
+    y = np.array([number(r, "mean_itl_ms", path, PositiveMs) for r in rows])
     x = np.column_stack([np.ones_like(n), n, context])
     coef, _ = nnls(x / y[:, None], np.ones_like(y))  # relative error
     return {name: round(float(c), 9) for name, c in zip(BASE_TERMS, coef, strict=True)}
@@ -226,9 +160,14 @@ def calibrate(
     workers: int | None = None,
     on_round: Callable[[int, FitRound], None] | None = None,
     on_replay_done: Callable[[], None] | None = None,
+    lora_overhead_weight: float = 0.0,
 ) -> tuple[Profile, list[FitRound]]:
     """A profile for `model` from the calibration files in `calibration_dir` and, if given, real
-    runs of that model (used for the output ratio and the LoRA and prefill step terms)."""
+    runs of that model (used for the output ratio and the LoRA and prefill step terms). With
+    `lora_overhead_weight` > 0 (and runs), the restricted-adapter runs of lora_overhead.csv join the
+    LoRA terms' fit, each weighing like that many runs."""
+    if lora_overhead_weight < 0 or not math.isfinite(lora_overhead_weight):
+        raise InputError(f"lora_overhead_weight must be a finite number >= 0, got {lora_overhead_weight!r}")
     base = fit_base_step(calibration_dir / "decode_latency.csv", model)
     fit_runs = [r for r in runs or () if r.model == model]
     profile = Profile(
@@ -249,7 +188,10 @@ def calibrate(
     )
     if not fit_runs:
         return profile, []
+    extra = None
+    if lora_overhead_weight > 0:
+        extra = read_lora_overhead(calibration_dir / LORA_OVERHEAD_FILE, model).equations(lora_overhead_weight)
     return fit_step_time_on_runs(
         profile, fit_runs, rounds=rounds, seeds=seeds, workers=workers,
-        on_round=on_round, on_replay_done=on_replay_done,
+        on_round=on_round, on_replay_done=on_replay_done, extra=extra,
     )

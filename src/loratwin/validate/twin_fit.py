@@ -9,6 +9,10 @@ window). Terms are linear in the coefficients, so each solve is exact for the re
 a few rounds let the dynamics follow the coefficients. The round with the lowest combined error
 on the fitting runs is kept. Only global coefficients are fitted.
 
+Measured steps that need no replay (`StepEquations`: calibrate's LoRA-overhead runs, whose mean ITL
+is one step at a known batch) can join the solve, each row weighing like `weight` runs; their
+error then counts in a round's score in the same proportion.
+
 Which terms are free is a choice of the caller: `calibrate` frees the LoRA and prefill terms
 (RUN_TERMS) and keeps the base terms fitted on the decode runs; `loratwin profile fit`
 (fit_profile.py) frees every additive term (FIT_ALL_TERMS), with a weak pull towards the start
@@ -42,6 +46,25 @@ CAPACITY_BOUND_RATIO = 0.97
 DRAINED = 1.05
 
 
+@dataclass(frozen=True)
+class StepEquations:
+    """Measured mean step times at known step terms: `terms` (rows x STEP_TERM_FIELDS) priced by the
+    profile's coefficients, plus `overhead_ms` not fitted (the scheduler's), should make `step_ms`.
+    Each row weighs like `weight` runs in the fit."""
+
+    terms: np.ndarray
+    overhead_ms: np.ndarray
+    step_ms: np.ndarray
+    weight: float
+
+    def predicted_ms(self, profile: Profile) -> np.ndarray:
+        st = profile.step_time.model_dump()
+        return self.terms @ np.array([st[name] for name in STEP_TERM_FIELDS]) + self.overhead_ms
+
+    def error(self, profile: Profile) -> float:
+        return half_smape(self.step_ms, self.predicted_ms(profile))
+
+
 @dataclass
 class FitRound:
     """One round of the twin-in-the-loop fit: the profile replayed and its errors on the fitting runs."""
@@ -51,17 +74,23 @@ class FitRound:
     itl_error: float
     starvation_agreement: float
     results: list[ReplayResult] = field(repr=False, default_factory=list)
+    # the half-SMAPE on the StepEquations, and their share of the fit's weight (0 without them)
+    equations_error: float | None = None
+    equations_share: float = 0.0
 
     @property
     def score(self) -> float:
         # errors in %, starvation disagreements weigh like percent points of error
-        return self.throughput_error + self.itl_error + 100 * (1 - self.starvation_agreement)
+        runs = self.throughput_error + self.itl_error + 100 * (1 - self.starvation_agreement)
+        return runs + self.equations_share * (self.equations_error or 0.0)
 
 
-def _score(profile: Profile, results: Sequence[ReplayResult]) -> FitRound:
+def _score(profile: Profile, results: Sequence[ReplayResult], extra: StepEquations | None = None) -> FitRound:
     ok = [r for r in results if r.started and r.run.has_metrics]
     flags = [r for r in ok if r.run.starved is not None]
     return FitRound(
+        equations_error=extra.error(profile) if extra is not None else None,
+        equations_share=extra.weight * len(extra.step_ms) / max(1, len(ok)) if extra is not None else 0.0,
         profile=profile,
         throughput_error=half_smape([r.run.measured["total_tok_s"] for r in ok], [r.total_tok_s for r in ok]),
         itl_error=half_smape([r.run.measured["mean_itl_ms"] for r in ok], [r.mean_itl_ms for r in ok]),
@@ -87,11 +116,12 @@ def _solve_run_terms(
     free: Sequence[str] = RUN_TERMS,
     prior_weight: float = 0.0,
     prior: dict[str, float] | None = None,
+    extra: StepEquations | None = None,
 ) -> dict[str, float]:
     """Non-negative least squares of the `free` step terms (the others held at the profile's values)
     on the replayed runs' equations, in relative error. With `prior_weight` > 0, one more row per
     free term pulls its share of a typical run's ITL towards that of `prior` (default: the
-    profile's own values), by that weight."""
+    profile's own values), by that weight. `extra` adds its rows, each scaled by its weight."""
     from scipy.optimize import nnls
 
     st = profile.step_time.model_dump()
@@ -110,6 +140,10 @@ def _solve_run_terms(
             step = r.duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
             a_rows.append(r.terms_per_step[columns] / step)
             b_rows.append((step - r.overhead_per_step_ms - fixed @ r.terms_per_step) / step)
+    if extra is not None:
+        for terms, overhead, step in zip(extra.terms, extra.overhead_ms, extra.step_ms, strict=True):
+            a_rows.append(extra.weight * terms[columns] / step)
+            b_rows.append(extra.weight * (step - overhead - fixed @ terms) / step)
     # without the pull towards the start, each free term needs an equation
     if not a_rows or (prior_weight <= 0 and len(a_rows) < len(columns)):
         raise InputError(f"too few usable runs to fit the step time ({len(a_rows)} equations for {len(columns)} terms)")
@@ -136,24 +170,25 @@ def fit_step_time_on_runs(
     free: Sequence[str] = RUN_TERMS,
     prior_weight: float = 0.0,
     server: dict[str, int] | None = None,
+    extra: StepEquations | None = None,
 ) -> tuple[Profile, list[FitRound]]:
     """The twin-in-the-loop fit of the `free` step terms (see the module docstring), each run
     replayed over `duration_s` or else its own window (`replay_runs`); `server`:
     flags every replay runs with (max_num_seqs, max_num_batched_tokens; default vLLM 0.8.5's as in
-    the reference runs)."""
+    the reference runs); `extra`: measured steps solved with the runs (StepEquations)."""
     history: list[FitRound] = []
     current = profile
     prior = profile.step_time.model_dump()
     for i in range(rounds + 1):
         results = replay_runs(runs, lambda _model, fitted=current: fitted, seeds=seeds, workers=workers,
                               duration_s=duration_s, on_done=on_replay_done, server=server)
-        fit_round = _score(current, results)
+        fit_round = _score(current, results, extra)
         history.append(fit_round)
         if on_round:
             on_round(i, fit_round)
         if i == rounds:
             break
-        terms = _solve_run_terms(current, results, free, prior_weight, prior)
+        terms = _solve_run_terms(current, results, free, prior_weight, prior, extra)
         if i > 0:
             # half steps after the first: the dynamics answer the coefficients, and full steps
             # oscillate between over- and under-loaded fits
