@@ -110,6 +110,49 @@ def measured_saturation(run: RealRun) -> float | None:
     return m.get("throughput_over_offered")
 
 
+@dataclass(frozen=True)
+class Equations:
+    """The fit's equations before scaling: row i asks terms[i] @ coefficients = target_ms[i] (the
+    measured ITL or step less the overhead not fitted), in relative error (each row scaled by
+    `scale`: weight / measured time); `itl_row` marks the runs' ITL rows, `slots` each row's max_loras."""
+
+    terms: np.ndarray
+    target_ms: np.ndarray
+    scale: np.ndarray
+    itl_row: np.ndarray
+    slots: np.ndarray
+
+
+def fit_equations(results: Sequence[ReplayResult], extra: StepEquations | None = None) -> Equations:
+    """Per replayed run, its mean ITL (all runs) and mean step time (capacity-bound runs) as
+    equations in the step terms (see the module docstring); then `extra`'s rows."""
+    terms, target, scale, itl_row, slots = [], [], [], [], []
+
+    def add(row_terms, measured_ms, overhead_ms, weight, is_itl, max_loras):
+        terms.append(row_terms)
+        target.append(measured_ms - overhead_ms)
+        scale.append(weight / measured_ms)
+        itl_row.append(is_itl)
+        slots.append(max_loras)
+
+    for r in results:
+        if not (r.started and r.run.has_metrics and r.mean_itl_ms):
+            continue
+        itl = r.run.measured["mean_itl_ms"] / r.itl_delivery_factor  # as the twin's steps would make it
+        add(r.terms_per_token, itl, r.overhead_per_token_ms, 1.0, True, r.run.max_loras)
+        real_ratio = measured_saturation(r.run)
+        if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
+            step = r.duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
+            add(r.terms_per_step, step, r.overhead_per_step_ms, 1.0, False, r.run.max_loras)
+    if extra is not None:
+        slot_column = STEP_TERM_FIELDS.index("lora_per_slot_ms")  # max_loras wherever an adapter runs
+        for row_terms, overhead, step in zip(extra.terms, extra.overhead_ms, extra.step_ms, strict=True):
+            add(row_terms, step, overhead, extra.weight, False, row_terms[slot_column])
+    width = len(STEP_TERM_FIELDS)
+    return Equations(np.array(terms).reshape(-1, width), np.array(target), np.array(scale), np.array(itl_row, bool),
+                     np.array(slots, float))
+
+
 def _solve_run_terms(
     profile: Profile,
     results: Sequence[ReplayResult],
@@ -127,33 +170,19 @@ def _solve_run_terms(
     st = profile.step_time.model_dump()
     fixed = np.array([0.0 if name in free else st[name] for name in STEP_TERM_FIELDS])
     columns = [STEP_TERM_FIELDS.index(name) for name in free]
-    a_rows, b_rows, shares = [], [], []
-    for r in results:
-        if not (r.started and r.run.has_metrics and r.mean_itl_ms):
-            continue
-        itl = r.run.measured["mean_itl_ms"] / r.itl_delivery_factor  # as the twin's steps would make it
-        a_rows.append(r.terms_per_token[columns] / itl)
-        b_rows.append((itl - r.overhead_per_token_ms - fixed @ r.terms_per_token) / itl)
-        shares.append(r.terms_per_token[columns] / itl)
-        real_ratio = measured_saturation(r.run)
-        if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
-            step = r.duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
-            a_rows.append(r.terms_per_step[columns] / step)
-            b_rows.append((step - r.overhead_per_step_ms - fixed @ r.terms_per_step) / step)
-    if extra is not None:
-        for terms, overhead, step in zip(extra.terms, extra.overhead_ms, extra.step_ms, strict=True):
-            a_rows.append(extra.weight * terms[columns] / step)
-            b_rows.append(extra.weight * (step - overhead - fixed @ terms) / step)
+    eq = fit_equations(results, extra)
+    a = eq.scale[:, None] * eq.terms[:, columns]
+    b = eq.scale * (eq.target_ms - eq.terms @ fixed)
     # without the pull towards the start, each free term needs an equation
-    if not a_rows or (prior_weight <= 0 and len(a_rows) < len(columns)):
-        raise InputError(f"too few usable runs to fit the step time ({len(a_rows)} equations for {len(columns)} terms)")
+    if not len(b) or (prior_weight <= 0 and len(b) < len(columns)):
+        raise InputError(f"too few usable runs to fit the step time ({len(b)} equations for {len(columns)} terms)")
     if prior_weight > 0:
         # a term's share of the ITL per unit of its coefficient, in a typical run
-        scale = prior_weight * np.median(np.array(shares), axis=0)
+        scale = prior_weight * np.median(a[eq.itl_row], axis=0)
         start = prior or st
-        a_rows.extend(np.diag(scale))
-        b_rows.extend(scale * np.array([start[name] for name in free]))
-    coef, _ = nnls(np.array(a_rows), np.array(b_rows))
+        a = np.vstack([a, np.diag(scale)])
+        b = np.concatenate([b, scale * np.array([start[name] for name in free])])
+    coef, _ = nnls(a, b)
     return {name: round(float(c), 9) for name, c in zip(free, coef, strict=True)}
 
 
