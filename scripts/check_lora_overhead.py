@@ -45,10 +45,12 @@ def main() -> None:
     parser.add_argument("--profile", action="append", default=[], metavar="MODEL=NAME_OR_YAML",
                         help="profile for a model (repeatable); default: the built-in one")
     args = parser.parse_args()
-    chosen = dict(MODELS and (p.split("=", 1) for p in args.profile))
-    unknown = set(chosen) - set(MODELS)
-    if unknown:
-        parser.error(f"--profile: unknown model {sorted(unknown)[0]!r} (expected one of {', '.join(MODELS)})")
+    chosen = {}
+    for given in args.profile:
+        model, _, profile = given.partition("=")
+        if model not in MODELS or not profile:
+            parser.error(f"--profile {given}: expected MODEL=NAME_OR_YAML with MODEL one of {', '.join(MODELS)}")
+        chosen[model] = profile
     path = args.data / "calibration" / LORA_OVERHEAD_FILE
     for model in MODELS:
         check(path, model, chosen.get(model, model))

@@ -3,6 +3,8 @@ the profile's ITL there, and the fit that recovers known LoRA terms from them.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -10,9 +12,11 @@ from hypothesis import strategies as st
 
 from loratwin.errors import InputError
 from loratwin.profiles import load_profile
+from loratwin.validate import load_runs
+from loratwin.validate.calibrate import calibrate
 from loratwin.validate.lora_overhead import expected_adapters, read_lora_overhead
 from loratwin.validate.replay import STEP_TERM_FIELDS
-from loratwin.validate.twin_fit import RUN_TERMS, StepEquations, _solve_run_terms
+from loratwin.validate.twin_fit import RUN_TERMS, StepEquations, _solve_run_terms, fit_step_time_on_runs
 
 HEADER = ("model,status,experiment_set,max_num_seqs,max_loras,max_lora_rank,adapters_in_use,synthetic_output_tokens,"
           "input_tokens,output_tokens,mean_running,mean_batched_tokens,mean_unique_adapters_per_batch,"
@@ -105,3 +109,30 @@ def test_the_fit_recovers_known_lora_terms_from_step_equations():
 def test_expected_adapters_lie_between_one_and_the_fewer_of_adapters_and_sequences(in_use, sequences):
     expected = expected_adapters(in_use, sequences)
     assert 1 - 1e-9 <= expected <= min(in_use, sequences) + 1e-9
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_data = pytest.mark.skipif(not (SHARED / "calibration" / "lora_overhead.csv").is_file(),
+                                reason="reference measurements not present")
+
+
+@needs_data
+def test_the_overhead_runs_pull_the_twin_in_the_loop_fit_towards_them():
+    """Same few short runs, fitted without and with the LoRA-overhead runs (weighing 10 runs each):
+    with them, the fitted profile is closer to their ITL, and each round reports that error."""
+    model = "llama-3.1-8b-instruct"
+    runs = [r for r in load_runs(SHARED / "real-vllm" / "runs.csv")
+            if r.model == model and r.has_metrics and r.served_adapters <= 32][:6]
+    overhead = read_lora_overhead(SHARED / "calibration" / "lora_overhead.csv", model)
+    profile = load_profile(model)
+    without, _ = fit_step_time_on_runs(profile, runs, rounds=1, workers=1, duration_s=120)
+    with_them, history = fit_step_time_on_runs(profile, runs, rounds=1, workers=1, duration_s=120,
+                                               extra=overhead.equations(10.0))
+    error = overhead.equations(10.0).error
+    assert error(with_them) < error(without)
+    assert all(r.equations_error is not None and r.equations_share > 0 for r in history)
+
+
+def test_calibrate_refuses_a_negative_weight(tmp_path):
+    with pytest.raises(InputError, match="lora_overhead_weight must be a finite number >= 0, got -1"):
+        calibrate("m", tmp_path, [], lora_overhead_weight=-1)
