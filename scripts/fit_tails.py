@@ -20,7 +20,7 @@ Joint check (`--joint`, prints only). The pass above fits one constant at a time
 every blocking share of --share-grid (0.7, 1.0), scrape cv of --cv-grid (0.25-1.0) and stall per
 model of --stall-grid (0-400 ms) together, with the built-in scrape lengths, by the same criterion
 averaged over the models' dt_modelling runs (each model's stall moves only its own runs, so 56
-replays of its ~30 runs per model; ~12 min on two cores with --workers 1). Seen with seed 0: the
+replays of its ~30 runs per model; 14.5 min on two shared cores with --workers 1). Seen with seed 0: the
 optimum is the built-in constants (share 1.0, cv 0.5, llama 300 ms, qwen 250 ms: 12.91 %; next
 cv 0.75 with llama 0 ms: 13.37 %, then share 0.7, cv 0.75, 300/300 ms: 13.49 %). Over seeds 0, 1, 2
 (replays averaged as check_tails.py does): 12.45 % against 13.07 % and 12.97 %.
