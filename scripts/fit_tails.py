@@ -15,6 +15,15 @@ With the scrape constants just fitted, the dt_modelling runs of each model are r
 value of `--stall-grid`, and the value with the least mean half-SMAPE of mean TTFT, p99 TTFT and
 p99 ITL over them is kept (the same criterion as the blocking share).
 `--write` puts the constants and their provenance into the built-in profile YAMLs.
+
+Joint check (`--joint`, prints only). The pass above fits one constant at a time. `--joint` tries
+every blocking share of --share-grid (0.7, 1.0), scrape cv of --cv-grid (0.25-1.0) and stall per
+model of --stall-grid (0-400 ms) together, with the built-in scrape lengths, by the same criterion
+averaged over the models' dt_modelling runs (each model's stall moves only its own runs, so 56
+replays of its ~30 runs per model; 14.5 min on two shared cores with --workers 1). Seen with seed 0: the
+optimum is the built-in constants (share 1.0, cv 0.5, llama 300 ms, qwen 250 ms: 12.91 %; next
+cv 0.75 with llama 0 ms: 13.37 %, then share 0.7, cv 0.75, 300/300 ms: 13.49 %). Over seeds 0, 1, 2
+(replays averaged as check_tails.py does): 12.45 % against 13.07 % and 12.97 %.
 """
 
 from __future__ import annotations
@@ -88,25 +97,66 @@ def fit(served: np.ndarray, running: np.ndarray, scrape_ms: np.ndarray) -> np.nd
 STALL_CRITERION = ("mean_ttft_ms", "p99_ttft_ms", "p99_itl_ms")
 
 
-def fit_first_use_stall(model: str, runs: list, coef: np.ndarray, interval_s: float, grid: list[float],
-                        seed: int, workers: int) -> tuple[float, dict[float, float]]:
-    """The stall (ms) of `grid` with the least mean half-SMAPE of STALL_CRITERION over `runs`, and
-    that error for every value."""
+def criterion(model: str, runs: list, overrides: dict[str, float], seed: int, workers: int) -> float:
+    """The mean half-SMAPE (%) of STALL_CRITERION over the latency-regime `runs` of `model`, replayed
+    with `overrides` of the built-in profile's tails."""
     from check_tails import with_tails
 
     from loratwin.validate.errors import error_table
     from loratwin.validate.replay import replay_runs
 
+    rows = error_table(replay_runs(runs, with_tails(overrides), seeds=[seed], workers=workers))
+    regime = next(r["latency_regime"] for r in rows if r["model"] == model)
+    return float(np.mean([regime[m]["half_smape"] for m in STALL_CRITERION]))
+
+
+def fit_first_use_stall(model: str, runs: list, coef: np.ndarray, interval_s: float, grid: list[float],
+                        seed: int, workers: int) -> tuple[float, dict[float, float]]:
+    """The stall (ms) of `grid` with the least mean half-SMAPE of STALL_CRITERION over `runs`, and
+    that error for every value."""
     scrape = {"metrics_poll_interval_s": interval_s, "metrics_scrape_base_ms": float(coef[0]),
               "metrics_scrape_ms_per_adapter": float(coef[1]), "metrics_scrape_ms_per_running": float(coef[2]),
               "metrics_scrape_blocking_share": BLOCKING_SHARE}
-    error = {}
-    for stall in grid:
-        rows = error_table(replay_runs(runs, with_tails({**scrape, "first_use_stall_ms": stall}), seeds=[seed],
-                                       workers=workers))
-        regime = next(r["latency_regime"] for r in rows if r["model"] == model)
-        error[stall] = float(np.mean([regime[m]["half_smape"] for m in STALL_CRITERION]))
+    error = {stall: criterion(model, runs, {**scrape, "first_use_stall_ms": stall}, seed, workers) for stall in grid}
     return min(error, key=error.get), error
+
+
+JOINT_SHARES = (0.7, 1.0)
+JOINT_CVS = (0.25, 0.5, 0.75, 1.0)
+JOINT_STALLS = (0.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0)
+
+
+def joint_search(runs: dict[str, list], shares, cvs, stalls, seed: int, workers: int):
+    """Every (blocking share, scrape cv, one stall per model) of the grids, by the mean over the models
+    of criterion(); the scrape lengths are the built-in profiles'. A model's stall moves only its own
+    runs, so each (share, cv) takes each model's best stall on its own: len(shares) x len(cvs) x
+    len(stalls) replays per model, not that times len(stalls) per further model.
+    Returns (joint criterion, share, cv, {model: stall}) of the optimum and {(share, cv): {model:
+    {stall: criterion}}}."""
+    table = {}
+    for share in shares:
+        for cv in cvs:
+            table[share, cv] = {model: {stall: criterion(model, model_runs, {
+                "metrics_scrape_blocking_share": share, "metrics_scrape_cv": cv, "first_use_stall_ms": stall},
+                seed, workers) for stall in stalls} for model, model_runs in runs.items()}
+    options = []
+    for (share, cv), errors in table.items():
+        best = {model: min(error, key=error.get) for model, error in errors.items()}
+        options.append((float(np.mean([errors[m][s] for m, s in best.items()])), share, cv, best))
+    return min(options, key=lambda o: o[0]), table
+
+
+def print_joint(table: dict, optimum: tuple) -> None:
+    for (share, cv), errors in table.items():
+        best = {model: min(error, key=error.get) for model, error in errors.items()}
+        joint = np.mean([errors[m][s] for m, s in best.items()])
+        print(f"share {share:g}, cv {cv:g}: joint {joint:.2f}% with " + ", ".join(
+            f"{m} {s:g} ms" for m, s in best.items()))
+        for model, error in errors.items():
+            print(f"  {model}: " + ", ".join(f"{s:g}: {v:.2f}%" for s, v in error.items()))
+    value, share, cv, best = optimum
+    print(f"optimum: share {share:g}, cv {cv:g}, " + ", ".join(f"{m} {s:g} ms" for m, s in best.items())
+          + f" ({value:.2f}%)")
 
 
 def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float, stall_ms: float) -> None:
@@ -144,13 +194,28 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--interval-s", type=float, default=2.0)
-    p.add_argument("--stall-grid", default="0,100,200,250,300,350,400,500",
-                   help="first-use stalls (ms) to try, comma separated")
-    p.add_argument("--write", action="store_true")
+    p.add_argument("--stall-grid", default=None,
+                   help="first-use stalls (ms) to try, comma separated (default 0,100,200,250,300,350,400,500; "
+                        f"with --joint {','.join(f'{s:g}' for s in JOINT_STALLS)})")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true")
+    mode.add_argument("--joint", action="store_true",
+                      help="search share, cv and the stalls together (prints; writes nothing)")
+    p.add_argument("--share-grid", default=",".join(f"{s:g}" for s in JOINT_SHARES), help="with --joint")
+    p.add_argument("--cv-grid", default=",".join(f"{s:g}" for s in JOINT_CVS), help="with --joint")
     args = p.parse_args(argv)
+    models = args.models.split(",")
+    if args.joint:
+        grid = [float(v) for v in args.stall_grid.split(",")] if args.stall_grid else list(JOINT_STALLS)
+        optimum, table = joint_search({m: latency_runs([f"{m}:dt_modelling"]) for m in models},
+                                      [float(v) for v in args.share_grid.split(",")],
+                                      [float(v) for v in args.cv_grid.split(",")], grid, args.seed, args.workers)
+        print_joint(table, optimum)
+        return
+    args.stall_grid = args.stall_grid or "0,100,200,250,300,350,400,500"
     with open(RUNS, newline="") as f:
         rows = {row["run_id"]: row for row in csv.DictReader(f)}
-    for model in args.models.split(","):
+    for model in models:
         runs = latency_runs([f"{model}:dt_modelling"])
         measured = [measured_scrape_ms(rows[r.run_id], args.interval_s) for r in runs]
         runs = [r for r, m in zip(runs, measured) if m is not None]

@@ -82,3 +82,16 @@ def test_place_judges_the_slos_and_verify_on_the_twin(adapters_csv):
     for gpu, verified in zip(doc["gpus"], doc["verification"]["gpus"], strict=True):
         assert [r["slo"] for r in gpu["slos"]] == ["ttft_p99", "itl_p99"] and all(r["met"] for r in gpu["slos"])
         assert verified["accepted"] and [r["met"] for r in verified["slos"]] == [True, True]
+
+
+def test_a_starved_adapter_breaks_the_ttft_slo_and_the_output_says_why():
+    # three hot adapters hold the three slots: the quiet ones' requests wait to the end
+    sim = ["simulate", "--served", "6", "--rates", "3,0.05", "--ranks", "8", "--max-loras", "3", "--duration", "300",
+           "--slo", "ttft_p99:2000"]
+    code, out, err = run_main([*sim, "--json"])
+    assert code == 0, err
+    s = json.loads(out)["summary"]
+    assert s["no_first_token_at_end"] > 0 and s["p99_ttft_ms"] < 2000 < s["p99_ttft_all_sent_ms"]
+    code, out, err = run_main(sim)
+    assert code == 0, err
+    assert "NO" in out and "requests had no first token by the window's end" in out

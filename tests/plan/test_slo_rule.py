@@ -95,3 +95,13 @@ def test_the_lower_bound_is_the_screens():
     handed = make_check("auto", PROFILE, rule=r)
     assert lower_bound_gpus(adapters, PROFILE, handed) == lower_bound_gpus(adapters, PROFILE, handed.screen)
     assert handed.simulations == 0
+
+
+@pytest.mark.parametrize("kind", ["auto", "twin"])
+def test_a_slot_grid_limits_the_max_loras_values_tried(kind):
+    adapters = [AdapterSpec(id=f"a{i}", rank=8, rate_req_s=0.05) for i in range(20)]
+    check = make_check(kind, PROFILE, rule=AcceptanceRule(window_s=60.0), slot_grid=(4, 16))
+    tried = {o.max_loras for o in check.evaluate(adapters, PROFILE).options}
+    assert tried <= {4, 16, 20} and 16 in tried  # below the share's count, and the count itself
+    assert {o.max_loras for o in make_check(kind, PROFILE, rule=AcceptanceRule(window_s=60.0))
+            .evaluate(adapters, PROFILE).options} - {4, 16, 20}  # each estimator's own grid by default

@@ -8,6 +8,7 @@ import typer
 
 from loratwin.cli.app import _out_console, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 
@@ -34,6 +35,8 @@ def simulate_cluster_command(
     starvation_threshold: Annotated[float, typer.Option(help="A GPU starves when 1 - throughput/offered >= this.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write cluster.json and one results folder per GPU (gpu-N/) here.")] = None,
+    warm: WarmFlag = False,
+    metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
 ) -> None:
@@ -66,7 +69,7 @@ def simulate_cluster_command(
     else:
         spec_workload = load_adapters(workload)
     spec = placement_cluster(doc, spec_workload, str(placement), client_max_waiting=client_max_waiting)
-    loaded = load_profile(profile or placement_profile(doc, str(placement)))
+    loaded = under_conditions(load_profile(profile or placement_profile(doc, str(placement))), warm, metrics_poll)
     check_cluster_run(spec, loaded, router=router, duration_s=duration, use_ray=ray, spill_threshold=spill_threshold,
                       requests=requests, source=str(placement))
     err_console.print(f"simulating {plural(len(spec.replicas), 'GPU')} behind the {router} router...")

@@ -18,6 +18,7 @@ from loratwin.cli.judging import (
     build_rule,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 
@@ -42,6 +43,8 @@ def replay_drift_command(
     workers: Annotated[int, typer.Option(help="Processes simulating the GPUs of a period (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the periods as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for the results: period-K.json (placement, moves, twin) per period as it finishes, periods.csv, summary.json.")] = None,
+    warm: WarmFlag = False,
+    metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
 ) -> None:
@@ -66,7 +69,7 @@ def replay_drift_command(
     from loratwin.profiles import load_profile
 
     rule = build_rule(max_wait, starvation_threshold, window)
-    loaded = load_profile(profile)
+    loaded = under_conditions(load_profile(profile), warm, metrics_poll)
     periods = read_periods(rates, period, duration, seed, model_name=loaded.tokenizer or loaded.name)
     from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES
 

@@ -25,6 +25,7 @@ from loratwin.cli.judging import (
     pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.slo import slo_line
@@ -60,6 +61,8 @@ def place_command(
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
     routing_out: Annotated[Path | None, typer.Option("--routing-out", help="Also write the routing table alone here (.yaml, or .json): adapter -> GPU -> share of its requests.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
+    warm: WarmFlag = False,
+    metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
 ) -> None:
@@ -87,7 +90,7 @@ def place_command(
     check_router_flag(router, verify)
     _check_output_places(out, report, adapters, routing_out)
     workload = load_adapters(adapters)
-    loaded = load_profile(profile)
+    loaded = under_conditions(load_profile(profile), warm, metrics_poll)
     check_models_dir(models, profile=loaded.name)
     judge = make_check(check, loaded, workload.lengths, rule=rule, arrival=workload.arrival, models_dir=models)
     handover = getattr(judge, "note", None) is not None  # the twin judges the SLOs the estimator does not predict

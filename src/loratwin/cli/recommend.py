@@ -25,6 +25,7 @@ from loratwin.cli.judging import (
     pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.slo import slo_line
@@ -173,6 +174,8 @@ def recommend(
     command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
+    warm: WarmFlag = False,
+    metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
 ) -> None:
@@ -194,7 +197,7 @@ def recommend(
         raise InputError(f"--seed must be >= 0, got {seed}")
     _check_output_places(command_out, report, workload)
     spec = load_adapters(workload)
-    loaded = load_profile(profile)
+    loaded = under_conditions(load_profile(profile), warm, metrics_poll)
     check_models_dir(models, profile=loaded.name)
     estimator = make_check(check, loaded, spec.lengths, rule=rule, arrival=spec.arrival, models_dir=models)
     rec = run_recommend(spec, loaded, check=estimator, keep_order=keep_order, adapter_dir=adapter_dir, models=models,

@@ -8,6 +8,7 @@ import typer
 
 from loratwin.cli.app import _out_console, _parse_list, _progress, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError, LoratwinError
 from loratwin.grammar import plural
 
@@ -42,6 +43,8 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
     bench_json: Annotated[Path | None, typer.Option("--bench-json", help="Also write the run as a vLLM benchmark result JSON (benchmark_serving.py --save-result keys).")] = None,
+    warm: WarmFlag = False,
+    metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
 ) -> None:
@@ -112,8 +115,11 @@ def simulate(
         spec = reference_layout(served, *layout, seed)
     if duration is None:
         duration = 3600.0
+    from loratwin.profiles import load_profile
+
+    profile_obj = under_conditions(load_profile(profile), warm, metrics_poll)
     if seeds > 1:
-        _simulate_seeds(spec, server, profile, duration, range(seed, seed + seeds), workers,
+        _simulate_seeds(spec, server, profile_obj, duration, range(seed, seed + seeds), workers,
                         sample_interval, starvation_threshold, json_out, out, slos)
         return
     from loratwin.twin import simulate as run_simulation
@@ -121,7 +127,7 @@ def simulate(
     result = run_simulation(
         spec,
         server,
-        profile,
+        profile_obj,
         duration_s=duration,
         seed=seed,
         requests=requests,
@@ -161,7 +167,8 @@ def simulate(
         print_run_result(result, _out_console())
         if slos:
             s = result.summary
-            print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], _out_console())
+            print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], _out_console(),
+                       no_first_token=s["no_first_token_at_end"])
 
 
 def _add_slos(result, slos) -> None:
@@ -177,17 +184,15 @@ def _add_slos(result, slos) -> None:
     s["goodput_share"] = s["goodput_req_s"] / s["request_throughput_req_s"] if s["request_throughput_req_s"] else 0.0
 
 
-def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sample_interval, threshold, json_out, out,
+def _simulate_seeds(spec, server, profile_obj, duration, seed_values, workers, sample_interval, threshold, json_out, out,
                     slos=()):
     """The same configuration over several seeds, in parallel: each run and their mean."""
     import json
 
-    from loratwin.profiles import load_profile
     from loratwin.report.console import print_seed_runs, print_slos
     from loratwin.slo import slo_status
     from loratwin.twin.batch import SimulationTask, mean_summary, simulate_many
 
-    profile_obj = load_profile(profile)
     tasks = [SimulationTask(spec, server, profile_obj, duration, s, sample_interval, threshold) for s in seed_values]
     progress, advance = _progress(len(tasks), f"simulating {len(tasks)} seeds")
     with progress:
@@ -217,7 +222,7 @@ def _simulate_seeds(spec, server, profile, duration, seed_values, workers, sampl
             for r in results:
                 s = r.summary
                 print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], console,
-                           f"SLOs, seed {r.config['seed']}")
+                           f"SLOs, seed {r.config['seed']}", no_first_token=s["no_first_token_at_end"])
             print_slos(mean["slos"], mean["goodput_req_s"], mean["request_throughput_req_s"], console,
                        f"SLOs, mean of {len(results)} seeds")
 

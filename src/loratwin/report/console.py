@@ -156,7 +156,7 @@ def print_seed_runs(results: list[RunResult], mean: dict, console: Console) -> N
 
 
 def print_slos(rows: list[dict], goodput_req_s: float, completed_req_s: float, console: Console,
-               title: str = "SLOs") -> None:
+               title: str = "SLOs", no_first_token: float = 0) -> None:
     """Each SLO (`loratwin.slo.slo_status` rows): its value, its limit and whether it is met; then the
     goodput (completed requests per second that met every SLO) and its share of the completed."""
     table = Table(show_header=True, header_style="bold", title=title)
@@ -169,6 +169,9 @@ def print_slos(rows: list[dict], goodput_req_s: float, completed_req_s: float, c
     share = goodput_req_s / completed_req_s if completed_req_s > 0 else 0.0
     console.print(f"goodput {goodput_req_s:.3f} req/s: {share:.1%} of the {completed_req_s:.3f} req/s completed met "
                   "every SLO", highlight=False)
+    if no_first_token and any(str(r["slo"]).startswith("ttft") for r in rows):
+        console.print(f"{no_first_token:,.0f} requests had no first token by the window's end: the TTFT SLOs count "
+                      "each at its wait so far (p99_ttft_all_sent_ms, mean_ttft_all_sent_ms)", highlight=False)
 
 
 def print_workload_summary(summary: dict, console: Console) -> None:

@@ -1,0 +1,22 @@
+"""`--warm` and `--metrics-poll`: the deployment's serving conditions, for the commands that run the
+twin (loratwin.profiles.serving)."""
+
+from typing import Annotated
+
+import typer
+
+WarmFlag = Annotated[bool, typer.Option(
+    "--warm",
+    help="Every adapter has served a request before the window, as on a server up for a while (its tokenizer "
+         "cached): no first-use stalls of the API server. Default: a fresh server, as in the reference runs.")]
+MetricsPollFlag = Annotated[float | None, typer.Option(
+    "--metrics-poll", metavar="SECONDS",
+    help="Seconds between /metrics scrapes, which block the API server while they run (e.g. 15 for a "
+         "Prometheus scrape interval; 0: no scrapes). Default: the profile's, 2 s as the reference client polled.")]
+
+
+def under_conditions(profile, warm: bool, metrics_poll: float | None):
+    """The loaded profile under the flags' serving conditions."""
+    from loratwin.profiles.serving import serving_conditions
+
+    return serving_conditions(profile, warm=warm, metrics_poll_s=metrics_poll)

@@ -1,0 +1,40 @@
+"""The profile under a deployment's own serving conditions, where they differ from the reference
+measurements the tail constants were fitted on (TailModel, twin.delivery).
+
+The reference client polled /metrics every 2 s after each scrape, and every run started a fresh
+server, so each adapter's first request stalled the API server. A production server is scraped by
+its monitoring (Prometheus: typically every 15 to 60 s) and, once up a while, has every adapter's
+tokenizer cached. Simulating those conditions changes the latency tails, never the engine.
+"""
+
+from __future__ import annotations
+
+import math
+
+from loratwin.errors import InputError
+from loratwin.profiles.model import Profile
+
+# TailModel.metrics_poll_interval_s's bound; 0 stands for "never scraped"
+MAX_METRICS_POLL_S = 3600.0
+
+
+def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: float | None = None,
+                       flag: str = "--metrics-poll") -> Profile:
+    """`profile` with its first-use stall off when `warm` (every adapter served before the window)
+    and its /metrics scrapes every `metrics_poll_s` seconds after the last ended (0: no scrapes;
+    None: the profile's own, the reference client's 2 s)."""
+    tails = profile.tails
+    update: dict[str, float] = {}
+    if warm:
+        update["first_use_stall_ms"] = 0.0
+    if metrics_poll_s is not None:
+        if not (math.isfinite(metrics_poll_s) and 0 <= metrics_poll_s <= MAX_METRICS_POLL_S):
+            raise InputError(f"{flag} must be a number of seconds from 0 (no scrapes) to {MAX_METRICS_POLL_S:g}, "
+                             f"got {metrics_poll_s:g}")
+        if metrics_poll_s == 0:
+            update |= dict.fromkeys(tails.switches()["metrics_scrape"], 0.0)
+        else:
+            update["metrics_poll_interval_s"] = float(metrics_poll_s)
+    if not update:
+        return profile
+    return profile.model_copy(update={"tails": tails.model_copy(update=update)})

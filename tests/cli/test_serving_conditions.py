@@ -1,0 +1,59 @@
+"""`--warm` and `--metrics-poll`: the deployment's serving conditions change the latency tails the
+client sees (first-use stalls, /metrics scrapes), never what the engine computes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loratwin.errors import InputError
+from loratwin.profiles import load_profile
+from loratwin.profiles.serving import serving_conditions
+
+from .inprocess import run_main
+
+SIM = ["simulate", "--served", "24", "--rates", "0.4,0.2", "--ranks", "8,16", "--max-loras", "8", "--duration", "120",
+       "--json"]
+PROFILE = load_profile("llama-3.1-8b-instruct")
+
+
+def summary(*flags: str) -> dict:
+    code, out, err = run_main([*SIM, *flags])
+    assert code == 0, err
+    return json.loads(out)["summary"]
+
+
+def test_warm_and_metrics_poll_change_the_tails_only():
+    cold, warm, unscraped, rare = summary(), summary("--warm"), summary("--metrics-poll", "0"), \
+        summary("--metrics-poll", "30")
+    assert cold["first_use_stalls"] == 24 and warm["first_use_stalls"] == 0
+    assert cold["mean_scrape_blackout_ms"] > 0 and unscraped["mean_scrape_blackout_ms"] == 0
+    # a scrape every 30 s instead of every 2 s: fewer blackouts, so a shorter p99 gap between tokens
+    assert rare["p99_itl_ms"] < cold["p99_itl_ms"]
+    for other in (warm, unscraped, rare):
+        assert other["total_tok_s"] == cold["total_tok_s"] and other["steps"] == cold["steps"]
+    assert warm["mean_ttft_ms"] < cold["mean_ttft_ms"]
+
+
+def test_serving_conditions_leave_the_profile_alone_without_them():
+    assert serving_conditions(PROFILE) is PROFILE
+    assert serving_conditions(PROFILE, warm=True).tails.first_use_stall_ms == 0
+    assert PROFILE.tails.first_use_stall_ms > 0  # a copy: the loaded profile is unchanged
+    assert serving_conditions(PROFILE, metrics_poll_s=15).tails.metrics_poll_interval_s == 15
+    assert not serving_conditions(PROFILE, metrics_poll_s=0).tails.scrape_on
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 3601.0])
+def test_a_poll_interval_out_of_range_is_refused(bad):
+    with pytest.raises(InputError, match="--metrics-poll must be a number of seconds from 0"):
+        serving_conditions(PROFILE, metrics_poll_s=bad)
+
+
+def test_recommend_and_place_take_the_conditions(tmp_path):
+    csv = tmp_path / "adapters.csv"
+    csv.write_text("adapter_id,rank,rate\n" + "".join(f"a{i},8,0.2\n" for i in range(6)))
+    for command in (["recommend", str(csv)], ["place", str(csv)]):
+        code, out, err = run_main([*command, "--warm", "--metrics-poll", "15", "--slo", "ttft_p99:5000",
+                                   "--window", "120", "--json"])
+        assert code == 0, err
