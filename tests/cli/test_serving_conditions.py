@@ -57,3 +57,27 @@ def test_recommend_and_place_take_the_conditions(tmp_path):
         code, out, err = run_main([*command, "--warm", "--metrics-poll", "15", "--slo", "ttft_p99:5000",
                                    "--window", "120", "--json"])
         assert code == 0, err
+
+
+def test_a_run_records_and_prints_its_serving_conditions():
+    from loratwin.profiles.serving import conditions, conditions_text
+
+    assert conditions(PROFILE) == {"warm": False, "metrics_poll_s": 2.0}
+    assert conditions(serving_conditions(PROFILE, warm=True, metrics_poll_s=0)) == {"warm": True, "metrics_poll_s": 0.0}
+    code, out, err = run_main([*SIM, "--warm", "--metrics-poll", "15"])
+    assert code == 0, err
+    assert json.loads(out)["config"]["serving"] == {"warm": True, "metrics_poll_s": 15.0}
+    code, out, err = run_main([*SIM[:-1], "--slo", "ttft_p99:2000"])
+    assert code == 0, err
+    assert conditions_text(conditions(PROFILE)) in out  # a fresh server, scraped every 2 s
+
+
+def test_the_text_says_what_a_ttft_slo_judges():
+    # the quiet adapters' requests wait behind the busy ones to the end: the SLO counts them
+    code, out, err = run_main(["simulate", "--served", "40", "--rates", "2,0.01", "--ranks", "8", "--max-loras", "20",
+                               "--duration", "300", "--slo", "ttft_p99:2000"])
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "TTFT mean / p50 / p99, completed requests (ms)" in text
+    assert "TTFT mean / p99, every request sent (ms)" in text
+    assert "TTFT SLOs judge every request sent" in text and "still without a first token at the end" in text

@@ -38,3 +38,22 @@ def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: 
     if not update:
         return profile
     return profile.model_copy(update={"tails": tails.model_copy(update=update)})
+
+
+def conditions(profile: Profile) -> dict[str, object]:
+    """The serving conditions `profile` simulates, for a result to record: whether each adapter's
+    first request stalls the API server (a fresh server; `warm` is False) and how often /metrics is
+    scraped (`metrics_poll_s`, 0: never)."""
+    tails = profile.tails
+    return {"warm": not tails.first_use_stall_ms > 0,
+            "metrics_poll_s": float(tails.metrics_poll_interval_s) if tails.scrape_on else 0.0}
+
+
+def conditions_text(recorded: dict[str, object]) -> str:
+    """`conditions(...)` in words, e.g. `fresh server (each adapter's first request stalls), /metrics
+    scraped every 2 s`."""
+    server = ("warm server (no first-use stalls)" if recorded["warm"]
+              else "fresh server (each adapter's first request stalls it)")
+    poll = float(recorded["metrics_poll_s"])  # type: ignore[arg-type]
+    scrapes = f"/metrics scraped every {poll:g} s" if poll > 0 else "no /metrics scrapes"
+    return f"{server}, {scrapes}"
