@@ -81,3 +81,23 @@ def test_the_text_says_what_a_ttft_slo_judges():
     assert "TTFT mean / p50 / p99, completed requests (ms)" in text
     assert "TTFT mean / p99, every request sent (ms)" in text
     assert "TTFT SLOs judge every request sent" in text and "still without a first token at the end" in text
+
+
+def test_recommend_and_place_say_the_conditions_they_assumed(tmp_path):
+    csv = tmp_path / "adapters.csv"
+    csv.write_text("adapter_id,rank,rate\n" + "".join(f"a{i},8,0.2\n" for i in range(6)))
+    code, out, err = run_main(["recommend", str(csv), "--warm", "--metrics-poll", "15", "--window", "120"])
+    assert code == 0, err
+    assert "served by a warm server (no first-use stalls), /metrics scraped every 15 s" in " ".join(out.split())
+    code, out, err = run_main(["recommend", str(csv), "--metrics-poll", "0", "--window", "120", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["serving"] == {"warm": False, "metrics_poll_s": 0.0}
+    placement = tmp_path / "placement.yaml"
+    code, out, err = run_main(["place", str(csv), "--warm", "--window", "120", "--out", str(placement)])
+    assert code == 0, err
+    assert "served by a warm server" in out
+    import yaml
+
+    assert yaml.safe_load(placement.read_text())["serving"] == {"warm": True, "metrics_poll_s": 2.0}
+    code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60"])
+    assert code == 0, err  # the recorded conditions do not stop the placement from being read
