@@ -44,9 +44,9 @@ def test_serving_conditions_leave_the_profile_alone_without_them():
     assert not serving_conditions(PROFILE, metrics_poll_s=0).tails.scrape_on
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 3601.0])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 3601.0, 1e-320, 0.0009])
 def test_a_poll_interval_out_of_range_is_refused(bad):
-    with pytest.raises(InputError, match="--metrics-poll must be a number of seconds from 0"):
+    with pytest.raises(InputError, match=r"--metrics-poll must be 0 \(no scrapes\) or a number of seconds from 0.001"):
         serving_conditions(PROFILE, metrics_poll_s=bad)
 
 
