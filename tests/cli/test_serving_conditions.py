@@ -101,3 +101,7 @@ def test_recommend_and_place_say_the_conditions_they_assumed(tmp_path):
     assert yaml.safe_load(placement.read_text())["serving"] == {"warm": True, "metrics_poll_s": 2.0}
     code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60"])
     assert code == 0, err  # the recorded conditions do not stop the placement from being read
+    assert "served by a fresh server" in " ".join(out.split())
+    code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60", "--warm", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["serving"] == {"warm": True, "metrics_poll_s": 2.0}
