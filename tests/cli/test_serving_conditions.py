@@ -44,9 +44,9 @@ def test_serving_conditions_leave_the_profile_alone_without_them():
     assert not serving_conditions(PROFILE, metrics_poll_s=0).tails.scrape_on
 
 
-@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 3601.0])
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), 3601.0, 1e-320, 0.0009])
 def test_a_poll_interval_out_of_range_is_refused(bad):
-    with pytest.raises(InputError, match="--metrics-poll must be a number of seconds from 0"):
+    with pytest.raises(InputError, match=r"--metrics-poll must be 0 \(no scrapes\) or a number of seconds from 0.001"):
         serving_conditions(PROFILE, metrics_poll_s=bad)
 
 
@@ -57,3 +57,51 @@ def test_recommend_and_place_take_the_conditions(tmp_path):
         code, out, err = run_main([*command, "--warm", "--metrics-poll", "15", "--slo", "ttft_p99:5000",
                                    "--window", "120", "--json"])
         assert code == 0, err
+
+
+def test_a_run_records_and_prints_its_serving_conditions():
+    from loratwin.profiles.serving import conditions, conditions_text
+
+    assert conditions(PROFILE) == {"warm": False, "metrics_poll_s": 2.0}
+    assert conditions(serving_conditions(PROFILE, warm=True, metrics_poll_s=0)) == {"warm": True, "metrics_poll_s": 0.0}
+    code, out, err = run_main([*SIM, "--warm", "--metrics-poll", "15"])
+    assert code == 0, err
+    assert json.loads(out)["config"]["serving"] == {"warm": True, "metrics_poll_s": 15.0}
+    code, out, err = run_main([*SIM[:-1], "--slo", "ttft_p99:2000"])
+    assert code == 0, err
+    assert conditions_text(conditions(PROFILE)) in out  # a fresh server, scraped every 2 s
+
+
+def test_the_text_says_what_a_ttft_slo_judges():
+    # the quiet adapters' requests wait behind the busy ones to the end: the SLO counts them
+    code, out, err = run_main(["simulate", "--served", "40", "--rates", "2,0.01", "--ranks", "8", "--max-loras", "20",
+                               "--duration", "300", "--slo", "ttft_p99:2000"])
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "TTFT mean / p50 / p99, completed requests (ms)" in text
+    assert "TTFT mean / p99, every request sent (ms)" in text
+    assert "TTFT SLOs judge every request sent" in text and "still without a first token at the end" in text
+
+
+def test_recommend_and_place_say_the_conditions_they_assumed(tmp_path):
+    csv = tmp_path / "adapters.csv"
+    csv.write_text("adapter_id,rank,rate\n" + "".join(f"a{i},8,0.2\n" for i in range(6)))
+    code, out, err = run_main(["recommend", str(csv), "--warm", "--metrics-poll", "15", "--window", "120"])
+    assert code == 0, err
+    assert "served by a warm server (no first-use stalls), /metrics scraped every 15 s" in " ".join(out.split())
+    code, out, err = run_main(["recommend", str(csv), "--metrics-poll", "0", "--window", "120", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["serving"] == {"warm": False, "metrics_poll_s": 0.0}
+    placement = tmp_path / "placement.yaml"
+    code, out, err = run_main(["place", str(csv), "--warm", "--window", "120", "--out", str(placement)])
+    assert code == 0, err
+    assert "served by a warm server" in out
+    import yaml
+
+    assert yaml.safe_load(placement.read_text())["serving"] == {"warm": True, "metrics_poll_s": 2.0}
+    code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60"])
+    assert code == 0, err  # the recorded conditions do not stop the placement from being read
+    assert "served by a fresh server" in " ".join(out.split())
+    code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60", "--warm", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["serving"] == {"warm": True, "metrics_poll_s": 2.0}

@@ -3,9 +3,12 @@ the twin judging the SLOs an estimator does not predict."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from loratwin.cli.judging import DEFAULT_MAX_WAIT_S, build_rule
+from loratwin.errors import InputError
 from loratwin.plan.bound import lower_bound_gpus
 from loratwin.plan.judge import AcceptanceRule, CostModelCheck, Prediction, TwinCheck, TwinJudgesSlos, make_check
 from loratwin.plan.judge.rule import slo_quantity
@@ -105,3 +108,27 @@ def test_a_slot_grid_limits_the_max_loras_values_tried(kind):
     assert tried <= {4, 16, 20} and 16 in tried  # below the share's count, and the count itself
     assert {o.max_loras for o in make_check(kind, PROFILE, rule=AcceptanceRule(window_s=60.0))
             .evaluate(adapters, PROFILE).options} - {4, 16, 20}  # each estimator's own grid by default
+
+
+@pytest.mark.parametrize(("grid", "message"), [
+    ([], "expected a non-empty list of max_loras values"),
+    (16, "expected a non-empty list of max_loras values"),
+    ("16,32", "expected a non-empty list of max_loras values"),
+    ([16, 0], "every max_loras value must be a whole number >= 1, got 0"),
+    ([-4], "got -4"),
+    ([16.5], "got 16.5"),
+    ([float("nan")], "got nan"),
+    ([True], "got True"),
+    (["32"], "got '32'"),
+])
+def test_a_slot_grid_that_is_no_list_of_slot_counts_is_refused(grid, message):
+    # a max_loras of 16.5 would otherwise reach the vllm serve command; 0 and -4 were dropped unsaid
+    with pytest.raises(InputError, match=f"slot_grid: .*{re.escape(message)}"):
+        make_check("auto", PROFILE, slot_grid=grid)
+
+
+def test_a_slot_grid_takes_numpy_integers():
+    import numpy as np
+
+    check = make_check("cost-model", PROFILE, slot_grid=np.array([4, 16]))
+    assert check.slot_grid == (4, 16) and all(type(v) is int for v in check.slot_grid)

@@ -57,7 +57,10 @@ def _set(path: tuple, value):
         (("tails", "metrics_scrape_ms_per_adapter"), -1.0, r"tails\.metrics_scrape_ms_per_adapter: must be a finite"),
         (("tails", "metrics_scrape_blocking_share"), 1.5, r"tails\.metrics_scrape_blocking_share: Input should be less"),
         (("tails", "metrics_scrape_cv"), -0.1, r"tails\.metrics_scrape_cv: Input should be greater"),
-        (("tails", "metrics_poll_interval_s"), 0.0, r"tails\.metrics_poll_interval_s: Input should be greater than 0"),
+        (("tails", "metrics_poll_interval_s"), 0.0,
+         r"tails\.metrics_poll_interval_s: Input should be greater than or equal to 0\.001"),
+        (("tails", "metrics_poll_interval_s"), 1e-9,
+         r"tails\.metrics_poll_interval_s: Input should be greater than or equal to 0\.001"),
     ],
 )
 def test_bad_values_are_refused_at_load_naming_the_field(tmp_path, path, value, expected):

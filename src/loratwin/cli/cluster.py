@@ -8,7 +8,7 @@ import typer
 
 from loratwin.cli.app import _out_console, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, conditions, conditions_text, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 
@@ -77,6 +77,7 @@ def simulate_cluster_command(
                               use_ray=ray, spill_threshold=spill_threshold, starvation_threshold=starvation_threshold,
                               requests=requests)
     doc = result.to_dict()
+    doc["serving"] = conditions(loaded)  # what the latencies assumed (--warm, --metrics-poll)
     if out is not None:
         _write(result, doc, out)
         err_console.print(f"wrote {out}")
@@ -163,6 +164,7 @@ def _print(doc: dict, console) -> None:
     console.print(
         f"cluster ({c['router']}, {c['duration_s']:g} s): {_tok(c['total_tok_s'])} of {_tok(c['offered_tok_s'])} tok/s "
         f"offered ({c['served_share']:.1%} served), {c['completed']:,} of {c['requests']:,} requests completed; "
-        + (f"starved GPUs: {', '.join(starved)}" if starved else "no GPU starves"),
+        + (f"starved GPUs: {', '.join(starved)}" if starved else "no GPU starves")
+        + (f"; served by a {conditions_text(doc['serving'])}" if "serving" in doc else ""),
         highlight=False, markup=False,
     )

@@ -25,7 +25,7 @@ from loratwin.cli.judging import (
     pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, conditions, conditions_text, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.slo import slo_line
@@ -114,6 +114,7 @@ def place_command(
         placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict() if replaced is None else replaced.to_dict()
+    doc["serving"] = conditions(loaded)  # what the twin's latencies assumed (--warm, --metrics-poll)
     if compare:
         doc["compare"] = compare_algorithms(workload, loaded, check=judge, skip=algorithm)
     verification = None
@@ -143,7 +144,7 @@ def place_command(
         from loratwin.cli.moves import print_moves
 
         print_moves(replaced, console)
-    _print_placement(placement, verification, console, doc.get("compare"))
+    _print_placement(placement, verification, console, doc.get("compare"), doc["serving"])
 
 
 def _check_flags(gpus: int | None, search_moves: int, workers: int) -> None:
@@ -186,7 +187,8 @@ def _adapter_list(adapters) -> str:
     return shown + (f", ... (+{len(ids) - MAX_LISTED_ADAPTERS})" if len(ids) > MAX_LISTED_ADAPTERS else "")
 
 
-def _print_placement(placement, verification, console: Console, compared: dict | None = None) -> None:
+def _print_placement(placement, verification, console: Console, compared: dict | None = None,
+                     serving: dict | None = None) -> None:
     from rich.table import Table
 
     console.print(
@@ -197,6 +199,8 @@ def _print_placement(placement, verification, console: Console, compared: dict |
         f"{escape(placement.profile)}",
         highlight=False,
     )
+    if serving is not None:
+        console.print(f"served by a {conditions_text(serving)}", highlight=False, markup=False)
     if compared:
         console.print(_comparison(placement, compared), highlight=False, markup=False)
     for note in placement.notes:

@@ -25,7 +25,7 @@ from loratwin.cli.judging import (
     pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, conditions, conditions_text, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.slo import slo_line
@@ -45,7 +45,7 @@ def derived_note(profile: Any) -> str:
             "on this GPU; calibrate it (loratwin profile plan, import, fit) before relying on these numbers")
 
 
-def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") -> None:
+def _print_recommendation(rec: Any, command_out: Path | None, note: str = "", serving: dict | None = None) -> None:
     import shlex
 
     from rich.markup import escape
@@ -72,7 +72,8 @@ def _print_recommendation(rec: Any, command_out: Path | None, note: str = "") ->
     slos = f", SLOs {' '.join(limits['slos'])}" if limits.get("slos") else ""
     out(f"[bold]Why[/bold] (the {rec.check} estimator; the rule: starvation threshold "
         f"{limits['starvation_threshold']:g} over {limits['window_s']:g} s, wait limit {wait}{slos}, KV use at most "
-        f"{100 * limits['max_kv_use']:.0f}%):")
+        f"{100 * limits['max_kv_use']:.0f}%"
+        + (f"; served by a {escape(conditions_text(serving))}" if serving is not None else "") + "):")
     for line in rec.why:
         out(f"  {line}", markup=False)
     published = rec.published_method
@@ -212,9 +213,9 @@ def recommend(
 
         stderr.print(f"wrote report {write_plan_report(plan_from_recommendation(rec.to_dict()), report)}", markup=False)
     if json_out:
-        print(json.dumps(rec.to_dict(), indent=1, allow_nan=False))
+        print(json.dumps(rec.to_dict() | {"serving": conditions(loaded)}, indent=1, allow_nan=False))
         return
-    _print_recommendation(rec, command_out, derived_note(loaded))
+    _print_recommendation(rec, command_out, derived_note(loaded), conditions(loaded))
 
 
 def _check_output_places(command_out: Path | None, report: Path | None, workload: Path) -> None:

@@ -12,7 +12,8 @@ WarmFlag = Annotated[bool, typer.Option(
 MetricsPollFlag = Annotated[float | None, typer.Option(
     "--metrics-poll", metavar="SECONDS",
     help="Seconds between /metrics scrapes, which block the API server while they run (e.g. 15 for a "
-         "Prometheus scrape interval; 0: no scrapes). Default: the profile's, 2 s as the reference client polled.")]
+         "Prometheus scrape interval; 0: no scrapes; else 0.001 to 3600). Default: the profile's, 2 s as the "
+         "reference client polled.")]
 
 
 def under_conditions(profile, warm: bool, metrics_poll: float | None):
@@ -20,3 +21,17 @@ def under_conditions(profile, warm: bool, metrics_poll: float | None):
     from loratwin.profiles.serving import serving_conditions
 
     return serving_conditions(profile, warm=warm, metrics_poll_s=metrics_poll)
+
+
+def conditions(profile) -> dict:
+    """The serving conditions the profile simulates, as a result records them (`warm`, `metrics_poll_s`)."""
+    from loratwin.profiles.serving import conditions as recorded
+
+    return recorded(profile)
+
+
+def conditions_text(recorded: dict) -> str:
+    """Recorded serving conditions in words."""
+    from loratwin.profiles.serving import conditions_text as text
+
+    return text(recorded)

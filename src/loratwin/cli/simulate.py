@@ -168,7 +168,7 @@ def simulate(
         if slos:
             s = result.summary
             print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], _out_console(),
-                       no_first_token=s["no_first_token_at_end"])
+                       no_first_token=s.get("no_first_token_at_end"))
 
 
 def _add_slos(result, slos) -> None:
@@ -222,9 +222,9 @@ def _simulate_seeds(spec, server, profile_obj, duration, seed_values, workers, s
             for r in results:
                 s = r.summary
                 print_slos(s["slos"], s["goodput_req_s"], s["request_throughput_req_s"], console,
-                           f"SLOs, seed {r.config['seed']}", no_first_token=s["no_first_token_at_end"])
+                           f"SLOs, seed {r.config['seed']}", no_first_token=s.get("no_first_token_at_end"))
             print_slos(mean["slos"], mean["goodput_req_s"], mean["request_throughput_req_s"], console,
-                       f"SLOs, mean of {len(results)} seeds")
+                       f"SLOs, mean of {len(results)} seeds", no_first_token=mean.get("no_first_token_at_end"))
 
 
 def _window_from(duration: float | None) -> str:

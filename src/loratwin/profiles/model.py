@@ -176,6 +176,12 @@ class PlacementModel(_Strict):
     )
 
 
+# the poll interval's bounds (s): below a millisecond the scrapes are back to back, and an interval
+# that rounds to 0 ns would scrape from the window's start
+MIN_METRICS_POLL_S = 0.001
+MAX_METRICS_POLL_S = 3600.0
+
+
 class TailModel(_Strict):
     """What the benchmark client sees beyond the engine's steps (read by loratwin.twin.delivery).
 
@@ -199,7 +205,7 @@ class TailModel(_Strict):
     it off.
     """
 
-    metrics_poll_interval_s: float = Field(default=2.0, gt=0, le=3600, allow_inf_nan=False)
+    metrics_poll_interval_s: float = Field(default=2.0, ge=MIN_METRICS_POLL_S, le=MAX_METRICS_POLL_S, allow_inf_nan=False)
     metrics_scrape_base_ms: TermMs = 0.0
     metrics_scrape_ms_per_adapter: TermMs = 0.0
     metrics_scrape_ms_per_running: TermMs = 0.0

@@ -12,10 +12,7 @@ from __future__ import annotations
 import math
 
 from loratwin.errors import InputError
-from loratwin.profiles.model import Profile
-
-# TailModel.metrics_poll_interval_s's bound; 0 stands for "never scraped"
-MAX_METRICS_POLL_S = 3600.0
+from loratwin.profiles.model import MAX_METRICS_POLL_S, MIN_METRICS_POLL_S, Profile
 
 
 def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: float | None = None,
@@ -28,9 +25,11 @@ def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: 
     if warm:
         update["first_use_stall_ms"] = 0.0
     if metrics_poll_s is not None:
-        if not (math.isfinite(metrics_poll_s) and 0 <= metrics_poll_s <= MAX_METRICS_POLL_S):
-            raise InputError(f"{flag} must be a number of seconds from 0 (no scrapes) to {MAX_METRICS_POLL_S:g}, "
-                             f"got {metrics_poll_s:g}")
+        # TailModel.metrics_poll_interval_s's bounds; 0 stands for "never scraped"
+        if not (math.isfinite(metrics_poll_s) and (metrics_poll_s == 0
+                                                   or MIN_METRICS_POLL_S <= metrics_poll_s <= MAX_METRICS_POLL_S)):
+            raise InputError(f"{flag} must be 0 (no scrapes) or a number of seconds from {MIN_METRICS_POLL_S:g} to "
+                             f"{MAX_METRICS_POLL_S:g}, got {metrics_poll_s:g}")
         if metrics_poll_s == 0:
             update |= dict.fromkeys(tails.switches()["metrics_scrape"], 0.0)
         else:
@@ -38,3 +37,22 @@ def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: 
     if not update:
         return profile
     return profile.model_copy(update={"tails": tails.model_copy(update=update)})
+
+
+def conditions(profile: Profile) -> dict[str, object]:
+    """The serving conditions `profile` simulates, for a result to record: whether each adapter's
+    first request stalls the API server (a fresh server; `warm` is False) and how often /metrics is
+    scraped (`metrics_poll_s`, 0: never)."""
+    tails = profile.tails
+    return {"warm": not tails.first_use_stall_ms > 0,
+            "metrics_poll_s": float(tails.metrics_poll_interval_s) if tails.scrape_on else 0.0}
+
+
+def conditions_text(recorded: dict[str, object]) -> str:
+    """`conditions(...)` in words, e.g. `fresh server (each adapter's first request stalls), /metrics
+    scraped every 2 s`."""
+    server = ("warm server (no first-use stalls)" if recorded["warm"]
+              else "fresh server (each adapter's first request stalls it)")
+    poll = float(recorded["metrics_poll_s"])  # type: ignore[arg-type]
+    scrapes = f"/metrics scraped every {poll:g} s" if poll > 0 else "no /metrics scrapes"
+    return f"{server}, {scrapes}"

@@ -13,6 +13,8 @@ from rich.table import Table
 from rich.text import Text
 
 from loratwin.grammar import plural
+from loratwin.profiles.serving import conditions_text
+from loratwin.twin.result import ADAPTER_CHECK_TAIL_FRACTION
 
 if TYPE_CHECKING:
     from loratwin.profiles import Profile
@@ -42,7 +44,8 @@ def print_run_result(result: RunResult, console: Console) -> None:
         f"--max-lora-rank {srv['max_lora_rank']} --max-num-seqs {srv['max_num_seqs']} "
         f"--max-num-batched-tokens {srv['max_num_batched_tokens']}"
         + (f" (client cap {srv['client_max_waiting']} waiting)" if srv["client_max_waiting"] is not None else "")
-        + f"; KV cache {srv['kv_cache_tokens']:,} tokens; {cfg['duration_s']:g} s, seed {cfg['seed']}",
+        + f"; KV cache {srv['kv_cache_tokens']:,} tokens; {cfg['duration_s']:g} s, seed {cfg['seed']}"
+        + (f"\n{conditions_text(cfg['serving'])}" if "serving" in cfg else ""),
         highlight=False,
     )
     table = Table(show_header=True, header_style="bold")
@@ -54,7 +57,11 @@ def print_run_result(result: RunResult, console: Console) -> None:
     table.add_row("throughput / offered", f"{s['throughput_over_offered']:.3f}")
     verdict = "[bold red]STARVED[/]" if s["starved"] else "[green]not starved[/]"
     table.add_row(f"starvation (1 - throughput/offered >= {s['starvation_threshold']:g})", verdict)
-    table.add_row("TTFT mean / p50 / p99 (ms)", _ms_triplet(s, "ttft"))
+    table.add_row("TTFT mean / p50 / p99, completed requests (ms)", _ms_triplet(s, "ttft"))
+    if "p99_ttft_all_sent_ms" in s:  # what the TTFT SLOs judge (loratwin.slo)
+        table.add_row("TTFT mean / p99, every request sent (ms)",
+                      f"{_num(s['mean_ttft_all_sent_ms'])} / {_num(s['p99_ttft_all_sent_ms'])}")
+        table.add_row("requests sent without a first token at the end", f"{s['no_first_token_at_end']:,}")
     table.add_row("ITL mean / p50 / p99 (ms)", _ms_triplet(s, "itl"))
     table.add_row("TPOT mean / p50 / p99 (ms)", _ms_triplet(s, "tpot"))
     table.add_row("requests arrived / sent / completed",
@@ -156,9 +163,11 @@ def print_seed_runs(results: list[RunResult], mean: dict, console: Console) -> N
 
 
 def print_slos(rows: list[dict], goodput_req_s: float, completed_req_s: float, console: Console,
-               title: str = "SLOs", no_first_token: float = 0) -> None:
-    """Each SLO (`loratwin.slo.slo_status` rows): its value, its limit and whether it is met; then the
-    goodput (completed requests per second that met every SLO) and its share of the completed."""
+               title: str = "SLOs", no_first_token: float | None = None) -> None:
+    """Each SLO (`loratwin.slo.slo_status` rows): its value, its limit and whether it is met; then what
+    a TTFT SLO judges (every request sent, `no_first_token` of them still without a first token at
+    the end) and the goodput (completed requests per second that met every SLO) and its share of the
+    completed."""
     table = Table(show_header=True, header_style="bold", title=title)
     for col in ("SLO", "metric", "value ms", "limit ms", "met"):
         table.add_column(col, justify="left" if col in ("SLO", "metric") else "right")
@@ -166,12 +175,14 @@ def print_slos(rows: list[dict], goodput_req_s: float, completed_req_s: float, c
         met = "-" if r["met"] is None else "yes" if r["met"] else "[bold red]NO[/]"
         table.add_row(r["slo"], r["metric"], _num(r["value_ms"], 1), _num(r["limit_ms"], 0), met)
     console.print(table)
+    if any(r["metric"].endswith("ttft_all_sent_ms") for r in rows):
+        waiting = (f"; {no_first_token:,.0f} still without a first token at the end count their wait so far"
+                   if no_first_token else "")
+        console.print(f"TTFT SLOs judge every request sent (those of the last {ADAPTER_CHECK_TAIL_FRACTION:.0%} of "
+                      f"the window left out){waiting}", highlight=False)
     share = goodput_req_s / completed_req_s if completed_req_s > 0 else 0.0
     console.print(f"goodput {goodput_req_s:.3f} req/s: {share:.1%} of the {completed_req_s:.3f} req/s completed met "
                   "every SLO", highlight=False)
-    if no_first_token and any(str(r["slo"]).startswith("ttft") for r in rows):
-        console.print(f"{no_first_token:,.0f} requests had no first token by the window's end: the TTFT SLOs count "
-                      "each at its wait so far (p99_ttft_all_sent_ms, mean_ttft_all_sent_ms)", highlight=False)
 
 
 def print_workload_summary(summary: dict, console: Console) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from loratwin.profiles.serving import conditions as serving_conditions_of
 from loratwin.twin import engine
 from loratwin.twin.delivery import NONE, Blackouts, delivered, first_use_blackouts, scrape_blackouts, union
 
@@ -426,6 +427,8 @@ def build_result(
             "ranks": sorted({a.rank for a in workload.adapters}),
             "request_lengths": lengths_name,
         },
+        # what the client sees depends on them (--warm, --metrics-poll; loratwin.profiles.serving)
+        "serving": serving_conditions_of(profile),
         "duration_s": duration_s,
         "seed": seed,
     }

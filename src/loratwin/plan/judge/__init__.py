@@ -25,7 +25,13 @@ from loratwin.plan.judge.cost_model import CostModelCheck
 from loratwin.plan.judge.handover import TwinJudgesSlos, unpredicted_slos
 from loratwin.plan.judge.learned import LearnedCheck, learned_models
 from loratwin.plan.judge.rule import DEFAULT_MAX_WAIT_S, STARVATION_THRESHOLD, AcceptanceRule, Prediction
-from loratwin.plan.judge.slots import SLOT_CANDIDATES, adapter_server_rank, resolve_profile, startable_slots
+from loratwin.plan.judge.slots import (
+    SLOT_CANDIDATES,
+    adapter_server_rank,
+    checked_slot_grid,
+    resolve_profile,
+    startable_slots,
+)
 from loratwin.plan.judge.twin import TWIN_SLOT_CANDIDATES, TwinCheck, twin_prediction
 from loratwin.plan.judge.verdict import GpuCheck, GpuVerdict, SlotOption
 from loratwin.profiles import Profile
@@ -75,7 +81,7 @@ def make_check(kind: str, profile: Profile | str, lengths: LengthSpec | ShareGPT
     if kind not in ESTIMATORS:
         raise InputError(f"--check must be one of {', '.join(CHECKS)}, got {kind!r}")
     profile, rule = resolve_profile(profile), rule or AcceptanceRule()
-    grid = {} if slot_grid is None else {"slot_grid": tuple(slot_grid)}
+    grid = {} if slot_grid is None else {"slot_grid": checked_slot_grid(slot_grid)}
     check = ESTIMATORS[kind](profile, lengths, rule, arrival, models_dir, **grid)
     missing = unpredicted_slos(check, check.rule)
     if not missing:

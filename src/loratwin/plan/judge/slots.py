@@ -3,7 +3,8 @@ and the `max_loras` values that start (fit in memory) at that rank."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from numbers import Integral
 
 from loratwin.errors import InfeasibleConfigError, InputError
 from loratwin.profiles import Profile, load_profile
@@ -12,6 +13,18 @@ from loratwin.workload import AdapterSpec
 
 # max_loras values a check tries (plus the served count itself): dense where the choice matters.
 SLOT_CANDIDATES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384)
+
+
+def checked_slot_grid(grid: object, name: str = "slot_grid") -> tuple[int, ...]:
+    """A grid of max_loras values as given (`make_check(..., slot_grid=...)`): a non-empty list of
+    whole numbers of slots, each at least 1; anything else is refused, naming the value."""
+    values = () if isinstance(grid, (str, bytes, Mapping)) or not isinstance(grid, Iterable) else tuple(grid)
+    if not values:
+        raise InputError(f"{name}: expected a non-empty list of max_loras values (whole numbers >= 1), got {grid!r}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+            raise InputError(f"{name}: every max_loras value must be a whole number >= 1, got {value!r}")
+    return tuple(int(v) for v in values)
 
 
 def resolve_profile(profile: Profile | str) -> Profile:
