@@ -72,7 +72,7 @@ def parse_slo(text: str, flag: str = "--slo") -> Slo:
     if not (limit > 0 and math.isfinite(limit)):
         raise InputError(f"{flag} {text!r}: the limit must be a positive number of milliseconds, got {value!r}")
     if limit > MAX_SLO_MS:
-        raise InputError(f"{flag} {text!r}: the limit must be at most {MAX_SLO_MS:g} ms (a day), got {value!r}")
+        raise InputError(f"{flag} {text!r}: the limit must be at most {MAX_SLO_MS:,.0f} ms (a day), got {value!r}")
     return Slo(key, limit)
 
 

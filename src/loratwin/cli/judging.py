@@ -31,7 +31,8 @@ ModelsFlag = Annotated[Path | None, typer.Option(
 SloFlag = Annotated[list[str] | None, typer.Option(
     "--slo", help="A latency SLO, KEY:MS, repeatable (keys ttft_mean, ttft_p99, itl_p99, tpot_p99), e.g. --slo "
                   "ttft_p99:2000 --slo itl_p99:100: each is one more limit of the rule and replaces the wait limit; "
-                  "what the estimator does not predict (percentiles) the twin judges.")]
+                  "what the estimator does not predict (percentiles) the twin judges. TTFT SLOs count every request "
+                  "sent, one still waiting at the window's end at its wait so far.")]
 ThresholdFlag = Annotated[float, typer.Option(
     "--starvation-threshold", help="Limit of the rule: a GPU starves when 1 - throughput/offered >= this.")]
 

@@ -38,7 +38,7 @@ def simulate(
     workers: Annotated[int, typer.Option(help="Processes for several seeds (0: all cores).")] = 0,
     sample_interval: Annotated[float, typer.Option(help="Seconds between time-series samples.")] = 2.0,
     starvation_threshold: Annotated[float, typer.Option(help="A run starves when 1 - throughput/offered >= this.")] = 0.1,
-    slo: Annotated[list[str] | None, typer.Option("--slo", help="A latency SLO, KEY:MS, repeatable (keys ttft_mean, ttft_p99, itl_p99, tpot_p99): reports whether each is met and the goodput (completed req/s that met every SLO, per request as vllm bench serve --goodput counts it).")] = None,
+    slo: Annotated[list[str] | None, typer.Option("--slo", help="A latency SLO, KEY:MS, repeatable (keys ttft_mean, ttft_p99, itl_p99, tpot_p99): reports whether each is met and the goodput (completed req/s that met every SLO, per request as vllm bench serve --goodput counts it). TTFT SLOs count every request sent, one still waiting at the end at its wait so far.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
