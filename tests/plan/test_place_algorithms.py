@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -210,13 +209,11 @@ def test_default_check_is_a_gpu_check(profile):
     assert check.name in ("learned", "cost-model")
 
 
-def test_two_thousand_adapters_are_placed_quickly(profile):
+@pytest.mark.slow
+def test_two_thousand_adapters_are_placed(profile):
+    # how fast: benchmarks/input_speed.py
     workload = zipf_layout(2000, 150.0, 1.0, ranks=(8, 16, 32), seed=0)
-    started = time.perf_counter()
-    placement = place(workload, profile, check=CostModelCheck())
-    elapsed = time.perf_counter() - started
-    assert_valid(placement, workload)
-    assert elapsed < 10.0  # about 0.3 s on a laptop core; loose for slow CI machines
+    assert_valid(place(workload, profile, check=CostModelCheck()), workload)
 
 
 # --- against the twin ---------------------------------------------------------------------------

@@ -80,16 +80,6 @@ def test_length_limits_cut_prompts_and_outputs(tmp_path):
     assert table.output_tokens.tolist() == [500, 1948, 100]
 
 
-def test_loads_100k_rows_quickly(tmp_path):
-    import time
-
-    path = write(tmp_path, synthetic_rows(100_000))
-    start = time.perf_counter()
-    _, table = load_azure_trace(path, 128, "zipf")
-    assert len(table) == 100_000
-    assert time.perf_counter() - start < 2.0
-
-
 @pytest.mark.parametrize(
     ("rows", "expected"),
     [

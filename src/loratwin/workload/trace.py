@@ -36,6 +36,7 @@ from loratwin import budget
 from loratwin.errors import InputError
 from loratwin.workload.requests import RequestTable
 from loratwin.workload.spec import (
+    MAX_RATE_REQ_S,
     RATE_WORDS,
     AdapterSpec,
     WorkloadSpec,
@@ -143,10 +144,11 @@ def with_trace_rates(workload: WorkloadSpec, requests: RequestTable, window_s: f
 
 
 def _observed_rates(counts: np.ndarray, span_s: float) -> np.ndarray:
-    """Requests per second over the trace span; 0 when the span is 0 or too short to divide by."""
+    """Requests per second over the trace span; 0 when the span is 0 or too short to divide by (a
+    rate beyond what a workload holds, MAX_RATE_REQ_S)."""
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         rates = counts / span_s if span_s > 0 else np.zeros(len(counts))
-    return rates if np.isfinite(rates).all() else np.zeros(len(counts))
+    return rates if (np.isfinite(rates) & (rates <= MAX_RATE_REQ_S)).all() else np.zeros(len(counts))
 
 
 @contextmanager
