@@ -10,11 +10,12 @@ each weighing `--weight` runs), and solves each variant once, with the dynamics 
 (a full fit replays again; these are first-round figures). Prints, per variant, the coefficients and
 the mean relative residual in % of the run ITL rows, the run step rows and the LoRA-overhead rows.
 Variants:
-- calibrate's free terms (RUN_TERMS), on the runs alone and with the LoRA-overhead runs;
+- calibrate's free terms before the cost per prompt token x slot (OLD_TERMS), on the runs alone and
+  with the LoRA-overhead runs;
 - the same plus lora_per_slot_ms (a cost linear in max_loras);
-- the same plus a cost per prompt token x slot (not in the profile's form: vLLM 0.8.5's LoRA kernels
-  run over every token of the step, prompt tokens included, with thread blocks per slot; since
-  max_loras is fixed within a run, its per-run mean is max_loras x the mean prompt tokens).
+- calibrate's free terms (RUN_TERMS: the same plus lora_per_prefill_token_per_slot_ms, since vLLM
+  0.8.5's LoRA kernels run over every token of the step, prompt tokens included, with thread blocks
+  per slot), with the LoRA-overhead runs and on the runs alone.
 """
 
 from __future__ import annotations
@@ -32,16 +33,14 @@ from loratwin.validate.replay import STEP_TERM_FIELDS
 from loratwin.validate.twin_fit import RUN_TERMS, fit_equations
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPT_X_SLOT = "prompt_token_x_slot_ms"
+PROMPT_X_SLOT = "lora_per_prefill_token_per_slot_ms"
+OLD_TERMS = tuple(name for name in RUN_TERMS if name != PROMPT_X_SLOT)
 
 
 def solve(eq, profile, free, rows, weights):
     st = profile.step_time.model_dump()
     fixed = np.array([0.0 if name in free else st[name] for name in STEP_TERM_FIELDS])
-    prompt = eq.terms[:, STEP_TERM_FIELDS.index("per_prefill_token_ms")]
-    columns = [prompt * eq.slots if name == PROMPT_X_SLOT else eq.terms[:, STEP_TERM_FIELDS.index(name)]
-               for name in free]
-    x = np.column_stack(columns)
+    x = eq.terms[:, [STEP_TERM_FIELDS.index(name) for name in free]]
     target = eq.target_ms - eq.terms @ fixed
     coef, _ = nnls((eq.scale[:, None] * x)[rows], (eq.scale * target)[rows])
     # relative to the measured time: scale = weight / measured
@@ -69,11 +68,11 @@ def main() -> None:
     print(f"{args.model}: {eq.itl_row.sum()} run ITL rows, {(~eq.itl_row & ~is_cal).sum()} run step rows, "
           f"{n_cal} LoRA-overhead rows (weight {args.weight:g}); profile {args.profile or args.model}")
     variants = [
-        ("RUN_TERMS, runs only", RUN_TERMS, ~is_cal),
-        ("RUN_TERMS + LoRA-overhead runs", RUN_TERMS, np.ones_like(is_cal)),
-        ("+ lora_per_slot_ms", (*RUN_TERMS, "lora_per_slot_ms"), np.ones_like(is_cal)),
-        ("+ prompt token x slot", (*RUN_TERMS, PROMPT_X_SLOT), np.ones_like(is_cal)),
-        ("+ prompt token x slot, runs only", (*RUN_TERMS, PROMPT_X_SLOT), ~is_cal),
+        ("without prompt token x slot, runs only", OLD_TERMS, ~is_cal),
+        ("without prompt token x slot + LoRA-overhead runs", OLD_TERMS, np.ones_like(is_cal)),
+        ("+ lora_per_slot_ms", (*OLD_TERMS, "lora_per_slot_ms"), np.ones_like(is_cal)),
+        ("RUN_TERMS (+ prompt token x slot) + LoRA-overhead runs", RUN_TERMS, np.ones_like(is_cal)),
+        ("RUN_TERMS (+ prompt token x slot), runs only", RUN_TERMS, ~is_cal),
     ]
     for label, free, rows in variants:
         coef, residual = solve(eq, profile, free, rows, np.where(is_cal, args.weight, 1.0))

@@ -85,6 +85,7 @@ def random_case(seed: int):
         lora_per_slot_ms=pick(0.0, 0.017),
         lora_per_adapter_ms=pick(0.0, 0.093),
         lora_per_seq_per_slot_ms=pick(0.0, 0.00041),
+        lora_per_prefill_token_per_slot_ms=pick(0.0, 0.000023),
     )
     # a negative intercept exercises the clamp at 0 on light steps
     overhead = SchedulerOverheadModel(

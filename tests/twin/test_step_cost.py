@@ -36,7 +36,7 @@ def _profiles():
                 base_ms=3.7, per_seq_ms=0.041, per_prefill_token_ms=0.0123, per_context_token_ms=7.1e-5,
                 lora_factor_base=1.31, lora_factor_per_adapter=0.0193, lora_step_ms=0.21,
                 lora_per_rank_ms=0.0031, lora_per_slot_ms=0.017, lora_per_adapter_ms=0.093,
-                lora_per_seq_per_slot_ms=0.00041,
+                lora_per_seq_per_slot_ms=0.00041, lora_per_prefill_token_per_slot_ms=2.3e-5,
             ),
             "scheduler_overhead": SchedulerOverheadModel(
                 intercept_ms=-0.197, per_running_ms=0.004, per_waiting_ms=0.00023, per_waiting_slot_share_ms=-0.0071
@@ -114,6 +114,7 @@ def test_step_time_is_the_documented_formula():
     compute = (
         base * (st.lora_factor_base + st.lora_factor_per_adapter * A) + st.lora_step_ms + st.lora_per_rank_ms * R
         + st.lora_per_slot_ms * S + st.lora_per_adapter_ms * A + st.lora_per_seq_per_slot_ms * N * S
+        + st.lora_per_prefill_token_per_slot_ms * P * S
     )
     sched = (
         so.intercept_ms + so.per_running_ms * (N + L) + so.per_waiting_ms * W + so.per_waiting_slot_share_ms * W * S / C
@@ -126,3 +127,25 @@ def test_step_time_is_the_documented_formula():
     assert p.step_ms(0, 0, 0, 0, S, R) == st.base_ms
     # max_cpu_loras defaults to max_loras
     assert p.step_ms(N, P, K, A, S, R, waiting=W) == p.step_ms(N, P, K, A, S, R, waiting=W, max_cpu_loras=S)
+
+
+@pytest.mark.parametrize("profile", _profiles(), ids=lambda p: p.name)
+def test_the_prompt_token_x_slot_term_adds_x_s_p_to_a_step_with_adapters(profile):
+    """At 0 the term changes nothing; at x > 0 it adds x x max_loras x prompt tokens to a step that
+    has an adapter (through the resolved cost), and nothing to one that has none."""
+    N, P, K, S, R = 40, 700, 30_000, 96, 16
+    x = 3e-5
+
+    def with_term(value):
+        return profile.model_copy(update={"step_time": profile.step_time.model_copy(
+            update={"lora_per_prefill_token_per_slot_ms": value})})
+
+    zero, some = with_term(0.0), with_term(x)
+    assert zero.step_cost(S, R).lora_per_prefill_token_ms == 0
+    assert some.step_cost(S, R).lora_per_prefill_token_ms == pytest.approx(x * S)
+    for adapters in (1, 5):
+        base = zero.step_ms(N, P, K, adapters, S, R)
+        if profile.step_time.lora_per_prefill_token_per_slot_ms == 0:
+            assert base == profile.step_ms(N, P, K, adapters, S, R)
+        assert some.step_ms(N, P, K, adapters, S, R) - base == pytest.approx(x * S * P, rel=1e-9)
+    assert some.step_ms(N, P, K, 0, S, R) == zero.step_ms(N, P, K, 0, S, R)

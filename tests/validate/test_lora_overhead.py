@@ -15,7 +15,7 @@ from loratwin.profiles import load_profile
 from loratwin.validate import load_runs
 from loratwin.validate.calibrate import calibrate
 from loratwin.validate.lora_overhead import expected_adapters, read_lora_overhead
-from loratwin.validate.replay import STEP_TERM_FIELDS
+from loratwin.validate.replay import STEP_TERM_FIELDS, step_terms
 from loratwin.validate.twin_fit import RUN_TERMS, StepEquations, _solve_run_terms, fit_step_time_on_runs
 
 HEADER = ("model,status,experiment_set,max_num_seqs,max_loras,max_lora_rank,adapters_in_use,synthetic_output_tokens,"
@@ -78,9 +78,33 @@ def test_a_bad_number_names_its_line_and_column(tmp_path):
         read_lora_overhead(path, "m")
 
 
+def _with_prompt_slot_term(profile, value=2e-5):
+    return profile.model_copy(update={"step_time": profile.step_time.model_copy(
+        update={"lora_per_prefill_token_per_slot_ms": value})})
+
+
+def test_the_step_terms_are_the_engines_compute_with_every_term():
+    """The fit's per-step terms (replay.step_terms) times the profile's coefficients are the step
+    compute the engine prices, the prompt token x slot term included (LoRA factor 1 and 0)."""
+    profile = _with_prompt_slot_term(load_profile("llama-3.1-8b-instruct"))
+    rng = np.random.default_rng(4)
+    steps = {"batch": rng.integers(1, 256, 50), "prefill_tokens": rng.integers(0, 2048, 50),
+             "context_tokens": rng.integers(0, 200_000, 50), "adapters": rng.integers(0, 30, 50)}
+    slots, rank = 96, 16
+    coefficients = np.array([profile.step_time.model_dump()[name] for name in STEP_TERM_FIELDS])
+    terms = step_terms(steps, slots, rank)
+    compute = profile.step_cost(slots, rank).compute_ms(steps["batch"], steps["prefill_tokens"],
+                                                        steps["context_tokens"], steps["adapters"])
+    lora = steps["adapters"] > 0  # the N x S term is counted in every step (left as it was)
+    assert coefficients @ terms[:, lora] == pytest.approx(compute[lora], rel=1e-12)
+    prompt_slot = terms[STEP_TERM_FIELDS.index("lora_per_prefill_token_per_slot_ms")]
+    assert np.array_equal(prompt_slot, np.where(lora, steps["prefill_tokens"] * slots, 0))
+
+
 def test_the_equations_price_the_runs_as_the_profile_does(overhead_csv):
-    """terms @ coefficients + scheduler time is the profile's ITL there (its LoRA factor is 1 and 0)."""
-    profile = load_profile("llama-3.1-8b-instruct")
+    """terms @ coefficients + scheduler time is the profile's ITL there (its LoRA factor is 1 and 0),
+    with every RUN_TERMS term non-zero."""
+    profile = _with_prompt_slot_term(load_profile("llama-3.1-8b-instruct"))
     runs = read_lora_overhead(overhead_csv, "m")
     equations = runs.equations(weight=2.0)
     assert equations.predicted_ms(profile) == pytest.approx(runs.predicted_itl_ms(profile))
@@ -92,13 +116,14 @@ def test_the_equations_price_the_runs_as_the_profile_does(overhead_csv):
 def test_the_fit_recovers_known_lora_terms_from_step_equations():
     """With no replayed run at all, enough equations made by known terms give those terms back."""
     rng = np.random.default_rng(0)
-    profile = load_profile("llama-3.1-8b-instruct")
+    profile = _with_prompt_slot_term(load_profile("llama-3.1-8b-instruct"))
     st_values = profile.step_time.model_dump()
     n = rng.uniform(50, 250, 40)
     slots, rank = rng.choice([32, 96, 300], 40), rng.choice([8, 16, 32], 40)
     adapters = np.minimum(rng.uniform(1, 150, 40), n)
-    terms = np.column_stack([np.ones(40), n, rng.uniform(0, 40, 40), n * 60, np.ones(40), rank, slots, adapters,
-                             n * slots])
+    prompt = rng.uniform(0, 400, 40)
+    terms = np.column_stack([np.ones(40), n, prompt, n * 60, np.ones(40), rank, slots, adapters,
+                             n * slots, prompt * slots])
     coefficients = np.array([st_values[name] for name in STEP_TERM_FIELDS])
     step = terms @ coefficients + 0.4
     fitted = _solve_run_terms(profile, [], RUN_TERMS, extra=StepEquations(terms, np.full(40, 0.4), step, 1.0))

@@ -25,6 +25,7 @@ from loratwin.validate.calibrate import (
     fit_step_time_on_runs,
 )
 from loratwin.validate.errors import bias, mape
+from loratwin.validate.replay import STEP_TERM_FIELDS
 from loratwin.validate.runs import LATENCY_METRICS
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -84,7 +85,7 @@ def test_replay_predicts_start_failures_and_reports_errors():
     assert {row["start_agreement"] for row in table} == {1.0}
     for r in results[:2]:
         assert r.total_tok_s > 0 and r.mean_itl_ms > 0
-        assert r.terms_per_token.shape == r.terms_per_step.shape == (9,)
+        assert r.terms_per_token.shape == r.terms_per_step.shape == (len(STEP_TERM_FIELDS),)
 
 
 @needs_data

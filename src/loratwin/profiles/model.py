@@ -76,10 +76,12 @@ class StepTimeModel(_Strict):
     compute = base                                      (no adapter in the batch)
             = base * (lora_factor_base + lora_factor_per_adapter * A)
               + lora_step_ms + lora_per_rank_ms * R + lora_per_slot_ms * S
-              + lora_per_adapter_ms * A + lora_per_seq_per_slot_ms * N * S   (with adapters)
+              + lora_per_adapter_ms * A + lora_per_seq_per_slot_ms * N * S
+              + lora_per_prefill_token_per_slot_ms * P * S                    (with adapters)
     N: sequences scheduled, P: prompt (prefill) tokens scheduled, K: tokens already in the KV cache
     of the scheduled sequences, A: distinct adapters in the batch, S: max_loras (GPU slots),
-    R: max_lora_rank. The step lasts compute + adapter loads + scheduler overhead
+    R: max_lora_rank. vLLM 0.8.5's LoRA kernels run over every token of a step that has an
+    adapter, with thread blocks for every slot: hence the N x S and P x S terms. The step lasts compute + adapter loads + scheduler overhead
     (`Profile.step_ms` evaluates it; `StepCost` writes it out).
     """
 
@@ -94,6 +96,7 @@ class StepTimeModel(_Strict):
     lora_per_slot_ms: TermMs = 0.0
     lora_per_adapter_ms: TermMs = 0.0
     lora_per_seq_per_slot_ms: TermMs = 0.0
+    lora_per_prefill_token_per_slot_ms: TermMs = 0.0
 
 
 class SchedulerOverheadModel(_Strict):
@@ -285,6 +288,7 @@ class Profile(_Strict):
             lora_step_ms=st.lora_step_ms + st.lora_per_rank_ms * max_lora_rank + st.lora_per_slot_ms * max_loras,
             lora_per_adapter_ms=st.lora_per_adapter_ms,
             lora_per_seq_ms=st.lora_per_seq_per_slot_ms * max_loras,
+            lora_per_prefill_token_ms=st.lora_per_prefill_token_per_slot_ms * max_loras,
         )
 
     def step_ms(

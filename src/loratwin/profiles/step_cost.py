@@ -35,6 +35,7 @@ class StepCost(NamedTuple):
     lora_step_ms: float  # lora_step_ms + lora_per_rank_ms x max_lora_rank + lora_per_slot_ms x max_loras
     lora_per_adapter_ms: float
     lora_per_seq_ms: float  # lora_per_seq_per_slot_ms x max_loras
+    lora_per_prefill_token_ms: float  # lora_per_prefill_token_per_slot_ms x max_loras
 
     def compute_ms(self, running, prefill_tokens, context_tokens, adapters):
         """GPU time of a step of `running` sequences with `prefill_tokens` prompt tokens,
@@ -51,6 +52,7 @@ class StepCost(NamedTuple):
             + self.lora_step_ms
             + self.lora_per_adapter_ms * adapters
             + self.lora_per_seq_ms * running
+            + self.lora_per_prefill_token_ms * prefill_tokens
         )
         return _plain(np.where(np.asarray(adapters) > 0, with_lora, base))
 

@@ -42,7 +42,8 @@ COST_SCHED_PER_WAITING_SLOT_SHARE_MS = 9
 COST_LORA_STEP_MS = 10  # added to a step that has adapters
 COST_LORA_PER_ADAPTER_MS = 11  # x distinct adapters
 COST_LORA_PER_SEQ_MS = 12  # x sequences, in a step that has adapters
-N_COST = 13
+COST_LORA_PER_PREFILL_TOKEN_MS = 13  # x prompt tokens, in a step that has adapters
+N_COST = 14
 
 # Indices of the counters vector returned by the engine.
 CNT_STEPS = 0
@@ -140,6 +141,7 @@ def step_cost_ms(
             + cost[COST_LORA_STEP_MS]
             + cost[COST_LORA_PER_ADAPTER_MS] * adapters
             + cost[COST_LORA_PER_SEQ_MS] * running
+            + cost[COST_LORA_PER_PREFILL_TOKEN_MS] * prefill_tokens
         )
     sched_ms = (
         cost[COST_SCHED_INTERCEPT_MS]

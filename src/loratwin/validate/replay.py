@@ -23,17 +23,19 @@ DEFAULT_DURATION_S = 3600.0
 STEP_TERM_FIELDS = (
     "base_ms", "per_seq_ms", "per_prefill_token_ms", "per_context_token_ms", "lora_step_ms",
     "lora_per_rank_ms", "lora_per_slot_ms", "lora_per_adapter_ms", "lora_per_seq_per_slot_ms",
+    "lora_per_prefill_token_per_slot_ms",
 )
 
 
 def step_terms(steps: dict[str, np.ndarray], max_loras: int, max_lora_rank: int) -> np.ndarray:
     """Per-step values multiplying each additive coefficient of the step-time model (rows: terms)."""
     n = steps["batch"].astype(np.float64)
+    p = steps["prefill_tokens"].astype(np.float64)
     a = steps["adapters"].astype(np.float64)
     with_lora = (a > 0).astype(np.float64)
     return np.stack([
-        np.ones_like(n), n, steps["prefill_tokens"].astype(np.float64), steps["context_tokens"].astype(np.float64),
-        with_lora, with_lora * max_lora_rank, with_lora * max_loras, a, n * max_loras,
+        np.ones_like(n), n, p, steps["context_tokens"].astype(np.float64),
+        with_lora, with_lora * max_lora_rank, with_lora * max_loras, a, n * max_loras, with_lora * p * max_loras,
     ])
 
 

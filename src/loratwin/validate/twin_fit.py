@@ -35,7 +35,8 @@ from loratwin.validate.runs import RealRun
 
 # Terms of the step time fitted on the base-model decode runs, and on the real multi-LoRA runs.
 BASE_TERMS = ("base_ms", "per_seq_ms", "per_context_token_ms")
-RUN_TERMS = ("lora_step_ms", "per_prefill_token_ms", "lora_per_adapter_ms", "lora_per_seq_per_slot_ms", "lora_per_rank_ms")
+RUN_TERMS = ("lora_step_ms", "per_prefill_token_ms", "lora_per_adapter_ms", "lora_per_seq_per_slot_ms", "lora_per_rank_ms",
+             "lora_per_prefill_token_per_slot_ms")
 # Every term fitted when no decode measurement exists (lora_per_slot_ms stays out, as in calibrate:
 # with lora_per_seq_per_slot_ms and the rank term it leaves the runs' equations nearly singular).
 FIT_ALL_TERMS = BASE_TERMS + RUN_TERMS

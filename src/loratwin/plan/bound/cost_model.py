@@ -244,8 +244,9 @@ def _slot_terms(check: CostModelCheck, profile: Profile, m, rank: int, s_lo: int
     slack = 1.0 + max(0.0, -so.intercept_ms) / max(fixed, 1e-9)
     fixed += max(0.0, so.intercept_ms)
     per_seq_slots = min(st.lora_per_seq_per_slot_ms * s_lo, st.lora_per_seq_per_slot_ms * s_hi)
+    per_prompt_slots = min(st.lora_per_prefill_token_per_slot_ms * s_lo, st.lora_per_prefill_token_per_slot_ms * s_hi)
     kappa = ((factor * (st.per_seq_ms + st.per_context_token_ms * m.context) + so.per_running_ms + per_seq_slots) * stay
-             + factor * st.per_prefill_token_ms * m.prompt) / 1000
+             + (factor * st.per_prefill_token_ms + per_prompt_slots) * m.prompt) / 1000
     # the longest step: the most requests running, every slot in use (each term grows with both)
     step_cap = float(check.step_ms(np.array([n_cap]), np.array([n_cap * m.prompt / stay]), np.array([float(s_hi)]),
                                    np.array([float(s_hi)]), rank, profile, m)[0])
