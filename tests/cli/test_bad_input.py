@@ -156,6 +156,8 @@ WORKSPACE: dict[str, str | bytes] = {
                  "rate_counts,status,total_tok_s,starved_approx\n"
                  "r1,dt_modelling,llama-3.1-8b-instruct,8,8,16,8 16,0.1 0.2,4 4,ok,123.5,0\n"),
     "cluster.yaml": CLUSTER,
+    "cluster-serving.yaml": CLUSTER + "serving: {warm: yes please, metrics_poll_s: 2}\n",
+    "cluster-poll.yaml": CLUSTER + "serving: {warm: true, metrics_poll_s: often}\n",
     "cluster-unrouted.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 1.0}"),
     "cluster-weights.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 1: 0.7}"),
     "cluster-gpu.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 7: 0.5}"),
@@ -697,6 +699,10 @@ CASES = [
     # simulate-cluster
     case("missing.yaml does not exist", "simulate-cluster", "missing.yaml", "adapters.csv"),
     case("missing.csv does not exist", "simulate-cluster", "cluster.yaml", "missing.csv"),
+    case("cluster-serving.yaml: serving.warm: expected true or false, got 'yes please'", "simulate-cluster",
+         "cluster-serving.yaml", "adapters.csv"),
+    case("cluster-poll.yaml: serving.metrics_poll_s: expected a number of seconds, got 'often'", "simulate-cluster",
+         "cluster-poll.yaml", "adapters.csv"),
     case("cluster.yaml: a placement (gpus:, as place --out writes), not a workload", "simulate-cluster", "cluster.yaml",
          "cluster.yaml"),
     case("cluster.yaml: a placement (gpus:, as place --out writes), not a workload", "place", "cluster.yaml"),

@@ -99,9 +99,11 @@ def test_recommend_and_place_say_the_conditions_they_assumed(tmp_path):
     import yaml
 
     assert yaml.safe_load(placement.read_text())["serving"] == {"warm": True, "metrics_poll_s": 2.0}
+    # simulate-cluster runs a placement under the conditions it was judged under, unless told otherwise
     code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60"])
-    assert code == 0, err  # the recorded conditions do not stop the placement from being read
-    assert "served by a fresh server" in " ".join(out.split())
-    code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60", "--warm", "--json"])
     assert code == 0, err
-    assert json.loads(out)["serving"] == {"warm": True, "metrics_poll_s": 2.0}
+    assert "served by a warm server" in " ".join(out.split())
+    code, out, err = run_main(["simulate-cluster", str(placement), str(csv), "--duration", "60", "--fresh",
+                               "--metrics-poll", "0", "--json"])
+    assert code == 0, err
+    assert json.loads(out)["serving"] == {"warm": False, "metrics_poll_s": 0.0}

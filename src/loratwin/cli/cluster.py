@@ -35,7 +35,7 @@ def simulate_cluster_command(
     starvation_threshold: Annotated[float, typer.Option(help="A GPU starves when 1 - throughput/offered >= this.")] = 0.1,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write cluster.json and one results folder per GPU (gpu-N/) here.")] = None,
-    warm: WarmFlag = False,
+    warm: WarmFlag = None,
     metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,
@@ -57,7 +57,7 @@ def simulate_cluster_command(
 
     check_outputs(Output("--out", out, folder=True, own=CLUSTER_FILES), inputs=[placement, workload])
     from loratwin.plan import load_adapters
-    from loratwin.plan.placement.read import placement_cluster, placement_profile, read_placement_doc
+    from loratwin.plan.placement.read import placement_cluster, placement_profile, placement_serving, read_placement_doc
     from loratwin.profiles import load_profile
     from loratwin.twin.cluster import check_cluster_run, simulate_cluster
     from loratwin.workload import load_trace
@@ -69,6 +69,10 @@ def simulate_cluster_command(
     else:
         spec_workload = load_adapters(workload)
     spec = placement_cluster(doc, spec_workload, str(placement), client_max_waiting=client_max_waiting)
+    recorded = placement_serving(doc, str(placement))
+    if recorded is not None:  # judged under these: simulated under them unless a flag says otherwise
+        warm = recorded[0] if warm is None else warm
+        metrics_poll = recorded[1] if metrics_poll is None else metrics_poll
     loaded = under_conditions(load_profile(profile or placement_profile(doc, str(placement))), warm, metrics_poll)
     check_cluster_run(spec, loaded, router=router, duration_s=duration, use_ray=ray, spill_threshold=spill_threshold,
                       requests=requests, source=str(placement))

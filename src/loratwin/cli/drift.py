@@ -43,7 +43,7 @@ def replay_drift_command(
     workers: Annotated[int, typer.Option(help="Processes simulating the GPUs of a period (0: 2).")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print the periods as one JSON document on stdout.")] = False,
     out: Annotated[Path | None, typer.Option(help="Folder for the results: period-K.json (placement, moves, twin) per period as it finishes, periods.csv, summary.json.")] = None,
-    warm: WarmFlag = False,
+    warm: WarmFlag = None,
     metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,

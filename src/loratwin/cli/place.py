@@ -61,7 +61,7 @@ def place_command(
     out: Annotated[Path | None, typer.Option(help="Also write the placement here (.yaml, or .json).")] = None,
     routing_out: Annotated[Path | None, typer.Option("--routing-out", help="Also write the routing table alone here (.yaml, or .json): adapter -> GPU -> share of its requests.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the placement here.")] = None,
-    warm: WarmFlag = False,
+    warm: WarmFlag = None,
     metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,

@@ -175,7 +175,7 @@ def recommend(
     command_out: Annotated[Path | None, typer.Option(help="Write the full vllm serve command to this file.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the recommendation as one JSON document on stdout.")] = False,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report of the recommendation here.")] = None,
-    warm: WarmFlag = False,
+    warm: WarmFlag = None,
     metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,

@@ -5,10 +5,11 @@ from typing import Annotated
 
 import typer
 
-WarmFlag = Annotated[bool, typer.Option(
-    "--warm",
-    help="Every adapter has served a request before the window, as on a server up for a while (its tokenizer "
-         "cached): no first-use stalls of the API server. Default: a fresh server, as in the reference runs.")]
+WarmFlag = Annotated[bool | None, typer.Option(
+    "--warm/--fresh",
+    help="--warm: every adapter has served a request before the window, as on a server up for a while (its "
+         "tokenizer cached): no first-use stalls of the API server. --fresh: a server just started, as in the "
+         "reference runs (the default; simulate-cluster: what the placement file records).")]
 MetricsPollFlag = Annotated[float | None, typer.Option(
     "--metrics-poll", metavar="SECONDS",
     help="Seconds between /metrics scrapes, which block the API server while they run (e.g. 15 for a "
@@ -16,7 +17,7 @@ MetricsPollFlag = Annotated[float | None, typer.Option(
          "reference client polled.")]
 
 
-def under_conditions(profile, warm: bool, metrics_poll: float | None):
+def under_conditions(profile, warm: bool | None, metrics_poll: float | None):
     """The loaded profile under the flags' serving conditions."""
     from loratwin.profiles.serving import serving_conditions
 

@@ -43,7 +43,7 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="Also write summary.json and Parquet files (requests, adapters, time series, steps) here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write an HTML report (with PNG charts) here.")] = None,
     bench_json: Annotated[Path | None, typer.Option("--bench-json", help="Also write the run as a vLLM benchmark result JSON (benchmark_serving.py --save-result keys).")] = None,
-    warm: WarmFlag = False,
+    warm: WarmFlag = None,
     metrics_poll: MetricsPollFlag = None,
     max_memory: MaxMemoryFlag = None,
     max_time: MaxTimeFlag = None,

@@ -166,3 +166,19 @@ def placement_profile(doc: Any, source: str) -> str:
     if not isinstance(name, str) or not name:
         raise InputError(f"{source}: profile: expected the profile's name (or give --profile)")
     return name
+
+
+def placement_serving(doc: Any, source: str) -> tuple[bool, float] | None:
+    """The serving conditions a placement was judged under (`serving: {warm, metrics_poll_s}`, as
+    `place` writes it), or None when it records none."""
+    serving = doc.get("serving") if isinstance(doc, dict) else None
+    if serving is None:
+        return None
+    if not isinstance(serving, dict):
+        raise InputError(f"{source}: serving: expected a mapping with warm and metrics_poll_s")
+    warm, poll = serving.get("warm"), serving.get("metrics_poll_s")
+    if not isinstance(warm, bool):
+        raise InputError(f"{source}: serving.warm: expected true or false, got {warm!r}")
+    if isinstance(poll, bool) or not isinstance(poll, int | float):
+        raise InputError(f"{source}: serving.metrics_poll_s: expected a number of seconds, got {poll!r}")
+    return warm, float(poll)
