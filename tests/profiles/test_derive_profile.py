@@ -122,3 +122,15 @@ def test_commands_and_the_twin_use_the_profiles_server_flags():
     builtin = load_profile("llama-3.1-8b-instruct")
     assert builtin.serve_arguments() == ["--max-num-seqs", "2048", "--max-num-batched-tokens", "2048"]
     assert resolve_server(ServerConfig(max_loras=2), workload, builtin).max_num_seqs == 2048
+
+
+def test_a_derived_profile_borrows_the_reference_tails_and_says_so():
+    from loratwin.profiles import load_profile
+    from loratwin.profiles.derive.profile import borrowed_tails
+    from loratwin.profiles.derive.roofline import load_roofline_fit
+
+    tails = borrowed_tails(load_roofline_fit())
+    reference = load_profile("llama-3.1-8b-instruct").tails
+    assert tails.first_use_stall_ms == reference.first_use_stall_ms and tails.scrape_on
+    assert tails.metrics_scrape_ms_per_adapter == reference.metrics_scrape_ms_per_adapter
+    assert tails.provenance.startswith("borrowed from the built-in profile llama-3.1-8b-instruct")

@@ -21,7 +21,7 @@ from loratwin.profiles.derive.catalog import GpuSpec, ModelArchitecture
 from loratwin.profiles.derive.kv import kv_model_for
 from loratwin.profiles.derive.memory import MemoryFlags
 from loratwin.profiles.derive.roofline import RooflineFit, load_roofline_fit, step_time_model
-from loratwin.profiles.model import GenerationModel, KVCapacityModel, PlacementModel, Profile
+from loratwin.profiles.model import GenerationModel, KVCapacityModel, PlacementModel, Profile, TailModel
 
 
 def serve_flags(
@@ -123,7 +123,26 @@ def derive_profile(
         kv=kv,
         generation=GenerationModel(output_tokens_ratio=fit.output_tokens_ratio),
         placement=PlacementModel(),
+        tails=borrowed_tails(fit),
     )
+
+
+def borrowed_tails(fit: RooflineFit) -> TailModel:
+    """The latency-tail constants of the built-in profile of the model the roofline was fitted on.
+    They are the API server's (/metrics scrapes, each adapter's first-use stall), which depend on
+    vLLM's server and the host more than on the model's arithmetic; without them a derived profile's
+    latency percentiles would be the engine's alone (p99 TTFT about a quarter of the real one on the
+    reference runs). None fits: no tails."""
+    from loratwin.profiles.load import builtin_profiles, load_profile
+
+    model_id = fit.fitted_on.get("model")
+    for name in builtin_profiles():
+        source = load_profile(name)
+        if source.model == model_id:
+            return source.tails.model_copy(update={"provenance": (
+                f"borrowed from the built-in profile {name} (scripts/fit_tails.py on its dt_modelling runs); "
+                "not measured for this model or GPU")})
+    return TailModel()
 
 
 def derived_profile_yaml(profile: Profile, command: str) -> str:
