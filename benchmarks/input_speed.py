@@ -57,6 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     profile = load_profile("llama-3.1-8b-instruct")
     workload = zipf_layout(2000, 150.0, 1.0, ranks=(8, 16, 32), seed=0)
     with tempfile.TemporaryDirectory() as tmp:

@@ -188,31 +188,41 @@ def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float, stall
     path.write_text(text)
 
 
+def number_list(text: str) -> list[float]:
+    """A comma-separated list of non-negative finite numbers (argparse names the flag on error)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or not all(0 <= v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers >= 0, got {text!r}")
+    return values
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--interval-s", type=float, default=2.0)
-    p.add_argument("--stall-grid", default=None,
+    p.add_argument("--stall-grid", type=number_list, default=None,
                    help="first-use stalls (ms) to try, comma separated (default 0,100,200,250,300,350,400,500; "
                         f"with --joint {','.join(f'{s:g}' for s in JOINT_STALLS)})")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true")
     mode.add_argument("--joint", action="store_true",
                       help="search share, cv and the stalls together (prints; writes nothing)")
-    p.add_argument("--share-grid", default=",".join(f"{s:g}" for s in JOINT_SHARES), help="with --joint")
-    p.add_argument("--cv-grid", default=",".join(f"{s:g}" for s in JOINT_CVS), help="with --joint")
+    p.add_argument("--share-grid", type=number_list, default=list(JOINT_SHARES), help="with --joint")
+    p.add_argument("--cv-grid", type=number_list, default=list(JOINT_CVS), help="with --joint")
     args = p.parse_args(argv)
     models = args.models.split(",")
     if args.joint:
-        grid = [float(v) for v in args.stall_grid.split(",")] if args.stall_grid else list(JOINT_STALLS)
+        grid = args.stall_grid or list(JOINT_STALLS)
         optimum, table = joint_search({m: latency_runs([f"{m}:dt_modelling"]) for m in models},
-                                      [float(v) for v in args.share_grid.split(",")],
-                                      [float(v) for v in args.cv_grid.split(",")], grid, args.seed, args.workers)
+                                      args.share_grid, args.cv_grid, grid, args.seed, args.workers)
         print_joint(table, optimum)
         return
-    args.stall_grid = args.stall_grid or "0,100,200,250,300,350,400,500"
+    args.stall_grid = args.stall_grid or [0.0, 100.0, 200.0, 250.0, 300.0, 350.0, 400.0, 500.0]
     with open(RUNS, newline="") as f:
         rows = {row["run_id"]: row for row in csv.DictReader(f)}
     for model in models:
@@ -229,8 +239,7 @@ def main(argv=None):
         r2 = 1 - ((scrape - pred) ** 2).sum() / ((scrape - scrape.mean()) ** 2).sum()
         print(f"{model}: {len(runs)} dt_modelling runs; scrape_ms = {coef[0]:.2f} + {coef[1]:.4f} x served "
               f"+ {coef[2]:.4f} x running (R^2 {r2:.2f}; measured scrape median {np.median(scrape):.0f} ms)")
-        grid = [float(v) for v in args.stall_grid.split(",")]
-        stall, error = fit_first_use_stall(model, runs, coef, args.interval_s, grid, args.seed, args.workers)
+        stall, error = fit_first_use_stall(model, runs, coef, args.interval_s, args.stall_grid, args.seed, args.workers)
         print(f"  first_use_stall_ms = {stall:g} (mean half-SMAPE of mean TTFT, p99 TTFT, p99 ITL: "
               + ", ".join(f"{k:g}: {v:.1f}%" for k, v in error.items()) + ")")
         if args.write:
