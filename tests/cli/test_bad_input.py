@@ -158,6 +158,7 @@ WORKSPACE: dict[str, str | bytes] = {
     "cluster.yaml": CLUSTER,
     "cluster-serving.yaml": CLUSTER + "serving: {warm: yes please, metrics_poll_s: 2}\n",
     "cluster-poll.yaml": CLUSTER + "serving: {warm: true, metrics_poll_s: often}\n",
+    "cluster-tiny-poll.yaml": CLUSTER + "serving: {warm: true, metrics_poll_s: 1.0e-9}\n",
     "cluster-unrouted.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 1.0}"),
     "cluster-weights.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 1: 0.7}"),
     "cluster-gpu.yaml": CLUSTER.replace("b: {0: 0.5, 1: 0.5}", "b: {0: 0.5, 7: 0.5}"),
@@ -703,6 +704,11 @@ CASES = [
          "cluster-serving.yaml", "adapters.csv"),
     case("cluster-poll.yaml: serving.metrics_poll_s: expected a number of seconds, got 'often'", "simulate-cluster",
          "cluster-poll.yaml", "adapters.csv"),
+    # the --metrics-poll rule, named by the placement's field, also when the flag overrides it
+    case("cluster-tiny-poll.yaml: serving.metrics_poll_s must be 0 (no scrapes) or a number of seconds from 0.001 "
+         "to 3600, got 1e-09", "simulate-cluster", "cluster-tiny-poll.yaml", "adapters.csv"),
+    case("cluster-tiny-poll.yaml: serving.metrics_poll_s must be 0 (no scrapes)", "simulate-cluster",
+         "cluster-tiny-poll.yaml", "adapters.csv", "--metrics-poll", "15"),
     case("cluster.yaml: a placement (gpus:, as place --out writes), not a workload", "simulate-cluster", "cluster.yaml",
          "cluster.yaml"),
     case("cluster.yaml: a placement (gpus:, as place --out writes), not a workload", "place", "cluster.yaml"),

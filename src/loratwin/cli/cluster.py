@@ -8,7 +8,7 @@ import typer
 
 from loratwin.cli.app import _out_console, app, check_threshold, err_console
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.cli.serving import MetricsPollFlag, WarmFlag, conditions, conditions_text, under_conditions
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 
@@ -81,6 +81,8 @@ def simulate_cluster_command(
                               use_ray=ray, spill_threshold=spill_threshold, starvation_threshold=starvation_threshold,
                               requests=requests)
     doc = result.to_dict()
+    from loratwin.profiles.serving import conditions
+
     doc["serving"] = conditions(loaded)  # what the latencies assumed (--warm, --metrics-poll)
     if out is not None:
         _write(result, doc, out)
@@ -142,6 +144,8 @@ def _ms(value) -> str:
 
 def _print(doc: dict, console) -> None:
     from rich.table import Table
+
+    from loratwin.profiles.serving import conditions_text
 
     c = doc["cluster"]
     table = Table(show_header=True, header_style="bold")

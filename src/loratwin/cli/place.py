@@ -25,7 +25,7 @@ from loratwin.cli.judging import (
     pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.cli.serving import MetricsPollFlag, WarmFlag, conditions, conditions_text, under_conditions
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.slo import slo_line
@@ -114,6 +114,8 @@ def place_command(
         placement = place(workload, loaded, gpus=gpus, algorithm=algorithm, check=judge, search_moves=search_moves)
     placement.adapter_dir = adapter_dir
     doc = placement.to_dict() if replaced is None else replaced.to_dict()
+    from loratwin.profiles.serving import conditions
+
     doc["serving"] = conditions(loaded)  # what the twin's latencies assumed (--warm, --metrics-poll)
     if compare:
         doc["compare"] = compare_algorithms(workload, loaded, check=judge, skip=algorithm)
@@ -190,6 +192,8 @@ def _adapter_list(adapters) -> str:
 def _print_placement(placement, verification, console: Console, compared: dict | None = None,
                      serving: dict | None = None) -> None:
     from rich.table import Table
+
+    from loratwin.profiles.serving import conditions_text
 
     console.print(
         f"[bold]{placement.gpu_count} GPU{'s' if placement.gpu_count != 1 else ''}[/] for {plural(len(placement.routing), 'adapter')} "

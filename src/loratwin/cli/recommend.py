@@ -25,7 +25,7 @@ from loratwin.cli.judging import (
     pick_window,
 )
 from loratwin.cli.memory import MaxMemoryFlag, MaxTimeFlag, configure
-from loratwin.cli.serving import MetricsPollFlag, WarmFlag, conditions, conditions_text, under_conditions
+from loratwin.cli.serving import MetricsPollFlag, WarmFlag, under_conditions
 from loratwin.errors import InputError
 from loratwin.grammar import plural
 from loratwin.slo import slo_line
@@ -49,6 +49,8 @@ def _print_recommendation(rec: Any, command_out: Path | None, note: str = "", se
     import shlex
 
     from rich.markup import escape
+
+    from loratwin.profiles.serving import conditions_text
 
     shown = ", ".join(rec.served_adapter_ids[:ADAPTERS_SHOWN]) + (", ..." if rec.served > ADAPTERS_SHOWN else "")
     out = stdout.print
@@ -188,6 +190,7 @@ def recommend(
     from loratwin.plan import load_adapters, make_check
     from loratwin.plan import recommend as run_recommend
     from loratwin.profiles import load_profile
+    from loratwin.profiles.serving import conditions
 
     window, window_flag = pick_window(window, duration, "--duration")
     rule = build_rule(max_wait, starvation_threshold, window, window_flag, slo)

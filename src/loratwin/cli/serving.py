@@ -23,16 +23,3 @@ def under_conditions(profile, warm: bool | None, metrics_poll: float | None):
 
     return serving_conditions(profile, warm=warm, metrics_poll_s=metrics_poll)
 
-
-def conditions(profile) -> dict:
-    """The serving conditions the profile simulates, as a result records them (`warm`, `metrics_poll_s`)."""
-    from loratwin.profiles.serving import conditions as recorded
-
-    return recorded(profile)
-
-
-def conditions_text(recorded: dict) -> str:
-    """Recorded serving conditions in words."""
-    from loratwin.profiles.serving import conditions_text as text
-
-    return text(recorded)

@@ -25,11 +25,7 @@ def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: 
     if warm:
         update["first_use_stall_ms"] = 0.0
     if metrics_poll_s is not None:
-        # TailModel.metrics_poll_interval_s's bounds; 0 stands for "never scraped"
-        if not (math.isfinite(metrics_poll_s) and (metrics_poll_s == 0
-                                                   or MIN_METRICS_POLL_S <= metrics_poll_s <= MAX_METRICS_POLL_S)):
-            raise InputError(f"{flag} must be 0 (no scrapes) or a number of seconds from {MIN_METRICS_POLL_S:g} to "
-                             f"{MAX_METRICS_POLL_S:g}, got {metrics_poll_s:g}")
+        check_metrics_poll(metrics_poll_s, flag)
         if metrics_poll_s == 0:
             update |= dict.fromkeys(tails.switches()["metrics_scrape"], 0.0)
         else:
@@ -37,6 +33,15 @@ def serving_conditions(profile: Profile, *, warm: bool = False, metrics_poll_s: 
     if not update:
         return profile
     return profile.model_copy(update={"tails": tails.model_copy(update=update)})
+
+
+def check_metrics_poll(metrics_poll_s: float, where: str) -> None:
+    """Refuses a scrape interval outside TailModel.metrics_poll_interval_s's bounds, other than 0 (never
+    scraped), naming `where` it came from (a flag, or a placement file's field)."""
+    if not (math.isfinite(metrics_poll_s) and (metrics_poll_s == 0
+                                               or MIN_METRICS_POLL_S <= metrics_poll_s <= MAX_METRICS_POLL_S)):
+        raise InputError(f"{where} must be 0 (no scrapes) or a number of seconds from {MIN_METRICS_POLL_S:g} to "
+                         f"{MAX_METRICS_POLL_S:g}, got {metrics_poll_s:g}")
 
 
 def conditions(profile: Profile) -> dict[str, object]:

@@ -223,29 +223,34 @@ def _itl_stats(out: EngineOutput, completed: np.ndarray, blackouts: Blackouts = 
     Steps are taken as the client sees them (twin.delivery): the tokens of steps ending in one
     blackout arrive together when it ends, the first after a long gap, the others right after it.
     Gaps after a preemption are kept as the engine made them (their ends are not logged).
+    With blackouts, also the mean gap as the engine emits them, before delivery (`engine_mean_itl_ms`,
+    what the step-time fit equates; None without blackouts): the same weights, the engine's steps.
     """
     step_end, seg_req, seg_a, seg_b, gap_req, gap_ns = (
         out.step_end, out.seg_req, out.seg_a, out.seg_b, out.gap_req, out.gap_ns
     )
     n_steps = step_end.shape[0]
     if n_steps == 0:
-        return _stats_ms(np.empty(0), "itl")
-    seen_end = delivered(step_end, blackouts)
-    step_dt = np.diff(seen_end, prepend=seen_end[0]).astype(np.float64)
+        return {**_stats_ms(np.empty(0), "itl"), "engine_mean_itl_ms": None}
     keep = completed[seg_req]
     diff = np.zeros(n_steps + 1, np.int64)
     np.add.at(diff, seg_a[keep] + 1, 1)
     np.add.at(diff, seg_b[keep] + 1, -1)
     weights = np.cumsum(diff)[:n_steps].astype(np.float64)
     irregular = gap_ns[completed[gap_req]].astype(np.float64)
-    values = np.concatenate([step_dt, irregular]) / NS_PER_MS
     w = np.concatenate([weights, np.ones(irregular.size)])
     if w.sum() <= 0:
-        return _stats_ms(np.empty(0), "itl")
+        return {**_stats_ms(np.empty(0), "itl"), "engine_mean_itl_ms": None}
+
+    def gaps_ms(ends: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.diff(ends, prepend=ends[0]).astype(np.float64), irregular]) / NS_PER_MS
+
+    values = gaps_ms(delivered(step_end, blackouts))
     return {
         "mean_itl_ms": float((values * w).sum() / w.sum()),
         "p50_itl_ms": _weighted_quantile(values, w, 0.5),
         "p99_itl_ms": _weighted_quantile(values, w, 0.99),
+        "engine_mean_itl_ms": float((gaps_ms(step_end) * w).sum() / w.sum()) if blackouts.start_ns.size else None,
     }
 
 
@@ -312,9 +317,7 @@ def build_result(
         "mean_ttft_all_sent_ms": float(waited_ms.mean()) if waited_ms.size else None,
         "p99_ttft_all_sent_ms": float(np.percentile(waited_ms, 99)) if waited_ms.size else None,
         "no_first_token_at_end": still_waiting,
-        **_itl_stats(out, completed, blackouts),
-        # the same as the engine emits them, before delivery (what the step-time fit equates)
-        "engine_mean_itl_ms": _itl_stats(out, completed)["mean_itl_ms"] if blackouts.start_ns.size else None,
+        **_itl_stats(out, completed, blackouts),  # and engine_mean_itl_ms, before delivery
         **_stats_ms(tpot_ms, "tpot"),
         "arrived": int(len(prompt)),
         "sent": int(sent.sum()),

@@ -115,43 +115,39 @@ def measured_saturation(run: RealRun) -> float | None:
 class Equations:
     """The fit's equations before scaling: row i asks terms[i] @ coefficients = target_ms[i] (the
     measured ITL or step less the overhead not fitted), in relative error (each row scaled by
-    `scale`: weight / measured time); `itl_row` marks the runs' ITL rows, `slots` each row's max_loras."""
+    `scale`: weight / measured time); `itl_row` marks the runs' ITL rows."""
 
     terms: np.ndarray
     target_ms: np.ndarray
     scale: np.ndarray
     itl_row: np.ndarray
-    slots: np.ndarray
 
 
 def fit_equations(results: Sequence[ReplayResult], extra: StepEquations | None = None) -> Equations:
     """Per replayed run, its mean ITL (all runs) and mean step time (capacity-bound runs) as
     equations in the step terms (see the module docstring); then `extra`'s rows."""
-    terms, target, scale, itl_row, slots = [], [], [], [], []
+    terms, target, scale, itl_row = [], [], [], []
 
-    def add(row_terms, measured_ms, overhead_ms, weight, is_itl, max_loras):
+    def add(row_terms, measured_ms, overhead_ms, weight, is_itl):
         terms.append(row_terms)
         target.append(measured_ms - overhead_ms)
         scale.append(weight / measured_ms)
         itl_row.append(is_itl)
-        slots.append(max_loras)
 
     for r in results:
         if not (r.started and r.run.has_metrics and r.mean_itl_ms):
             continue
         itl = r.run.measured["mean_itl_ms"] / r.itl_delivery_factor  # as the twin's steps would make it
-        add(r.terms_per_token, itl, r.overhead_per_token_ms, 1.0, True, r.run.max_loras)
+        add(r.terms_per_token, itl, r.overhead_per_token_ms, 1.0, True)
         real_ratio = measured_saturation(r.run)
         if real_ratio is not None and real_ratio < CAPACITY_BOUND_RATIO and r.throughput_over_offered < CAPACITY_BOUND_RATIO:
             step = r.duration_s * 1000 / r.steps * r.total_tok_s / r.run.measured["total_tok_s"]
-            add(r.terms_per_step, step, r.overhead_per_step_ms, 1.0, False, r.run.max_loras)
+            add(r.terms_per_step, step, r.overhead_per_step_ms, 1.0, False)
     if extra is not None:
-        slot_column = STEP_TERM_FIELDS.index("lora_per_slot_ms")  # max_loras wherever an adapter runs
         for row_terms, overhead, step in zip(extra.terms, extra.overhead_ms, extra.step_ms, strict=True):
-            add(row_terms, step, overhead, extra.weight, False, row_terms[slot_column])
+            add(row_terms, step, overhead, extra.weight, False)
     width = len(STEP_TERM_FIELDS)
-    return Equations(np.array(terms).reshape(-1, width), np.array(target), np.array(scale), np.array(itl_row, bool),
-                     np.array(slots, float))
+    return Equations(np.array(terms).reshape(-1, width), np.array(target), np.array(scale), np.array(itl_row, bool))
 
 
 def _solve_run_terms(

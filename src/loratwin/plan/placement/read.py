@@ -14,6 +14,7 @@ from typing import Any
 
 from loratwin import budget
 from loratwin.errors import InputError
+from loratwin.profiles.serving import check_metrics_poll
 from loratwin.textfile import read_user_text
 from loratwin.twin import ServerConfig
 from loratwin.twin.cluster import ClusterSpec, Replica
@@ -181,4 +182,5 @@ def placement_serving(doc: Any, source: str) -> tuple[bool, float] | None:
         raise InputError(f"{source}: serving.warm: expected true or false, got {warm!r}")
     if isinstance(poll, bool) or not isinstance(poll, int | float):
         raise InputError(f"{source}: serving.metrics_poll_s: expected a number of seconds, got {poll!r}")
+    check_metrics_poll(float(poll), f"{source}: serving.metrics_poll_s")  # the --metrics-poll rule
     return warm, float(poll)
