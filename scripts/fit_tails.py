@@ -6,9 +6,12 @@ Usage: python scripts/fit_tails.py [--models llama-3.1-8b-instruct,qwen-2.5-7b-i
 Metrics-scrape blackout. The reference client polled /metrics and slept 2 s between polls, so a
 run's time-series samples (runs.csv: npy_samples over npy_span_s) measure how long a scrape took:
 span / (samples - 1) - 2 s. Each run is replayed once through the twin with the mechanism off; the
-twin's running requests are averaged over the run's polls, and scrape_ms = base_ms +
-ms_per_adapter x served adapters + ms_per_running x running is fitted by least squares
-(non-negative) over the runs of each model. Only dt_modelling runs are used (ml_test is kept for checking: check_tails.py).
+twin's running requests and the series of vLLM's LoRA-info gauge so far, with the adapter names
+they list (twin.lora_info), are averaged over the run's polls, and scrape_ms = base_ms +
+ms_per_adapter x served adapters + ms_per_running x running + ms_per_series x series +
+ms_per_listed_name x names is fitted by non-negative least squares over the runs of each model
+(seen: base and the served-adapter term come out 0 for both models). Only dt_modelling runs are
+used (ml_test is kept for checking: check_tails.py).
 
 First-use stall. Each adapter's first request blocks the API server for first_use_stall_ms (twin.delivery).
 With the scrape constants just fitted, the dt_modelling runs of each model are replayed once per
@@ -16,14 +19,12 @@ value of `--stall-grid`, and the value with the least mean half-SMAPE of mean TT
 p99 ITL over them is kept (the same criterion as the blocking share).
 `--write` puts the constants and their provenance into the built-in profile YAMLs.
 
-Joint check (`--joint`, prints only). The pass above fits one constant at a time. `--joint` tries
-every blocking share of --share-grid (0.7, 1.0), scrape cv of --cv-grid (0.25-1.0) and stall per
-model of --stall-grid (0-400 ms) together, with the built-in scrape lengths, by the same criterion
-averaged over the models' dt_modelling runs (each model's stall moves only its own runs, so 56
-replays of its ~30 runs per model; 14.5 min on two shared cores with --workers 1). Seen with seed 0: the
-optimum is the built-in constants (share 1.0, cv 0.5, llama 300 ms, qwen 250 ms: 12.91 %; next
-cv 0.75 with llama 0 ms: 13.37 %, then share 0.7, cv 0.75, 300/300 ms: 13.49 %). Over seeds 0, 1, 2
-(replays averaged as check_tails.py does): 12.45 % against 13.07 % and 12.97 %.
+Joint search (`--joint`, prints only). The pass above fits the stall with the share and cv below.
+`--joint` tries every blocking share of --share-grid, scrape cv of --cv-grid and stall per model of
+--stall-grid together, with the built-in scrape lengths, by the same criterion averaged over the
+models' dt_modelling runs (each model's stall moves only its own runs). The share and cv below are
+its optimum (seed 0; docs/validation/tails.md gives the tables): share 1.0, cv 0.1, 250 ms for both
+models, 9.39 % (cv 0: 9.47 %, cv 0.25: 9.66 %; share 0.7 at best 10.77 %).
 """
 
 from __future__ import annotations
@@ -41,15 +42,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from check_tails import RUNS, latency_runs
 
 MODELS = ("llama-3.1-8b-instruct", "qwen-2.5-7b-instruct")
-# Chosen on dt_modelling with scripts/check_tails.py --set metrics_scrape_blocking_share=...: of 0.5,
-# 0.7 and 1.0 the one with the least mean half-SMAPE of mean TTFT, p99 TTFT and p99 ITL over the
-# dt_modelling runs of both models (seed 0: 20.0%, 18.8%, 17.4%).
+# The blocking share and the scrape lengths' coefficient of variation: the optimum of `--joint` on the
+# dt_modelling runs of both models (share 0.7 or 1.0 x cv 0-1 x a stall per model, seed 0; module doc).
 BLOCKING_SHARE = 1.0
-# The coefficient of variation of scrape lengths: of 0, 0.25, 0.5, 0.75 the one with the least mean
-# half-SMAPE of mean TTFT, p99 TTFT and p99 ITL over the dt_modelling runs of both models, with the
-# blocking share above and a 300 ms stall (scripts/check_tails.py --sets <both dt_modelling> --set
-# metrics_scrape_cv=X, seed 0): 16.0, 14.3, 13.0, 14.1 %; the stall is then fitted with it (main).
-SCRAPE_CV = 0.5
+SCRAPE_CV = 0.1
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "src" / "loratwin" / "profiles" / "data"
 
 
@@ -64,11 +60,13 @@ def measured_scrape_ms(row: dict, interval_s: float) -> float | None:
     return 1000 * (span / (samples - 1) - interval_s)
 
 
-def mean_running(task) -> float:
-    """The twin's mean running requests at the polls of one run (mechanism off, polls every
-    interval + the run's measured scrape time)."""
+def poll_state(task) -> tuple[float, float, float]:
+    """The twin's running requests, LoRA-info series and adapter names listed in them
+    (twin.lora_info), each averaged over the polls of one run (mechanism off, polls every interval
+    + the run's measured scrape time)."""
     from loratwin.profiles import load_profile
     from loratwin.twin import simulate
+    from loratwin.twin.lora_info import lora_info_series
     from loratwin.validate.replay import REFERENCE_CLIENT_CAP, run_duration
     from loratwin.validate.runs import run_requests, run_server, run_workload
 
@@ -80,17 +78,36 @@ def mean_running(task) -> float:
     workload = run_workload(run, seed)
     result = simulate(workload, run_server(run, REFERENCE_CLIENT_CAP), profile, duration_s=duration, seed=seed,
                       requests=run_requests(run, workload, profile, duration, seed), outputs_requested=True)
-    batch = result.steps["batch"]
+    batch, end_s = result.steps["batch"], result.steps["end_s"]
+    if not len(batch):
+        return 0.0, 0.0, 0.0
+    index = {a.id: i for i, a in enumerate(workload.adapters)}
+    req = result.requests
+
+    def ns(seconds):
+        return np.where(np.isfinite(seconds), np.round(np.nan_to_num(seconds) * 1e9), -1).astype(np.int64)
+
+    gauge = lora_info_series(ns(end_s), ns(req["sent_s"]), ns(req["first_token_s"]), ns(req["finish_s"]),
+                             np.array([index[a] for a in req["adapter_id"]], np.int64), len(workload.adapters))
     polls = np.arange(period_s, duration, period_s)
-    k = np.searchsorted(result.steps["end_s"], polls, side="right")
-    return float(np.where(k < len(batch), batch[np.minimum(k, len(batch) - 1)], 0).mean()) if len(batch) else 0.0
+    k = np.searchsorted(end_s, polls, side="right")
+    running = np.where(k < len(batch), batch[np.minimum(k, len(batch) - 1)], 0)
+    before = np.maximum(k - 1, 0)  # the gauge as the last step before the poll left it
+    series = np.where(k > 0, gauge.series[before], 0)
+    names = np.where(k > 0, gauge.names[before], 0)
+    return float(running.mean()), float(series.mean()), float(names.mean())
 
 
-def fit(served: np.ndarray, running: np.ndarray, scrape_ms: np.ndarray) -> np.ndarray:
-    """Least squares scrape_ms = base + a x served + b x running, all >= 0."""
+SCRAPE_TERMS = ("metrics_scrape_base_ms", "metrics_scrape_ms_per_adapter", "metrics_scrape_ms_per_running",
+                "metrics_scrape_ms_per_series", "metrics_scrape_ms_per_listed_name")
+
+
+def fit(served, running, series, names, scrape_ms) -> np.ndarray:
+    """Least squares scrape_ms = base + a x served + b x running + c x series + d x names, all >= 0
+    (in the order of SCRAPE_TERMS)."""
     from scipy.optimize import nnls
 
-    coef, _ = nnls(np.c_[np.ones_like(served), served, running], scrape_ms)
+    coef, _ = nnls(np.c_[np.ones_like(served), served, running, series, names], scrape_ms)
     return coef
 
 
@@ -114,9 +131,8 @@ def fit_first_use_stall(model: str, runs: list, coef: np.ndarray, interval_s: fl
                         seed: int, workers: int) -> tuple[float, dict[float, float]]:
     """The stall (ms) of `grid` with the least mean half-SMAPE of STALL_CRITERION over `runs`, and
     that error for every value."""
-    scrape = {"metrics_poll_interval_s": interval_s, "metrics_scrape_base_ms": float(coef[0]),
-              "metrics_scrape_ms_per_adapter": float(coef[1]), "metrics_scrape_ms_per_running": float(coef[2]),
-              "metrics_scrape_blocking_share": BLOCKING_SHARE}
+    scrape = {"metrics_poll_interval_s": interval_s, **dict(zip(SCRAPE_TERMS, map(float, coef))),
+              "metrics_scrape_blocking_share": BLOCKING_SHARE, "metrics_scrape_cv": SCRAPE_CV}
     error = {stall: criterion(model, runs, {**scrape, "first_use_stall_ms": stall}, seed, workers) for stall in grid}
     return min(error, key=error.get), error
 
@@ -169,21 +185,21 @@ def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float, stall
         f"  metrics_scrape_base_ms: {coef[0]:.4f}\n"
         f"  metrics_scrape_ms_per_adapter: {coef[1]:.5f}\n"
         f"  metrics_scrape_ms_per_running: {coef[2]:.5f}\n"
+        f"  metrics_scrape_ms_per_series: {coef[3]:.6f}\n"
+        f"  metrics_scrape_ms_per_listed_name: {coef[4]:.8f}\n"
         f"  metrics_scrape_blocking_share: {BLOCKING_SHARE}\n"
         f"  metrics_scrape_cv: {SCRAPE_CV}\n"
         f"  first_use_stall_ms: {stall_ms:g}\n"
         "  provenance: 'scripts/fit_tails.py: scrape time from the poll count of runs.csv (npy_span_s\n"
-        f"    / (npy_samples - 1) - {interval_s} s) against served adapters and the twin''s running requests,\n"
-        f"    least squares over {n} dt_modelling runs of this model with real mean TTFT <= 10 s (seed 0);\n"
-        "    not fitted on ml_test.\n"
-        "    metrics_scrape_blocking_share: of 0.5, 0.7, 1.0 the one with the least mean half-SMAPE of\n"
-        "    mean TTFT, p99 TTFT and p99 ITL over the dt_modelling runs of both models (scripts/check_tails.py\n"
-        "    --set, seed 0).\n"
+        f"    / (npy_samples - 1) - {interval_s} s) against served adapters, the twin''s running requests and\n"
+        "    the series of vLLM''s LoRA-info gauge so far and the adapter names they list (twin.lora_info),\n"
+        f"    non-negative least squares over {n} dt_modelling runs of this model with real mean TTFT <= 10 s\n"
+        "    (seed 0); not fitted on ml_test.\n"
+        "    metrics_scrape_blocking_share, metrics_scrape_cv: the optimum of scripts/fit_tails.py --joint\n"
+        "    (share 0.7 or 1.0, cv 0-1, a stall per model; least mean half-SMAPE of mean TTFT, p99 TTFT and\n"
+        "    p99 ITL over the dt_modelling runs of both models, seed 0).\n"
         "    first_use_stall_ms: of --stall-grid the one with the least mean half-SMAPE of mean TTFT, p99 TTFT\n"
-        "    and p99 ITL over the same dt_modelling runs of this model (seed 0), with the scrapes above.\n"
-        "    metrics_scrape_cv: of 0, 0.25, 0.5, 0.75 the one with the least mean half-SMAPE of mean TTFT,\n"
-        "    p99 TTFT and p99 ITL over the dt_modelling runs of both models (scripts/check_tails.py --set,\n"
-        "    seed 0), chosen with the share above and a stall of 300 ms; the stall was then refitted.'\n"
+        "    and p99 ITL over the same dt_modelling runs of this model (seed 0), with the constants above.'\n"
     )
     path.write_text(text)
 
@@ -232,13 +248,15 @@ def main(argv=None):
         scrape = np.array([m for m in measured if m is not None])
         tasks = [(r, args.seed, args.interval_s + m / 1000) for r, m in zip(runs, scrape)]
         with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            running = np.array(list(pool.map(mean_running, tasks)))
+            running, series, names = np.array(list(pool.map(poll_state, tasks))).T
         served = np.array([float(r.served_adapters) for r in runs])
-        coef = fit(served, running, scrape)
-        pred = coef[0] + coef[1] * served + coef[2] * running
+        coef = fit(served, running, series, names, scrape)
+        pred = np.c_[np.ones_like(served), served, running, series, names] @ coef
         r2 = 1 - ((scrape - pred) ** 2).sum() / ((scrape - scrape.mean()) ** 2).sum()
+        ape = np.median(np.abs(pred - scrape) / scrape) * 100
         print(f"{model}: {len(runs)} dt_modelling runs; scrape_ms = {coef[0]:.2f} + {coef[1]:.4f} x served "
-              f"+ {coef[2]:.4f} x running (R^2 {r2:.2f}; measured scrape median {np.median(scrape):.0f} ms)")
+              f"+ {coef[2]:.4f} x running + {coef[3]:.5f} x series + {coef[4]:.7f} x names listed "
+              f"(R^2 {r2:.2f}, median error {ape:.1f}%; measured scrape median {np.median(scrape):.0f} ms)")
         stall, error = fit_first_use_stall(model, runs, coef, args.interval_s, args.stall_grid, args.seed, args.workers)
         print(f"  first_use_stall_ms = {stall:g} (mean half-SMAPE of mean TTFT, p99 TTFT, p99 ITL: "
               + ", ".join(f"{k:g}: {v:.1f}%" for k, v in error.items()) + ")")

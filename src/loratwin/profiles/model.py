@@ -191,16 +191,18 @@ class TailModel(_Strict):
     Metrics-scrape blackout: the reference client polls the server's /metrics, then sleeps
     `metrics_poll_interval_s`. While a scrape is served the API server's event loop is blocked
     (prometheus_client renders the page synchronously), so tokens the engine produces meanwhile
-    reach the client together when it ends, and requests sent meanwhile reach the server then. A scrape lasts metrics_scrape_base_ms +
-    metrics_scrape_ms_per_adapter x served adapters + metrics_scrape_ms_per_running x requests
-    running when it starts (the measured scrape times grow with both), of which the share
-    metrics_scrape_blocking_share blocks the server (the rest is the page's transfer and the
-    client's parsing, which hold nothing back). Scrapes do not all take that long: each one's
+    reach the client together when it ends, and requests sent meanwhile reach the server then. A
+    scrape lasts metrics_scrape_base_ms + metrics_scrape_ms_per_adapter x served adapters +
+    metrics_scrape_ms_per_running x requests running when it starts + metrics_scrape_ms_per_series
+    x series of the LoRA-info gauge so far + metrics_scrape_ms_per_listed_name x adapter names
+    listed in them (twin.lora_info: vLLM 0.8.5 adds a series for every new pair of running and
+    waiting adapter sets and never removes one, so scrapes slow down as a run goes on), of which
+    the share metrics_scrape_blocking_share blocks the server (the rest is the page's transfer and
+    the client's parsing, which hold nothing back). Scrapes do not all take that long: each one's
     length is that mean times a gamma-distributed factor of mean 1 and coefficient of variation
     metrics_scrape_cv (0: every scrape the mean; fitted, since the data gives each run's mean
-    scrape only). All three terms at 0 turn the
-    mechanism off (the default: a profile without fitted tail constants sees every token when its
-    step ends).
+    scrape only). All the terms at 0 turn the mechanism off (the default: a profile without
+    fitted tail constants sees every token when its step ends).
 
     First-use stall: the API server gets a tokenizer for each LoRA adapter on the adapter's first
     request (vLLM's TokenizerGroup tries the adapter's folder, then caches the result), which
@@ -212,6 +214,8 @@ class TailModel(_Strict):
     metrics_scrape_base_ms: TermMs = 0.0
     metrics_scrape_ms_per_adapter: TermMs = 0.0
     metrics_scrape_ms_per_running: TermMs = 0.0
+    metrics_scrape_ms_per_series: TermMs = 0.0
+    metrics_scrape_ms_per_listed_name: TermMs = 0.0
     metrics_scrape_blocking_share: float = Field(default=1.0, ge=0, le=1, allow_inf_nan=False)
     metrics_scrape_cv: float = Field(default=0.0, ge=0, le=3, allow_inf_nan=False)
     first_use_stall_ms: TermMs = 0.0
@@ -220,17 +224,20 @@ class TailModel(_Strict):
     def switches(self) -> dict[str, tuple[str, ...]]:
         """Each mechanism by name: the fields that, all at 0, turn it off."""
         return {"metrics_scrape": ("metrics_scrape_base_ms", "metrics_scrape_ms_per_adapter",
-                                   "metrics_scrape_ms_per_running"),
+                                   "metrics_scrape_ms_per_running", "metrics_scrape_ms_per_series",
+                                   "metrics_scrape_ms_per_listed_name"),
                 "first_use": ("first_use_stall_ms",)}
 
     @property
     def scrape_on(self) -> bool:
         return any(getattr(self, f) > 0 for f in self.switches()["metrics_scrape"])
 
-    def scrape_ms(self, served_adapters, running):
-        """How long one scrape takes, as the client's poll period measures it (ms). Scalars or arrays."""
+    def scrape_ms(self, served_adapters, running, series=0, listed_names=0):
+        """How long one scrape takes, as the client's poll period measures it (ms), with the LoRA-info
+        gauge's `series` so far listing `listed_names` adapter names. Scalars or arrays."""
         return (self.metrics_scrape_base_ms + self.metrics_scrape_ms_per_adapter * served_adapters
-                + self.metrics_scrape_ms_per_running * running)
+                + self.metrics_scrape_ms_per_running * running + self.metrics_scrape_ms_per_series * series
+                + self.metrics_scrape_ms_per_listed_name * listed_names)
 
 
 class Profile(_Strict):

@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from loratwin.twin.lora_info import LoraInfoSeries
+
 NS_PER_MS = 1e6
 # the random stream of the scrape lengths, apart from the workload's draws of the same seed
 SCRAPE_STREAM = 0x5C4A9E
@@ -37,9 +39,10 @@ NONE = Blackouts(np.empty(0, np.int64), np.empty(0, np.int64))
 
 
 def scrape_blackouts(tails, step_end_ns: np.ndarray, step_batch: np.ndarray, served_adapters: int,
-                     until_ns: int, seed: int = 0) -> Blackouts:
+                     until_ns: int, seed: int = 0, lora_info: LoraInfoSeries | None = None) -> Blackouts:
     """The scrapes of a run up to `until_ns`: the first after one poll interval, each taking
-    `tails.scrape_ms` with the requests running at its start times a gamma factor of mean 1 and
+    `tails.scrape_ms` with the requests running at its start and the LoRA-info gauge as the last
+    step before it left it (`lora_info`, per step; None: no series) times a gamma factor of mean 1 and
     coefficient of variation `tails.metrics_scrape_cv` (drawn with `seed`; 1 when the cv is 0),
     blocking the server for its blocking share of that; the next one poll interval after it ends."""
     if not tails.scrape_on:
@@ -52,8 +55,12 @@ def scrape_blackouts(tails, step_end_ns: np.ndarray, step_batch: np.ndarray, ser
     while t < until_ns:
         k = int(np.searchsorted(step_end_ns, t, side="right"))
         running = int(step_batch[k]) if k < len(step_batch) else 0  # the step under way at t
+        series = names = 0
+        if lora_info is not None and k > 0:
+            series, names = int(lora_info.series[k - 1]), int(lora_info.names[k - 1])
         factor = rng.gamma(1 / cv**2, cv**2) if cv > 0 else 1.0
-        length = max(int(round(tails.scrape_ms(served_adapters, running) * factor * NS_PER_MS)), 0)
+        mean_ms = tails.scrape_ms(served_adapters, running, series, names)
+        length = max(int(round(mean_ms * factor * NS_PER_MS)), 0)
         starts.append(t)
         ends.append(t + int(round(length * tails.metrics_scrape_blocking_share)))
         t += length + interval

@@ -13,6 +13,7 @@ import numpy as np
 from loratwin.profiles.serving import conditions as serving_conditions_of
 from loratwin.twin import engine
 from loratwin.twin.delivery import NONE, Blackouts, delivered, first_use_blackouts, scrape_blackouts, union
+from loratwin.twin.lora_info import lora_info_series
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -291,8 +292,10 @@ def build_result(
     ratio = total_tok_s / offered_tok_s if offered_tok_s > 0 else 1.0
 
     # latencies as the client sees them (twin.delivery); the engine's times decide what completed
-    scrapes = scrape_blackouts(profile.tails, step_end, step_batch, len(workload.adapters),
-                               max(duration_ns, int(counters[engine.CNT_END_NS])), seed)
+    gauge = lora_info_series(step_end, sent_ns, first_ns, finish_ns, requests.adapter, n_adapters) \
+        if profile.tails.scrape_on else None
+    scrapes = scrape_blackouts(profile.tails, step_end, step_batch, n_adapters,
+                               max(duration_ns, int(counters[engine.CNT_END_NS])), seed, gauge)
     first_use = first_use_blackouts(profile.tails, sent_ns, requests.adapter, scrapes)
     blackouts = union(scrapes, first_use)
     # a request sent during a blackout reaches the engine when it ends: its tokens come that much
