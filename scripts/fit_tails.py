@@ -1,7 +1,7 @@
 """Fit the profiles' tail constants (TailModel) on the dt_modelling runs of the latency regime.
 
 Usage: python scripts/fit_tails.py [--models llama-3.1-8b-instruct,qwen-2.5-7b-instruct]
-       [--seed 0] [--workers 2] [--write]
+       [--seed 0] [--workers 2] [--write | --scrapes-only | --joint]
 
 Metrics-scrape blackout. The reference client polled /metrics and slept 2 s between polls, so a
 run's time-series samples (runs.csv: npy_samples over npy_span_s) measure how long a scrape took:
@@ -226,6 +226,8 @@ def main(argv=None):
                         f"with --joint {','.join(f'{s:g}' for s in JOINT_STALLS)})")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true")
+    mode.add_argument("--scrapes-only", action="store_true",
+                      help="fit and check the scrape lengths only (no stall; writes nothing)")
     mode.add_argument("--joint", action="store_true",
                       help="search share, cv and the stalls together (prints; writes nothing)")
     p.add_argument("--share-grid", type=number_list, default=list(JOINT_SHARES), help="with --joint")
@@ -242,21 +244,17 @@ def main(argv=None):
     with open(RUNS, newline="") as f:
         rows = {row["run_id"]: row for row in csv.DictReader(f)}
     for model in models:
-        runs = latency_runs([f"{model}:dt_modelling"])
-        measured = [measured_scrape_ms(rows[r.run_id], args.interval_s) for r in runs]
-        runs = [r for r, m in zip(runs, measured) if m is not None]
-        scrape = np.array([m for m in measured if m is not None])
-        tasks = [(r, args.seed, args.interval_s + m / 1000) for r, m in zip(runs, scrape)]
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            running, series, names = np.array(list(pool.map(poll_state, tasks))).T
-        served = np.array([float(r.served_adapters) for r in runs])
-        coef = fit(served, running, series, names, scrape)
-        pred = np.c_[np.ones_like(served), served, running, series, names] @ coef
-        r2 = 1 - ((scrape - pred) ** 2).sum() / ((scrape - scrape.mean()) ** 2).sum()
-        ape = np.median(np.abs(pred - scrape) / scrape) * 100
+        runs, scrape, terms = scrape_terms(latency_runs([f"{model}:dt_modelling"]), rows, args)
+        coef = fit(*terms[:, 1:].T, scrape)
+        r2 = 1 - ((scrape - terms @ coef) ** 2).sum() / ((scrape - scrape.mean()) ** 2).sum()
         print(f"{model}: {len(runs)} dt_modelling runs; scrape_ms = {coef[0]:.2f} + {coef[1]:.4f} x served "
               f"+ {coef[2]:.4f} x running + {coef[3]:.5f} x series + {coef[4]:.7f} x names listed "
-              f"(R^2 {r2:.2f}, median error {ape:.1f}%; measured scrape median {np.median(scrape):.0f} ms)")
+              f"(R^2 {r2:.2f}, median error {median_error(terms @ coef, scrape):.1f}%; "
+              f"measured scrape median {np.median(scrape):.0f} ms)")
+        none = np.zeros(len(runs))
+        check_scrapes(model, coef, fit(terms[:, 1], terms[:, 2], none, none, scrape), rows, args)
+        if args.scrapes_only:
+            continue
         stall, error = fit_first_use_stall(model, runs, coef, args.interval_s, args.stall_grid, args.seed, args.workers)
         print(f"  first_use_stall_ms = {stall:g} (mean half-SMAPE of mean TTFT, p99 TTFT, p99 ITL: "
               + ", ".join(f"{k:g}: {v:.1f}%" for k, v in error.items()) + ")")
@@ -264,6 +262,35 @@ def main(argv=None):
             write_profile(model, coef, len(runs), args.interval_s, stall)
             print(f"  written to {PROFILE_DIR / (model + '.yaml')}")
 
+
+def scrape_terms(runs: list, rows: dict, args) -> tuple[list, np.ndarray, np.ndarray]:
+    """The runs with a measured scrape time, those times (ms), and per run the terms of SCRAPE_TERMS
+    (1, served, and the twin's running, series and names listed averaged over the polls)."""
+    measured = [measured_scrape_ms(rows[r.run_id], args.interval_s) for r in runs]
+    runs = [r for r, m in zip(runs, measured) if m is not None]
+    scrape = np.array([m for m in measured if m is not None])
+    tasks = [(r, args.seed, args.interval_s + m / 1000) for r, m in zip(runs, scrape)]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        state = np.array(list(pool.map(poll_state, tasks))).reshape(-1, 3)
+    served = np.array([float(r.served_adapters) for r in runs])
+    return runs, scrape, np.c_[np.ones_like(served), served, state]
+
+
+def median_error(predicted: np.ndarray, measured: np.ndarray) -> float:
+    return float(np.median(np.abs(predicted - measured) / measured) * 100)
+
+
+def check_scrapes(model: str, coef: np.ndarray, served_only: np.ndarray, rows: dict, args) -> None:
+    """Print how the fitted scrape times (and those of the served-adapter form, base + served +
+    running, fitted on the same runs) predict the model's ml_test runs, never fitted on."""
+    runs = latency_runs([f"{model}:ml_test"])
+    if not runs:
+        return
+    runs, scrape, terms = scrape_terms(runs, rows, args)
+    for name, c in (("this fit", coef), ("served-adapter form", served_only)):
+        predicted = terms @ c
+        print(f"  ml_test check ({len(runs)} runs, not fitted on), {name}: median error "
+              f"{median_error(predicted, scrape):.1f}%, x{np.median(predicted / scrape):.2f} median predicted/measured")
 
 if __name__ == "__main__":
     main()
