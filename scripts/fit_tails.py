@@ -204,6 +204,36 @@ def write_profile(model: str, coef: np.ndarray, n: int, interval_s: float, stall
     path.write_text(text)
 
 
+def model_list(text: str) -> list[str]:
+    models = text.split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown model {unknown[0]!r}; expected some of {', '.join(MODELS)}")
+    return models
+
+
+def counted(least: int):
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
+        return value
+    return check
+
+
+def positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def number_list(text: str) -> list[float]:
     """A comma-separated list of non-negative finite numbers (argparse names the flag on error)."""
     try:
@@ -217,10 +247,10 @@ def number_list(text: str) -> list[float]:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--interval-s", type=float, default=2.0)
+    p.add_argument("--models", type=model_list, default=",".join(MODELS), help=f"of {', '.join(MODELS)}")
+    p.add_argument("--seed", type=counted(0), default=0)
+    p.add_argument("--workers", type=counted(1), default=min(2, os.cpu_count() or 1))
+    p.add_argument("--interval-s", type=positive, default=2.0, help="the client's sleep between polls")
     p.add_argument("--stall-grid", type=number_list, default=None,
                    help="first-use stalls (ms) to try, comma separated (default 0,100,200,250,300,350,400,500; "
                         f"with --joint {','.join(f'{s:g}' for s in JOINT_STALLS)})")
@@ -233,7 +263,7 @@ def main(argv=None):
     p.add_argument("--share-grid", type=number_list, default=list(JOINT_SHARES), help="with --joint")
     p.add_argument("--cv-grid", type=number_list, default=list(JOINT_CVS), help="with --joint")
     args = p.parse_args(argv)
-    models = args.models.split(",")
+    models = args.models
     if args.joint:
         grid = args.stall_grid or list(JOINT_STALLS)
         optimum, table = joint_search({m: latency_runs([f"{m}:dt_modelling"]) for m in models},

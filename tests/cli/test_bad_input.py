@@ -415,6 +415,9 @@ CASES = [
          "--metrics-poll", "1e9", "--out", "p.yaml"),
     case("--metrics-poll must be 0 (no scrapes) or a number of seconds from 0.001 to 3600, got inf", "simulate-cluster",
          "cluster.yaml", "adapters.csv", "--metrics-poll", "inf"),
+    # scrapes are played through one by one: a day polled every millisecond is refused before it starts
+    case("8.6e7 /metrics scrapes (--metrics-poll) over 86400 s", "simulate", "--served", "1", "--rates", "0.01",
+         "--ranks", "8", "--max-loras", "1", "--duration", "86400", "--metrics-poll", "0.001", "--max-memory", "400M"),
     # an interval that rounds to 0 ns scraped from the window's start (p99 ITL 0 ms, mean TTFT x100)
     case("--metrics-poll must be 0 (no scrapes) or a number of seconds from 0.001 to 3600, got 1e-09", *SIM,
          "--metrics-poll", "1e-9"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from loratwin.errors import InputError
 from loratwin.profiles import load_profile
@@ -108,3 +109,16 @@ def test_recommend_and_place_say_the_conditions_they_assumed(tmp_path):
                                "--metrics-poll", "0", "--json"])
     assert code == 0, err
     assert json.loads(out)["serving"] == {"warm": False, "metrics_poll_s": 0.0}
+
+
+def test_a_profile_without_tail_constants_says_the_flags_change_nothing(tmp_path):
+    text = load_profile("llama-3.1-8b-instruct").model_dump(mode="json")
+    text.pop("tails")
+    text["name"] = "notails"
+    path = tmp_path / "notails.yaml"
+    path.write_text(yaml.safe_dump(text))
+    code, out, err = run_main(["simulate", "--profile", str(path), "--served", "4", "--rates", "0.2", "--ranks", "8",
+                               "--max-loras", "4", "--duration", "60", "--fresh", "--metrics-poll", "15"])
+    assert code == 0, err
+    assert "profile notails has no first-use stall" in err and "--metrics-poll 15 simulates no /metrics scrapes" in err
+    assert "warm server (no first-use stalls), no /metrics scrapes" in out  # what it simulated, recorded as such

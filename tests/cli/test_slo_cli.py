@@ -95,3 +95,9 @@ def test_a_starved_adapter_breaks_the_ttft_slo_and_the_output_says_why():
     code, out, err = run_main(sim)
     assert code == 0, err
     assert "NO" in out and "still without a first token at the end count their wait so far" in " ".join(out.split())
+
+
+def test_refused_gpus_are_named_as_gpus_not_counts():
+    from loratwin.cli.place import _gpu_list
+
+    assert _gpu_list([0]) == "GPU 0" and _gpu_list([1, 3]) == "GPUs 1, 3"

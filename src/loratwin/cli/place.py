@@ -255,9 +255,9 @@ def _print_placement(placement, verification, console: Console, compared: dict |
         refused = verification.refused_gpus
         console.print(
             f"twin ({verification.duration_s:g} s per GPU): {verification.total_tok_s:,.0f} tok/s in total; "
-            + (f"[bold red]GPUs the rule refuses on the twin's numbers: {', '.join(map(str, refused))}[/]" if refused
+            + (f"[bold red]the rule refuses {_gpu_list(refused)} on the twin's numbers[/]" if refused
                else "[green]the rule accepts every GPU on the twin's numbers[/]")
-            + (f"; starved by the published rule: {', '.join(map(str, verification.starved_gpus))}"
+            + (f"; starved by the published rule: {_gpu_list(verification.starved_gpus)}"
                if verification.starved_gpus else ""),
             highlight=False,
         )
@@ -303,3 +303,8 @@ def _comparison(placement, compared: dict) -> str:
 
 def _seconds_cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def _gpu_list(indices) -> str:
+    """GPU indices in words: "GPU 0", "GPUs 1, 3" (a bare "0" reads as a count)."""
+    return ("GPU " if len(indices) == 1 else "GPUs ") + ", ".join(map(str, indices))

@@ -11,7 +11,7 @@ import math
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from loratwin.profiles.derive.memory import MemoryFlags
 from loratwin.profiles.kv_capacity import KVCapacityModel, Rank
@@ -41,9 +41,18 @@ def _within(low: float, high: float, described: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-TermMs = Annotated[float, _within(0, MAX_TERM_MS, "of ms from 0 to 3,600,000 (an hour; the terms are in ms)")]
+def _not_bool(value):
+    # YAML's true/false would pass as 1 and 0 ms
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number of ms, got {str(value).lower()}")
+    return value
+
+
+TermMs = Annotated[float, BeforeValidator(_not_bool),
+                   _within(0, MAX_TERM_MS, "of ms from 0 to 3,600,000 (an hour; the terms are in ms)")]
 SignedTermMs = Annotated[
-    float, _within(-MAX_TERM_MS, MAX_TERM_MS, "of ms from -3,600,000 to 3,600,000 (an hour; the terms are in ms)")
+    float, BeforeValidator(_not_bool),
+    _within(-MAX_TERM_MS, MAX_TERM_MS, "of ms from -3,600,000 to 3,600,000 (an hour; the terms are in ms)")
 ]
 # The scheduler's intercept is fitted by least squares and comes out slightly negative (about -0.004 ms
 # in the published profile, -0.2 ms in the reference one), but a step's CPU overhead cannot be much

@@ -121,7 +121,7 @@ def _check_size(
     """Refuse a run too large for the memory limit before its requests are drawn: its adapters,
     the requests its arrival processes are expected to send (schedules and drift included), the
     periods of unpredictable arrivals, the engine steps (at most one per token asked for, and one
-    per shortest step) and the samples. A refusal names what dominates (`window_from`: where the
+    per shortest step), the samples and the client's /metrics scrapes. A refusal names what dominates (`window_from`: where the
     window comes from, in words)."""
     if not math.isfinite(duration_s):
         return  # refused with its flag when the requests are drawn
@@ -129,7 +129,9 @@ def _check_size(
     adapters = len(workload.adapters)
     periods = unpredictable_periods(workload, duration_s)[0] if requests is None else 0.0
     # what is known without arrays first: the expected rates take memory in proportion to the periods
-    words = {"sample_interval_s": sample_interval_s, "window_from": window_from, "engine": engine}
+    tails = profile.tails
+    scrapes = duration_s / tails.metrics_poll_interval_s if tails.scrape_on else 0.0
+    words = {"sample_interval_s": sample_interval_s, "window_from": window_from, "engine": engine, "scrapes": scrapes}
     budget.require(budget.simulation_estimate(adapters, None, duration_s, samples=samples, periods=periods, **words))
     if requests is None:
         expected = float(expected_mean_rates(workload, duration_s).sum()) * duration_s
