@@ -177,7 +177,13 @@ def placement_serving(doc: Any, source: str) -> tuple[bool, float] | None:
         return None
     if not isinstance(serving, dict):
         raise InputError(f"{source}: serving: expected a mapping with warm and metrics_poll_s")
-    warm, poll = serving.get("warm"), serving.get("metrics_poll_s")
+    unknown = sorted(set(map(str, serving)) - {"warm", "metrics_poll_s"})
+    if unknown:
+        raise InputError(f"{source}: serving.{unknown[0]}: unknown field; expected warm and metrics_poll_s")
+    missing = [k for k in ("warm", "metrics_poll_s") if k not in serving]
+    if missing:
+        raise InputError(f"{source}: serving.{missing[0]}: missing; expected warm and metrics_poll_s")
+    warm, poll = serving["warm"], serving["metrics_poll_s"]
     if not isinstance(warm, bool):
         raise InputError(f"{source}: serving.warm: expected true or false, got {warm!r}")
     if isinstance(poll, bool) or not isinstance(poll, int | float):
