@@ -26,7 +26,8 @@ def test_quickstart_walks_through_a_recommendation_and_a_placement():
     proc = run("quickstart")
     assert proc.returncode == 0, proc.stderr
     for needle in ("1. The example", "Recommendation", "--max-loras", "Why", "vllm serve",
-                   "3. All 240 adapters", "4. Next", "loratwin place"):
+                   "3. All 240 adapters", "4. Next", "loratwin place",
+                   "served by a fresh server (each adapter's first request stalls it), /metrics scraped every 2 s"):
         assert needle in proc.stdout, needle
     # one line per GPU, each with its flags and the twin's verdict
     gpu_lines = [line for line in proc.stdout.splitlines() if line.strip().startswith("GPU ")]
@@ -41,6 +42,7 @@ def test_quickstart_json_holds_the_placement_of_every_adapter():
     placed = [a for g in doc["placement"]["gpus"] for a in g["adapters"]]
     assert len(placed) == len(set(placed)) == 240
     assert doc["served"] < 240 and "verification" not in doc["placement"]
+    assert doc["serving"] == {"warm": False, "metrics_poll_s": 2.0}
 
 
 def test_recommend_json_is_one_document(tmp_path):

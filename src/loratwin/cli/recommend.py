@@ -243,6 +243,7 @@ def quickstart(
     from loratwin.plan import recommend as run_recommend
     from loratwin.plan.inputs import QUICKSTART_CSV
     from loratwin.profiles import load_profile
+    from loratwin.profiles.serving import conditions
 
     profile_name, profile = profile, load_profile(profile)
     spec = read_adapters_csv(QUICKSTART_CSV)
@@ -254,7 +255,7 @@ def quickstart(
         rec = _check_with_twin(rec, spec, profile, estimator, verify=True, refine=True)
     placement, verification = _place_all(spec, profile, rule, verify=check) if rec.served < len(spec.adapters) else (None, None)
     if json_out:
-        doc = rec.to_dict() | {"example": example}
+        doc = rec.to_dict() | {"example": example, "serving": conditions(profile)}
         if placement is not None:
             doc["placement"] = placement.to_dict() | ({"verification": verification.to_dict()} if verification else {})
         print(json.dumps(doc, indent=1, allow_nan=False))
@@ -273,7 +274,7 @@ def quickstart(
                  "in the batch or for the KV cache"
                  + ("; then the twin simulates an hour around that answer, judged by the same rule:\n"
                     if check else ":\n"))
-    _print_recommendation(rec, None, derived_note(profile))
+    _print_recommendation(rec, None, derived_note(profile), conditions(profile))
     step = 3
     if placement is not None:
         _print_quickstart_placement(placement, verification)
