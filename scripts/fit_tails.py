@@ -102,12 +102,13 @@ SCRAPE_TERMS = ("metrics_scrape_base_ms", "metrics_scrape_ms_per_adapter", "metr
                 "metrics_scrape_ms_per_series", "metrics_scrape_ms_per_listed_name")
 
 
-def fit(served, running, series, names, scrape_ms) -> np.ndarray:
-    """Least squares scrape_ms = base + a x served + b x running + c x series + d x names, all >= 0
-    (in the order of SCRAPE_TERMS)."""
+def fit(terms: np.ndarray, scrape_ms: np.ndarray, first: int = len(SCRAPE_TERMS)) -> np.ndarray:
+    """Least squares scrape_ms = terms @ coef, all >= 0, on the first `first` of SCRAPE_TERMS (the
+    columns of `terms`; the rest held at 0: first=3 is the served-adapter form)."""
     from scipy.optimize import nnls
 
-    coef, _ = nnls(np.c_[np.ones_like(served), served, running, series, names], scrape_ms)
+    coef = np.zeros(terms.shape[1])
+    coef[:first] = nnls(terms[:, :first], scrape_ms)[0]
     return coef
 
 
@@ -245,6 +246,36 @@ def number_list(text: str) -> list[float]:
     return values
 
 
+def scrape_terms(runs: list, rows: dict, args) -> tuple[list, np.ndarray, np.ndarray]:
+    """The runs with a measured scrape time, those times (ms), and per run the terms of SCRAPE_TERMS
+    (1, served, and the twin's running, series and names listed averaged over the polls)."""
+    measured = [measured_scrape_ms(rows[r.run_id], args.interval_s) for r in runs]
+    runs = [r for r, m in zip(runs, measured) if m is not None]
+    scrape = np.array([m for m in measured if m is not None])
+    tasks = [(r, args.seed, args.interval_s + m / 1000) for r, m in zip(runs, scrape)]
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        state = np.array(list(pool.map(poll_state, tasks))).reshape(-1, 3)
+    served = np.array([float(r.served_adapters) for r in runs])
+    return runs, scrape, np.c_[np.ones_like(served), served, state]
+
+
+def median_error(predicted: np.ndarray, measured: np.ndarray) -> float:
+    return float(np.median(np.abs(predicted - measured) / measured) * 100)
+
+
+def check_scrapes(model: str, coef: np.ndarray, served_only: np.ndarray, rows: dict, args) -> None:
+    """Print how the fitted scrape times (and those of the served-adapter form, base + served +
+    running, fitted on the same runs) predict the model's ml_test runs, never fitted on."""
+    runs = latency_runs([f"{model}:ml_test"])
+    if not runs:
+        return
+    runs, scrape, terms = scrape_terms(runs, rows, args)
+    for name, c in (("this fit", coef), ("served-adapter form", served_only)):
+        predicted = terms @ c
+        print(f"  ml_test check ({len(runs)} runs, not fitted on), {name}: median error "
+              f"{median_error(predicted, scrape):.1f}%, x{np.median(predicted / scrape):.2f} median predicted/measured")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", type=model_list, default=",".join(MODELS), help=f"of {', '.join(MODELS)}")
@@ -275,14 +306,13 @@ def main(argv=None):
         rows = {row["run_id"]: row for row in csv.DictReader(f)}
     for model in models:
         runs, scrape, terms = scrape_terms(latency_runs([f"{model}:dt_modelling"]), rows, args)
-        coef = fit(*terms[:, 1:].T, scrape)
+        coef = fit(terms, scrape)
         r2 = 1 - ((scrape - terms @ coef) ** 2).sum() / ((scrape - scrape.mean()) ** 2).sum()
         print(f"{model}: {len(runs)} dt_modelling runs; scrape_ms = {coef[0]:.2f} + {coef[1]:.4f} x served "
               f"+ {coef[2]:.4f} x running + {coef[3]:.5f} x series + {coef[4]:.7f} x names listed "
               f"(R^2 {r2:.2f}, median error {median_error(terms @ coef, scrape):.1f}%; "
               f"measured scrape median {np.median(scrape):.0f} ms)")
-        none = np.zeros(len(runs))
-        check_scrapes(model, coef, fit(terms[:, 1], terms[:, 2], none, none, scrape), rows, args)
+        check_scrapes(model, coef, fit(terms, scrape, first=3), rows, args)
         if args.scrapes_only:
             continue
         stall, error = fit_first_use_stall(model, runs, coef, args.interval_s, args.stall_grid, args.seed, args.workers)
@@ -292,35 +322,6 @@ def main(argv=None):
             write_profile(model, coef, len(runs), args.interval_s, stall)
             print(f"  written to {PROFILE_DIR / (model + '.yaml')}")
 
-
-def scrape_terms(runs: list, rows: dict, args) -> tuple[list, np.ndarray, np.ndarray]:
-    """The runs with a measured scrape time, those times (ms), and per run the terms of SCRAPE_TERMS
-    (1, served, and the twin's running, series and names listed averaged over the polls)."""
-    measured = [measured_scrape_ms(rows[r.run_id], args.interval_s) for r in runs]
-    runs = [r for r, m in zip(runs, measured) if m is not None]
-    scrape = np.array([m for m in measured if m is not None])
-    tasks = [(r, args.seed, args.interval_s + m / 1000) for r, m in zip(runs, scrape)]
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        state = np.array(list(pool.map(poll_state, tasks))).reshape(-1, 3)
-    served = np.array([float(r.served_adapters) for r in runs])
-    return runs, scrape, np.c_[np.ones_like(served), served, state]
-
-
-def median_error(predicted: np.ndarray, measured: np.ndarray) -> float:
-    return float(np.median(np.abs(predicted - measured) / measured) * 100)
-
-
-def check_scrapes(model: str, coef: np.ndarray, served_only: np.ndarray, rows: dict, args) -> None:
-    """Print how the fitted scrape times (and those of the served-adapter form, base + served +
-    running, fitted on the same runs) predict the model's ml_test runs, never fitted on."""
-    runs = latency_runs([f"{model}:ml_test"])
-    if not runs:
-        return
-    runs, scrape, terms = scrape_terms(runs, rows, args)
-    for name, c in (("this fit", coef), ("served-adapter form", served_only)):
-        predicted = terms @ c
-        print(f"  ml_test check ({len(runs)} runs, not fitted on), {name}: median error "
-              f"{median_error(predicted, scrape):.1f}%, x{np.median(predicted / scrape):.2f} median predicted/measured")
 
 if __name__ == "__main__":
     main()

@@ -86,3 +86,9 @@ def test_scrapes_lengthen_with_the_series_so_far():
     without = scrape_blackouts(tails, step_end, batch, 2, 40_000_000)  # no series: the scrapes take nothing
     assert without.start_ns.tolist() == [10_000_000, 20_000_000, 30_000_000]
     assert np.all(without.end_ns == without.start_ns)
+
+
+def test_the_gauge_is_followed_only_when_a_scrape_depends_on_it():
+    assert not TailModel(metrics_scrape_base_ms=5.0).gauge_on
+    assert TailModel(metrics_scrape_ms_per_series=0.01).gauge_on
+    assert not TailModel(metrics_scrape_ms_per_listed_name=0.0).gauge_on

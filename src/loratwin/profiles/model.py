@@ -241,6 +241,11 @@ class TailModel(_Strict):
     def scrape_on(self) -> bool:
         return any(getattr(self, f) > 0 for f in self.switches()["metrics_scrape"])
 
+    @property
+    def gauge_on(self) -> bool:
+        """Whether a scrape's length depends on the LoRA-info gauge (twin.lora_info)."""
+        return self.scrape_on and (self.metrics_scrape_ms_per_series > 0 or self.metrics_scrape_ms_per_listed_name > 0)
+
     def scrape_ms(self, served_adapters, running, series=0, listed_names=0):
         """How long one scrape takes, as the client's poll period measures it (ms), with the LoRA-info
         gauge's `series` so far listing `listed_names` adapter names. Scalars or arrays."""

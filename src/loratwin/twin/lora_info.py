@@ -73,11 +73,10 @@ def lora_info_series(step_end_ns: np.ndarray, sent_ns: np.ndarray, first_ns: np.
     sent, first, finish = (np.asarray(a, np.int64) for a in (sent_ns, first_ns, finish_ns))
     adapter = np.asarray(adapter, np.int64)
     waits, runs, ends = sent >= 0, (sent >= 0) & (first >= 0), (sent >= 0) & (first >= 0) & (finish >= 0)
-    # in this order a request's own joining comes before its leaving
-    times = np.concatenate([sent[waits], first[runs], first[runs], finish[ends]])
-    if times.size == 0:  # no request, no series
+    if not waits.any():  # no request sent, no series
         zeros = np.zeros(step_end.size, np.int64)
         return LoraInfoSeries(zeros, zeros)
+    # in this order a request's own joining comes before its leaving
     keys = np.concatenate([2 * adapter[waits], 2 * adapter[runs], 2 * adapter[runs] + 1, 2 * adapter[ends] + 1])
     deltas = np.concatenate([np.ones(int(waits.sum()), np.int64), -np.ones(int(runs.sum()), np.int64),
                              np.ones(int(runs.sum()), np.int64), -np.ones(int(ends.sum()), np.int64)])

@@ -293,7 +293,7 @@ def build_result(
 
     # latencies as the client sees them (twin.delivery); the engine's times decide what completed
     gauge = lora_info_series(step_end, sent_ns, first_ns, finish_ns, requests.adapter, n_adapters) \
-        if profile.tails.scrape_on else None
+        if profile.tails.gauge_on else None
     scrapes = scrape_blackouts(profile.tails, step_end, step_batch, n_adapters,
                                max(duration_ns, int(counters[engine.CNT_END_NS])), seed, gauge)
     first_use = first_use_blackouts(profile.tails, sent_ns, requests.adapter, scrapes)

@@ -121,8 +121,8 @@ def _check_size(
     """Refuse a run too large for the memory limit before its requests are drawn: its adapters,
     the requests its arrival processes are expected to send (schedules and drift included), the
     periods of unpredictable arrivals, the engine steps (at most one per token asked for, and one
-    per shortest step), the samples and the client's /metrics scrapes. A refusal names what dominates (`window_from`: where the
-    window comes from, in words)."""
+    per shortest step), the samples and the client's /metrics scrapes. A refusal names what
+    dominates (`window_from`: where the window comes from, in words)."""
     if not math.isfinite(duration_s):
         return  # refused with its flag when the requests are drawn
     samples = duration_s / sample_interval_s + 2
